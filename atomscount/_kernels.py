@@ -1,0 +1,345 @@
+"""All numba kernels of atomscount.
+
+Each kernel has a plain NumPy reference (``atomscount.columns.model``) and a test
+that compares the two. Kernels take only arrays and scalars; the Python layers
+above them own validation and bookkeeping.
+
+Column search: columns are sorted into square bins of side ``bin_size`` (at least
+the largest cut-off radius) covering the image plus a margin. A pixel looks at its
+own bin and the eight around it, so every column within its cut-off is found.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+_MAXK = 64  # most columns that may overlap one pixel; more raises in the caller
+
+
+@nb.njit(cache=True, inline="always")
+def _pixel_bin(p, origin, bin_size, nb_):
+    b = int(math.floor((p - origin) / bin_size))
+    if b < 0:
+        b = 0
+    elif b > nb_ - 1:
+        b = nb_ - 1
+    return b
+
+
+@nb.njit(cache=True)
+def _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys):
+    """Fill ``act`` with the columns whose cut-off covers pixel (px, py); return how many."""
+    bx = _pixel_bin(px, origin_x, bin_size, nbx)
+    by = _pixel_bin(py, origin_y, bin_size, nby)
+    n = 0
+    for j in range(max(by - 1, 0), min(by + 2, nby)):
+        for i in range(max(bx - 1, 0), min(bx + 2, nbx)):
+            b = j * nbx + i
+            for k in range(bin_start[b], bin_start[b + 1]):
+                c = bin_cols[k]
+                dx = px - x[c]
+                dy = py - y[c]
+                d2 = dx * dx + dy * dy
+                if d2 < cut2[c]:
+                    if n >= act.shape[0]:
+                        return -1
+                    act[n] = c
+                    d2s[n] = d2
+                    dxs[n] = dx
+                    dys[n] = dy
+                    n += 1
+    # insertion sort by column index so that pair (a, b) with a < b is found in row a
+    for a in range(1, n):
+        c = act[a]
+        d2 = d2s[a]
+        dx = dxs[a]
+        dy = dys[a]
+        k = a - 1
+        while k >= 0 and act[k] > c:
+            act[k + 1] = act[k]
+            d2s[k + 1] = d2s[k]
+            dxs[k + 1] = dxs[k]
+            dys[k + 1] = dys[k]
+            k -= 1
+        act[k + 1] = c
+        d2s[k + 1] = d2
+        dxs[k + 1] = dx
+        dys[k + 1] = dy
+    return n
+
+
+@nb.njit(parallel=True, cache=True)
+def render_columns(
+    ny, nx, pixel, x, y, eta, rho, cut2, bg, xc, yc,
+    bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size,
+):  # fmt: skip
+    """Model image ``bg(x, y) + sum_i eta_i exp(-|r - r_i|^2 / (2 rho_i^2))``.
+
+    Returns the image, or an image whose first pixel is NaN if a pixel is covered
+    by more than ``_MAXK`` columns.
+    """
+    out = np.empty((ny, nx))
+    overflow = np.zeros(ny, dtype=np.bool_)
+    for r in nb.prange(ny):
+        act = np.empty(_MAXK, dtype=np.int64)
+        d2s = np.empty(_MAXK)
+        dxs = np.empty(_MAXK)
+        dys = np.empty(_MAXK)
+        py = r * pixel
+        for c in range(nx):
+            px = c * pixel
+            v = bg[0] + bg[1] * (px - xc) + bg[2] * (py - yc)
+            n = _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys)
+            if n < 0:
+                overflow[r] = True
+                n = 0
+            for a in range(n):
+                j = act[a]
+                v += eta[j] * math.exp(-0.5 * d2s[a] / (rho[j] * rho[j]))
+            out[r, c] = v
+    if overflow.any():
+        out[0, 0] = np.nan
+    return out
+
+
+@nb.njit(parallel=True, cache=True)
+def weighted_chi2(data, weights, model):
+    """``sum(weights * (data - model)**2)``, computed row-parallel."""
+    ny, nx = data.shape
+    acc = np.zeros(ny)
+    for r in nb.prange(ny):
+        s = 0.0
+        for c in range(nx):
+            d = data[r, c] - model[r, c]
+            s += weights[r, c] * d * d
+        acc[r] = s
+    return acc.sum()
+
+
+@nb.njit(cache=True, inline="always")
+def _find(indptr, indices, row, col):
+    lo = indptr[row]
+    hi = indptr[row + 1]
+    while lo < hi:
+        mid = (lo + hi) // 2
+        v = indices[mid]
+        if v < col:
+            lo = mid + 1
+        elif v > col:
+            hi = mid
+        else:
+            return mid
+    return -1
+
+
+@nb.njit(parallel=True, cache=True)
+def normal_equations(
+    data, weights, pixel, x, y, eta, rho, cut2, ctype, bg, xc, yc,
+    free_width, n_bg, n_types,
+    bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size,
+    blk_indptr, blk_indices, n_chunks,
+):  # fmt: skip
+    """Accumulate the Gauss-Newton normal equations of the column model.
+
+    Local parameters per column are ``(x, y, eta[, rho])``; the ``G = n_bg + n_types``
+    global parameters are the background coefficients ``(c0[, cx, cy])`` and, when
+    widths are shared, one width per column type.
+
+    Returns
+    -------
+    blocks : (nnzb, b, b)
+        Upper-triangle blocks ``J_i^T W J_j`` (``i <= j``) in the column-level
+        sparsity pattern ``blk_indptr, blk_indices``.
+    cross : (n, b, G)
+        ``J_i^T W J_global``.
+    glob : (G, G)
+        ``J_global^T W J_global``.
+    grad_local : (n, b), grad_global : (G,)
+        ``J^T W r`` with ``r = data - model``.
+    chi2 : float
+        ``sum W r^2``.
+    overflow : bool
+        True if some pixel is covered by more than ``_MAXK`` columns.
+    """
+    ny, nx = data.shape
+    n = x.shape[0]
+    b = 4 if free_width else 3
+    G = n_bg + (0 if free_width else n_types)
+    nnzb = blk_indices.shape[0]
+    blocks = np.zeros((n_chunks, nnzb, b, b))
+    cross = np.zeros((n_chunks, n, b, G))
+    glob = np.zeros((n_chunks, G, G))
+    gl = np.zeros((n_chunks, n, b))
+    gg = np.zeros((n_chunks, G))
+    chi2 = np.zeros(n_chunks)
+    overflow = np.zeros(n_chunks, dtype=np.bool_)
+    rows_per = (ny + n_chunks - 1) // n_chunks
+    for ch in nb.prange(n_chunks):
+        act = np.empty(_MAXK, dtype=np.int64)
+        d2s = np.empty(_MAXK)
+        dxs = np.empty(_MAXK)
+        dys = np.empty(_MAXK)
+        D = np.empty((_MAXK, 4))
+        DG = np.empty(G)
+        for r in range(ch * rows_per, min((ch + 1) * rows_per, ny)):
+            py = r * pixel
+            for c in range(nx):
+                w = weights[r, c]
+                if w == 0.0:
+                    continue
+                px = c * pixel
+                k = _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys)
+                if k < 0:
+                    overflow[ch] = True
+                    k = 0
+                for q in range(G):
+                    DG[q] = 0.0
+                DG[0] = 1.0
+                if n_bg == 3:
+                    DG[1] = px - xc
+                    DG[2] = py - yc
+                m = bg[0] + bg[1] * (px - xc) + bg[2] * (py - yc)
+                for a in range(k):
+                    j = act[a]
+                    r2 = rho[j] * rho[j]
+                    g = math.exp(-0.5 * d2s[a] / r2)
+                    eg = eta[j] * g
+                    m += eg
+                    D[a, 0] = eg * dxs[a] / r2
+                    D[a, 1] = eg * dys[a] / r2
+                    D[a, 2] = g
+                    dr = eg * d2s[a] / (r2 * rho[j])
+                    if free_width:
+                        D[a, 3] = dr
+                    else:
+                        DG[n_bg + ctype[j]] += dr
+                res = data[r, c] - m
+                wr = w * res
+                chi2[ch] += wr * res
+                for q in range(G):
+                    gg[ch, q] += wr * DG[q]
+                    for q2 in range(G):
+                        glob[ch, q, q2] += w * DG[q] * DG[q2]
+                for a in range(k):
+                    j = act[a]
+                    for p in range(b):
+                        wd = w * D[a, p]
+                        gl[ch, j, p] += wr * D[a, p]
+                        for q in range(G):
+                            cross[ch, j, p, q] += wd * DG[q]
+                    for a2 in range(a, k):
+                        loc = _find(blk_indptr, blk_indices, j, act[a2])
+                        if loc < 0:
+                            overflow[ch] = True
+                            continue
+                        for p in range(b):
+                            wd = w * D[a, p]
+                            for p2 in range(b):
+                                blocks[ch, loc, p, p2] += wd * D[a2, p2]
+    return (
+        blocks.sum(axis=0),
+        cross.sum(axis=0),
+        glob.sum(axis=0),
+        gl.sum(axis=0),
+        gg.sum(axis=0),
+        chi2.sum(),
+        overflow.any(),
+    )
+
+
+@nb.njit(parallel=True, cache=True)
+def local_inverse_blocks(indptr, indices, blocks, diag_loc):
+    """Diagonal blocks of ``A^-1`` for a block-sparse SPD matrix, from local patches.
+
+    For each column ``i`` the dense sub-matrix over ``i`` and its pattern
+    neighbours is inverted and its ``(i, i)`` block kept. Because the coupling
+    between columns falls off like their Gaussian overlap, the neglected terms are
+    second order in the overlap with the next ring of neighbours.
+    """
+    n = indptr.shape[0] - 1
+    b = blocks.shape[1]
+    out = np.empty((n, b, b))
+    for i in nb.prange(n):
+        lo = indptr[i]
+        hi = indptr[i + 1]
+        patch = indices[lo:hi]
+        p = patch.shape[0]
+        M = np.zeros((p * b, p * b))
+        for u in range(p):
+            cu = patch[u]
+            for v in range(p):
+                loc = _find(indptr, indices, cu, patch[v])
+                if loc >= 0:
+                    M[u * b:(u + 1) * b, v * b:(v + 1) * b] = blocks[loc]
+        # a column with no pixels would make M singular; a ridge far below any real
+        # curvature keeps the solve defined without changing well-posed blocks
+        mx = 0.0
+        for d in range(p * b):
+            mx = max(mx, M[d, d])
+        for d in range(p * b):
+            M[d, d] += 1e-13 * mx + 1e-300
+        # position of i in its own patch
+        pos = 0
+        for u in range(p):
+            if patch[u] == i:
+                pos = u
+        E = np.zeros((p * b, b))
+        for q in range(b):
+            E[pos * b + q, q] = 1.0
+        sol = np.linalg.solve(M, E)
+        out[i] = sol[pos * b:(pos + 1) * b, :]
+    return out
+
+
+@nb.njit(parallel=True, cache=True)
+def voronoi_sums(labels, values, n):
+    """Sum ``values`` and count pixels per label (``-1`` means unassigned)."""
+    ny, nx = labels.shape
+    nth = nb.get_num_threads()
+    sums = np.zeros((nth, n))
+    counts = np.zeros((nth, n), dtype=np.int64)
+    rows_per = (ny + nth - 1) // nth
+    for t in nb.prange(nth):
+        for r in range(t * rows_per, min((t + 1) * rows_per, ny)):
+            for c in range(nx):
+                lab = labels[r, c]
+                if lab >= 0:
+                    sums[t, lab] += values[r, c]
+                    counts[t, lab] += 1
+    return sums.sum(axis=0), counts.sum(axis=0)
+
+
+@nb.njit(parallel=True, cache=True)
+def nearest_labels(
+    ny, nx, pixel, x, y, max_r2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size
+):  # fmt: skip
+    """Label each pixel with its nearest column within ``sqrt(max_r2)`` (else ``-1``).
+
+    ``bin_size`` must be at least the search radius. This is the Voronoi tessellation
+    of the column positions, clipped to a disc around each column.
+    """
+    out = np.full((ny, nx), -1, dtype=np.int64)
+    for r in nb.prange(ny):
+        py = r * pixel
+        by = _pixel_bin(py, origin_y, bin_size, nby)
+        for c in range(nx):
+            px = c * pixel
+            bx = _pixel_bin(px, origin_x, bin_size, nbx)
+            best = max_r2
+            lab = -1
+            for j in range(max(by - 1, 0), min(by + 2, nby)):
+                for i in range(max(bx - 1, 0), min(bx + 2, nbx)):
+                    b = j * nbx + i
+                    for k in range(bin_start[b], bin_start[b + 1]):
+                        col = bin_cols[k]
+                        dx = px - x[col]
+                        dy = py - y[col]
+                        d2 = dx * dx + dy * dy
+                        if d2 < best or (d2 == best and lab >= 0 and col < lab):
+                            best = d2
+                            lab = col
+            out[r, c] = lab
+    return out

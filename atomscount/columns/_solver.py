@@ -1,0 +1,274 @@
+"""Sparse Levenberg-Marquardt for the joint Gaussian-column fit.
+
+The normal equations ``J^T W J`` of the whole image are assembled by a numba kernel
+without ever storing ``J``: column parameters couple only to columns whose
+Gaussians overlap, so the local-local part ``A`` is block-sparse, while the few
+global parameters (background, shared widths) couple to everything and are
+eliminated by a Schur complement. ``A`` is solved by preconditioned conjugate
+gradients (block-Jacobi), all right-hand sides at once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numba
+import numpy as np
+import scipy.sparse as sp
+from scipy.spatial import cKDTree
+
+from .. import _kernels
+from .model import CUTOFF_SIGMAS, ColumnIndex, _image_centre
+
+
+@dataclasses.dataclass
+class Problem:
+    data: np.ndarray
+    weights: np.ndarray
+    pixel: float
+    types: np.ndarray
+    n_types: int
+    free_width: bool
+    n_bg: int
+
+    @property
+    def b(self) -> int:
+        return 4 if self.free_width else 3
+
+    @property
+    def n_global(self) -> int:
+        return self.n_bg + (0 if self.free_width else self.n_types)
+
+    @property
+    def centre(self):
+        return _image_centre(self.data.shape, self.pixel)
+
+
+@dataclasses.dataclass
+class State:
+    x: np.ndarray
+    y: np.ndarray
+    eta: np.ndarray
+    rho: np.ndarray  # per column when free, per type when shared
+    bg: np.ndarray  # always 3 coefficients; unused ones stay 0
+
+    def copy(self) -> State:
+        return State(*(a.copy() for a in dataclasses.astuple(self)))
+
+    def rho_per_column(self, prob: Problem) -> np.ndarray:
+        return self.rho if prob.free_width else self.rho[prob.types]
+
+
+@dataclasses.dataclass
+class NormalEquations:
+    indptr: np.ndarray
+    indices: np.ndarray
+    blocks: np.ndarray  # full (both triangles), (nnzb, b, b)
+    diag_loc: np.ndarray
+    cross: np.ndarray  # (n, b, G)
+    glob: np.ndarray  # (G, G)
+    grad_local: np.ndarray  # (n, b)
+    grad_global: np.ndarray  # (G,)
+    chi2: float
+
+
+def _pattern(x, y, radius):
+    """Column-level CSR pattern (with diagonal) of pairs closer than ``radius``."""
+    n = x.size
+    pairs = cKDTree(np.column_stack([x, y])).query_pairs(radius, output_type="ndarray")
+    rows = np.concatenate([np.arange(n), pairs[:, 0], pairs[:, 1]])
+    cols = np.concatenate([np.arange(n), pairs[:, 1], pairs[:, 0]])
+    order = np.lexsort((cols, rows))
+    rows = rows[order]
+    cols = cols[order]
+    indptr = np.concatenate([[0], np.cumsum(np.bincount(rows, minlength=n))]).astype(np.int64)
+    return indptr, cols.astype(np.int64), rows
+
+
+def _kernel_geometry(prob: Problem, st: State):
+    rho = np.ascontiguousarray(st.rho_per_column(prob))
+    cut = CUTOFF_SIGMAS * rho
+    index = ColumnIndex(prob.data.shape, prob.pixel, st.x, st.y, cut)
+    return rho, cut, index
+
+
+def chi2(prob: Problem, st: State) -> float:
+    """Weighted sum of squared residuals at ``st``."""
+    model = render_state(prob, st)
+    return float(_kernels.weighted_chi2(prob.data, prob.weights, model))
+
+
+def render_state(prob: Problem, st: State) -> np.ndarray:
+    rho, cut, index = _kernel_geometry(prob, st)
+    xc, yc = prob.centre
+    out = _kernels.render_columns(
+        prob.data.shape[0], prob.data.shape[1], prob.pixel, st.x, st.y, st.eta, rho, cut**2, st.bg, xc, yc, *index.args()
+    )
+    if np.isnan(out[0, 0]):
+        raise FloatingPointError(f"more than {_kernels._MAXK} columns overlap one pixel")
+    return out
+
+
+def assemble(prob: Problem, st: State) -> NormalEquations:
+    """Normal equations ``J^T W J`` and ``J^T W r`` at ``st``."""
+    rho, cut, index = _kernel_geometry(prob, st)
+    indptr, indices, rows = _pattern(st.x, st.y, 2.0 * float(cut.max()) * (1 + 1e-9))
+    xc, yc = prob.centre
+    n_chunks = max(1, numba.get_num_threads())
+    upper, cross, glob, gl, gg, c2, overflow = _kernels.normal_equations(
+        prob.data, prob.weights, prob.pixel, st.x, st.y, st.eta, rho, cut**2, prob.types, st.bg, xc, yc,
+        prob.free_width, prob.n_bg, prob.n_types, *index.args(), indptr, indices, n_chunks,
+    )  # fmt: skip
+    if overflow:
+        raise FloatingPointError(f"more than {_kernels._MAXK} columns overlap one pixel")
+    # mirror the upper triangle: block (j, i) = block (i, j)^T
+    key = rows * st.x.size + indices
+    tkey = indices * st.x.size + rows
+    tloc = np.searchsorted(key, tkey)
+    lower = indices < rows
+    full = upper.copy()
+    full[lower] = upper[tloc[lower]].transpose(0, 2, 1)
+    diag_loc = np.flatnonzero(indices == rows)
+    return NormalEquations(indptr, indices, full, diag_loc, cross, glob, gl, gg, float(c2))
+
+
+def _bsr(neq: NormalEquations, blocks=None):
+    blocks = neq.blocks if blocks is None else blocks
+    n = neq.indptr.size - 1
+    b = blocks.shape[1]
+    return sp.bsr_matrix((blocks, neq.indices, neq.indptr), shape=(n * b, n * b))
+
+
+def _block_jacobi(diag_blocks):
+    n, b, _ = diag_blocks.shape
+    d = diag_blocks.copy()
+    scale = np.maximum(np.abs(np.einsum("nii->n", d)) / b, 1e-300)
+    d += (1e-12 * scale)[:, None, None] * np.eye(b)
+    inv = np.linalg.inv(d)
+    return sp.bsr_matrix((inv, np.arange(n), np.arange(n + 1)), shape=(n * b, n * b))
+
+
+def pcg(A, Minv, rhs, *, rtol=1e-11, maxiter=2000):
+    """Preconditioned conjugate gradients for SPD ``A`` and several right-hand sides."""
+    X = np.zeros_like(rhs)
+    R = rhs.copy()
+    Z = Minv @ R
+    P = Z.copy()
+    rz = np.einsum("ij,ij->j", R, Z)
+    bnorm = np.linalg.norm(rhs, axis=0)
+    bnorm[bnorm == 0] = 1.0
+    for _ in range(maxiter):
+        AP = A @ P
+        pap = np.einsum("ij,ij->j", P, AP)
+        alpha = np.divide(rz, pap, out=np.zeros_like(rz), where=pap > 0)
+        X += alpha * P
+        R -= alpha * AP
+        if np.all(np.linalg.norm(R, axis=0) <= rtol * bnorm):
+            return X, True
+        Z = Minv @ R
+        rz_new = np.einsum("ij,ij->j", R, Z)
+        beta = np.divide(rz_new, rz, out=np.zeros_like(rz), where=rz != 0)
+        P = Z + beta * P
+        rz = rz_new
+    return X, False
+
+
+def solve(neq: NormalEquations, lam: float):
+    """Solve ``(H + lam diag H) delta = g`` by Schur complement on the global parameters."""
+    n, b, G = neq.cross.shape
+    blocks = neq.blocks
+    if lam:
+        blocks = blocks.copy()
+        idx = np.arange(b)
+        blocks[neq.diag_loc[:, None], idx, idx] *= 1.0 + lam
+    A = _bsr(neq, blocks)
+    Minv = _block_jacobi(blocks[neq.diag_loc])
+    Bm = neq.cross.reshape(n * b, G)
+    rhs = np.column_stack([neq.grad_local.reshape(-1), Bm])
+    Z, _ = pcg(A, Minv, rhs)
+    zl, ZB = Z[:, 0], Z[:, 1:]
+    C = neq.glob.copy()
+    C[np.diag_indices(G)] *= 1.0 + lam
+    S = C - Bm.T @ ZB
+    dg = np.linalg.solve(S, neq.grad_global - Bm.T @ zl)
+    dl = zl - ZB @ dg
+    return dl.reshape(n, b), dg
+
+
+def covariance(neq: NormalEquations):
+    """Blocks of ``H^{-1}``: per-column ``(n, b, b)``, column-global ``(n, b, G)``, global ``(G, G)``."""
+    n, b, G = neq.cross.shape
+    A = _bsr(neq)
+    Minv = _block_jacobi(neq.blocks[neq.diag_loc])
+    Bm = neq.cross.reshape(n * b, G)
+    X, _ = pcg(A, Minv, Bm.copy()) if G else (np.zeros((n * b, 0)), True)
+    S = neq.glob - Bm.T @ X
+    Sinv = np.linalg.pinv(S) if G else np.zeros((0, 0))
+    ainv = _kernels.local_inverse_blocks(neq.indptr, neq.indices, neq.blocks, neq.diag_loc)
+    Xb = X.reshape(n, b, G)
+    XS = Xb @ Sinv
+    local = ainv + np.einsum("nig,njg->nij", XS, Xb)
+    return local, -XS, Sinv
+
+
+def apply_step(prob: Problem, st: State, dl, dg) -> State:
+    new = st.copy()
+    new.x += dl[:, 0]
+    new.y += dl[:, 1]
+    new.eta += dl[:, 2]
+    nb_ = prob.n_bg
+    new.bg[:nb_] += dg[:nb_]
+    if prob.free_width:
+        new.rho += dl[:, 3]
+    else:
+        new.rho += dg[nb_:]
+    return new
+
+
+def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, xtol=1e-6, ftol=1e-12, progress=None):
+    """Minimise the weighted chi2 from ``st``.
+
+    Returns the final state, the normal equations there, the last accepted step,
+    the number of iterations and whether the tolerances were met.
+    """
+    lam = 1e-3
+    neq = assemble(prob, st)
+    last = (np.zeros((st.x.size, prob.b)), np.zeros(prob.n_global))
+    converged = False
+    it = 0
+    min_rho = 0.25 * prob.pixel
+    for it in range(1, max_iter + 1):
+        accepted = False
+        while lam < 1e12:
+            dl, dg = solve(neq, lam)
+            trial = apply_step(prob, st, dl, dg)
+            rho = trial.rho_per_column(prob)
+            if np.all(np.isfinite(dl)) and np.all(rho > min_rho):
+                try:
+                    c2 = chi2(prob, trial)
+                except FloatingPointError:
+                    c2 = math.inf
+                if c2 <= neq.chi2:
+                    accepted = True
+                    break
+            lam *= 10.0
+        if progress is not None:
+            progress.update(1)
+            progress.set_postfix(chi2=f"{neq.chi2:.6g}", lam=f"{lam:.1e}")
+        if not accepted:
+            # no downhill step at any damping: we sit at the minimum to machine precision
+            converged = bool(np.max(np.abs(last[0][:, :2]), initial=0.0) < xtol * 10)
+            break
+        decrease = (neq.chi2 - c2) / max(neq.chi2, 1e-300)
+        st = trial
+        last = (dl, dg)
+        neq = assemble(prob, st)
+        lam = max(lam / 10.0, 1e-9)
+        small_step = np.max(np.abs(dl[:, :2]), initial=0.0) < xtol and np.all(
+            np.abs(dl[:, 2]) <= 1e-6 * np.maximum(np.abs(st.eta), 1e-12) + 1e-12
+        )
+        if decrease < ftol and small_step:
+            converged = True
+            break
+    return st, neq, last, it, converged

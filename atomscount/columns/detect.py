@@ -1,0 +1,123 @@
+"""Column detection and editing of position lists."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+from skimage.feature import peak_local_max
+
+from .._checks import check_2d_image, check_positions, check_positive
+from ..image import HAADFImage
+
+__all__ = ["find_columns", "add_columns", "remove_columns"]
+
+
+def find_columns(
+    image: HAADFImage,
+    *,
+    min_distance_angstrom: float,
+    threshold: float = 0.2,
+    smoothing_angstrom: float | None = None,
+    exclude_border_angstrom: float = 0.0,
+) -> np.ndarray:
+    """Find atomic columns as local maxima of the smoothed image.
+
+    Parameters
+    ----------
+    image : HAADFImage
+    min_distance_angstrom : float
+        Smallest allowed distance between two columns [Å].
+    threshold : float
+        Relative threshold: peaks must rise above
+        ``background + threshold * (max - background)`` of the smoothed image, with the
+        background taken as its 1st percentile.
+    smoothing_angstrom : float, optional
+        Width of the Gaussian smoothing [Å]; default ``min_distance_angstrom / 6``.
+    exclude_border_angstrom : float
+        Drop peaks closer than this to the image edge [Å].
+
+    Returns
+    -------
+    ndarray, shape (n, 2)
+        Column positions (x, y) [Å], refined to sub-pixel precision by the
+        intensity-weighted centroid of the 3x3 neighbourhood. Empty (with a warning)
+        when no column is found.
+
+    Examples
+    --------
+    >>> from atomscount.columns.model import ColumnModel
+    >>> m = ColumnModel((64, 64), 0.1, [[2.0, 2.0], [4.0, 4.2]], heights=[1, 1], widths=0.4)
+    >>> pos = find_columns(HAADFImage(m.image(), 0.1), min_distance_angstrom=1.0)
+    >>> np.round(pos, 2).tolist()
+    [[2.0, 2.0], [4.0, 4.2]]
+    """
+    if not isinstance(image, HAADFImage):
+        raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
+    data = check_2d_image(image.data, "image.data")
+    dmin = check_positive(min_distance_angstrom, "min_distance_angstrom")
+    if not 0 <= threshold < 1:
+        raise ValueError(f"threshold must be in [0, 1), got {threshold}")
+    p = image.pixel_size_angstrom
+    smooth = dmin / 6.0 if smoothing_angstrom is None else check_positive(smoothing_angstrom, "smoothing_angstrom")
+    sm = ndimage.gaussian_filter(data, smooth / p)
+    lo = np.percentile(sm, 1)
+    hi = sm.max()
+    if hi <= lo:
+        warnings.warn("image is flat: no columns found", stacklevel=2)
+        return np.zeros((0, 2))
+    md = max(1, int(round(dmin / p)))
+    border = max(0, int(round(exclude_border_angstrom / p)))
+    peaks = peak_local_max(sm, min_distance=md, threshold_abs=lo + threshold * (hi - lo), exclude_border=border or False)
+    if peaks.size == 0:
+        warnings.warn("no columns found; lower threshold or min_distance_angstrom", stacklevel=2)
+        return np.zeros((0, 2))
+    rc = _centroid_refine(sm - lo, peaks)
+    order = np.lexsort((rc[:, 1], rc[:, 0]))
+    return image.to_angstrom(rc[order])
+
+
+def _centroid_refine(img, peaks):
+    ny, nx = img.shape
+    out = peaks.astype(np.float64)
+    for k, (r, c) in enumerate(peaks):
+        r0, r1 = max(r - 1, 0), min(r + 2, ny)
+        c0, c1 = max(c - 1, 0), min(c + 2, nx)
+        patch = np.clip(img[r0:r1, c0:c1], 0, None)
+        s = patch.sum()
+        if s > 0:
+            rr, cc = np.mgrid[r0:r1, c0:c1]
+            out[k] = ((rr * patch).sum() / s, (cc * patch).sum() / s)
+    return out
+
+
+def add_columns(positions, new_positions, *, min_distance_angstrom: float = 0.0) -> np.ndarray:
+    """Append positions (x, y) [Å], skipping any closer than ``min_distance_angstrom`` to an existing one."""
+    pos = check_positions(positions, "positions")
+    new = check_positions(new_positions, "new_positions")
+    if min_distance_angstrom > 0 and len(pos) and len(new):
+        d, _ = cKDTree(pos).query(new)
+        skipped = int((d < min_distance_angstrom).sum())
+        if skipped:
+            warnings.warn(f"skipped {skipped} new positions closer than {min_distance_angstrom} Å", stacklevel=2)
+        new = new[d >= min_distance_angstrom]
+    return np.vstack([pos, new])
+
+
+def remove_columns(positions, *, indices=None, near=None, radius_angstrom: float = 0.5) -> np.ndarray:
+    """Remove columns by index, or those within ``radius_angstrom`` of the points ``near``."""
+    pos = check_positions(positions, "positions")
+    keep = np.ones(len(pos), dtype=bool)
+    if indices is not None:
+        idx = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if np.any((idx < -len(pos)) | (idx >= len(pos))):
+            raise IndexError(f"indices must be in [0, {len(pos)}), got {idx.tolist()}")
+        keep[idx] = False
+    if near is not None:
+        pts = check_positions(near, "near")
+        if len(pos) and len(pts):
+            d, _ = cKDTree(pts).query(pos)
+            keep &= d > radius_angstrom
+    return pos[keep]

@@ -1,0 +1,168 @@
+"""The :class:`HAADFImage` container, coordinate conversions and normalisation.
+
+Pixel ``[row, col]`` has its centre at ``x = col * pixel_size_angstrom`` and
+``y = row * pixel_size_angstrom``. This is the only place that converts between
+array indices and positions in Å.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from types import MappingProxyType
+from typing import Any
+
+import numpy as np
+
+from ._checks import check_2d_image, check_positive
+
+__all__ = ["HAADFImage", "normalise", "pixels_to_angstrom", "angstrom_to_pixels"]
+
+
+def pixels_to_angstrom(rows_cols, pixel_size_angstrom: float) -> np.ndarray:
+    """Convert ``(n, 2)`` array indices ``[row, col]`` to positions ``(x, y)`` in Å."""
+    rc = np.asarray(rows_cols, dtype=np.float64).reshape(-1, 2)
+    return rc[:, ::-1] * pixel_size_angstrom
+
+
+def angstrom_to_pixels(positions, pixel_size_angstrom: float) -> np.ndarray:
+    """Convert ``(n, 2)`` positions ``(x, y)`` in Å to fractional ``[row, col]`` indices."""
+    xy = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+    return xy[:, ::-1] / pixel_size_angstrom
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class HAADFImage:
+    """An atomic-resolution HAADF-STEM image with its calibration.
+
+    Parameters
+    ----------
+    data : ndarray, shape (rows, cols)
+        Intensities. After :func:`normalise` they are fractions of the incident beam.
+    pixel_size_angstrom : float
+        Pixel size [Å].
+    metadata : dict, optional
+        Free-form metadata (source file, microscope settings, ``normalised`` flag...).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> img = HAADFImage(np.zeros((4, 6)), pixel_size_angstrom=0.1)
+    >>> img.shape, img.extent_angstrom
+    ((4, 6), (0.6000000000000001, 0.4))
+    """
+
+    data: np.ndarray
+    pixel_size_angstrom: float
+    metadata: Any = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        data = check_2d_image(self.data, "data", allow_nonfinite=True)
+        data = data.copy()
+        data.flags.writeable = False
+        object.__setattr__(self, "data", data)
+        object.__setattr__(
+            self, "pixel_size_angstrom", check_positive(self.pixel_size_angstrom, "pixel_size_angstrom")
+        )
+        meta = dict(self.metadata or {})
+        object.__setattr__(self, "metadata", MappingProxyType(meta))
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return tuple(int(s) for s in self.data.shape)
+
+    @property
+    def extent_angstrom(self) -> tuple[float, float]:
+        """Field of view (width, height) [Å]."""
+        return (self.shape[1] * self.pixel_size_angstrom, self.shape[0] * self.pixel_size_angstrom)
+
+    @property
+    def is_normalised(self) -> bool:
+        return bool(self.metadata.get("normalised", False))
+
+    def to_angstrom(self, rows_cols) -> np.ndarray:
+        """Array indices ``[row, col]`` to positions ``(x, y)`` [Å]."""
+        return pixels_to_angstrom(rows_cols, self.pixel_size_angstrom)
+
+    def to_pixels(self, positions) -> np.ndarray:
+        """Positions ``(x, y)`` [Å] to fractional array indices ``[row, col]``."""
+        return angstrom_to_pixels(positions, self.pixel_size_angstrom)
+
+    def contains(self, positions, *, margin_angstrom: float = 0.0) -> np.ndarray:
+        """Boolean mask of positions that lie within the image (pixel centres' hull)."""
+        xy = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+        p = self.pixel_size_angstrom
+        xmax = (self.shape[1] - 1) * p
+        ymax = (self.shape[0] - 1) * p
+        m = margin_angstrom
+        return (xy[:, 0] >= -m) & (xy[:, 0] <= xmax + m) & (xy[:, 1] >= -m) & (xy[:, 1] <= ymax + m)
+
+    def normalise(self, *, detector_vacuum: float, detector_black: float) -> HAADFImage:
+        """Return the image normalised to the incident beam; see :func:`normalise`."""
+        return normalise(self, detector_vacuum=detector_vacuum, detector_black=detector_black)
+
+    def metadata_json(self) -> str:
+        return json.dumps(dict(self.metadata), default=str)
+
+    def __repr__(self) -> str:
+        return (
+            f"HAADFImage(shape={self.shape}, pixel_size_angstrom={self.pixel_size_angstrom:g}, "
+            f"normalised={self.is_normalised})"
+        )
+
+
+def normalise(image: HAADFImage, *, detector_vacuum: float, detector_black: float) -> HAADFImage:
+    """Normalise raw detector counts to the fraction of the incident beam.
+
+    ``I_norm = (I - detector_black) / (detector_vacuum - detector_black)``, where
+    ``detector_black`` is the detector reading with no electrons and
+    ``detector_vacuum`` its reading with the full beam on the detector (from a
+    detector scan). After this, integrated intensities are scattering
+    cross-sections in Å² that compare directly with simulations.
+
+    Parameters
+    ----------
+    image : HAADFImage
+    detector_vacuum : float
+        Mean detector reading under the full incident beam [counts].
+    detector_black : float
+        Mean detector reading with the beam blanked [counts].
+
+    Returns
+    -------
+    HAADFImage
+        With ``metadata["normalised"] = True`` and the two readings recorded.
+
+    Raises
+    ------
+    ValueError
+        If ``detector_vacuum <= detector_black`` or either is not finite.
+
+    References
+    ----------
+    .. [1] E, H. et al. "Probe integrated scattering cross sections in the analysis of
+       atomic resolution HAADF STEM images", Ultramicroscopy 133, 109 (2013).
+       :doi:`10.1016/j.ultramic.2013.07.002`
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> raw = HAADFImage(np.full((2, 2), 1100.0), pixel_size_angstrom=0.1)
+    >>> float(normalise(raw, detector_vacuum=11000.0, detector_black=100.0).data[0, 0])
+    0.09174311926605505
+    """
+    if not isinstance(image, HAADFImage):
+        raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
+    for name, v in (("detector_vacuum", detector_vacuum), ("detector_black", detector_black)):
+        if not np.isfinite(v):
+            raise ValueError(f"{name} must be finite, got {v}")
+    if detector_vacuum <= detector_black:
+        raise ValueError(
+            f"detector_vacuum must be > detector_black ({detector_black}), got {detector_vacuum}"
+        )
+    if image.is_normalised:
+        raise ValueError("image is already normalised (metadata['normalised'] is True)")
+    data = (image.data - detector_black) / (detector_vacuum - detector_black)
+    meta = dict(image.metadata)
+    meta.update(normalised=True, detector_vacuum=float(detector_vacuum), detector_black=float(detector_black))
+    return HAADFImage(data, image.pixel_size_angstrom, meta)
