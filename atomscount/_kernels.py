@@ -295,10 +295,9 @@ def local_inverse_blocks(indptr, indices, blocks, diag_loc):
 
 
 @nb.njit(parallel=True, cache=True)
-def voronoi_sums(labels, values, n):
-    """Sum ``values`` and count pixels per label (``-1`` means unassigned)."""
+def voronoi_sums(labels, values, n, nth):
+    """Sum ``values`` and count pixels per label (``-1`` means unassigned), in ``nth`` chunks."""
     ny, nx = labels.shape
-    nth = nb.get_num_threads()
     sums = np.zeros((nth, n))
     counts = np.zeros((nth, n), dtype=np.int64)
     rows_per = (ny + nth - 1) // nth
@@ -343,3 +342,20 @@ def nearest_labels(
                             lab = col
             out[r, c] = lab
     return out
+
+
+@nb.njit(parallel=True, cache=True)
+def poisson_merit(data, mask, model, floor):
+    """``sum(mask * (m - y ln m))`` with ``m = max(model, floor)``: the Poisson negative
+    log-likelihood up to terms that do not depend on the model (quasi-likelihood for
+    any real ``y``)."""
+    ny, nx = data.shape
+    acc = np.zeros(ny)
+    for r in nb.prange(ny):
+        s = 0.0
+        for c in range(nx):
+            if mask[r, c] != 0.0:
+                m = max(model[r, c], floor)
+                s += m - data[r, c] * math.log(m)
+        acc[r] = s
+    return acc.sum()

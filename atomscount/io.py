@@ -144,12 +144,15 @@ def _read_tiff(path):
                 if factor is not None and per_unit > 0 and not (per_unit == 1 and unit is None):
                     pixel = factor / per_unit
         desc = page.description or ""
-        if pixel is None and desc.startswith("{"):
-            with contextlib.suppress(ValueError):
+        meta = {"format": "tiff"}
+        if desc.startswith("{"):
+            with contextlib.suppress(ValueError, TypeError):
                 d = json.loads(desc)
-                if "pixel_size_angstrom" in d:
+                if pixel is None and "pixel_size_angstrom" in d:
                     pixel = float(d["pixel_size_angstrom"])
-    return data, pixel, {"format": "tiff"}
+                if "normalised" in d:
+                    meta["normalised"] = bool(d["normalised"])
+    return data, pixel, meta
 
 
 def _read_rosettasciio(path):

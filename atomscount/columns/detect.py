@@ -68,15 +68,34 @@ def find_columns(
     if hi <= lo:
         warnings.warn("image is flat: no columns found", stacklevel=2)
         return np.zeros((0, 2))
-    md = max(1, int(round(dmin / p)))
+    # A window as wide as the spacing would let a bright neighbour's flank hide a faint
+    # column, so look for maxima in a window half that size and then enforce the
+    # spacing, keeping the brighter of two close peaks.
+    md = max(1, int(round(0.5 * dmin / p)))
     border = max(0, int(round(exclude_border_angstrom / p)))
     peaks = peak_local_max(sm, min_distance=md, threshold_abs=lo + threshold * (hi - lo), exclude_border=border or False)
+    peaks = _enforce_spacing(peaks, sm, dmin / p)
     if peaks.size == 0:
         warnings.warn("no columns found; lower threshold or min_distance_angstrom", stacklevel=2)
         return np.zeros((0, 2))
     rc = _centroid_refine(sm - lo, peaks)
     order = np.lexsort((rc[:, 1], rc[:, 0]))
     return image.to_angstrom(rc[order])
+
+
+def _enforce_spacing(peaks, img, dmin_px):
+    if len(peaks) < 2:
+        return peaks
+    order = np.argsort(-img[peaks[:, 0], peaks[:, 1]], kind="stable")
+    peaks = peaks[order]
+    tree = cKDTree(peaks)
+    keep = np.ones(len(peaks), dtype=bool)
+    for i in range(len(peaks)):
+        if keep[i]:
+            for j in tree.query_ball_point(peaks[i], dmin_px - 1e-9):
+                if j > i:
+                    keep[j] = False
+    return peaks[keep]
 
 
 def _centroid_refine(img, peaks):

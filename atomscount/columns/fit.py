@@ -245,9 +245,9 @@ def _initial_state(prob, pos, width_init, nn):
 
 def _moment_width(sub, valid, pos, pixel, nn):
     """Median second-moment width of the brightest columns in a disc of radius nn/2."""
-    r = max(0.5 * nn, 2.0 * pixel)
-    rp = int(np.ceil(r / pixel))
     ny, nx = sub.shape
+    r = max(min(0.5 * nn, 0.25 * min(ny, nx) * pixel), 2.0 * pixel)
+    rp = int(np.ceil(r / pixel))
     est = []
     bright = np.argsort(-ndimage.map_coordinates(sub, (pos[:, ::-1] / pixel).T, order=1))[:200]
     for i in bright:
@@ -389,25 +389,28 @@ def fit_columns(
     if progress is None:
         progress = data.size > 1_000_000
     bar = tqdm(total=max_iter, desc="fitting columns", unit="it", disable=not progress, leave=False)
-    passes = 1 if noise == "gaussian" else 4
-    total_it = 0
     with bar:
-        for k in range(passes):
-            if noise == "poisson" and k > 0:
-                model = _solver.render_state(prob, st)
-                floor = 1e-3 * max(float(np.max(model)), 1e-12)
-                w = 1.0 / np.maximum(model, floor)
-                prob.weights = np.where(finite, w / np.mean(w[finite]), 0.0)
-            st, neq, last, it, ok = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, progress=bar)
-            total_it += it
+        if noise == "poisson":
+            # a least-squares pass first: robust start for the likelihood
+            st, _, _, it0, _ = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, progress=bar)
+            prob.poisson = True
+            prob.mask = weights
+            prob.floor = 1e-3 * max(float(np.percentile(data[finite], 99.9)), 1e-12)
+        else:
+            it0 = 0
+        st, neq, col_conv, it, ok = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, progress=bar)
+    total_it = it0 + it
     dof = max(int(finite.sum()) - (n * prob.b + prob.n_global), 1)
     red = neq.chi2 / dof
+    if noise == "poisson":
+        # Pearson chi2 / dof in image units is 1 / (dose * pixel area) for counting noise
+        meta["dose_estimate_e_per_angstrom2"] = float(1.0 / (red * pixel**2)) if red > 0 else float("inf")
     local, cross, glob = _solver.covariance(neq)
     local = local * red
     cross = cross * red
     glob = glob * red
     return _build_fit(
-        image, prob, st, local, cross, glob, last, ok, red, total_it, tidx, tnames, input_index, pos,
+        image, prob, st, local, cross, glob, col_conv, ok, red, total_it, tidx, tnames, input_index, pos,
         max_shift_angstrom, width, background, noise, keep_residual, voronoi, meta,
     )  # fmt: skip
 
@@ -439,18 +442,14 @@ def _errors(prob, st, local, cross, glob):
     return sx, sy, seta, np.sqrt(np.maximum(vr, 0)), np.sqrt(vscs)
 
 
-def _build_fit(image, prob, st, local, cross, glob, last, ok, red, total_it, tidx, tnames, input_index, start,
+def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, red, total_it, tidx, tnames, input_index, start,
                max_shift, width, background, noise, keep_residual, voronoi, meta):  # fmt: skip
     sx, sy, seta, srho, sscs = _errors(prob, st, local, cross, glob)
     rho = st.rho_per_column(prob)
     bg_err = np.zeros(3)
     bg_err[: prob.n_bg] = np.sqrt(np.maximum(np.diag(glob)[: prob.n_bg], 0))
     pos = np.column_stack([st.x, st.y])
-    dl = last[0]
-    col_ok = (
-        ok
-        | ((np.abs(dl[:, 0]) < 1e-5) & (np.abs(dl[:, 1]) < 1e-5) & (np.abs(dl[:, 2]) < 1e-5 * np.abs(st.eta)))
-    )
+    col_ok = col_conv.copy()
     shift = np.hypot(*(pos - start).T)
     col_ok = col_ok & (st.eta > 0) & np.isfinite(sscs) & np.isfinite(sx) & (shift <= max_shift)
     col_ok &= image.contains(pos, margin_angstrom=0.5 * image.pixel_size_angstrom)

@@ -1,0 +1,110 @@
+"""The ``atomscount`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+from . import __version__
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="atomscount",
+        description="Quantitative atomic-resolution HAADF-STEM: column fitting, atom counting and more.",
+    )
+    p.add_argument("--version", action="version", version=f"atomscount {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    d = sub.add_parser("demo", help="fit the bundled example image and write results and figures")
+    d.add_argument("--out", type=Path, default=Path("atomscount-demo"), help="output folder (default ./atomscount-demo)")
+
+    f = sub.add_parser("fit", help="detect and fit the atomic columns of an image")
+    f.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser")
+    f.add_argument("--pixel-size", type=float, default=None, help="pixel size in Å (default: from the file)")
+    f.add_argument("--min-distance", type=float, default=1.5, help="smallest column spacing in Å (default 1.5)")
+    f.add_argument("--threshold", type=float, default=0.2, help="relative detection threshold (default 0.2)")
+    f.add_argument("--width", choices=["shared", "free"], default="shared")
+    f.add_argument("--background", choices=["constant", "plane"], default="constant")
+    f.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian")
+    f.add_argument("--detector-vacuum", type=float, default=None, help="detector reading of the full beam")
+    f.add_argument("--detector-black", type=float, default=None, help="detector reading with no beam")
+    f.add_argument("--mask-invalid", action="store_true", help="ignore NaN/inf pixels")
+    f.add_argument("--no-figures", action="store_true")
+    f.add_argument("--out", type=Path, required=True, help="output folder")
+    return p
+
+
+def _cmd_demo(args) -> int:
+    from .demo import run_demo
+
+    s = run_demo(args.out)
+    print(
+        f"demo: {s['n_found_columns']} columns fitted ({s['n_true_columns']} true), "
+        f"SCS error {100 * s['scs_mean_rel_error']:+.2f}% mean, {100 * s['scs_rms_rel_error']:.2f}% rms, "
+        f"positions {s['position_rms_error_angstrom']:.3f} Å rms"
+    )
+    print(f"results and figures written to {args.out.resolve()}")
+    for name, path in s["files"].items():
+        print(f"  {name:16s} {path}")
+    return 0
+
+
+def _cmd_fit(args) -> int:
+    from .columns import find_columns, fit_columns
+    from .columns.fit import save_fit
+    from .io import read_image
+
+    image = read_image(args.image, pixel_size_angstrom=args.pixel_size)
+    if (args.detector_vacuum is None) != (args.detector_black is None):
+        raise SystemExit("atomscount fit: give both --detector-vacuum and --detector-black, or neither")
+    if args.detector_vacuum is not None:
+        image = image.normalise(detector_vacuum=args.detector_vacuum, detector_black=args.detector_black)
+    elif not image.is_normalised:
+        warnings.warn("image is not normalised to the incident beam: SCS are in image units × Å²", stacklevel=1)
+    if args.mask_invalid:
+        import numpy as np
+
+        finite = np.isfinite(image.data)
+        sub = image.data[finite] if finite.any() else image.data
+        from .image import HAADFImage
+
+        det = HAADFImage(np.where(finite, image.data, np.median(sub)), image.pixel_size_angstrom, image.metadata)
+    else:
+        det = image
+    positions = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold)
+    fit = fit_columns(
+        image, positions, width=args.width, background=args.background, noise=args.noise,
+        mask_invalid=args.mask_invalid, progress=True,
+    )  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = save_fit(fit, args.out)
+    if not args.no_figures and fit.n_columns:
+        from .plot import save_fit_figures
+
+        files.update(save_fit_figures(image, fit, args.out))
+    print(fit.report())
+    print(f"results written to {args.out.resolve()}")
+    for name, path in files.items():
+        print(f"  {name:16s} {path}")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        parser.print_help()
+        return 0
+    handlers = {"demo": _cmd_demo, "fit": _cmd_fit}
+    try:
+        return handlers[args.command](args)
+    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
+        print(f"atomscount {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
