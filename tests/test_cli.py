@@ -1,0 +1,52 @@
+import json
+import subprocess
+import sys
+
+import numpy as np
+import tifffile
+
+from atomscount import __version__
+from atomscount.cli import main
+from atomscount.columns.model import ColumnModel, square_lattice
+
+
+def test_version_and_help(capsys):
+    out = subprocess.run([sys.executable, "-m", "atomscount.cli", "--version"], capture_output=True, text=True)
+    assert out.stdout.strip() == f"atomscount {__version__}"
+    assert main([]) == 0
+    assert "demo" in capsys.readouterr().out
+
+
+def test_fit_command_writes_results_and_figures(tmp_path, capsys):
+    pos = square_lattice((80, 80), 0.1, 2.0)
+    m = ColumnModel((80, 80), 0.1, pos, np.linspace(0.2, 0.6, len(pos)), 0.45, background=(0.02,))
+    path = tmp_path / "img.tif"
+    tifffile.imwrite(path, m.image().astype(np.float32), description=json.dumps({"pixel_size_angstrom": 0.1,
+                     "normalised": True}))  # fmt: skip
+    out = tmp_path / "out"
+    assert main(["fit", str(path), "--min-distance", "1.5", "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"fit.h5", "columns.csv", "columns.png", "model_residual.png", "scs_map.png", "scs_histogram.png"} <= names
+    from atomscount import ColumnFit
+
+    fit = ColumnFit.from_hdf5(out / "fit.h5")
+    assert fit.n_columns == len(pos)
+    np.testing.assert_allclose(np.sort(fit.scs), np.sort(m.scs), rtol=1e-4)
+
+
+def test_fit_command_on_corrupt_file_fails_cleanly(tmp_path, capsys):
+    bad = tmp_path / "bad.tif"
+    bad.write_bytes(b"garbage")
+    out = tmp_path / "out"
+    assert main(["fit", str(bad), "--pixel-size", "0.1", "--out", str(out)]) == 2
+    assert "could not read" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_demo_fits_the_bundled_particle(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path)]) == 0
+    s = json.loads((tmp_path / "summary.json").read_text())
+    assert s["n_found_columns"] == s["n_true_columns"] == s["n_matched"]
+    assert abs(s["scs_mean_rel_error"]) < 0.01
+    assert s["position_rms_error_angstrom"] < 0.05
+    assert "written to" in capsys.readouterr().out
