@@ -69,9 +69,9 @@ def find_columns(
         warnings.warn("image is flat: no columns found", stacklevel=2)
         return np.zeros((0, 2))
     # A window as wide as the spacing would let a bright neighbour's flank hide a faint
-    # column, so look for maxima in a window half that size and then enforce the
+    # column, so look for maxima in a window a quarter that size and then enforce the
     # spacing, keeping the brighter of two close peaks.
-    md = max(1, int(round(0.5 * dmin / p)))
+    md = max(1, int(round(0.25 * dmin / p)))
     border = max(0, int(round(exclude_border_angstrom / p)))
     peaks = peak_local_max(sm, min_distance=md, threshold_abs=lo + threshold * (hi - lo), exclude_border=border or False)
     peaks = _enforce_spacing(peaks, sm, dmin / p)
