@@ -29,7 +29,7 @@ def _pixel_bin(p, origin, bin_size, nb_):
     return b
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, fastmath=True, inline="always")
 def _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys):
     """Fill ``act`` with the columns whose cut-off covers pixel (px, py); return how many."""
     bx = _pixel_bin(px, origin_x, bin_size, nbx)
@@ -71,7 +71,7 @@ def _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_
     return n
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, fastmath=True)
 def render_columns(
     ny, nx, pixel, x, y, eta, rho, cut2, bg, xc, yc,
     bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size,
@@ -92,7 +92,9 @@ def render_columns(
         for c in range(nx):
             px = c * pixel
             v = bg[0] + bg[1] * (px - xc) + bg[2] * (py - yc)
-            n = _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys)
+            n = _gather(
+                px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys
+            )
             if n < 0:
                 overflow[r] = True
                 n = 0
@@ -135,7 +137,7 @@ def _find(indptr, indices, row, col):
     return -1
 
 
-@nb.njit(parallel=True, cache=True)
+@nb.njit(parallel=True, cache=True, fastmath=True)
 def normal_equations(
     data, weights, pixel, x, y, eta, rho, cut2, ctype, bg, xc, yc,
     free_width, n_bg, n_types,
@@ -191,7 +193,9 @@ def normal_equations(
                 if w == 0.0:
                     continue
                 px = c * pixel
-                k = _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys)
+                k = _gather(
+                    px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys
+                )
                 if k < 0:
                     overflow[ch] = True
                     k = 0

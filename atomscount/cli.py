@@ -19,7 +19,9 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
     d = sub.add_parser("demo", help="fit the bundled example image and write results and figures")
-    d.add_argument("--out", type=Path, default=Path("atomscount-demo"), help="output folder (default ./atomscount-demo)")
+    d.add_argument(
+        "--out", type=Path, default=Path("atomscount-demo"), help="output folder (default ./atomscount-demo)"
+    )
 
     f = sub.add_parser("fit", help="detect and fit the atomic columns of an image")
     f.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser")

@@ -119,8 +119,9 @@ def render_state(prob: Problem, st: State) -> np.ndarray:
     rho, cut, index = _kernel_geometry(prob, st)
     xc, yc = prob.centre
     out = _kernels.render_columns(
-        prob.data.shape[0], prob.data.shape[1], prob.pixel, st.x, st.y, st.eta, rho, cut**2, st.bg, xc, yc, *index.args()
-    )
+        prob.data.shape[0], prob.data.shape[1], prob.pixel, st.x, st.y, st.eta, rho, cut**2, st.bg, xc, yc,
+        *index.args(),
+    )  # fmt: skip
     if np.isnan(out[0, 0]):
         raise FloatingPointError(f"more than {_kernels._MAXK} columns overlap one pixel")
     return out
@@ -296,7 +297,7 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, progress=None
     converged = False
     it = 0
     min_rho = 0.25 * prob.pixel
-    for it in range(1, max_iter + 1):
+    for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
         accepted = False
         while lam < 1e8:
             dl, dg = solve(neq, lam)

@@ -73,7 +73,9 @@ def find_columns(
     # spacing, keeping the brighter of two close peaks.
     md = max(1, int(round(0.25 * dmin / p)))
     border = max(0, int(round(exclude_border_angstrom / p)))
-    peaks = peak_local_max(sm, min_distance=md, threshold_abs=lo + threshold * (hi - lo), exclude_border=border or False)
+    peaks = peak_local_max(
+        sm, min_distance=md, threshold_abs=lo + threshold * (hi - lo), exclude_border=border or False
+    )
     peaks = _enforce_spacing(peaks, sm, dmin / p)
     if peaks.size == 0:
         warnings.warn("no columns found; lower threshold or min_distance_angstrom", stacklevel=2)

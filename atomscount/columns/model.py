@@ -232,7 +232,9 @@ class ColumnModel:
 
     def image_dense(self) -> np.ndarray:
         """Render the model with the NumPy reference (no cut-off)."""
-        return render_dense(self.shape, self.pixel_size_angstrom, self.positions, self.heights, self.widths, self.background)
+        return render_dense(
+            self.shape, self.pixel_size_angstrom, self.positions, self.heights, self.widths, self.background
+        )
 
 
 def add_poisson_noise(image, *, dose_e_per_angstrom2: float, pixel_size_angstrom: float, rng=None):
