@@ -50,3 +50,17 @@ def test_demo_fits_the_bundled_particle(tmp_path, capsys):
     assert abs(s["scs_mean_rel_error"]) < 0.01
     assert s["position_rms_error_angstrom"] < 0.05
     assert "written to" in capsys.readouterr().out
+
+
+def test_fit_command_on_blank_image_writes_empty_result(tmp_path, capsys):
+    import warnings
+
+    np.save(tmp_path / "blank.npy", np.full((40, 40), 0.01))
+    out = tmp_path / "out"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main(["fit", str(tmp_path / "blank.npy"), "--pixel-size", "0.1", "--out", str(out)]) == 0
+    from atomscount import ColumnFit
+
+    assert ColumnFit.from_hdf5(out / "fit.h5").n_columns == 0
+    assert "n_columns" in capsys.readouterr().out

@@ -43,3 +43,18 @@ def test_normalise_maps_black_to_zero_and_vacuum_to_one():
         out.normalise(detector_vacuum=2.0, detector_black=1.0)
     with pytest.raises(ValueError, match="detector_vacuum must be > detector_black"):
         normalise(raw, detector_vacuum=50.0, detector_black=100.0)
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    rows=st.lists(st.floats(-1e3, 1e3), min_size=1, max_size=5),
+    pixel=st.floats(1e-3, 10.0),
+)
+def test_pixel_angstrom_conversion_round_trips(rows, pixel):
+    img = HAADFImage(np.zeros((2, 2)), pixel)
+    rc = np.column_stack([rows, rows[::-1]])
+    np.testing.assert_allclose(img.to_pixels(img.to_angstrom(rc)), rc, rtol=1e-12, atol=1e-9)
