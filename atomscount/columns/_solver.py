@@ -278,12 +278,12 @@ def step_is_small(neq: NormalEquations, dl, dg, dof: int, rtol: float = 1e-3):
     return cols, glob_ok
 
 
-def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, progress=None):
+def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=1e-3, progress=None):
     """Minimise the weighted chi2 from ``st``.
 
     Returns the final state, the normal equations there, a per-column converged
     flag, the number of iterations and whether the whole fit converged: every step
-    below 1e-3 of its parameter's standard error, or no downhill step left at any
+    below ``rtol`` of its parameter's standard error, or no downhill step left at any
     damping (the minimum to machine precision).
     """
     lam = 1e-3
@@ -319,7 +319,9 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, progress=None
             col_ok[:] = True
             converged = True
             break
-        col_ok, glob_ok = step_is_small(neq, trial_step(st, trial, prob), trial_global(st, trial, prob), dof)
+        col_ok, glob_ok = step_is_small(
+            neq, trial_step(st, trial, prob), trial_global(st, trial, prob), dof, rtol
+        )
         st = trial
         f_cur = f_new
         if prob.poisson:

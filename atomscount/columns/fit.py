@@ -391,8 +391,9 @@ def fit_columns(
     bar = tqdm(total=max_iter, desc="fitting columns", unit="it", disable=not progress, leave=False)
     with bar:
         if noise == "poisson":
-            # a least-squares pass first: robust start for the likelihood
-            st, _, _, it0, _ = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, progress=bar)
+            # a rough least-squares pass first (steps down to a tenth of the errors): a
+            # robust start for the likelihood, which then refines to full precision
+            st, _, _, it0, _ = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=0.1, progress=bar)
             prob.poisson = True
             prob.mask = weights
             prob.floor = 1e-3 * max(float(np.percentile(data[finite], 99.9)), 1e-12)
