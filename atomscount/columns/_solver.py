@@ -265,7 +265,6 @@ def step_is_small(neq: NormalEquations, dl, dg, dof: int, rtol: float = 1e-3):
     that further iterations would change nothing that the noise does not swamp.
     """
     s2 = neq.chi2 / max(dof, 1)
-    b = neq.blocks.shape[1]
     hd = np.einsum("nii->ni", neq.blocks[neq.diag_loc])
     sig = np.sqrt(s2 / np.maximum(hd, 1e-300))
     cols = np.all(np.abs(dl) <= rtol * sig + 1e-12, axis=1)
@@ -274,7 +273,6 @@ def step_is_small(neq: NormalEquations, dl, dg, dof: int, rtol: float = 1e-3):
     if G:
         sg = np.sqrt(s2 / np.maximum(np.diag(neq.glob), 1e-300))
         glob_ok = bool(np.all(np.abs(dg) <= rtol * sg + 1e-12))
-    del b
     return cols, glob_ok
 
 

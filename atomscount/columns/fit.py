@@ -16,7 +16,7 @@ from .._checks import check_2d_image, check_choice, check_positions, check_posit
 from ..image import HAADFImage
 from ..io import atomic_path, read_hdf5, write_hdf5
 from . import _solver
-from .model import ColumnModel, background_plane
+from .model import ColumnModel
 from .voronoi import voronoi_scs
 
 __all__ = ["ColumnFit", "ColumnCRLB", "fit_columns", "crlb"]
@@ -590,10 +590,6 @@ def crlb(model, *, dose_e_per_angstrom2: float) -> ColumnCRLB:
     local, cross, glob = _solver.covariance(neq)
     sx, sy, seta, srho, sscs = _errors(prob, st, local, cross, glob)
     return ColumnCRLB(sscs, sx, sy, seta, srho, dose)
-
-
-def _background_image(fit: ColumnFit) -> np.ndarray:
-    return background_plane(fit.image_shape, fit.pixel_size_angstrom, fit.background)
 
 
 def save_fit(fit: ColumnFit, out_dir) -> dict:
