@@ -71,10 +71,43 @@ def _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_
     return n
 
 
+@nb.njit(parallel=True, cache=True)
+def exp_tables(x, y, rho, cut, pixel, width):
+    """Separable Gaussian factors: ``g_j(r, c) = EX[j, c - c0[j]] * EY[j, r - r0[j]]``.
+
+    ``exp(-d^2 / 2 rho^2)`` factorises into an x and a y part, so a column needs
+    ``2 * width`` exponentials instead of one per pixel it covers.
+    """
+    n = x.shape[0]
+    EX = np.zeros((n, width))
+    EY = np.zeros((n, width))
+    c0 = np.empty(n, dtype=np.int64)
+    r0 = np.empty(n, dtype=np.int64)
+    for j in nb.prange(n):
+        c0[j] = int(math.ceil((x[j] - cut[j]) / pixel))
+        r0[j] = int(math.ceil((y[j] - cut[j]) / pixel))
+        s = -0.5 / (rho[j] * rho[j])
+        for k in range(width):
+            dx = (c0[j] + k) * pixel - x[j]
+            dy = (r0[j] + k) * pixel - y[j]
+            EX[j, k] = math.exp(s * dx * dx)
+            EY[j, k] = math.exp(s * dy * dy)
+    return EX, EY, c0, r0
+
+
+@nb.njit(cache=True, inline="always")
+def _gauss(EX, EY, c0, r0, j, c, r, d2, rho_j):
+    kx = c - c0[j]
+    ky = r - r0[j]
+    if 0 <= kx < EX.shape[1] and 0 <= ky < EY.shape[1]:
+        return EX[j, kx] * EY[j, ky]
+    return math.exp(-0.5 * d2 / (rho_j * rho_j))
+
+
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def render_columns(
     ny, nx, pixel, x, y, eta, rho, cut2, bg, xc, yc,
-    bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size,
+    bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, EX, EY, c0, r0,
 ):  # fmt: skip
     """Model image ``bg(x, y) + sum_i eta_i exp(-|r - r_i|^2 / (2 rho_i^2))``.
 
@@ -100,7 +133,7 @@ def render_columns(
                 n = 0
             for a in range(n):
                 j = act[a]
-                v += eta[j] * math.exp(-0.5 * d2s[a] / (rho[j] * rho[j]))
+                v += eta[j] * _gauss(EX, EY, c0, r0, j, c, r, d2s[a], rho[j])
             out[r, c] = v
     if overflow.any():
         out[0, 0] = np.nan

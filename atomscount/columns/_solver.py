@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .. import _kernels
-from .model import CUTOFF_SIGMAS, ColumnIndex, _image_centre
+from .model import CUTOFF_SIGMAS, ColumnIndex, _image_centre, exp_tables
 
 
 @dataclasses.dataclass
@@ -120,7 +120,7 @@ def render_state(prob: Problem, st: State) -> np.ndarray:
     xc, yc = prob.centre
     out = _kernels.render_columns(
         prob.data.shape[0], prob.data.shape[1], prob.pixel, st.x, st.y, st.eta, rho, cut**2, st.bg, xc, yc,
-        *index.args(),
+        *index.args(), *exp_tables(st.x, st.y, rho, cut, prob.pixel),
     )  # fmt: skip
     if np.isnan(out[0, 0]):
         raise FloatingPointError(f"more than {_kernels._MAXK} columns overlap one pixel")

@@ -109,6 +109,12 @@ def dense_jacobian(shape, pixel_size, positions, heights, widths, *, types, free
     return J
 
 
+def exp_tables(x, y, rho, cut, pixel):
+    """Per-column separable Gaussian factors for the kernels (see :func:`_kernels.exp_tables`)."""
+    width = int(np.ceil(2.0 * float(np.max(cut, initial=0.0)) / pixel)) + 2
+    return _kernels.exp_tables(x, y, rho, cut, float(pixel), width)
+
+
 class ColumnIndex:
     """Columns sorted into square bins for the kernels' neighbour search."""
 
@@ -144,8 +150,9 @@ def render(shape, pixel_size, positions, heights, widths, background=0.0):
     index = ColumnIndex(shape, pixel_size, x, y, cut)
     xc, yc = _image_centre(shape, pixel_size)
     out = _kernels.render_columns(
-        int(shape[0]), int(shape[1]), float(pixel_size), x, y, heights, widths, cut**2, bg, xc, yc, *index.args()
-    )
+        int(shape[0]), int(shape[1]), float(pixel_size), x, y, heights, widths, cut**2, bg, xc, yc, *index.args(),
+        *exp_tables(x, y, widths, cut, pixel_size),
+    )  # fmt: skip
     if np.isnan(out[0, 0]):
         raise ValueError(
             f"more than {_kernels._MAXK} columns overlap one pixel; widths ({widths.max():.3g} Å) "
