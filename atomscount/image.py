@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -64,8 +63,7 @@ class HAADFImage:
         object.__setattr__(
             self, "pixel_size_angstrom", check_positive(self.pixel_size_angstrom, "pixel_size_angstrom")
         )
-        meta = dict(self.metadata or {})
-        object.__setattr__(self, "metadata", MappingProxyType(meta))
+        object.__setattr__(self, "metadata", dict(self.metadata or {}))
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -1,0 +1,16 @@
+"""Stage 2: simulation libraries from abTEM multislice runs."""
+
+from .scs import ScsLibrary, build_scs_library, thickness_curve
+from .settings import MicroscopeSettings, electron_wavelength_angstrom
+from .simulate import column_cell, simulate_column_scs, zone_axis_crystal
+
+__all__ = [
+    "MicroscopeSettings",
+    "ScsLibrary",
+    "build_scs_library",
+    "column_cell",
+    "electron_wavelength_angstrom",
+    "simulate_column_scs",
+    "thickness_curve",
+    "zone_axis_crystal",
+]

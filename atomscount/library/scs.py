@@ -1,0 +1,218 @@
+"""Pure-column SCS libraries: :class:`ScsLibrary` and :func:`build_scs_library`."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import warnings
+
+import numpy as np
+
+from .. import __version__
+from ..io import read_hdf5, write_hdf5
+from .settings import MicroscopeSettings
+from .simulate import _parse_zone_axis, simulate_column_scs, zone_axis_crystal
+
+__all__ = ["ScsLibrary", "build_scs_library", "thickness_curve"]
+
+_KIND = "ScsLibrary"
+
+
+def thickness_curve(n, amplitude, n_sat, slope):
+    """Smooth SCS(N) [Å²]: a saturating channelling term plus linear growth.
+
+    ``amplitude * (1 - exp(-N / n_sat)) + slope * N``; it is 0 at N = 0 and monotone
+    for positive parameters.
+    """
+    n = np.asarray(n, dtype=np.float64)
+    return amplitude * (1.0 - np.exp(-n / n_sat)) + slope * n
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class ScsLibrary:
+    """Simulated SCS of pure columns against the number of atoms.
+
+    Attributes
+    ----------
+    element : str
+    zone_axis : str
+    n_atoms : ndarray (m,) of int
+        1..max_atoms.
+    scs : ndarray (m,)
+        Mean over frozen-phonon configurations [Å²].
+    scs_sem : ndarray (m,)
+        Standard error of that mean [Å²].
+    scs_per_config : ndarray (n_configs, m)
+    settings : dict
+        :class:`MicroscopeSettings` as a dict.
+    seeds : ndarray (n_configs,)
+        The seed of each configuration.
+    curve : dict
+        Parameters of :func:`thickness_curve` fitted with lmfit, used beyond ``max_atoms``.
+    provenance : dict
+        Build date, package versions, cell, scan and timing.
+    """
+
+    element: str
+    zone_axis: str
+    n_atoms: np.ndarray
+    scs: np.ndarray
+    scs_sem: np.ndarray
+    scs_per_config: np.ndarray
+    settings: dict
+    seeds: np.ndarray
+    curve: dict
+    provenance: dict = dataclasses.field(default_factory=dict)
+
+    _ARRAYS = ("n_atoms", "scs", "scs_sem", "scs_per_config", "seeds")
+
+    def __post_init__(self):
+        m = len(self.n_atoms)
+        for name in ("scs", "scs_sem"):
+            if np.shape(getattr(self, name)) != (m,):
+                raise ValueError(f"{name} must have length {m}, got {np.shape(getattr(self, name))}")
+        for name in self._ARRAYS:
+            arr = np.array(getattr(self, name))
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    @property
+    def max_atoms(self) -> int:
+        return int(self.n_atoms.max())
+
+    def microscope(self) -> MicroscopeSettings:
+        return MicroscopeSettings.from_dict(self.settings)
+
+    def is_extrapolated(self, n) -> np.ndarray:
+        """True where ``n`` lies outside the simulated range."""
+        n = np.asarray(n, dtype=np.float64)
+        return (n < self.n_atoms.min()) | (n > self.n_atoms.max())
+
+    def scs_at(self, n, *, extrapolate: bool = False) -> np.ndarray:
+        """SCS [Å²] for atom counts ``n`` (interpolated between simulated counts).
+
+        Raises
+        ------
+        ValueError
+            If a count is outside 1..max_atoms and ``extrapolate`` is False; with
+            ``extrapolate=True`` the fitted thickness curve is used there (see
+            :meth:`is_extrapolated`) and a warning says so.
+        """
+        n = np.asarray(n, dtype=np.float64)
+        if np.any(n < 0) or not np.all(np.isfinite(n)):
+            raise ValueError(f"n must be finite and >= 0, got {n[(n < 0) | ~np.isfinite(n)][:3].tolist()}")
+        out_of_range = self.is_extrapolated(n) & (n != 0)
+        if out_of_range.any() and not extrapolate:
+            raise ValueError(
+                f"n must lie within the library range 1..{self.max_atoms} for {self.element} [{self.zone_axis}], "
+                f"got {n[out_of_range][:5].tolist()}; pass extrapolate=True to use the fitted thickness curve"
+            )
+        grid = np.concatenate([[0.0], self.n_atoms.astype(float)])
+        table = np.concatenate([[0.0], self.scs])
+        vals = np.interp(n, grid, table)
+        if out_of_range.any():
+            warnings.warn(f"{int(out_of_range.sum())} counts beyond 1..{self.max_atoms} are extrapolated", stacklevel=2)
+            vals = np.where(out_of_range, thickness_curve(n, **self.curve), vals)
+        return vals
+
+    def summary(self) -> dict:
+        return {
+            "element": self.element,
+            "zone_axis": self.zone_axis,
+            "max_atoms": self.max_atoms,
+            "n_configs": int(self.scs_per_config.shape[0]),
+            "scs_1": float(self.scs[0]),
+            "scs_max": float(self.scs[-1]),
+            "median_rel_sem": float(np.median(self.scs_sem / self.scs)),
+            "curve": dict(self.curve),
+        }
+
+    def __repr__(self) -> str:
+        return (f"ScsLibrary({self.element} [{self.zone_axis}], N=1..{self.max_atoms}, "
+                f"{self.scs_per_config.shape[0]} configs)")  # fmt: skip
+
+    def table(self) -> str:
+        lines = [f"{'N':>4} {'SCS (Å²)':>12} {'± sem':>10}"]
+        lines += [f"{n:4d} {s:12.5f} {e:10.5f}" for n, s, e in zip(self.n_atoms, self.scs, self.scs_sem, strict=True)]
+        return "\n".join(lines)
+
+    def to_hdf5(self, path) -> None:
+        arrays = {name: getattr(self, name) for name in self._ARRAYS}
+        attrs = {"element": self.element, "zone_axis": self.zone_axis, "settings": self.settings,
+                 "curve": self.curve, "provenance": self.provenance}  # fmt: skip
+        write_hdf5(path, _KIND, arrays, attrs)
+
+    @classmethod
+    def from_hdf5(cls, path) -> ScsLibrary:
+        arrays, attrs = read_hdf5(path, _KIND)
+        return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
+
+
+def _fit_curve(n, scs, sem):
+    import lmfit
+
+    model = lmfit.Model(thickness_curve, independent_vars=["n"])
+    params = model.make_params(amplitude=max(scs[-1] * 0.3, 1e-6), n_sat=max(len(n) / 3, 1.0), slope=scs[0] * 0.5)
+    params["amplitude"].min = 0
+    params["n_sat"].min = 0.1
+    params["slope"].min = 0
+    weights = 1.0 / np.maximum(sem, 1e-3 * np.abs(scs))
+    result = model.fit(scs, params, n=n, weights=weights)
+    return {k: float(v.value) for k, v in result.params.items()}
+
+
+def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: MicroscopeSettings, *, client=None,
+                      progress: bool = True) -> ScsLibrary:  # fmt: skip
+    """Simulate SCS(N) for N = 1..max_atoms of a pure column with abTEM.
+
+    One multislice pass per frozen-phonon configuration gives every thickness
+    (exit planes); only the column's Voronoi cell is scanned.
+
+    Parameters
+    ----------
+    element_or_atoms : str or ase.Atoms
+    zone_axis : {"001", "110", "111"} or (h, k, l)
+    max_atoms : int
+        Largest number of atoms in the column (>= 1).
+    settings : MicroscopeSettings
+    client : dask.distributed.Client, optional
+        Run the configurations on this cluster; by default they run locally.
+    progress : bool
+        Show a progress bar over configurations.
+
+    Returns
+    -------
+    ScsLibrary
+    """
+    if not isinstance(settings, MicroscopeSettings):
+        raise TypeError(f"settings must be a MicroscopeSettings, got {type(settings).__name__}")
+    if isinstance(max_atoms, bool) or int(max_atoms) != max_atoms or max_atoms < 1:
+        raise ValueError(f"max_atoms must be an integer >= 1, got {max_atoms!r}")
+    key, _ = _parse_zone_axis(zone_axis)
+    crystal = zone_axis_crystal(element_or_atoms, zone_axis)
+    per_config, info = simulate_column_scs(crystal, settings, int(max_atoms), client=client, progress=progress)
+    if info["atoms_per_period"] != 1:
+        raise ValueError(f"the column holds {info['atoms_per_period']} atoms per period; expected 1")
+    table = per_config[:, 1:]
+    n = np.arange(1, int(max_atoms) + 1)
+    mean = table.mean(axis=0)
+    sem = table.std(axis=0, ddof=1) / np.sqrt(len(table)) if len(table) > 1 else np.zeros_like(mean)
+    symbols = sorted(set(crystal.get_chemical_symbols()))
+    import abtem
+    import ase
+
+    provenance = {
+        "built": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
+        "atomscount_version": __version__,
+        "abtem_version": abtem.__version__,
+        "ase_version": ase.__version__,
+        "cell_angstrom": crystal.cell.lengths().tolist(),
+        "cell_symbols": crystal.get_chemical_symbols(),
+        "cell_positions": crystal.positions.tolist(),
+        **info,
+    }
+    return ScsLibrary(
+        element="".join(symbols), zone_axis=key, n_atoms=n, scs=mean, scs_sem=sem, scs_per_config=table,
+        settings=settings.to_dict(), seeds=np.array(info["seeds"], dtype=np.uint64), curve=_fit_curve(n, mean, sem),
+        provenance=provenance,
+    )  # fmt: skip
