@@ -19,10 +19,11 @@ _KIND = "ScsLibrary"
 
 
 def thickness_curve(n, amplitude, n_sat, slope):
-    """Smooth SCS(N) [Å²]: a saturating channelling term plus linear growth.
+    """Smooth SCS(N) [Å²]: linear growth plus a channelling term that saturates.
 
-    ``amplitude * (1 - exp(-N / n_sat)) + slope * N``; it is 0 at N = 0 and monotone
-    for positive parameters.
+    ``amplitude * (1 - exp(-N / n_sat)) + slope * N``, 0 at N = 0. A positive
+    amplitude gives the concave curve of strong channelling; a negative one the
+    slower first atoms of a probe that has not yet focused onto the column.
     """
     n = np.asarray(n, dtype=np.float64)
     return amplitude * (1.0 - np.exp(-n / n_sat)) + slope * n
@@ -153,10 +154,11 @@ def _fit_curve(n, scs, sem):
 
     model = lmfit.Model(thickness_curve, independent_vars=["n"])
     params = model.make_params(amplitude=max(scs[-1] * 0.3, 1e-6), n_sat=max(len(n) / 3, 1.0), slope=scs[0] * 0.5)
-    params["amplitude"].min = 0
     params["n_sat"].min = 0.1
     params["slope"].min = 0
-    weights = 1.0 / np.maximum(sem, 1e-3 * np.abs(scs))
+    # relative weights: the curve is for extrapolation, so every count matters alike
+    # rather than the first few, whose phonon spread is smallest
+    weights = 1.0 / np.maximum(np.abs(scs), 1e-12)
     result = model.fit(scs, params, n=n, weights=weights)
     return {k: float(v.value) for k, v in result.params.items()}
 
@@ -193,7 +195,7 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
     per_config, info = simulate_column_scs(crystal, settings, int(max_atoms), client=client, progress=progress)
     if info["atoms_per_period"] != 1:
         raise ValueError(f"the column holds {info['atoms_per_period']} atoms per period; expected 1")
-    table = per_config[:, 1:]
+    table = np.asarray(per_config[:, 1:], dtype=np.float64)
     n = np.arange(1, int(max_atoms) + 1)
     mean = table.mean(axis=0)
     sem = table.std(axis=0, ddof=1) / np.sqrt(len(table)) if len(table) > 1 else np.zeros_like(mean)

@@ -1,0 +1,50 @@
+"""Build the shipped pure-column SCS libraries with abTEM.
+
+Run:  python simulations/build_libraries.py [--settings simulations/default_libraries.toml]
+          [--only Au:001 ...] [--max-atoms N]
+
+Each library goes to ``atomscount/data/libraries/{element}_{zone_axis}.h5`` with its
+settings, seeds and provenance inside. A library already present is skipped, so
+the build can run in chunks across sessions.
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import tomllib
+from pathlib import Path
+
+from atomscount.library import MicroscopeSettings, build_scs_library
+
+HERE = Path(__file__).resolve().parent
+OUT = HERE.parent / "atomscount" / "data" / "libraries"
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--settings", type=Path, default=HERE / "default_libraries.toml")
+    ap.add_argument("--only", nargs="*", default=None, help="ELEMENT:AXIS pairs, e.g. Au:001")
+    ap.add_argument("--max-atoms", type=int, default=None)
+    args = ap.parse_args(argv)
+    cfg = tomllib.loads(args.settings.read_text())
+    settings = MicroscopeSettings.from_dict(cfg["microscope"])
+    lib_cfg = cfg["libraries"]
+    max_atoms = args.max_atoms or lib_cfg["max_atoms"]
+    jobs = [(el, ax) for el in lib_cfg["elements"] for ax in lib_cfg["zone_axes"]]
+    if args.only:
+        jobs = [tuple(s.split(":")) for s in args.only]
+    OUT.mkdir(parents=True, exist_ok=True)
+    for el, ax in jobs:
+        path = OUT / f"{el}_{ax}.h5"
+        if path.exists():
+            print(f"{path.name}: present, skipped")
+            continue
+        t = time.perf_counter()
+        lib = build_scs_library(el, ax, max_atoms, settings)
+        lib.to_hdf5(path)
+        print(f"{path.name}: {lib} in {time.perf_counter() - t:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

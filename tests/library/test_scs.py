@@ -1,0 +1,71 @@
+import h5py
+import numpy as np
+import pytest
+
+from atomscount.io import FileFormatError
+from atomscount.library import MicroscopeSettings, ScsLibrary, build_scs_library, thickness_curve
+
+COARSE = dict(sampling_angstrom=0.08, outer_angle_mrad=80.0, inner_angle_mrad=30.0, scan_step_angstrom=0.5,
+              lateral_extent_angstrom=8.0, semiangle_mrad=20.0)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_library():
+    s = MicroscopeSettings(num_configs=2, seed=3, rms_displacement_angstrom={"Au": 0.09}, **COARSE)
+    return build_scs_library("Au", "001", 4, s, progress=False)
+
+
+def test_library_grows_with_thickness_and_reports_phonon_spread(small_library):
+    lib = small_library
+    assert lib.n_atoms.tolist() == [1, 2, 3, 4]
+    assert np.all(np.diff(lib.scs) > 0) and lib.scs[0] > 0
+    assert lib.scs_per_config.shape == (2, 4)
+    np.testing.assert_allclose(lib.scs, lib.scs_per_config.mean(axis=0))
+    assert np.all(lib.scs_sem > 0) and np.all(lib.scs_sem < 0.2 * lib.scs)
+    assert len(set(lib.seeds.tolist())) == 2
+    assert lib.provenance["n_scan_points"] == 16 and lib.provenance["abtem_version"]
+    # the smooth 3-parameter curve follows this coarse 2-configuration table to ~10 %
+    np.testing.assert_allclose(thickness_curve(lib.n_atoms, **lib.curve), lib.scs, rtol=0.12)
+    assert np.all(np.diff(thickness_curve(np.arange(1, 20), **lib.curve)) > 0)
+
+
+def test_configurations_are_reproducible_from_their_seeds(small_library):
+    s = MicroscopeSettings.from_dict(small_library.settings)
+    again = build_scs_library("Au", "001", 4, s, progress=False)
+    np.testing.assert_allclose(again.scs_per_config, small_library.scs_per_config, rtol=1e-6)
+
+
+def test_range_checks_and_extrapolation(small_library):
+    lib = small_library
+    np.testing.assert_allclose(lib.scs_at([1, 4]), lib.scs[[0, 3]])
+    assert lib.scs_at([1.5])[0] == pytest.approx(0.5 * (lib.scs[0] + lib.scs[1]))
+    with pytest.raises(ValueError, match=r"n must lie within the library range 1..4 for Au \[001\], got \[6.0\]"):
+        lib.scs_at([6])
+    with pytest.warns(UserWarning, match="extrapolated"):
+        v = lib.scs_at([6], extrapolate=True)
+    assert v[0] > lib.scs[-1]
+    assert lib.is_extrapolated([2, 6]).tolist() == [False, True]
+
+
+def test_round_trip_and_version_check(small_library, tmp_path):
+    path = tmp_path / "lib.h5"
+    small_library.to_hdf5(path)
+    back = ScsLibrary.from_hdf5(path)
+    for name in ScsLibrary._ARRAYS:
+        np.testing.assert_array_equal(getattr(back, name), getattr(small_library, name))
+    assert back.settings == small_library.settings and back.curve == small_library.curve
+    assert back.microscope() == MicroscopeSettings.from_dict(small_library.settings)
+    with h5py.File(path, "a") as f:
+        f.attrs["atomscount_format"] = 0
+    with pytest.raises(FileFormatError, match="format version 0"):
+        ScsLibrary.from_hdf5(path)
+
+
+def test_bad_build_arguments():
+    s = MicroscopeSettings(num_configs=1, **COARSE)
+    with pytest.raises(ValueError, match="max_atoms must be an integer >= 1, got 0"):
+        build_scs_library("Au", "001", 0, s)
+    with pytest.raises(ValueError, match="element must be a chemical symbol"):
+        build_scs_library("Qq", "001", 2, s)
+    with pytest.raises(TypeError, match="settings must be a MicroscopeSettings"):
+        build_scs_library("Au", "001", 2, {"energy_ev": 3e5})

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+from matplotlib.path import Path as PolygonPath
+
+from atomscount.library import MicroscopeSettings, column_cell, simulate_column_scs, zone_axis_crystal
+
+A_AU = 4.08
+
+
+def polygon_area(p):
+    x, y = p[:, 0], p[:, 1]
+    return 0.5 * abs(np.dot(x, np.roll(y, 1)) - np.dot(y, np.roll(x, 1)))
+
+
+@pytest.mark.parametrize(
+    "axis,period,n_columns",
+    [("001", A_AU, 2 * 1), ("110", A_AU / np.sqrt(2), 4), ("111", A_AU * np.sqrt(3), 3 * 8 // 3)],
+)
+def test_zone_axis_cells_have_the_fcc_period_and_column_cells_tile_the_plane(axis, period, n_columns):
+    crystal = zone_axis_crystal("Au", axis)
+    lx, ly, lz = crystal.cell.lengths()
+    assert lz == pytest.approx(period, rel=1e-3)
+    assert np.allclose(crystal.cell.angles(), 90)
+    centre, polygon, per_period = column_cell(crystal)
+    assert per_period == 1
+    assert PolygonPath(polygon).contains_point(centre)
+    # every column of the period has one atom, so the cells share the projected area equally
+    assert polygon_area(polygon) == pytest.approx(lx * ly / len(crystal), rel=1e-3)
+
+
+def test_bcc_and_bad_inputs():
+    fe = zone_axis_crystal("Fe", "001")
+    assert len(fe) == 2 and fe.cell.lengths()[2] == pytest.approx(2.87, rel=0.01)
+    with pytest.raises(ValueError, match="element must be a chemical symbol, got 'Xx'"):
+        zone_axis_crystal("Xx", "001")
+    with pytest.raises(ValueError, match="zone_axis must be one of"):
+        zone_axis_crystal("Au", "123x")
+    with pytest.raises(ValueError, match="reference structure"):
+        zone_axis_crystal("Si", "001")
+
+
+COARSE = dict(sampling_angstrom=0.08, outer_angle_mrad=80.0, inner_angle_mrad=30.0, scan_step_angstrom=0.5,
+              lateral_extent_angstrom=8.0, semiangle_mrad=20.0)  # fmt: skip
+
+
+def test_exit_planes_equal_separate_thickness_runs():
+    """Without phonons the run is deterministic: plane k of a thick crystal is a k-period crystal."""
+    s = MicroscopeSettings(num_configs=1, rms_displacement_angstrom={"Au": 0.0}, **COARSE)
+    crystal = zone_axis_crystal("Au", "001")
+    thick, info = simulate_column_scs(crystal, s, 3, progress=False)
+    thin, _ = simulate_column_scs(crystal, s, 2, progress=False)
+    np.testing.assert_allclose(thick[0, :3], thin[0], rtol=1e-5, atol=1e-9)
+    assert thick[0, 0] == pytest.approx(0.0, abs=1e-9)
+    assert np.all(np.diff(thick[0]) > 0)
+    assert info["n_scan_points"] == 16  # (a/2 / 0.5 Å)^2 midpoints inside the square cell
