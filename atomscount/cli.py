@@ -36,7 +36,45 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--mask-invalid", action="store_true", help="ignore NaN/inf pixels")
     f.add_argument("--no-figures", action="store_true")
     f.add_argument("--out", type=Path, required=True, help="output folder")
+    lib = sub.add_parser("library", help="build or inspect abTEM simulation libraries")
+    lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", required=True)
+    lb = lsub.add_parser("build", help="simulate a pure-column SCS library from a settings file")
+    lb.add_argument("settings", type=Path, help="TOML with [microscope] and [library] (element, zone_axis, max_atoms)")
+    lb.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    ls = lsub.add_parser("show", help="print a library's table and plot SCS against thickness")
+    ls.add_argument("file", type=Path)
+    ls.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside the file)")
     return p
+
+
+def _cmd_library(args) -> int:
+    import tomllib
+
+    from .library import MicroscopeSettings, ScsLibrary, build_scs_library
+
+    if args.library_command == "build":
+        if not args.settings.is_file():
+            raise FileNotFoundError(f"settings file does not exist: {str(args.settings)!r}")
+        cfg = tomllib.loads(args.settings.read_text())
+        settings = MicroscopeSettings.from_dict(cfg.get("microscope", {}))
+        spec = cfg.get("library", {})
+        missing = {"element", "zone_axis", "max_atoms"} - set(spec)
+        if missing:
+            raise ValueError(f"settings [library] table lacks {sorted(missing)}")
+        lib = build_scs_library(spec["element"], spec["zone_axis"], spec["max_atoms"], settings)
+        lib.to_hdf5(args.out)
+        print(f"{lib} written to {args.out.resolve()}")
+        return 0
+    lib = ScsLibrary.from_hdf5(args.file)
+    print(repr(lib))
+    print(lib.table())
+    from .plot import plot_scs_library
+
+    png = args.plot or args.file.with_suffix(".png")
+    fig = plot_scs_library(lib)
+    fig.savefig(png, dpi=110)
+    print(f"plot written to {png.resolve()}")
+    return 0
 
 
 def _cmd_demo(args) -> int:
@@ -100,7 +138,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"demo": _cmd_demo, "fit": _cmd_fit}
+    handlers = {"demo": _cmd_demo, "fit": _cmd_fit, "library": _cmd_library}
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, OSError) as exc:

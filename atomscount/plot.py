@@ -8,7 +8,14 @@ import numpy as np
 from .columns.fit import ColumnFit
 from .image import HAADFImage
 
-__all__ = ["plot_columns", "plot_model_residual", "plot_scs_map", "plot_scs_histogram", "save_fit_figures"]
+__all__ = [
+    "plot_columns",
+    "plot_model_residual",
+    "plot_scs_map",
+    "plot_scs_histogram",
+    "plot_scs_library",
+    "save_fit_figures",
+]
 
 
 def _extent(shape, p):
@@ -99,6 +106,28 @@ def save_fit_figures(image: HAADFImage, fit: ColumnFit, out_dir) -> dict:
         fig.savefig(paths[name], dpi=110)
         plt.close(fig)
     return paths
+
+
+def plot_scs_library(library, *, ax=None, extrapolate_to=None):
+    """SCS against the number of atoms, with the phonon standard error, each
+    configuration faintly, and the fitted thickness curve (dashed where extrapolated)."""
+    from .library.scs import thickness_curve
+
+    fig, ax = _fig_ax(ax, (6.5, 4.4))
+    n = library.n_atoms
+    for row in library.scs_per_config:
+        ax.plot(n, row, color="0.8", lw=0.6)
+    ax.errorbar(n, library.scs, yerr=library.scs_sem, fmt="o", ms=3, color="tab:blue", label="multislice (mean ± s.e.)")
+    top = extrapolate_to or int(n.max() * 1.25)
+    nn = np.linspace(0, n.max(), 200)
+    ax.plot(nn, thickness_curve(nn, **library.curve), color="tab:orange", label="fitted curve")
+    ne = np.linspace(n.max(), top, 50)
+    ax.plot(ne, thickness_curve(ne, **library.curve), "--", color="tab:orange", label="extrapolated")
+    ax.set_xlabel("atoms in column")
+    ax.set_ylabel("SCS (Å²)")
+    ax.set_title(f"{library.element} [{library.zone_axis}]")
+    ax.legend()
+    return fig
 
 
 def _fig_ax(ax, size):

@@ -1,12 +1,14 @@
 """Stage 2: simulation libraries from abTEM multislice runs."""
 
-from .scs import ScsLibrary, build_scs_library, thickness_curve
+from .scs import ScsLibrary, available_defaults, build_scs_library, load_default, thickness_curve
 from .settings import MicroscopeSettings, electron_wavelength_angstrom
 from .simulate import column_cell, simulate_column_scs, zone_axis_crystal
 
 __all__ = [
     "MicroscopeSettings",
     "ScsLibrary",
+    "available_defaults",
+    "load_default",
     "build_scs_library",
     "column_cell",
     "electron_wavelength_angstrom",

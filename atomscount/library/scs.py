@@ -13,7 +13,7 @@ from ..io import read_hdf5, write_hdf5
 from .settings import MicroscopeSettings
 from .simulate import _parse_zone_axis, simulate_column_scs, zone_axis_crystal
 
-__all__ = ["ScsLibrary", "build_scs_library", "thickness_curve"]
+__all__ = ["ScsLibrary", "available_defaults", "build_scs_library", "load_default", "thickness_curve"]
 
 _KIND = "ScsLibrary"
 
@@ -152,6 +152,8 @@ class ScsLibrary:
 def _fit_curve(n, scs, sem):
     import lmfit
 
+    if len(n) < 4:  # too few counts for three parameters: a straight line through the origin
+        return {"amplitude": 0.0, "n_sat": 1.0, "slope": float(np.sum(n * scs) / np.sum(n * n))}
     model = lmfit.Model(thickness_curve, independent_vars=["n"])
     params = model.make_params(amplitude=max(scs[-1] * 0.3, 1e-6), n_sat=max(len(n) / 3, 1.0), slope=scs[0] * 0.5)
     params["n_sat"].min = 0.1
@@ -218,3 +220,40 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
         settings=settings.to_dict(), seeds=np.array(info["seeds"], dtype=np.uint64), curve=_fit_curve(n, mean, sem),
         provenance=provenance,
     )  # fmt: skip
+
+
+def available_defaults() -> list[tuple[str, str]]:
+    """(element, zone_axis) pairs of the libraries shipped in ``atomscount/data/libraries``."""
+    from importlib import resources
+
+    base = resources.files("atomscount") / "data" / "libraries"
+    out = []
+    if base.is_dir():
+        for entry in base.iterdir():
+            name = entry.name
+            if name.endswith(".h5") and "_" in name:
+                el, ax = name[:-3].split("_", 1)
+                out.append((el, ax))
+    return sorted(out)
+
+
+def load_default(element: str, zone_axis: str) -> ScsLibrary:
+    """Load a shipped pure-column library (300 kV, HAADF 55-200 mrad, 8 phonon configurations).
+
+    The settings and provenance are inside the file; ``simulations/build_libraries.py``
+    with ``simulations/default_libraries.toml`` rebuilds it.
+
+    Raises
+    ------
+    ValueError
+        If no library ships for that element and zone axis (the message lists those that do).
+    """
+    from importlib import resources
+
+    key, _ = _parse_zone_axis(zone_axis)
+    path = resources.files("atomscount") / "data" / "libraries" / f"{element}_{key}.h5"
+    if not path.is_file():
+        raise ValueError(
+            f"no shipped library for element={element!r}, zone_axis={key!r}; available: {available_defaults()}"
+        )
+    return ScsLibrary.from_hdf5(str(path))

@@ -171,7 +171,8 @@ def _one_config(crystal, settings, seed, max_periods, points, centre_shift):
     scan = abtem.CustomScan(points)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = probe.scan(potential, scan=scan, detectors=detector).compute(progress_bar=False, scheduler="synchronous")
+        measurement = probe.scan(potential, scan=scan, detectors=detector)
+        result = measurement.compute(progress_bar=False, scheduler="synchronous")
     arr = np.asarray(result.array).reshape(max_periods + 1, -1)
     return arr.sum(axis=1) * settings.scan_step_angstrom**2
 

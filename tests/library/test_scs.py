@@ -69,3 +69,33 @@ def test_bad_build_arguments():
         build_scs_library("Qq", "001", 2, s)
     with pytest.raises(TypeError, match="settings must be a MicroscopeSettings"):
         build_scs_library("Au", "001", 2, {"energy_ev": 3e5})
+
+
+def test_cli_builds_and_shows_a_library(tmp_path, capsys):
+    from atomscount.cli import main
+
+    toml = tmp_path / "s.toml"
+    toml.write_text(
+        "[microscope]\nnum_configs = 1\nsampling_angstrom = 0.08\nouter_angle_mrad = 80.0\ninner_angle_mrad = 30.0\n"
+        "scan_step_angstrom = 0.5\nlateral_extent_angstrom = 8.0\n"
+        '[library]\nelement = "Au"\nzone_axis = "001"\nmax_atoms = 2\n'
+    )
+    out = tmp_path / "au.h5"
+    assert main(["library", "build", str(toml), "--out", str(out)]) == 0
+    assert main(["library", "show", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "ScsLibrary(Au [001], N=1..2" in text and "SCS (Å²)" in text
+    assert (tmp_path / "au.png").stat().st_size > 1000
+    assert main(["library", "show", str(tmp_path / "nope.h5")]) == 2
+
+
+def test_load_default_names_what_is_available():
+    from atomscount.library import available_defaults, load_default
+
+    with pytest.raises(ValueError, match="no shipped library for element='Zz'"):
+        load_default("Zz", "001")
+    for el, ax in available_defaults():
+        lib = load_default(el, ax)
+        assert lib.element == el and lib.zone_axis == ax
+        assert lib.max_atoms >= 40 and lib.scs_per_config.shape[0] == 8
+        assert np.all(np.diff(lib.scs) > 0)

@@ -38,7 +38,9 @@ def test_seeds_are_explicit_distinct_and_reproducible():
 def test_settings_round_trip_through_dict_and_toml(tmp_path):
     s = MicroscopeSettings(num_configs=3, rms_displacement_angstrom={"Au": 0.09}, aberrations={"C12": 5.0})
     assert MicroscopeSettings.from_dict(s.to_dict()) == s
-    (tmp_path / "s.toml").write_text("[microscope]\nnum_configs = 3\n[microscope.rms_displacement_angstrom]\nAu = 0.09\n")
+    (tmp_path / "s.toml").write_text(
+        "[microscope]\nnum_configs = 3\n[microscope.rms_displacement_angstrom]\nAu = 0.09\n"
+    )
     t = MicroscopeSettings.from_toml(tmp_path / "s.toml")
     assert t.num_configs == 3 and t.rms_for("Au") == 0.09
     with pytest.raises(ValueError, match="unknown MicroscopeSettings keys"):
