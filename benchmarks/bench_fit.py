@@ -20,7 +20,6 @@ import json
 import os
 import resource
 import sys
-import threading
 import time
 import warnings
 from pathlib import Path
@@ -33,39 +32,8 @@ import atomscount as ac
 from atomscount.columns.model import ColumnModel, add_poisson_noise, square_lattice
 from atomscount.io import atomic_path
 
-
-class PeakRSS:
-    """Sample resident memory in a thread; report the peak above the start [MB]."""
-
-    def __init__(self):
-        self.peak = 0
-        self._stop = threading.Event()
-
-    @staticmethod
-    def rss():
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-
-    def __enter__(self):
-        self.start = self.rss()
-        self.peak = self.start
-        self._t = threading.Thread(target=self._run, daemon=True)
-        self._t.start()
-        return self
-
-    def _run(self):
-        while not self._stop.is_set():
-            self.peak = max(self.peak, self.rss())
-            time.sleep(0.02)
-
-    def __exit__(self, *exc):
-        self._stop.set()
-        self._t.join()
-        self.peak = max(self.peak, self.rss())
-
-    @property
-    def mb(self):
-        return (self.peak - self.start) / 2**20
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import PeakRSS  # noqa: E402
 
 
 def make_truth(size, pixel, spacing, rho, rng):
