@@ -27,7 +27,7 @@ def electron_wavelength_angstrom(energy_ev: float) -> float:
     m0c2 = 510998.95  # eV
     hc = 12398.419843320026  # eV Å
     e = check_positive(energy_ev, "energy_ev")
-    return hc / np.sqrt(e * (2 * m0c2 + e))
+    return float(hc / np.sqrt(e * (2 * m0c2 + e)))
 
 
 @dataclasses.dataclass(frozen=True)
