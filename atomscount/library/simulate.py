@@ -130,6 +130,25 @@ def column_cell(crystal: Atoms, *, tol=0.2):
     return ref, vor.vertices[region], int(in_col.sum())
 
 
+def clear_of_edges(crystal: Atoms) -> Atoms:
+    """Shift the crystal laterally so that no atom lies near the cell edges.
+
+    abTEM's potential is wrong for atoms on or close to the lateral cell boundary
+    (identical columns of a perfect crystal then differ by up to a factor of two), so
+    each axis is shifted to put the cell edge in the middle of the widest gap between
+    projected atom coordinates.
+    """
+    atoms = crystal.copy()
+    for axis in (0, 1):
+        length = atoms.cell.lengths()[axis]
+        coords = np.unique(np.round(np.mod(atoms.positions[:, axis], length), 4))
+        gaps = np.diff(np.concatenate([coords, [coords[0] + length]]))
+        k = int(np.argmax(gaps))
+        atoms.positions[:, axis] -= coords[k] + 0.5 * gaps[k]
+    atoms.wrap()
+    return atoms
+
+
 def _scan_points(centre, polygon, step):
     lo = polygon.min(axis=0)
     hi = polygon.max(axis=0)
@@ -145,13 +164,12 @@ def _lateral_repeats(crystal, min_extent):
     return int(np.ceil(min_extent / lx)), int(np.ceil(min_extent / ly))
 
 
-def _one_config(crystal, settings, seed, max_periods, points, centre_shift):
+def _one_config(crystal, settings, seed, max_periods, points):
     import abtem
 
     period = crystal.cell.lengths()[2]
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or period / _layers(crystal)))))
     atoms = crystal * (*_lateral_repeats(crystal, settings.lateral_extent_angstrom), max_periods)
-    atoms.positions[:, :2] += centre_shift
     # Atomic layers sit mid-slice: on a slice boundary, a thermal displacement would
     # move an atom into the previous period's exit plane at random.
     atoms.positions[:, 2] += 0.5 * period / n_slices - atoms.positions[:, 2].min() % (period / n_slices)
@@ -196,17 +214,16 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     """
     import dask
 
+    crystal = clear_of_edges(crystal)
     centre, polygon, per_period = column_cell(crystal)
-    # put the column in the middle of the supercell so the scan stays away from its edges
+    # scan the copy of the column in the middle of the supercell
     nx, ny = _lateral_repeats(crystal, settings.lateral_extent_angstrom)
     lx, ly = crystal.cell.lengths()[:2]
-    mid = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])
-    shift = mid - centre
+    shift = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])
     points = _scan_points(centre + shift, polygon + shift, settings.scan_step_angstrom)
     seeds = settings.config_seeds()
     chosen = range(len(seeds)) if configs is None else configs
-    tasks = [dask.delayed(_one_config)(crystal, settings, seeds[i], max_periods, points, np.zeros(2) + shift)
-             for i in chosen]  # fmt: skip
+    tasks = [dask.delayed(_one_config)(crystal, settings, seeds[i], max_periods, points) for i in chosen]
     t0 = time.perf_counter()
     if client is not None:
         futures = client.compute(tasks)
@@ -224,7 +241,7 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     info = {
         "n_scan_points": int(len(points)),
         "cell_polygon": polygon.tolist(),
-        "column_centre": centre.tolist(),
+        "column_centre": (centre + shift).tolist(),
         "atoms_per_period": per_period,
         "lateral_repeats": [nx, ny],
         "seeds": [seeds[i] for i in chosen],
