@@ -1,10 +1,16 @@
 """Stage 2: simulation libraries from abTEM multislice runs."""
 
+from .lensing import LensingModel, LinearModel
+from .mixed import MixedColumns, simulate_mixed_columns
 from .scs import ScsLibrary, available_defaults, build_scs_library, load_default, thickness_curve
 from .settings import MicroscopeSettings, electron_wavelength_angstrom
 from .simulate import column_cell, simulate_column_scs, zone_axis_crystal
 
 __all__ = [
+    "LensingModel",
+    "LinearModel",
+    "MixedColumns",
+    "simulate_mixed_columns",
     "MicroscopeSettings",
     "ScsLibrary",
     "available_defaults",

@@ -13,7 +13,7 @@ from tqdm.auto import tqdm
 
 from ..io import read_hdf5, write_hdf5
 from .settings import MicroscopeSettings
-from .simulate import _layers, _lateral_repeats, clear_of_edges
+from .simulate import _lateral_repeats, _layers, clear_of_edges
 
 __all__ = ["MixedColumns", "simulate_mixed_columns"]
 

@@ -1,0 +1,86 @@
+import numpy as np
+import pytest
+
+from atomscount.library import (
+    LensingModel,
+    LinearModel,
+    MicroscopeSettings,
+    build_scs_library,
+    simulate_mixed_columns,
+    thickness_curve,
+    zone_axis_crystal,
+)
+
+
+def synthetic_model(lam_ab=1.4, lam_ba=0.7):
+    n = np.arange(1, 21)
+    au = thickness_curve(n, 0.4, 8.0, 0.03)
+    ag = thickness_curve(n, 0.15, 10.0, 0.018)
+    curves = np.array([[0.15, 10.0, 0.018], [0.4, 8.0, 0.03]])
+    lam = np.array([[1.0, lam_ba], [lam_ab, 1.0]])  # elements sorted: Ag, Au; lam[Au, Ag] = lam_ab
+    return LensingModel(("Ag", "Au"), np.array([ag, au]), curves, lam, "001")
+
+
+def test_pure_columns_reduce_exactly_to_their_library():
+    m = synthetic_model()
+    for k in (1, 5, 20):
+        assert m.predict(["Au" * k])[0] == pytest.approx(m.tables[1][k - 1], rel=1e-12)
+        assert m.predict([["Ag"] * k])[0] == pytest.approx(m.tables[0][k - 1], rel=1e-12)
+    # beyond the table the fitted curve continues it
+    assert m.predict(["Au" * 25])[0] == pytest.approx(thickness_curve(25, 0.4, 8.0, 0.03), rel=1e-9)
+
+
+def test_lensing_strength_changes_what_is_below():
+    m = synthetic_model(lam_ab=2.0)
+    # an Au lens above Ag pushes the Ag atom deeper into its (concave) curve than an Ag lens would
+    assert m.contributions(["Au", "Ag"])[1] < m.contributions(["Ag", "Ag"])[1]
+
+
+def test_fit_recovers_known_lensing_strengths():
+    truth = synthetic_model(1.4, 0.7)
+    rng = np.random.default_rng(0)
+    seqs = [list(rng.choice(["Ag", "Au"], size=rng.integers(3, 16))) for _ in range(60)]
+    data = [(s, v, 0.0) for s, v in zip(seqs, truth.predict(seqs), strict=True)]
+    from atomscount.library.scs import ScsLibrary
+
+    libs = [ScsLibrary(el, "001", np.arange(1, 21), truth.tables[i], np.zeros(20), truth.tables[i][None], {},
+                       np.zeros(1, np.uint64), dict(zip(("amplitude", "n_sat", "slope"), truth.curves[i], strict=True)))
+            for i, el in enumerate(("Ag", "Au"))]  # fmt: skip
+    fit = LensingModel.fit(libs, data, zone_axis="001")
+    np.testing.assert_allclose(fit.lam, truth.lam, atol=1e-5)
+    assert fit.provenance["fit_max_abs_rel_error"] < 1e-8
+    lin = LinearModel.fit(data)
+    assert lin.provenance["fit_mean_abs_rel_error"] > 10 * fit.provenance["fit_mean_abs_rel_error"]
+
+
+def test_linear_model_fit_and_round_trips(tmp_path):
+    seqs = ["AuAgAg", "AuAu", "AgAgAgAg", "AuAgAuAg"]
+    data = [(s, 0.03 * s.count("Au") + 0.02 * s.count("Ag"), 0.0) for s in seqs]
+    lin = LinearModel.fit(data)
+    np.testing.assert_allclose(lin.per_atom, [0.02, 0.03], rtol=1e-9)  # Ag, Au
+    lin.to_hdf5(tmp_path / "lin.h5")
+    back = LinearModel.from_hdf5(tmp_path / "lin.h5")
+    np.testing.assert_array_equal(back.per_atom, lin.per_atom)
+    m = synthetic_model()
+    m.to_hdf5(tmp_path / "lens.h5")
+    back = LensingModel.from_hdf5(tmp_path / "lens.h5")
+    np.testing.assert_array_equal(back.predict(seqs), m.predict(seqs))
+    with pytest.raises(ValueError, match="the model knows only"):
+        m.predict(["AuPt"])
+
+
+COARSE = dict(sampling_angstrom=0.08, outer_angle_mrad=80.0, inner_angle_mrad=30.0, scan_step_angstrom=0.5,
+              lateral_extent_angstrom=8.0, semiangle_mrad=20.0)  # fmt: skip
+
+
+def test_mixed_simulation_of_pure_columns_matches_the_pure_library():
+    s = MicroscopeSettings(num_configs=1, rms_displacement_angstrom={"Au": 0.0, "Ag": 0.0}, **COARSE)
+    crystal = zone_axis_crystal("Au", "001")
+    lib = build_scs_library("Au", "001", 3, s, progress=False)
+    mixed = simulate_mixed_columns(["AuAuAu", "AgAuAg"], crystal, s, progress=False)
+    # the supercell alternates the two sequences; the pure ones see mixed neighbours
+    np.testing.assert_allclose(mixed.scs[0], lib.scs, rtol=0.03)
+    assert mixed.scs[1, 0] < mixed.scs[0, 0]  # an Ag atom scatters less than an Au atom
+    assert len(mixed.prefixes()) == 6
+    with pytest.raises(ValueError, match="unknown element 'Xx'"):
+        simulate_mixed_columns([["Xx"]], crystal, s)
