@@ -1,6 +1,6 @@
 """Stage 2: simulation libraries from abTEM multislice runs."""
 
-from .lensing import LensingModel, LinearModel
+from .lensing import LensingModel, LinearModel, load_default_lensing, load_default_linear
 from .mixed import MixedColumns, simulate_mixed_columns
 from .scs import ScsLibrary, available_defaults, build_scs_library, load_default, thickness_curve
 from .settings import MicroscopeSettings, electron_wavelength_angstrom
@@ -15,6 +15,8 @@ __all__ = [
     "ScsLibrary",
     "available_defaults",
     "load_default",
+    "load_default_lensing",
+    "load_default_linear",
     "build_scs_library",
     "column_cell",
     "electron_wavelength_angstrom",

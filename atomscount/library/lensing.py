@@ -26,7 +26,7 @@ from scipy.optimize import least_squares
 from ..io import read_hdf5, write_hdf5
 from .scs import ScsLibrary, thickness_curve
 
-__all__ = ["LensingModel", "LinearModel", "pure_tables"]
+__all__ = ["LensingModel", "LinearModel", "load_default_lensing", "load_default_linear", "pure_tables"]
 
 
 def pure_tables(libraries) -> dict:
@@ -250,3 +250,33 @@ class LinearModel:
         arrays, attrs = read_hdf5(path, "LinearModel")
         return cls(tuple(attrs["elements"]), arrays["per_atom"], attrs["zone_axis"], attrs["settings"],
                    attrs["provenance"])  # fmt: skip
+
+
+def load_default_lensing(element_a: str, element_b: str, zone_axis: str) -> LensingModel:
+    """Load the shipped lensing model for two elements (in either order).
+
+    Raises
+    ------
+    ValueError
+        If none ships for that pair and zone axis.
+    """
+    return _load_default_model(LensingModel, "lensing", element_a, element_b, zone_axis)
+
+
+def load_default_linear(element_a: str, element_b: str, zone_axis: str) -> LinearModel:
+    """Load the shipped linear model fitted to the same simulations as the lensing model."""
+    return _load_default_model(LinearModel, "linear", element_a, element_b, zone_axis)
+
+
+def _load_default_model(cls, kind, a, b, zone_axis):
+    from importlib import resources
+
+    from .simulate import _parse_zone_axis
+
+    key, _ = _parse_zone_axis(zone_axis)
+    base = resources.files("atomscount") / "data" / "libraries"
+    for pair in (a + b, b + a):
+        path = base / f"{pair}_{key}_{kind}.h5"
+        if path.is_file():
+            return cls.from_hdf5(str(path))
+    raise ValueError(f"no shipped {kind} model for elements {a!r}/{b!r}, zone_axis={key!r}")
