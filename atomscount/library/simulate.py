@@ -164,12 +164,20 @@ def _lateral_repeats(crystal, min_extent):
     return int(np.ceil(min_extent / lx)), int(np.ceil(min_extent / ly))
 
 
-def _one_config(crystal, settings, seed, max_periods, points):
+def _one_config(crystal, settings, seed, max_periods, points, period_symbols=None):
+    """HAADF SCS over ``points`` after every period, for one phonon configuration.
+
+    ``period_symbols[k]``, when given, is the element of every atom in period ``k``
+    (a layered crystal whose columns all hold the same sequence).
+    """
     import abtem
 
     period = crystal.cell.lengths()[2]
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or period / _layers(crystal)))))
     atoms = crystal * (*_lateral_repeats(crystal, settings.lateral_extent_angstrom), max_periods)
+    if period_symbols is not None:
+        k = np.clip(np.floor((atoms.positions[:, 2] + 1e-6) / period).astype(int), 0, max_periods - 1)
+        atoms.set_chemical_symbols([period_symbols[i] for i in k])
     # Atomic layers sit mid-slice: on a slice boundary, a thermal displacement would
     # move an atom into the previous period's exit plane at random.
     atoms.positions[:, 2] += 0.5 * period / n_slices - atoms.positions[:, 2].min() % (period / n_slices)
@@ -201,13 +209,16 @@ def _layers(crystal):
 
 
 def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_periods: int, *, client=None,
-                        progress=True, configs=None):  # fmt: skip
+                        progress=True, configs=None, sequences=None):  # fmt: skip
     """SCS of the column at the cell origin for 0..max_periods periods, per configuration.
+
+    ``sequences``, when given, is a list of per-period element lists: each is
+    simulated in its own layered crystal (every column holds that sequence).
 
     Returns
     -------
-    scs : ndarray (n_configs, max_periods + 1)
-        Integrated HAADF intensity over the column's Voronoi cell [Å²]; column 0 is
+    scs : ndarray (n_configs, max_periods + 1), or (n_sequences, n_configs, max_periods + 1)
+        Integrated HAADF intensity over the column's Voronoi cell [Å²]; index 0 is
         the entrance surface (zero thickness).
     info : dict
         Scan points, cell polygon, lateral repeats, seeds, wall time.
@@ -223,7 +234,9 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     points = _scan_points(centre + shift, polygon + shift, settings.scan_step_angstrom)
     seeds = settings.config_seeds()
     chosen = range(len(seeds)) if configs is None else configs
-    tasks = [dask.delayed(_one_config)(crystal, settings, seeds[i], max_periods, points) for i in chosen]
+    runs = [None] if sequences is None else list(sequences)
+    tasks = [dask.delayed(_one_config)(crystal, settings, seeds[i], max_periods, points, seq)
+             for seq in runs for i in chosen]  # fmt: skip
     t0 = time.perf_counter()
     if client is not None:
         futures = client.compute(tasks)
@@ -248,4 +261,7 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
         "wall_seconds": time.perf_counter() - t0,
         "period_angstrom": float(crystal.cell.lengths()[2]),
     }
-    return np.array(rows), info
+    rows = np.array(rows)
+    if sequences is not None:
+        rows = rows.reshape(len(runs), len(chosen), -1)
+    return rows, info

@@ -73,14 +73,27 @@ COARSE = dict(sampling_angstrom=0.08, outer_angle_mrad=80.0, inner_angle_mrad=30
               lateral_extent_angstrom=8.0, semiangle_mrad=20.0)  # fmt: skip
 
 
-def test_mixed_simulation_of_pure_columns_matches_the_pure_library():
-    s = MicroscopeSettings(num_configs=1, rms_displacement_angstrom={"Au": 0.0, "Ag": 0.0}, **COARSE)
+def test_uniform_mixed_simulation_of_a_pure_column_is_its_library():
+    s = MicroscopeSettings(num_configs=2, **COARSE)
     crystal = zone_axis_crystal("Au", "001")
     lib = build_scs_library("Au", "001", 3, s, progress=False)
     mixed = simulate_mixed_columns(["AuAuAu", "AgAuAg"], crystal, s, progress=False)
-    # the supercell alternates the two sequences; the pure ones see mixed neighbours
-    np.testing.assert_allclose(mixed.scs[0], lib.scs, rtol=0.03)
+    np.testing.assert_allclose(mixed.scs[0], lib.scs, rtol=1e-6)  # same seeds, same code path
+    np.testing.assert_allclose(mixed.scs_sem[0], lib.scs_sem, rtol=1e-6)
     assert mixed.scs[1, 0] < mixed.scs[0, 0]  # an Ag atom scatters less than an Au atom
     assert len(mixed.prefixes()) == 6
     with pytest.raises(ValueError, match="unknown element 'Xx'"):
         simulate_mixed_columns([["Xx"]], crystal, s)
+    with pytest.raises(ValueError, match="layout must be"):
+        simulate_mixed_columns(["Au"], crystal, s, layout="random")
+
+
+def test_supercell_layout_shares_one_simulation_between_columns():
+    s = MicroscopeSettings(num_configs=1, rms_displacement_angstrom={"Au": 0.0, "Ag": 0.0}, **COARSE)
+    crystal = zone_axis_crystal("Au", "001")
+    lib = build_scs_library("Au", "001", 3, s, progress=False)
+    mixed = simulate_mixed_columns(["AuAuAu", "AgAuAg"], crystal, s, layout="supercell", progress=False)
+    assert mixed.provenance["n_columns_per_supercell"] == 16 and mixed.provenance["n_supercells"] == 1
+    # the pure column now has mixed neighbours: close to, but not exactly, its library
+    np.testing.assert_allclose(mixed.scs[0], lib.scs, rtol=0.03)
+    assert mixed.scs[1, 0] < mixed.scs[0, 0]
