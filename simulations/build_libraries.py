@@ -26,7 +26,20 @@ def main(argv=None):
     ap.add_argument("--settings", type=Path, default=HERE / "default_libraries.toml")
     ap.add_argument("--only", nargs="*", default=None, help="ELEMENT:AXIS pairs, e.g. Au:001")
     ap.add_argument("--max-atoms", type=int, default=None)
+    ap.add_argument("--refit-curves", action="store_true",
+                    help="refit the extrapolation curve of the libraries present, simulating nothing")
     args = ap.parse_args(argv)
+    if args.refit_curves:
+        import dataclasses
+
+        from atomscount.library import ScsLibrary
+        from atomscount.library.scs import _fit_curve
+
+        for path in sorted(OUT.glob("*_???.h5")):
+            lib = ScsLibrary.from_hdf5(path)
+            dataclasses.replace(lib, curve=_fit_curve(lib.n_atoms, lib.scs, lib.scs_sem)).to_hdf5(path)
+            print(f"{path.name}: curve refitted")
+        return
     cfg = tomllib.loads(args.settings.read_text())
     settings = MicroscopeSettings.from_dict(cfg["microscope"])
     lib_cfg = cfg["libraries"]

@@ -26,6 +26,8 @@ from scipy.optimize import least_squares
 from ..io import read_hdf5, write_hdf5
 from .scs import ScsLibrary, thickness_curve
 
+_CURVE_KEYS = ("amplitude", "n_sat", "slope", "offset")
+
 __all__ = ["LensingModel", "LinearModel", "load_default_lensing", "load_default_linear", "pure_tables"]
 
 
@@ -67,8 +69,8 @@ class LensingModel:
     elements : tuple of str
     tables : ndarray (E, N)
         Pure-column SCS for 1..N atoms of each element [Å²].
-    curves : ndarray (E, 3)
-        Thickness-curve parameters (amplitude, n_sat, slope) per element, for depths beyond N.
+    curves : ndarray (E, 4)
+        Thickness-curve parameters (amplitude, n_sat, slope, offset) per element, for depths beyond N.
     lam : ndarray (E, E)
         Lensing strengths ``lam[A, B]`` of an A atom for a B atom below it; diagonal 1.
     zone_axis : str
@@ -88,8 +90,8 @@ class LensingModel:
     def __post_init__(self):
         e = len(self.elements)
         object.__setattr__(self, "elements", tuple(self.elements))
-        if np.shape(self.lam) != (e, e) or np.shape(self.tables)[0] != e or np.shape(self.curves) != (e, 3):
-            raise ValueError(f"lam must be ({e}, {e}), tables ({e}, N) and curves ({e}, 3)")
+        if np.shape(self.lam) != (e, e) or np.shape(self.tables)[0] != e or np.shape(self.curves) != (e, 4):
+            raise ValueError(f"lam must be ({e}, {e}), tables ({e}, N) and curves ({e}, 4)")
         if not np.allclose(np.diag(self.lam), 1.0):
             raise ValueError(f"lam must have a unit diagonal, got {np.diag(self.lam).tolist()}")
 
@@ -101,8 +103,8 @@ class LensingModel:
             inc = np.diff(full)  # inc[j] is Delta(j + 1)
             x = np.clip(depth - 1.0, 0.0, n - 1.0)
             return float(np.interp(x, np.arange(n), inc))
-        a, ns, s = self.curves[k]
-        return float(thickness_curve(depth, a, ns, s) - thickness_curve(depth - 1.0, a, ns, s))
+        p = self.curves[k]
+        return float(thickness_curve(depth, *p) - thickness_curve(depth - 1.0, *p))
 
     def contributions(self, sequence) -> np.ndarray:
         """SCS contribution [Å²] of each atom of ``sequence`` (beam entrance first)."""
@@ -137,7 +139,7 @@ class LensingModel:
         elements = tuple(sorted(tables))
         width = min(len(t) for t, _ in tables.values())
         tab = np.array([tables[e][0][:width] for e in elements])
-        curves = np.array([[tables[e][1][k] for k in ("amplitude", "n_sat", "slope")] for e in elements])
+        curves = np.array([[tables[e][1].get(k, 0.0) for k in _CURVE_KEYS] for e in elements])
         seqs, scs, _ = _as_columns(mixed)
         if not seqs:
             raise ValueError("mixed must hold at least one column")

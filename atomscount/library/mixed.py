@@ -203,14 +203,21 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
 def _uniform(seqs, crystal, settings, client, progress):
     from .simulate import simulate_column_scs
 
-    if np.any(seqs == ""):
-        raise ValueError("layout='uniform' needs sequences without vacancies; give shorter sequences instead")
-    per_seq, info = simulate_column_scs(crystal, settings, seqs.shape[1], client=client, progress=progress,
-                                        sequences=[list(s) for s in seqs])  # fmt: skip
-    vals = per_seq[:, :, 1:]  # (n_seq, n_configs, length)
-    mean = vals.mean(axis=1)
-    n_cfg = vals.shape[1]
-    sem = vals.std(axis=1, ddof=1) / np.sqrt(n_cfg) if n_cfg > 1 else np.zeros_like(mean)
+    lengths = (seqs != "").sum(axis=1)
+    if any(np.any(row[: k] == "") for row, k in zip(seqs, lengths, strict=True)):
+        raise ValueError("layout='uniform' takes vacancies only at the end of a sequence")
+    n_seq, width = seqs.shape
+    mean = np.full((n_seq, width), np.nan)
+    sem = np.full((n_seq, width), np.nan)
+    info = {}
+    for length in np.unique(lengths):  # one run per thickness, every sequence of it together
+        rows = np.flatnonzero(lengths == length)
+        per_seq, info = simulate_column_scs(crystal, settings, int(length), client=client, progress=progress,
+                                            sequences=[list(seqs[i, :length]) for i in rows])  # fmt: skip
+        vals = per_seq[:, :, 1:]  # (n, n_configs, length)
+        n_cfg = vals.shape[1]
+        mean[rows, :length] = vals.mean(axis=1)
+        sem[rows, :length] = vals.std(axis=1, ddof=1) / np.sqrt(n_cfg) if n_cfg > 1 else 0.0
     info = {k: v for k, v in info.items() if k != "cell_polygon"} | {"layout": "uniform"}
     return MixedColumns(seqs, mean, sem, settings.to_dict(), np.array(info["seeds"], dtype=np.uint64), info)
 

@@ -18,15 +18,16 @@ __all__ = ["ScsLibrary", "available_defaults", "build_scs_library", "load_defaul
 _KIND = "ScsLibrary"
 
 
-def thickness_curve(n, amplitude, n_sat, slope):
-    """Smooth SCS(N) [Å²]: linear growth plus a channelling term that saturates.
+def thickness_curve(n, amplitude, n_sat, slope, offset=0.0):
+    """Smooth SCS(N) [Å²] for extrapolation: a saturating channelling term, linear growth and an offset.
 
-    ``amplitude * (1 - exp(-N / n_sat)) + slope * N``, 0 at N = 0. A positive
-    amplitude gives the concave curve of strong channelling; a negative one the
-    slower first atoms of a probe that has not yet focused onto the column.
+    ``offset + amplitude * (1 - exp(-N / n_sat)) + slope * N``. It is fitted to the
+    thicker half of a library, where it continues the table; the offset absorbs the
+    slower first atoms (the probe still focusing onto the column), which the
+    concave form cannot follow.
     """
     n = np.asarray(n, dtype=np.float64)
-    return amplitude * (1.0 - np.exp(-n / n_sat)) + slope * n
+    return offset + amplitude * (1.0 - np.exp(-n / n_sat)) + slope * n
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -152,16 +153,23 @@ class ScsLibrary:
 def _fit_curve(n, scs, sem):
     import lmfit
 
-    if len(n) < 4:  # too few counts for three parameters: a straight line through the origin
-        return {"amplitude": 0.0, "n_sat": 1.0, "slope": float(np.sum(n * scs) / np.sum(n * n))}
+    keep = n >= n[-1] / 2
+    if keep.sum() < 6:  # too few counts for four parameters: a line through the last two
+        slope = float(scs[-1] - scs[-2]) / float(n[-1] - n[-2]) if len(n) > 1 else float(scs[0] / n[0])
+        return {"amplitude": 0.0, "n_sat": 1.0, "slope": slope, "offset": float(scs[-1] - slope * n[-1])}
     model = lmfit.Model(thickness_curve, independent_vars=["n"])
-    params = model.make_params(amplitude=max(scs[-1] * 0.3, 1e-6), n_sat=max(len(n) / 3, 1.0), slope=scs[0] * 0.5)
+    # start from the end of the table, which is what extrapolation continues: the
+    # final increment as the slope, the rest as the saturated channelling term
+    tail = max(2, len(n) // 8)
+    slope0 = max(float(np.mean(np.diff(scs)[-tail:])), 1e-9)
+    params = model.make_params(amplitude=max(scs[-1] - slope0 * n[-1], 1e-9), n_sat=max(n[-1] / 4, 1.0),
+                               slope=slope0, offset=0.0)  # fmt: skip
     params["n_sat"].min = 0.1
+    params["n_sat"].max = 10.0 * n[-1]
     params["slope"].min = 0
-    # relative weights: the curve is for extrapolation, so every count matters alike
-    # rather than the first few, whose phonon spread is smallest
-    weights = 1.0 / np.maximum(np.abs(scs), 1e-12)
-    result = model.fit(scs, params, n=n, weights=weights)
+    # relative weights over the thicker half of the table, which extrapolation continues
+    weights = 1.0 / np.maximum(np.abs(scs[keep]), 1e-12)
+    result = model.fit(scs[keep], params, n=n[keep], weights=weights)
     return {k: float(v.value) for k, v in result.params.items()}
 
 

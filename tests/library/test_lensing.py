@@ -16,7 +16,7 @@ def synthetic_model(lam_ab=1.4, lam_ba=0.7):
     n = np.arange(1, 21)
     au = thickness_curve(n, 0.4, 8.0, 0.03)
     ag = thickness_curve(n, 0.15, 10.0, 0.018)
-    curves = np.array([[0.15, 10.0, 0.018], [0.4, 8.0, 0.03]])
+    curves = np.array([[0.15, 10.0, 0.018, 0.0], [0.4, 8.0, 0.03, 0.0]])
     lam = np.array([[1.0, lam_ba], [lam_ab, 1.0]])  # elements sorted: Ag, Au; lam[Au, Ag] = lam_ab
     return LensingModel(("Ag", "Au"), np.array([ag, au]), curves, lam, "001")
 
@@ -43,8 +43,9 @@ def test_fit_recovers_known_lensing_strengths():
     data = [(s, v, 0.0) for s, v in zip(seqs, truth.predict(seqs), strict=True)]
     from atomscount.library.scs import ScsLibrary
 
+    keys = ("amplitude", "n_sat", "slope", "offset")
     libs = [ScsLibrary(el, "001", np.arange(1, 21), truth.tables[i], np.zeros(20), truth.tables[i][None], {},
-                       np.zeros(1, np.uint64), dict(zip(("amplitude", "n_sat", "slope"), truth.curves[i], strict=True)))
+                       np.zeros(1, np.uint64), dict(zip(keys, truth.curves[i], strict=True)))
             for i, el in enumerate(("Ag", "Au"))]  # fmt: skip
     fit = LensingModel.fit(libs, data, zone_axis="001")
     np.testing.assert_allclose(fit.lam, truth.lam, atol=1e-5)

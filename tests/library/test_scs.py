@@ -24,9 +24,20 @@ def test_library_grows_with_thickness_and_reports_phonon_spread(small_library):
     assert np.all(lib.scs_sem > 0) and np.all(lib.scs_sem < 0.2 * lib.scs)
     assert len(set(lib.seeds.tolist())) == 2
     assert lib.provenance["n_scan_points"] == 16 and lib.provenance["abtem_version"]
-    # the smooth 3-parameter curve follows this coarse 2-configuration table to ~10 %
-    np.testing.assert_allclose(thickness_curve(lib.n_atoms, **lib.curve), lib.scs, rtol=0.12)
-    assert np.all(np.diff(thickness_curve(np.arange(1, 20), **lib.curve)) > 0)
+    # too short a table for the 4-parameter curve: extrapolation continues its last step
+    np.testing.assert_allclose(thickness_curve(lib.n_atoms[-2:], **lib.curve), lib.scs[-2:], rtol=1e-9)
+    assert np.all(np.diff(thickness_curve(np.arange(4, 20), **lib.curve)) > 0)
+
+
+def test_thickness_curve_continues_a_long_table():
+    from atomscount.library.scs import _fit_curve
+
+    n = np.arange(1, 41)
+    scs = 0.0125 * n + 0.2 * (1 - np.exp(-n / 9.0)) - 0.01 * np.exp(-n / 1.5)  # convex onset, then channelling
+    curve = _fit_curve(n, scs, np.zeros_like(scs))
+    np.testing.assert_allclose(thickness_curve(n[20:], **curve), scs[20:], rtol=2e-3)
+    truth_50 = 0.0125 * 50 + 0.2 * (1 - np.exp(-50 / 9.0))
+    assert thickness_curve(50, **curve) == pytest.approx(truth_50, rel=0.01)
 
 
 def test_configurations_are_reproducible_from_their_seeds(small_library):
