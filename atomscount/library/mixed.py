@@ -190,8 +190,10 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
         results = [t.compute(scheduler="synchronous") for t in tqdm(tasks, desc="mixed columns", disable=not progress)]
     per_config = np.full((len(seeds), n_seq, length), np.nan)
     for (assigned, ci), res in zip(slots, results, strict=True):
-        for c, i in enumerate(assigned):
-            if c < len(set(assigned)) or np.isnan(per_config[ci, i, 0]):
+        seen = set()
+        for c, i in enumerate(assigned):  # a short last batch repeats sequences: keep the first copy
+            if i not in seen:
+                seen.add(i)
                 per_config[ci, i] = res[c]
     mean = per_config.mean(axis=0)
     sem = per_config.std(axis=0, ddof=1) / np.sqrt(len(seeds)) if len(seeds) > 1 else np.zeros_like(mean)
