@@ -119,8 +119,8 @@ def plot_scs_library(library, *, ax=None, extrapolate_to=None):
         ax.plot(n, row, color="0.8", lw=0.6)
     ax.errorbar(n, library.scs, yerr=library.scs_sem, fmt="o", ms=3, color="tab:blue", label="multislice (mean ± s.e.)")
     top = extrapolate_to or int(n.max() * 1.25)
-    nn = np.linspace(0, n.max(), 200)
-    ax.plot(nn, thickness_curve(nn, **library.curve), color="tab:orange", label="fitted curve")
+    nn = np.linspace(n.max() / 2, n.max(), 100)  # the curve is fitted to the thicker half
+    ax.plot(nn, thickness_curve(nn, **library.curve), color="tab:orange", label="fitted curve (thicker half)")
     ne = np.linspace(n.max(), top, 50)
     ax.plot(ne, thickness_curve(ne, **library.curve), "--", color="tab:orange", label="extrapolated")
     ax.set_xlabel("atoms in column")
