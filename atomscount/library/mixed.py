@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-import warnings
 
 import numpy as np
 from ase import Atoms
@@ -13,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..io import read_hdf5, write_hdf5
 from .settings import MicroscopeSettings
-from .simulate import _lateral_repeats, _layers, clear_of_edges
+from .simulate import _lateral_repeats, _layers, clear_of_edges, haadf_exit_planes
 
 __all__ = ["MixedColumns", "simulate_mixed_columns"]
 
@@ -240,24 +239,9 @@ def _decorate(base, members, sequences, length):
 
 
 def _mixed_config(atoms, settings, seed, length, points, owner, n_cols, layer):
-    import abtem
-
-    sigmas = {el: settings.rms_for(el) for el in set(atoms.get_chemical_symbols())}
-    fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=sigmas, seed=(int(seed),))
     period = atoms.cell.lengths()[2] / length
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or layer))))
-    potential = abtem.Potential(fp, sampling=settings.sampling_angstrom, slice_thickness=period / n_slices,
-                                exit_planes=n_slices, projection="infinite", parametrization="lobato")  # fmt: skip
-    aberrations = dict(settings.aberrations)
-    aberrations.update(C10=-settings.defocus_angstrom, C30=settings.cs_angstrom)
-    probe = abtem.Probe(energy=settings.energy_ev, semiangle_cutoff=settings.semiangle_mrad, aberrations=aberrations)
-    probe.grid.match(potential)
-    detector = abtem.AnnularDetector(inner=settings.inner_angle_mrad, outer=settings.outer_angle_mrad)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        measurement = probe.scan(potential, scan=abtem.CustomScan(points), detectors=detector)
-        result = measurement.compute(progress_bar=False, scheduler="synchronous")
-    arr = np.asarray(result.array).reshape(length + 1, -1)[1:]  # drop the entrance plane
+    arr = haadf_exit_planes(atoms, settings, seed, period / n_slices, n_slices, points)[1:]  # drop the entrance
     out = np.zeros((n_cols, length))
     for k in range(length):
         out[:, k] = np.bincount(owner, weights=arr[k], minlength=n_cols)

@@ -170,8 +170,6 @@ def _one_config(crystal, settings, seed, max_periods, points, period_symbols=Non
     ``period_symbols[k]``, when given, is the element of every atom in period ``k``
     (a layered crystal whose columns all hold the same sequence).
     """
-    import abtem
-
     period = crystal.cell.lengths()[2]
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or period / _layers(crystal)))))
     atoms = crystal * (*_lateral_repeats(crystal, settings.lateral_extent_angstrom), max_periods)
@@ -182,11 +180,21 @@ def _one_config(crystal, settings, seed, max_periods, points, period_symbols=Non
     # move an atom into the previous period's exit plane at random.
     atoms.positions[:, 2] += 0.5 * period / n_slices - atoms.positions[:, 2].min() % (period / n_slices)
     atoms.wrap()
-    symbols = sorted(set(atoms.get_chemical_symbols()))
-    sigmas = {el: settings.rms_for(el) for el in symbols}
+    arr = haadf_exit_planes(atoms, settings, seed, period / n_slices, n_slices, points)
+    return arr.sum(axis=1) * settings.scan_step_angstrom**2
+
+
+def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, points) -> np.ndarray:
+    """One frozen-phonon configuration: HAADF intensity at ``points`` after every exit plane.
+
+    Returns an array (n_planes + 1, n_points), row 0 being the entrance surface.
+    """
+    import abtem
+
+    sigmas = {el: settings.rms_for(el) for el in set(atoms.get_chemical_symbols())}
     fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=sigmas, seed=(int(seed),))
     potential = abtem.Potential(
-        fp, sampling=settings.sampling_angstrom, slice_thickness=period / n_slices, exit_planes=n_slices,
+        fp, sampling=settings.sampling_angstrom, slice_thickness=slice_thickness, exit_planes=slices_per_plane,
         projection="infinite", parametrization="lobato",
     )  # fmt: skip
     aberrations = dict(settings.aberrations)
@@ -194,13 +202,11 @@ def _one_config(crystal, settings, seed, max_periods, points, period_symbols=Non
     probe = abtem.Probe(energy=settings.energy_ev, semiangle_cutoff=settings.semiangle_mrad, aberrations=aberrations)
     probe.grid.match(potential)
     detector = abtem.AnnularDetector(inner=settings.inner_angle_mrad, outer=settings.outer_angle_mrad)
-    scan = abtem.CustomScan(points)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        measurement = probe.scan(potential, scan=scan, detectors=detector)
+        warnings.simplefilter("ignore")  # abTEM's notices about chunking and dask
+        measurement = probe.scan(potential, scan=abtem.CustomScan(points), detectors=detector)
         result = measurement.compute(progress_bar=False, scheduler="synchronous")
-    arr = np.asarray(result.array).reshape(max_periods + 1, -1)
-    return arr.sum(axis=1) * settings.scan_step_angstrom**2
+    return np.asarray(result.array).reshape(-1, len(points))
 
 
 def _layers(crystal):
