@@ -36,6 +36,19 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--mask-invalid", action="store_true", help="ignore NaN/inf pixels")
     f.add_argument("--no-figures", action="store_true")
     f.add_argument("--out", type=Path, required=True, help="output folder")
+    c = sub.add_parser("count", help="count the atoms in every column of a fit")
+    c.add_argument("fit", type=Path, help="fit.h5 written by `atomscount fit`")
+    c.add_argument("--library", default=None,
+                   help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Au:001)")  # fmt: skip
+    c.add_argument("--method", choices=["icl", "library", "hybrid"], default="icl")
+    c.add_argument("--max-components", type=int, default=50, help="G_max of the mixture scan (default 50)")
+    c.add_argument("--components", type=int, default=None, help="force this number of components")
+    c.add_argument("--first-count", type=int, default=None, help="count of the lowest component (no library)")
+    c.add_argument("--crystal", default=None, help="element for the 3D model (default: the library's)")
+    c.add_argument("--zone-axis", default=None, help="zone axis for the 3D model (default: the library's)")
+    c.add_argument("--alignment", choices=["centre", "top", "bottom"], default="centre")
+    c.add_argument("--seed", type=int, default=0, help="seed of the random EM starts")
+    c.add_argument("--out", type=Path, required=True, help="output folder")
     lib = sub.add_parser("library", help="build or inspect abTEM simulation libraries")
     lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", required=True)
     lb = lsub.add_parser("build", help="simulate a pure-column SCS library from a settings file")
@@ -81,11 +94,12 @@ def _cmd_demo(args) -> int:
     from .demo import run_demo
 
     s = run_demo(args.out)
-    print(
-        f"demo: {s['n_found_columns']} columns fitted ({s['n_true_columns']} true), "
-        f"SCS error {100 * s['scs_mean_rel_error']:+.2f}% mean, {100 * s['scs_rms_rel_error']:.2f}% rms, "
-        f"positions {s['position_rms_error_angstrom']:.3f} Å rms"
-    )
+    print(f"demo: {s['n_found_columns']} columns fitted ({s['n_true_columns']} true), "
+          f"positions {s['position_rms_error_angstrom']:.3f} Å rms from the truth")  # fmt: skip
+    for method, r in s["counting"].items():
+        print(f"  {method:8s} counted {100 * r['exact_fraction']:5.1f}% of columns exactly, "
+              f"{100 * r['within_one_fraction']:5.1f}% within one atom; {r['total_atoms']} atoms "
+              f"({s['true_atoms']} true)")  # fmt: skip
     print(f"results and figures written to {args.out.resolve()}")
     for name, path in s["files"].items():
         print(f"  {name:16s} {path}")
@@ -132,13 +146,64 @@ def _cmd_fit(args) -> int:
     return 0
 
 
+def _load_library(spec):
+    from .library import ScsLibrary, load_default
+
+    if spec is None:
+        return None
+    path = Path(spec)
+    if path.suffix.lower() in (".h5", ".hdf5") or path.exists():
+        return ScsLibrary.from_hdf5(path)
+    if ":" in spec:
+        element, axis = spec.split(":", 1)
+        return load_default(element, axis)
+    raise ValueError(f"--library must be an HDF5 file or ELEMENT:AXIS, got {spec!r}")
+
+
+def _cmd_count(args) -> int:
+    from .columns import ColumnFit
+    from .counting import count_atoms, model_from_counts, write_model
+    from .io import atomic_path
+    from .plot import save_count_figures
+
+    fit = ColumnFit.from_hdf5(args.fit)
+    library = _load_library(args.library)
+    result = count_atoms(fit.scs, method=args.method, library=library, max_components=args.max_components,
+                         scs_errors=fit.scs_error, n_components=args.components, first_count=args.first_count,
+                         rng=args.seed, progress=True)  # fmt: skip
+    args.out.mkdir(parents=True, exist_ok=True)
+    files = {"counts": args.out / "counts.h5", "csv": args.out / "counts.csv"}
+    result.to_hdf5(files["counts"])
+    result.to_csv(files["csv"])
+    crystal = args.crystal or (library.element if library is not None else None)
+    axis = args.zone_axis or (library.zone_axis if library is not None else None)
+    model = None
+    if crystal and axis:
+        model = model_from_counts(fit, result, crystal, axis, alignment=args.alignment)
+        files["model_xyz"] = write_model(model, args.out / "model.xyz")
+        files["model_cif"] = write_model(model, args.out / "model.cif")
+    files.update(save_count_figures(fit, result, args.out, model=model))
+    import json
+
+    with atomic_path(args.out / "summary.json") as tmp:
+        tmp.write_text(json.dumps(result.summary(), indent=2))
+    files["summary"] = args.out / "summary.json"
+    print(repr(result))
+    for note in result.notes:
+        print(f"  - {note}")
+    print(f"results written to {args.out.resolve()}")
+    for name, path in files.items():
+        print(f"  {name:16s} {path}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"demo": _cmd_demo, "fit": _cmd_fit, "library": _cmd_library}
+    handlers = {"demo": _cmd_demo, "fit": _cmd_fit, "count": _cmd_count, "library": _cmd_library}
     try:
         return handlers[args.command](args)
     except (ValueError, TypeError, FileNotFoundError, OSError) as exc:

@@ -15,6 +15,12 @@ __all__ = [
     "plot_scs_histogram",
     "plot_scs_library",
     "save_fit_figures",
+    "plot_count_histogram",
+    "plot_icl",
+    "plot_count_map",
+    "plot_count_probability_map",
+    "plot_model_3d",
+    "save_count_figures",
 ]
 
 
@@ -128,6 +134,140 @@ def plot_scs_library(library, *, ax=None, extrapolate_to=None):
     ax.set_title(f"{library.element} [{library.zone_axis}]")
     ax.legend()
     return fig
+
+
+def plot_count_histogram(counts, *, ax=None, bins=None):
+    """SCS histogram with the fitted mixture components and their sum."""
+    from scipy.stats import norm
+
+    fig, ax = _fig_ax(ax, (7, 4.2))
+    x = np.asarray(counts.scs, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    if bins is None:
+        bins = int(np.clip(np.sqrt(x.size) * 2, 20, 200))
+    h, edges, _ = ax.hist(x, bins=bins, color="0.75", label=f"{x.size} SCS values")
+    width = edges[1] - edges[0]
+    grid = np.linspace(edges[0], edges[-1], 1000)
+    means = np.asarray(counts.component_means)
+    weights = np.asarray(counts.component_weights)
+    sd = float(counts.component_width)
+    dose = (counts.metadata or {}).get("dose")
+    total = np.zeros_like(grid)
+    for m, w in zip(means, weights, strict=True):
+        s = np.sqrt(sd**2 + (max(m, 0) / dose if dose else 0.0))
+        comp = x.size * width * w * norm.pdf(grid, m, s)
+        total += comp
+        ax.plot(grid, comp, color="tab:blue", lw=0.8, alpha=0.8)
+    ax.plot(grid, total, color="tab:red", lw=1.5, label="mixture")
+    ax.set_xlabel("SCS (Å²)")
+    ax.set_ylabel("columns")
+    ax.set_title(f"{counts.method}: {counts.n_components} components")
+    ax.legend()
+    return fig
+
+
+def plot_icl(counts, *, ax=None):
+    """ICL, AIC and BIC against the number of components, the chosen G and the candidates marked."""
+    fig, ax = _fig_ax(ax, (6.5, 4.2))
+    icl = np.asarray(counts.icl)
+    if icl.size == 0:
+        ax.text(0.5, 0.5, f"no ICL curve for method {counts.method!r}", ha="center", transform=ax.transAxes)
+        return fig
+    g = np.arange(1, icl.size + 1)
+    ax.plot(g, icl, "-", color="tab:blue", label="ICL")
+    ax.plot(g, counts.bic, "--", color="tab:green", label="BIC")
+    ax.plot(g, counts.aic, ":", color="tab:orange", label="AIC")
+    for c in counts.candidates:
+        ax.plot(c["n_components"], c["icl"], "o", mfc="none", color="0.3", ms=7)
+    ax.plot(counts.n_components, icl[counts.n_components - 1], "*", color="tab:red", ms=14,
+            label=f"chosen G = {counts.n_components}")  # fmt: skip
+    gmin = int(np.argmin(icl)) + 1
+    if gmin != counts.n_components:
+        ax.plot(gmin, icl[gmin - 1], "v", color="k", ms=8, label=f"global minimum G = {gmin}")
+    ax.set_xlabel("number of components G")
+    ax.set_ylabel("criterion")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def _column_scatter(fit, values, ax, image, cmap, label, annotate):
+    fig = ax.figure
+    if image is not None:
+        ax.imshow(image.data, cmap="gray", alpha=0.4, extent=_extent(image.shape, image.pixel_size_angstrom))
+    pos = np.asarray(getattr(fit, "positions", fit))
+    size = max(4.0, 4000.0 / max(len(pos), 1))
+    sc = ax.scatter(*pos.T, c=values, s=size, cmap=cmap)
+    fig.colorbar(sc, ax=ax, label=label)
+    if annotate and len(pos) <= 300:
+        for (x, y), v in zip(pos, values, strict=True):
+            ax.annotate(f"{v:g}", (x, y), ha="center", va="center", fontsize=6, color="w")
+    ax.set_aspect("equal")
+    if image is None:
+        ax.invert_yaxis()
+    ax.set_xlabel("x (Å)")
+    ax.set_ylabel("y (Å)")
+    return fig
+
+
+def plot_count_map(fit, counts, *, ax=None, image: HAADFImage | None = None, frame: int = 0):
+    """Columns coloured (and, when few, labelled) by their atom count."""
+    fig, ax = _fig_ax(ax, (6.5, 5.5))
+    c = np.atleast_2d(counts.counts)[frame]
+    _column_scatter(fit, np.where(c >= 0, c, np.nan), ax, image, "viridis", "atoms", True)
+    ax.set_title(f"atom counts ({int(np.where(c >= 0, c, 0).sum())} atoms)")
+    return fig
+
+
+def plot_count_probability_map(fit, counts, *, ax=None, image: HAADFImage | None = None, frame: int = 0):
+    """Columns coloured by the posterior probability of their count."""
+    fig, ax = _fig_ax(ax, (6.5, 5.5))
+    p = np.atleast_2d(counts.probability)[frame]
+    _column_scatter(fit, p, ax, image, "magma", "probability of the count", False)
+    ax.set_title(f"count probability (mean {np.mean(p):.2f})")
+    return fig
+
+
+def plot_model_3d(atoms, *, ax=None, color_by="element"):
+    """3D scatter of an atomic model (from :func:`atomscount.counting.model_from_counts`)."""
+    if ax is None:
+        fig = plt.figure(figsize=(6.5, 6), constrained_layout=True)
+        ax = fig.add_subplot(projection="3d")
+    fig = ax.figure
+    pos = atoms.positions
+    sym = np.array(atoms.get_chemical_symbols())
+    for i, el in enumerate(np.unique(sym)):
+        m = sym == el
+        ax.scatter(*pos[m].T, s=18, depthshade=True, color=plt.cm.tab10(i), label=f"{el} ({int(m.sum())})")
+    ax.set_xlabel("x (Å)")
+    ax.set_ylabel("y (Å)")
+    ax.set_zlabel("z, beam (Å)")
+    span = np.ptp(pos, axis=0).max() if len(pos) else 1.0
+    mid = pos.mean(axis=0) if len(pos) else np.zeros(3)
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
+        setter(c - span / 2, c + span / 2)
+    ax.legend()
+    ax.set_title(f"{len(atoms)} atoms")
+    return fig
+
+
+def save_count_figures(fit, counts, out_dir, *, image: HAADFImage | None = None, model=None) -> dict:
+    """Write the counting figures as PNG into ``out_dir``; return their paths."""
+    from pathlib import Path
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    figs = {"count_histogram": plot_count_histogram(counts), "count_map": plot_count_map(fit, counts, image=image),
+            "count_probability": plot_count_probability_map(fit, counts, image=image)}  # fmt: skip
+    if np.asarray(counts.icl).size:
+        figs["icl"] = plot_icl(counts)
+    if model is not None:
+        figs["model_3d"] = plot_model_3d(model)
+    paths = {}
+    for name, fig in figs.items():
+        paths[name] = out / f"{name}.png"
+        fig.savefig(paths[name], dpi=110)
+        plt.close(fig)
+    return paths
 
 
 def _fig_ax(ax, size):

@@ -1,0 +1,521 @@
+"""Atom counts per column: the result type and the three counting methods."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import warnings
+
+import numpy as np
+from scipy.special import logsumexp
+
+from .._checks import check_choice, check_rng
+from ..io import atomic_path, read_hdf5, write_hdf5
+from .gmm import MixtureScan, fit_mixtures
+from .select import select_components
+
+__all__ = ["ColumnCounts", "count_atoms", "count_by_library", "count_hybrid", "count_time_series"]
+
+_KIND = "ColumnCounts"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class ColumnCounts:
+    """Number of atoms in every column, with how sure each count is.
+
+    Attributes
+    ----------
+    counts : ndarray (n,) or (n_frames, n) of int
+        Atoms per column; -1 where the SCS was not finite (dropped).
+    probability : ndarray, like ``counts``
+        Posterior probability of the reported count.
+    count_values : ndarray (k,)
+        The counts the posterior columns refer to.
+    posterior : ndarray (n, k) or (n_frames, n, k)
+        Posterior probability of each count in ``count_values``.
+    method : str
+        "icl", "library", "hybrid" or "time-series".
+    n_components : int
+        Mixture components used (distinct counts for the library method).
+    component_means, component_weights : ndarray (n_components,)
+    component_width : float
+        Shared standard deviation of the components [Å²].
+    icl, aic, bic : ndarray (g_max,)
+        Criteria for G = 1..g_max (empty for the library method).
+    library_scale, library_offset : float or None
+        Fitted relation ``SCS ~ scale * library + offset`` (hybrid, and the alignment
+        of the ICL mixture with a library).
+    candidates : list of dict
+        Ranked ICL local minima with their penalties and reasons.
+    notes : list of str
+        What was decided and why, and any warnings about the data.
+    scs : ndarray
+        The SCS that were counted (NaN where dropped).
+    """
+
+    counts: np.ndarray
+    probability: np.ndarray
+    count_values: np.ndarray
+    posterior: np.ndarray
+    method: str
+    n_components: int
+    component_means: np.ndarray
+    component_weights: np.ndarray
+    component_width: float
+    icl: np.ndarray
+    aic: np.ndarray
+    bic: np.ndarray
+    scs: np.ndarray
+    library_scale: float | None = None
+    library_offset: float | None = None
+    candidates: list = dataclasses.field(default_factory=list)
+    notes: list = dataclasses.field(default_factory=list)
+    metadata: dict = dataclasses.field(default_factory=dict)
+
+    _ARRAYS = ("counts", "probability", "count_values", "posterior", "component_means", "component_weights", "icl",
+               "aic", "bic", "scs")  # fmt: skip
+
+    def __post_init__(self):
+        for name in self._ARRAYS:
+            arr = np.array(getattr(self, name))
+            arr.flags.writeable = False
+            object.__setattr__(self, name, arr)
+
+    @property
+    def valid(self) -> np.ndarray:
+        return self.counts >= 0
+
+    @property
+    def total_atoms(self):
+        """Total atoms (per frame for a time series)."""
+        return np.where(self.valid, self.counts, 0).sum(axis=-1)
+
+    @property
+    def n_columns(self) -> int:
+        return int(self.counts.shape[-1])
+
+    def summary(self) -> dict:
+        return {"method": self.method, "n_columns": self.n_columns, "n_components": int(self.n_components),
+                "total_atoms": np.asarray(self.total_atoms).tolist(), "library_scale": self.library_scale,
+                "library_offset": self.library_offset, "mean_probability": float(np.mean(self.probability[self.valid]))
+                if self.valid.any() else None, "notes": list(self.notes)}  # fmt: skip
+
+    def __repr__(self) -> str:
+        return (f"ColumnCounts({self.method}, {self.n_columns} columns, G = {self.n_components}, "
+                f"{self.summary()['total_atoms']} atoms)")  # fmt: skip
+
+    def to_hdf5(self, path) -> None:
+        attrs = {k: getattr(self, k) for k in ("method", "n_components", "component_width", "library_scale",
+                                               "library_offset", "candidates", "notes", "metadata")}  # fmt: skip
+        write_hdf5(path, _KIND, {k: getattr(self, k) for k in self._ARRAYS}, attrs)
+
+    @classmethod
+    def from_hdf5(cls, path) -> ColumnCounts:
+        arrays, attrs = read_hdf5(path, _KIND)
+        return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
+
+    def to_csv(self, path) -> None:
+        """One row per column (and frame): index, frame, SCS, count, probability."""
+        counts = np.atleast_2d(self.counts)
+        prob = np.atleast_2d(self.probability)
+        scs = np.atleast_2d(self.scs)
+        with atomic_path(path) as tmp, open(tmp, "w") as fh:
+            fh.write("column,frame,scs_angstrom2,count,probability\n")
+            for f in range(counts.shape[0]):
+                for i in range(counts.shape[1]):
+                    fh.write(f"{i},{f},{scs[f, i]:.8g},{counts[f, i]},{prob[f, i]:.6f}\n")
+
+    @staticmethod
+    def read_csv(path) -> dict:
+        """The CSV's columns as arrays (counts, probability, scs, column, frame)."""
+        data = np.genfromtxt(path, delimiter=",", names=True)
+        return {"column": data["column"].astype(int), "frame": data["frame"].astype(int),
+                "scs": data["scs_angstrom2"], "counts": data["count"].astype(int),
+                "probability": data["probability"]}  # fmt: skip
+
+
+def _clean_scs(scs, scs_errors=None):
+    x = np.asarray(scs, dtype=np.float64)
+    if x.ndim != 1:
+        raise ValueError(f"scs must be a 1D array, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError("scs must not be empty")
+    ok = np.isfinite(x)
+    if not ok.any():
+        raise ValueError(f"scs holds no finite values (all {x.size} are NaN/inf)")
+    if not ok.all():
+        warnings.warn(f"dropped {int((~ok).sum())} NaN/inf SCS values (count -1)", stacklevel=3)
+    err = None
+    if scs_errors is not None:
+        err = np.asarray(scs_errors, dtype=np.float64)
+        if err.shape != x.shape:
+            raise ValueError(f"scs_errors must have the shape of scs {x.shape}, got {err.shape}")
+    return x, ok, err
+
+
+def _library_table(library, n_max=None):
+    """(counts, SCS, s.e.) of a library, as arrays; extrapolated up to ``n_max`` if asked."""
+    from ..library import ScsLibrary
+
+    if isinstance(library, ScsLibrary):
+        top = library.max_atoms if n_max is None else max(int(n_max), 1)
+        n = np.arange(1, top + 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            scs = library.scs_at(n, extrapolate=True)
+        sem = np.interp(n, library.n_atoms, library.scs_sem)
+        return n, scs, sem
+    arr = np.asarray(library, dtype=np.float64)
+    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
+        raise ValueError(f"library must be an ScsLibrary or a 1D array of SCS for 1, 2, ... atoms, got {arr.shape}")
+    if np.any(np.diff(arr) <= 0):
+        raise ValueError("library SCS must increase with the number of atoms")
+    n = np.arange(1, arr.size + 1)
+    return n, arr, np.zeros_like(arr)
+
+
+def _library_extent(library, scs):
+    """Counts needed to cover the measured SCS (at least the library's own range)."""
+    n, tab, _ = _library_table(library)
+    top = float(np.nanmax(scs))
+    extra = 0
+    if top > tab[-1]:
+        inc = tab[-1] - tab[-2] if len(tab) > 1 else tab[-1]
+        extra = int(np.ceil((top - tab[-1]) / max(inc, 1e-12))) + 2
+    return len(n) + extra
+
+
+def _library_sanity(x, tab, err_sd):
+    """Warnings when the measured SCS do not sit on the library's lattice of values."""
+    notes = []
+    inc = np.diff(np.concatenate([[0.0], tab]))
+    if np.mean(x < 0.5 * tab[0]) > 0.05:
+        low = float(np.mean(x < 0.5 * tab[0]))
+        notes.append(f"{low:.0%} of the SCS lie below half the library's single-atom SCS ({tab[0]:.4g} Å²): "
+                     "check the image normalisation (detector vacuum and black levels)")  # fmt: skip
+    if np.mean(x > tab[-1] + inc[-1]) > 0.01:
+        notes.append(f"{np.mean(x > tab[-1] + inc[-1]):.0%} of the SCS lie above the library's largest value "
+                     f"({tab[-1]:.4g} Å² at {len(tab)} atoms): counts there are extrapolated")  # fmt: skip
+
+    def misfit(scale):
+        y = x / scale
+        k = np.clip(np.searchsorted(tab, y), 1, len(tab) - 1)
+        d = np.minimum(np.abs(y - tab[k - 1]), np.abs(y - tab[k]))
+        return float(np.mean((d / inc[k]) ** 2))
+
+    scales = np.linspace(0.6, 1.6, 101)
+    mis = np.array([misfit(s) for s in scales])
+    s_best = scales[np.argmin(mis)]
+    at_one = misfit(1.0)
+    if abs(s_best - 1) > 0.08 and mis.min() < 0.5 * at_one and np.median(err_sd) < 0.3 * np.median(inc):
+        notes.append(f"the SCS are about {s_best:.3f} times the library values (misfit {mis.min():.3f} "
+                     f"vs {at_one:.3f} unscaled): the normalisation may differ from the library's; "
+                     "consider method='hybrid'")  # fmt: skip
+    return notes
+
+
+def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> ColumnCounts:
+    """Count atoms by comparison with a simulated library.
+
+    Each column gets the count whose library SCS is most probable given the
+    column's SCS error and the library's own uncertainty (Gaussian likelihood,
+    flat prior over counts); with equal errors that is the nearest library value.
+
+    Parameters
+    ----------
+    scs : array_like (n,)
+    library : ScsLibrary or array_like
+        A library, or SCS values for 1, 2, ... atoms.
+    scs_errors : array_like (n,), optional
+        Standard errors of the SCS. Without them one width is estimated from the
+        residuals about the nearest library values.
+    max_count : int, optional
+        Largest count considered; beyond the library it is extrapolated with the
+        library's thickness curve. By default just enough to cover the data.
+    """
+    x, ok, err = _clean_scs(scs, scs_errors)
+    top = max_count or _library_extent(library, x[ok])
+    n, tab, sem = _library_table(library, top)
+    if err is None:
+        k = np.abs(x[ok, None] - tab[None, :]).argmin(axis=1)
+        resid = x[ok] - tab[k]
+        sd = 1.4826 * np.median(np.abs(resid - np.median(resid)))
+        sd = max(sd, 1e-3 * np.median(np.diff(np.concatenate([[0], tab]))))
+        err_sd = np.full(x.shape, sd)
+        estimated = True
+    else:
+        err_sd = np.where(np.isfinite(err) & (err > 0), err, np.nanmedian(err[err > 0]) if np.any(err > 0) else 1e-3)
+        estimated = False
+    var = err_sd[ok, None] ** 2 + sem[None, :] ** 2
+    logp = -0.5 * (x[ok, None] - tab[None, :]) ** 2 / var - 0.5 * np.log(var)
+    post_ok = np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
+    counts = np.full(x.shape, -1, dtype=np.int64)
+    prob = np.zeros(x.shape)
+    post = np.zeros((x.size, len(n)))
+    counts[ok] = n[post_ok.argmax(axis=1)]
+    prob[ok] = post_ok.max(axis=1)
+    post[ok] = post_ok
+    notes = _library_sanity(x[ok], tab, err_sd[ok])
+    for note in notes:
+        warnings.warn(note, stacklevel=2)
+    if estimated:
+        notes.append(f"no scs_errors given: one SCS spread of {err_sd[0]:.4g} Å² estimated from the residuals")
+    used = np.unique(counts[ok])
+    return ColumnCounts(counts, prob, n, post, "library", int(len(used)), tab[used - 1], np.array(
+        [np.mean(counts[ok] == u) for u in used]), float(np.median(err_sd)), np.zeros(0), np.zeros(0), np.zeros(0),
+        x, 1.0, 0.0, [], notes, {"library": _library_name(library)})  # fmt: skip
+
+
+def _library_name(library):
+    from ..library import ScsLibrary
+
+    if isinstance(library, ScsLibrary):
+        return {"element": library.element, "zone_axis": library.zone_axis, "max_atoms": library.max_atoms}
+    return {"values": len(np.asarray(library))}
+
+
+def _limit_components(n_valid, max_components):
+    g_max = int(max_components)
+    if g_max < 1:
+        raise ValueError(f"max_components must be >= 1, got {max_components}")
+    if g_max > 150:
+        raise ValueError(f"max_components must be <= 150, got {max_components}")
+    if n_valid < 3 * g_max:
+        new = max(1, n_valid // 3)
+        warnings.warn(f"{n_valid} columns cannot support {g_max} components (need n >= 3 G): "
+                      f"max_components limited to {new}", stacklevel=3)  # fmt: skip
+        g_max = new
+    return g_max
+
+
+def _from_mixture(x, ok, scan: MixtureScan, g, first_count, method, cands, notes, scale, meta):
+    i = g - 1
+    post_ok = scan.posterior(x[ok], g)
+    counts = np.full(x.shape, -1, dtype=np.int64)
+    prob = np.zeros(x.shape)
+    post = np.zeros((x.size, g))
+    counts[ok] = first_count + post_ok.argmax(axis=1)
+    prob[ok] = post_ok.max(axis=1)
+    post[ok] = post_ok
+    return ColumnCounts(counts, prob, np.arange(first_count, first_count + g), post, method, g, scan.means[i],
+                        scan.weights[i], float(scan.width[i]), scan.icl, scan.aic, scan.bic, x, scale, None,
+                        [c.to_dict() for c in cands], notes, meta)  # fmt: skip
+
+
+def count_atoms(scs, *, method: str = "icl", library=None, max_components: int = 50, scs_errors=None,
+                n_components: int | None = None, first_count: int | None = None, dose: float | None = None,
+                n_starts: int = 6, rng=None, progress: bool = False) -> ColumnCounts:  # fmt: skip
+    """Count the atoms in every column from its SCS.
+
+    Parameters
+    ----------
+    scs : array_like (n,)
+        Scattering cross-sections [Å²], e.g. ``fit.scs``.
+    method : {"icl", "library", "hybrid"}
+        ``"icl"``: Gaussian mixture, G chosen among the ICL local minima by
+        physical consistency (see :mod:`atomscount.counting.select`).
+        ``"library"``: nearest library value (:func:`count_by_library`).
+        ``"hybrid"``: mixture whose means are the library values up to one fitted
+        scale and offset (:func:`count_hybrid`).
+    library : ScsLibrary or array_like, optional
+        Needed for "library" and "hybrid"; for "icl" it judges the candidates and
+        maps components to counts.
+    max_components : int
+        G_max for "icl" (at most 150; limited to n/3 with a warning).
+    scs_errors : array_like (n,), optional
+        SCS standard errors (``fit.scs_error``): judge the mixture width, weight
+        the library comparison.
+    n_components : int, optional
+        Override the automatic choice of G.
+    first_count : int, optional
+        Count of the lowest component (without a library; default 1).
+    dose : float, optional
+        Dose-dependent component widths ``sigma^2 + mean / dose`` [e/Å²].
+    rng : Generator, int or None
+        Seeds the random EM starts.
+
+    Returns
+    -------
+    ColumnCounts
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> truth = rng.integers(1, 8, 300)
+    >>> scs = 0.05 * truth + rng.normal(0, 0.005, truth.size)
+    >>> result = count_atoms(scs, max_components=12, scs_errors=np.full(300, 0.005), rng=1)
+    >>> result.n_components, float(np.mean(result.counts == truth))
+    (7, 1.0)
+    """
+    check_choice(method, "method", {"icl", "library", "hybrid"})
+    if method in ("library", "hybrid") and library is None:
+        raise ValueError(f"method={method!r} needs a library")
+    if not 1 <= max_components <= 150:
+        raise ValueError(f"max_components must be within 1..150, got {max_components}")
+    x, ok, err = _clean_scs(scs, scs_errors)
+    rng = check_rng(rng)
+    if method == "library":
+        return count_by_library(x, library, scs_errors=err)
+    if method == "hybrid":
+        return count_hybrid(x, library, scs_errors=err, rng=rng)
+    g_max = _limit_components(int(ok.sum()), max_components)
+    scan = fit_mixtures(x[ok], max_components=g_max, n_starts=n_starts, dose=dose, rng=rng, progress=progress)
+    lib_tab = None
+    if library is not None:
+        _, lib_tab, _ = _library_table(library, _library_extent(library, x[ok]) + g_max)
+    chosen, cands, notes = select_components(scan, library_scs=lib_tab, scs_errors=None if err is None else err[ok],
+                                             override=n_components)  # fmt: skip
+    first = chosen.first_count if lib_tab is not None else (1 if first_count is None else int(first_count))
+    if lib_tab is not None and first_count is not None:
+        first = int(first_count)
+        notes.append(f"first_count = {first} set by the user (the library alignment gave {chosen.first_count})")
+    meta = {"g_max": g_max, "n_starts": n_starts, "dose": dose}
+    if library is not None:
+        meta["library"] = _library_name(library)
+    return _from_mixture(x, ok, scan, chosen.n_components, first, "icl", cands, notes, chosen.scale, meta)
+
+
+def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, scale_prior_sd: float = 0.1,
+                 max_iter: int = 500, tol: float = 1e-9, rng=None) -> ColumnCounts:  # fmt: skip
+    """Mixture counting with the library as prior knowledge.
+
+    Component ``N`` has mean ``scale * L(N) + offset`` (``L`` the library, every
+    count from 1 to just beyond the data), one shared width and a free weight
+    that may fall to zero. EM fits scale, offset, width and weights together, so
+    a library whose normalisation is off by a few per cent, or a thickness that
+    is missing from the data, does not shift the counts. The fitted scale is
+    reported: far from 1, the image normalisation deserves a look.
+
+    The scale has a log-normal prior about 1 with ``scale_prior_sd``: without it
+    a mixture with free weights cannot tell the library at scale ``s`` from the
+    library at ``2**-p * s`` with every other component empty. The offset is off
+    by default because, for a nearly linear library, it trades against a shift
+    of every count by one.
+    """
+    x, ok, err = _clean_scs(scs, scs_errors)
+    xs = x[ok]
+    top = _library_extent(library, xs / 0.7)
+    n, tab, _ = _library_table(library, top)
+    inc = np.diff(np.concatenate([[0.0], tab]))
+    best = None
+    for s0 in np.linspace(0.7, 1.4, 15):  # start the scale on a grid; keep the best likelihood
+        sd0 = float(np.median(err[ok])) if err is not None else 0.25 * float(np.median(inc)) * s0
+        res = _hybrid_em(xs, tab, s0, 0.0, max(sd0, 1e-6), fit_offset, scale_prior_sd, max_iter, tol)
+        if best is None or res[0] > best[0]:
+            best = res
+    ll, scale, offset, sd, weights, post_ok = best
+    counts = np.full(x.shape, -1, dtype=np.int64)
+    prob = np.zeros(x.shape)
+    post = np.zeros((x.size, len(n)))
+    counts[ok] = n[post_ok.argmax(axis=1)]
+    prob[ok] = post_ok.max(axis=1)
+    post[ok] = post_ok
+    notes = [f"library scale {scale:.4f}, offset {offset:.4g} Å²"]
+    if abs(scale - 1) > 0.1:
+        notes.append(f"the fitted library scale {scale:.3f} is far from 1: check the image normalisation")
+    used = weights * xs.size >= 0.5
+    return ColumnCounts(counts, prob, n, post, "hybrid", int(used.sum()), scale * tab[used] + offset, weights[used],
+                        float(sd), np.zeros(0), np.zeros(0), np.zeros(0), x, float(scale), float(offset), [], notes,
+                        {"library": _library_name(library), "log_likelihood": float(ll)})  # fmt: skip
+
+
+def _hybrid_em(x, tab, scale, offset, sd, fit_offset, prior_sd, max_iter, tol):
+    k = len(tab)
+    weights = np.full(k, 1.0 / k)
+    prev = -np.inf
+    ll = -np.inf
+    tau = None
+    for _ in range(max_iter):
+        mu = scale * tab + offset
+        logp = np.log(np.maximum(weights, 1e-300)) - 0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd)
+        lse = logsumexp(logp, axis=1, keepdims=True)
+        ll = float(lse.sum() - 0.5 * x.size * np.log(2 * np.pi)) - 0.5 * (np.log(scale) / prior_sd) ** 2
+        tau = np.exp(logp - lse)
+        nk = tau.sum(axis=0)
+        weights = nk / x.size
+        # weighted least squares of x on (L, 1) with weights tau
+        sx = tau.sum(axis=0) @ tab
+        sxx = nk @ tab**2
+        sy = x.sum()
+        sxy = (tau.T @ x) @ tab
+        # penalised least squares: the prior adds (scale - 1)^2 / prior_sd^2 in units of sd^2
+        lam = sd**2 / prior_sd**2
+        if fit_offset:
+            a11, a12, a22 = sxx + lam, sx, float(x.size)
+            b1, b2 = sxy + lam, sy
+            det = a11 * a22 - a12 * a12
+            scale = (b1 * a22 - a12 * b2) / det
+            offset = (a11 * b2 - a12 * b1) / det
+        else:
+            scale = (sxy + lam) / (sxx + lam)
+        mu = scale * tab + offset
+        sd = float(np.sqrt(max(np.sum(tau * (x[:, None] - mu) ** 2) / x.size, 1e-18)))
+        if abs(ll - prev) < tol * x.size:
+            break
+        prev = ll
+    return ll, float(scale), float(offset), sd, weights, tau
+
+
+def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs_errors=None,
+                      n_components: int | None = None, first_count: int | None = None, stay_probability: float = 0.95,
+                      rng=None) -> ColumnCounts:  # fmt: skip
+    """Count the same columns over several frames.
+
+    One mixture is fitted to all frames together (the columns do not change
+    their SCS distribution between frames, only a few change count), G is chosen
+    as in :func:`count_atoms`, and each column's counts over time are the most
+    probable path of a hidden Markov chain (Viterbi): a column keeps its count
+    from one frame to the next with ``stay_probability``, gains or loses one atom
+    with the rest split evenly, and larger jumps are 1000 times less likely than
+    one-atom changes. Per-frame independent counts are kept in
+    ``metadata["independent_counts"]``.
+
+    Parameters
+    ----------
+    scs_frames : array_like (n_frames, n_columns)
+        SCS of the same columns (same order) in each frame; NaN where a column was
+        not measured.
+    """
+    y = np.asarray(scs_frames, dtype=np.float64)
+    if y.ndim != 2:
+        raise ValueError(f"scs_frames must be 2D (frames, columns), got shape {y.shape}")
+    if not 0 < stay_probability < 1:
+        raise ValueError(f"stay_probability must lie in (0, 1), got {stay_probability}")
+    flat = count_atoms(y.ravel(), method="icl", library=library, max_components=max_components,
+                       scs_errors=None if scs_errors is None else np.asarray(scs_errors).ravel(),
+                       n_components=n_components, first_count=first_count, rng=rng)  # fmt: skip
+    g = flat.n_components
+    post = flat.posterior.reshape(*y.shape, g)
+    ok = np.isfinite(y)
+    logp = np.log(np.maximum(post, 1e-300))
+    logp[~ok] = 0.0  # an unmeasured frame says nothing
+    # transitions between components (one component = one atom)
+    d = np.abs(np.subtract.outer(np.arange(g), np.arange(g)))
+    trans = np.where(d == 0, stay_probability, np.where(d == 1, (1 - stay_probability) / 2,
+                                                           (1 - stay_probability) / 2000))  # fmt: skip
+    trans /= trans.sum(axis=1, keepdims=True)
+    logt = np.log(trans)
+    n_frames, n_cols = y.shape
+    path = np.zeros((n_frames, n_cols), dtype=np.int64)
+    score = logp[0] - np.log(g)
+    back = np.zeros((n_frames, n_cols, g), dtype=np.int64)
+    for f in range(1, n_frames):
+        cand = score[:, :, None] + logt[None]
+        back[f] = cand.argmax(axis=1)
+        score = cand.max(axis=1) + logp[f]
+    path[-1] = score.argmax(axis=1)
+    for f in range(n_frames - 1, 0, -1):
+        path[f - 1] = back[f, np.arange(n_cols), path[f]]
+    counts = np.where(ok, flat.count_values[path], -1)
+    prob = np.where(ok, np.take_along_axis(post, path[..., None], axis=2)[..., 0], 0.0)
+    independent = flat.counts.reshape(y.shape)
+    changed = int(np.sum(counts != independent))
+    notes = list(flat.notes) + [f"{changed} of {int(ok.sum())} frame counts changed by the temporal coupling"]
+    meta = dict(flat.metadata, independent_counts=independent.tolist(), stay_probability=stay_probability)
+    return dataclasses.replace(flat, counts=counts, probability=prob, posterior=post, method="time-series",
+                               scs=y, notes=notes, metadata=meta)  # fmt: skip
+
+
+def counts_to_json(counts: ColumnCounts) -> str:
+    return json.dumps(counts.summary(), indent=2)

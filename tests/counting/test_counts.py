@@ -1,0 +1,104 @@
+import warnings
+
+import numpy as np
+import pytest
+
+from atomscount.counting import ColumnCounts, count_atoms, count_by_library, count_hybrid, count_time_series
+from atomscount.library import load_default
+
+
+@pytest.fixture(scope="module")
+def au():
+    return load_default("Au", "001")
+
+
+def _columns(lib, lo, hi, n, noise_fraction, seed):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(lo, hi + 1, n)
+    sd = noise_fraction * np.mean(np.diff(lib.scs))
+    return truth, lib.scs_at(truth) + rng.normal(0, sd, n), np.full(n, sd)
+
+
+def test_library_counting_is_exact_at_low_noise_and_posteriors_are_normalised(au):
+    truth, scs, err = _columns(au, 1, 40, 500, 0.08, 0)
+    r = count_by_library(scs, au, scs_errors=err)
+    assert np.mean(r.counts == truth) == 1.0
+    np.testing.assert_allclose(r.posterior.sum(axis=1), 1.0)
+    # increments shrink with thickness: thin columns are sure, thick ones less so
+    assert np.all(r.probability[truth <= 10] > 0.99)
+    assert np.mean(r.probability[truth > 30]) < np.mean(r.probability[truth <= 10])
+    assert r.total_atoms == truth.sum()
+
+
+def test_library_counting_warns_when_the_normalisation_is_off(au):
+    truth, scs, err = _columns(au, 2, 20, 400, 0.05, 1)
+    with pytest.warns(UserWarning, match="about 1.200 times the library"):
+        count_by_library(1.2 * scs, au, scs_errors=1.2 * err)
+
+
+def test_hybrid_absorbs_a_normalisation_error_and_reports_the_scale(au):
+    truth, scs, err = _columns(au, 2, 20, 400, 0.05, 1)
+    r = count_hybrid(1.15 * scs, au, scs_errors=1.15 * err)
+    assert r.library_scale == pytest.approx(1.15, rel=0.01)
+    assert np.mean(r.counts == truth) == 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        plain = count_by_library(1.15 * scs, au, scs_errors=1.15 * err)
+    assert np.mean(plain.counts == truth) < 0.5  # the plain comparison is thrown off
+
+
+def test_icl_counting_with_a_library_aligns_the_counts(au):
+    truth, scs, err = _columns(au, 4, 15, 600, 0.12, 2)
+    r = count_atoms(scs, method="icl", library=au, scs_errors=err, max_components=20, rng=0)
+    assert r.n_components == 12
+    assert np.mean(r.counts == truth) > 0.97
+    assert r.icl.shape == (20,) and r.aic.shape == (20,) and r.bic.shape == (20,)
+    assert r.candidates and r.candidates[0]["n_components"] == 12
+
+
+def test_nan_scs_are_dropped_and_small_samples_limit_g(au):
+    truth, scs, err = _columns(au, 1, 5, 30, 0.05, 3)
+    scs[4] = np.nan
+    with pytest.warns(UserWarning) as rec:
+        r = count_atoms(scs, max_components=50, scs_errors=err, rng=0)
+    msgs = " ".join(str(w.message) for w in rec)
+    assert "dropped 1 NaN" in msgs and "max_components limited to 9" in msgs
+    assert r.counts[4] == -1 and r.icl.shape == (9,)
+    with pytest.raises(ValueError, match="scs must not be empty"):
+        count_atoms([])
+    with pytest.raises(ValueError, match="method"):
+        count_atoms(scs, method="magic")
+    with pytest.raises(ValueError, match="needs a library"):
+        count_atoms(scs, method="library")
+    with pytest.raises(ValueError, match="max_components must be within 1..150"):
+        count_atoms(scs, max_components=151)
+
+
+def test_time_series_coupling_fixes_isolated_errors(au):
+    rng = np.random.default_rng(4)
+    n_frames, n_cols = 12, 200
+    base = rng.integers(3, 12, n_cols)
+    truth = np.repeat(base[None], n_frames, axis=0)
+    truth[6:, :20] -= 1  # 20 columns lose an atom half-way
+    sd = 0.3 * np.mean(np.diff(au.scs))
+    scs = au.scs_at(truth) + rng.normal(0, sd, truth.shape)
+    r = count_time_series(scs, library=au, scs_errors=np.full(truth.shape, sd), max_components=15, rng=0)
+    independent = np.array(r.metadata["independent_counts"])
+    assert r.counts.shape == truth.shape
+    # the coupling removes most of the independent per-frame errors
+    assert 1 - np.mean(r.counts == truth) < (1 - np.mean(independent == truth)) / 3
+    np.testing.assert_array_equal(r.total_atoms.shape, (n_frames,))
+
+
+def test_round_trips(tmp_path, au):
+    truth, scs, err = _columns(au, 1, 8, 120, 0.1, 5)
+    r = count_atoms(scs, library=au, scs_errors=err, max_components=12, rng=0)
+    r.to_hdf5(tmp_path / "c.h5")
+    back = ColumnCounts.from_hdf5(tmp_path / "c.h5")
+    for name in ColumnCounts._ARRAYS:
+        np.testing.assert_array_equal(getattr(back, name), getattr(r, name))
+    assert back.candidates == r.candidates and back.notes == r.notes and back.n_components == r.n_components
+    r.to_csv(tmp_path / "c.csv")
+    table = ColumnCounts.read_csv(tmp_path / "c.csv")
+    np.testing.assert_array_equal(table["counts"], r.counts)
+    np.testing.assert_allclose(table["scs"], r.scs, rtol=1e-7)

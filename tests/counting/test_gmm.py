@@ -1,0 +1,103 @@
+import numpy as np
+import pytest
+from scipy.stats import norm
+
+from atomscount.counting import MixtureScan, fit_mixtures, local_minima, select_components
+
+
+def _three_components(n=600, seed=3):
+    rng = np.random.default_rng(seed)
+    k = rng.integers(0, 3, n)
+    return np.array([1.0, 2.0, 3.0])[k] + rng.normal(0, 0.1, n), k
+
+
+def test_em_recovers_a_known_mixture_and_icl_picks_three():
+    x, _ = _three_components()
+    scan = fit_mixtures(x, max_components=6, rng=0)
+    assert int(np.argmin(scan.icl)) + 1 == 3
+    np.testing.assert_allclose(scan.means[2], [1.0, 2.0, 3.0], atol=0.02)
+    assert abs(scan.width[2] - 0.1) < 0.01
+    np.testing.assert_allclose(scan.weights[2].sum(), 1.0)
+
+
+def test_reported_likelihood_and_entropy_match_a_direct_computation():
+    x, _ = _three_components()
+    scan = fit_mixtures(x, max_components=4, rng=1)
+    for g in range(1, 5):
+        i = g - 1
+        dens = scan.weights[i] * norm.pdf(x[:, None], scan.means[i], scan.width[i])
+        ll = np.log(dens.sum(axis=1)).sum()
+        tau = dens / dens.sum(axis=1, keepdims=True)
+        ent = -np.sum(tau * np.log(np.maximum(tau, 1e-300)))
+        assert scan.loglik[i] == pytest.approx(ll, rel=1e-9, abs=1e-6)
+        assert scan.entropy[i] == pytest.approx(ent, rel=1e-5, abs=1e-4)
+        assert scan.icl[i] == pytest.approx(-2 * ll + 2 * ent + 2 * g * np.log(x.size), rel=1e-6)
+        assert scan.bic[i] == pytest.approx(-2 * ll + 2 * g * np.log(x.size), rel=1e-9)
+        assert scan.aic[i] == pytest.approx(-2 * ll + 4 * g, rel=1e-9)
+
+
+def test_likelihood_does_not_fall_as_components_are_added():
+    x, _ = _three_components(seed=5)
+    scan = fit_mixtures(x, max_components=8, rng=0)
+    assert np.all(np.diff(scan.loglik) > -1e-6 * abs(scan.loglik[0]))
+
+
+def test_dose_dependent_widths_recover_the_shared_part():
+    rng = np.random.default_rng(11)
+    means = np.array([1.0, 2.0, 3.0, 4.0])
+    k = rng.integers(0, 4, 4000)
+    dose = 200.0
+    x = means[k] + rng.normal(0, 1, k.size) * np.sqrt(0.05**2 + means[k] / dose)
+    scan = fit_mixtures(x, max_components=5, dose=dose, rng=0)
+    assert int(np.argmin(scan.icl)) + 1 == 4
+    assert scan.width[3] == pytest.approx(0.05, rel=0.2)
+    np.testing.assert_allclose(scan.component_sd(4), np.sqrt(scan.width[3] ** 2 + scan.means[3] / dose), rtol=1e-12)
+
+
+def test_bad_input_is_named():
+    with pytest.raises(ValueError, match="scs must not be empty"):
+        fit_mixtures([])
+    with pytest.raises(ValueError, match="max_components"):
+        fit_mixtures([1.0, 2.0], max_components=0)
+    with pytest.raises(ValueError, match="n_starts"):
+        fit_mixtures([1.0, 2.0], n_starts=1)
+
+
+def test_local_minima_include_ends_and_interior():
+    np.testing.assert_array_equal(local_minima([3, 2, 4, 1, 5, 0]), [1, 3, 5])
+    np.testing.assert_array_equal(local_minima([1, 2, 3]), [0])
+
+
+def _scan_with(icl_values, means, widths, n):
+    g = np.arange(1, len(icl_values) + 1)
+    icl = np.asarray(icl_values, dtype=float)
+    # choose loglik so that the ICL comes out as given (entropy zero)
+    loglik = -(icl - 2 * g * np.log(n)) / 2
+    weights = [np.full(len(m), 1 / len(m)) for m in means]
+    return MixtureScan(g, loglik, np.zeros(len(g)), [np.asarray(m, float) for m in means], weights,
+                       np.asarray(widths, float), n, None, 6, np.ones(len(g), int))  # fmt: skip
+
+
+def test_selection_prefers_the_physical_local_minimum_over_a_misleading_global_one():
+    # library: SCS of 1..12 atoms, increment ~0.05; the true answer is counts 3..8 (G = 6)
+    lib = 0.05 * np.arange(1, 13) ** 0.95
+    true_means = lib[2:8]
+    merged = 0.5 * (true_means[0::2] + true_means[1::2])  # G = 3: pairs merged, too wide
+    means = [[true_means.mean()], [true_means[:3].mean(), true_means[3:].mean()], merged,
+             [0.1, 0.2, 0.3, 0.35], [0.1, 0.15, 0.2, 0.25, 0.3], true_means]  # fmt: skip
+    err = 0.008
+    widths = [0.09, 0.05, np.hypot(err, 0.025), 0.02, 0.02, err]
+    icl = [100.0, 90.0, 80.0, 95.0, 96.0, 85.0]  # global minimum at G = 3, local at 6
+    scan = _scan_with(icl, means, widths, 150)
+    chosen, ranked, notes = select_components(scan, library_scs=lib, scs_errors=np.full(150, err))
+    assert chosen.n_components == 6
+    assert chosen.first_count == 3
+    assert [c.n_components for c in ranked][:2] == [6, 3]
+    assert any("over the global ICL minimum G = 3" in n for n in notes)
+    # without a library, the width against the SCS errors still decides
+    chosen, _, _ = select_components(scan, scs_errors=np.full(150, err))
+    assert chosen.n_components == 6
+    # the user can override, and the flat-curve statement appears for a flat curve
+    chosen, _, notes = select_components(_scan_with([5, 4, 3, 4, 5, 4.5], means, widths, 150), override=4)
+    assert chosen.n_components == 4
+    assert any("flat" in n for n in notes)
