@@ -288,16 +288,17 @@ def _limit_components(n_valid, max_components):
     return g_max
 
 
-def _from_mixture(x, ok, scan: MixtureScan, g, first_count, method, cands, notes, scale, meta):
+def _from_mixture(x, ok, scan: MixtureScan, g, comp_counts, method, cands, notes, scale, meta):
     i = g - 1
     post_ok = scan.posterior(x[ok], g)
     counts = np.full(x.shape, -1, dtype=np.int64)
     prob = np.zeros(x.shape)
     post = np.zeros((x.size, g))
-    counts[ok] = first_count + post_ok.argmax(axis=1)
+    comp_counts = np.asarray(comp_counts, dtype=np.int64)
+    counts[ok] = comp_counts[post_ok.argmax(axis=1)]
     prob[ok] = post_ok.max(axis=1)
     post[ok] = post_ok
-    return ColumnCounts(counts, prob, np.arange(first_count, first_count + g), post, method, g, scan.means[i],
+    return ColumnCounts(counts, prob, comp_counts, post, method, g, scan.means[i],
                         scan.weights[i], float(scan.width[i]), scan.icl, scan.aic, scan.bic, x, scale, None,
                         [c.to_dict() for c in cands], notes, meta)  # fmt: skip
 
@@ -366,14 +367,18 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
         _, lib_tab, _ = _library_table(library, _library_extent(library, x[ok]) + g_max)
     chosen, cands, notes = select_components(scan, library_scs=lib_tab, scs_errors=None if err is None else err[ok],
                                              override=n_components)  # fmt: skip
-    first = chosen.first_count if lib_tab is not None else (1 if first_count is None else int(first_count))
-    if lib_tab is not None and first_count is not None:
-        first = int(first_count)
-        notes.append(f"first_count = {first} set by the user (the library alignment gave {chosen.first_count})")
+    g = chosen.n_components
+    if lib_tab is not None and first_count is None:
+        comp_counts = np.array(chosen.counts)
+    else:
+        first = 1 if first_count is None else int(first_count)
+        comp_counts = np.arange(first, first + g)
+        if lib_tab is not None:
+            notes.append(f"first_count = {first} set by the user (the library alignment gave {chosen.first_count})")
     meta = {"g_max": g_max, "n_starts": n_starts, "dose": dose}
     if library is not None:
         meta["library"] = _library_name(library)
-    return _from_mixture(x, ok, scan, chosen.n_components, first, "icl", cands, notes, chosen.scale, meta)
+    return _from_mixture(x, ok, scan, g, comp_counts, "icl", cands, notes, chosen.scale, meta)
 
 
 def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, scale_prior_sd: float = 0.1,
@@ -381,13 +386,16 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
     """Mixture counting with the library as prior knowledge.
 
     Component ``N`` has mean ``scale * L(N) + offset`` (``L`` the library, every
-    count from 1 to just beyond the data), one shared width and a free weight
-    that may fall to zero. EM fits scale, offset, width and weights together, so
+    count from 1 to just beyond the data) and a free weight that may fall to
+    zero. Column ``i`` scatters about it with variance ``e_i^2 + t^2``: its own
+    SCS error ``e_i`` (when given) plus one fitted spread ``t`` for everything
+    the errors leave out. EM fits scale, offset, width and weights together, so
     a library whose normalisation is off by a few per cent, or a thickness that
     is missing from the data, does not shift the counts. The fitted scale is
     reported: far from 1, the image normalisation deserves a look.
 
-    The scale has a log-normal prior about 1 with ``scale_prior_sd``: without it
+    The scale is only freed when the data support it (BIC against the scale held
+    at 1), and it has a log-normal prior about 1 with ``scale_prior_sd``: without it
     a mixture with free weights cannot tell the library at scale ``s`` from the
     library at ``2**-p * s`` with every other component empty. The offset is off
     by default because, for a nearly linear library, it trades against a shift
@@ -398,20 +406,36 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
     top = _library_extent(library, xs / 0.7)
     n, tab, _ = _library_table(library, top)
     inc = np.diff(np.concatenate([[0.0], tab]))
+    if err is not None:
+        e = err[ok]
+        e = np.where(np.isfinite(e) & (e > 0), e, np.nanmedian(e[e > 0]) if np.any(e > 0) else 0.0)
+    else:
+        e = np.zeros_like(xs)
     best = None
-    for s0 in np.linspace(0.7, 1.4, 15):  # start the scale on a grid; keep the best likelihood
-        sd0 = float(np.median(err[ok])) if err is not None else 0.25 * float(np.median(inc)) * s0
-        res = _hybrid_em(xs, tab, s0, 0.0, max(sd0, 1e-6), fit_offset, scale_prior_sd, max_iter, tol)
+    for s0 in np.linspace(0.8, 1.25, 10):  # start the scale on a grid; keep the best posterior
+        sd0 = 0.1 * float(np.median(inc)) * s0 if err is not None else 0.25 * float(np.median(inc)) * s0
+        res = _hybrid_em(xs, e, tab, s0, 0.0, sd0, fit_offset, scale_prior_sd, max_iter, tol)
         if best is None or res[0] > best[0]:
             best = res
-    ll, scale, offset, sd, weights, post_ok = best
+    # Is a scale other than 1 supported by the data? Compare with the scale held at 1 (BIC).
+    sd0 = 0.1 * float(np.median(inc)) if err is not None else 0.25 * float(np.median(inc))
+    fixed = _hybrid_em(xs, e, tab, 1.0, 0.0, sd0, False, 1e-9, max_iter, tol)
+    ll_free = best[0] + 0.5 * (np.log(best[1]) / scale_prior_sd) ** 2
+    n_free = 2 if fit_offset else 1
+    scale_supported = 2 * (ll_free - fixed[0]) > n_free * np.log(xs.size)
+    if not scale_supported:
+        best = fixed
+    ll, scale, offset, extra, weights, post_ok = best
+    sd = float(np.sqrt(np.median(e) ** 2 + extra**2))
     counts = np.full(x.shape, -1, dtype=np.int64)
     prob = np.zeros(x.shape)
     post = np.zeros((x.size, len(n)))
     counts[ok] = n[post_ok.argmax(axis=1)]
     prob[ok] = post_ok.max(axis=1)
     post[ok] = post_ok
-    notes = [f"library scale {scale:.4f}, offset {offset:.4g} Å²"]
+    notes = [f"library scale {scale:.4f}, offset {offset:.4g} Å², spread beyond the SCS errors {extra:.3g} Å²"]
+    if not scale_supported:
+        notes.append("a library scale other than 1 is not supported by the data (BIC): scale held at 1")
     if abs(scale - 1) > 0.1:
         notes.append(f"the fitted library scale {scale:.3f} is far from 1: check the image normalisation")
     used = weights * xs.size >= 0.5
@@ -420,41 +444,46 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
                         {"library": _library_name(library), "log_likelihood": float(ll)})  # fmt: skip
 
 
-def _hybrid_em(x, tab, scale, offset, sd, fit_offset, prior_sd, max_iter, tol):
+def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_iter, tol):
+    """EM for the library-tied mixture; column i has variance err_i^2 + extra_sd^2."""
     k = len(tab)
     weights = np.full(k, 1.0 / k)
+    e2 = err**2
+    t2 = extra_sd**2
     prev = -np.inf
     ll = -np.inf
     tau = None
     for _ in range(max_iter):
+        var = (e2 + t2)[:, None]
         mu = scale * tab + offset
-        logp = np.log(np.maximum(weights, 1e-300)) - 0.5 * ((x[:, None] - mu) / sd) ** 2 - np.log(sd)
+        logp = np.log(np.maximum(weights, 1e-300)) - 0.5 * (x[:, None] - mu) ** 2 / var - 0.5 * np.log(var)
         lse = logsumexp(logp, axis=1, keepdims=True)
         ll = float(lse.sum() - 0.5 * x.size * np.log(2 * np.pi)) - 0.5 * (np.log(scale) / prior_sd) ** 2
         tau = np.exp(logp - lse)
-        nk = tau.sum(axis=0)
-        weights = nk / x.size
-        # weighted least squares of x on (L, 1) with weights tau
-        sx = tau.sum(axis=0) @ tab
-        sxx = nk @ tab**2
-        sy = x.sum()
-        sxy = (tau.T @ x) @ tab
-        # penalised least squares: the prior adds (scale - 1)^2 / prior_sd^2 in units of sd^2
-        lam = sd**2 / prior_sd**2
+        weights = tau.sum(axis=0) / x.size
+        # weighted least squares of x on (L, 1), weights tau / var, plus the scale prior
+        wt = tau / var
+        lam = 1.0 / prior_sd**2
+        sxx = np.sum(wt * tab**2) + lam
+        sx = np.sum(wt * tab)
+        s1 = np.sum(wt)
+        sxy = np.sum(wt * tab * x[:, None]) + lam
+        sy = np.sum(wt * x[:, None])
         if fit_offset:
-            a11, a12, a22 = sxx + lam, sx, float(x.size)
-            b1, b2 = sxy + lam, sy
-            det = a11 * a22 - a12 * a12
-            scale = (b1 * a22 - a12 * b2) / det
-            offset = (a11 * b2 - a12 * b1) / det
+            det = sxx * s1 - sx * sx
+            scale = (sxy * s1 - sx * sy) / det
+            offset = (sxx * sy - sx * sxy) / det
         else:
-            scale = (sxy + lam) / (sxx + lam)
+            scale = sxy / sxx
         mu = scale * tab + offset
-        sd = float(np.sqrt(max(np.sum(tau * (x[:, None] - mu) ** 2) / x.size, 1e-18)))
+        # extra spread beyond the SCS errors (moment estimate, >= 0)
+        t2 = max(float(np.sum(tau * ((x[:, None] - mu) ** 2 - e2[:, None])) / x.size), 0.0)
+        if not np.any(e2 > 0):
+            t2 = max(t2, 1e-18)
         if abs(ll - prev) < tol * x.size:
             break
         prev = ll
-    return ll, float(scale), float(offset), sd, weights, tau
+    return ll, float(scale), float(offset), float(np.sqrt(t2)), weights, tau
 
 
 def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs_errors=None,
@@ -490,8 +519,8 @@ def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs
     ok = np.isfinite(y)
     logp = np.log(np.maximum(post, 1e-300))
     logp[~ok] = 0.0  # an unmeasured frame says nothing
-    # transitions between components (one component = one atom)
-    d = np.abs(np.subtract.outer(np.arange(g), np.arange(g)))
+    # transitions between components, by the difference of their counts
+    d = np.abs(np.subtract.outer(flat.count_values, flat.count_values))
     trans = np.where(d == 0, stay_probability, np.where(d == 1, (1 - stay_probability) / 2,
                                                            (1 - stay_probability) / 2000))  # fmt: skip
     trans /= trans.sum(axis=1, keepdims=True)

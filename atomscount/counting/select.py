@@ -6,22 +6,25 @@ differ by one atom. This module automates that judgement. Every local minimum of
 the ICL curve is a candidate, and each gets a penalty (0 is perfect):
 
 ``spacing``
-    The increments between neighbouring component means must follow a smooth
-    single-atom increment curve. With a library they are compared with the
-    library's increments at the aligned counts (after one fitted scale); without
-    one, with a power law fitted to the increments themselves. The penalty is
-    the median absolute log-ratio.
+    With a library, each component mean is mapped to the nearest library count
+    after one fitted scale (counts absent from the data are allowed, see
+    :func:`align_to_library`), and the penalty is the rms distance of the means
+    from their library values in single-atom increments: merged components sit
+    half-way between counts. Without a library the increments between
+    neighbouring means must follow a smooth power law in the mean; the penalty
+    is their median absolute log-ratio to it.
 ``scale`` (library only)
     The fitted scale between the component means and the library must be close
-    to 1: a mixture whose components are two atoms apart also lines up with the
-    library, but only at a scale near 2^p.
+    to 1 (within 15 % costs nothing): a mixture whose components are two atoms
+    apart also lines up with the library, but only at a scale near 2^p.
 ``width``
     The shared width must agree with the columns' SCS errors: merged components
     are too wide, split ones too narrow. Column-to-column variation beyond the
     noise is allowed for: 0.8 to 1.6 times the rms error costs nothing.
 ``empty`` / ``duplicate``
-    A component holding less than half a column, or two means closer than 40 %
-    of the expected increment, costs 1 each.
+    A component holding less than half a column, or two components on the same
+    library count (without a library: means closer than 40 % of the expected
+    increment), costs 1 each.
 
 The candidate with the smallest total penalty is chosen; within 0.05 of it, the
 lower ICL wins.
@@ -51,37 +54,56 @@ class Candidate:
     empty: int
     duplicate: int
     first_count: int
+    counts: tuple
     reason: str
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        d = dataclasses.asdict(self)
+        d["counts"] = list(d["counts"])
+        return d
 
 
-def align_to_library(means, weights, library_scs, *, fit_scale=True):
-    """Best alignment of sorted component means with a library curve.
+def align_to_library(means, weights, library_scs, *, scales=None):
+    """Map sorted component means onto library counts, allowing for counts absent from the data.
 
-    ``library_scs[k]`` is the SCS of ``k + 1`` atoms. Tries every first count
-    and, for each, the least-squares scale ``s`` (weighted by component weights)
-    of ``means ~ s * library``. Returns (first_count, scale, rms misfit).
+    ``library_scs[k]`` is the SCS of ``k + 1`` atoms. For each trial scale ``s``
+    (0.8 to 1.25 by default) every mean goes to the count whose library SCS times
+    ``s`` is nearest; the scale with the smallest weighted misfit (in units of
+    the local single-atom increment) plus a preference for ``s`` near 1 wins, and
+    is then refined by least squares on the assigned counts.
+
+    Returns
+    -------
+    counts : ndarray (G,) of int
+        Count of each component (increasing; gaps are allowed, repeats are duplicates).
+    scale : float
+    misfit : float
+        Weighted rms distance of the means from their library values, in increments.
     """
     means = np.asarray(means, dtype=float)
     w = np.asarray(weights, dtype=float) + 1e-12
     lib = np.asarray(library_scs, dtype=float)
-    g = len(means)
-    if len(lib) < g:
-        raise ValueError(f"library_scs must cover at least {g} counts, got {len(lib)}")
-    best, best_key = (1, 1.0, np.inf), np.inf
-    for n0 in range(len(lib) - g + 1):
-        ref = lib[n0 : n0 + g]
-        s = float(np.sum(w * means * ref) / np.sum(w * ref * ref)) if fit_scale else 1.0
-        s = max(s, 1e-9)
-        mis = float(np.sqrt(np.sum(w * (means - s * ref) ** 2) / np.sum(w)))
-        inc = s * (np.mean(np.diff(ref)) if g > 1 else ref[0])
-        # misfit in units of the increment, plus a preference for scales near 1
-        key = mis / inc + abs(np.log(s))
+    inc = np.diff(np.concatenate([[0.0], lib]))
+    grid = np.linspace(0.8, 1.25, 91) if scales is None else np.asarray(scales, dtype=float)
+
+    def assign(s):
+        y = means / s
+        k = np.clip(np.searchsorted(lib, y), 1, len(lib) - 1)
+        k = np.where(np.abs(y - lib[k - 1]) <= np.abs(y - lib[k]), k - 1, k)
+        k = np.where(y > lib[-1], len(lib) - 1, k)
+        mis = (y - lib[k]) / inc[k]
+        return k, float(np.sqrt(np.sum(w * mis**2) / np.sum(w)))
+
+    best, best_key = None, np.inf
+    for s in grid:
+        k, mis = assign(s)
+        key = mis + 2 * abs(np.log(s)) + np.sum(np.diff(k) == 0)
         if key < best_key:
-            best, best_key = (n0 + 1, s, mis), key
-    return best
+            best, best_key = (k, s), key
+    k, s = best
+    s = float(np.sum(w * means * lib[k]) / np.sum(w * lib[k] ** 2))
+    k, mis = assign(s)
+    return k + 1, s, mis
 
 
 def _smooth_increment_penalty(means):
@@ -143,25 +165,21 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         means, weights, width = scan.means[i], scan.weights[i], float(scan.width[i])
         reasons = []
         scale = None
-        first = 1
-        if lib is not None and g >= 1:
-            first, scale, _ = align_to_library(means, weights, lib)
-            ref = lib[first - 1 : first - 1 + g]
-            if g >= 2:
-                ratio = np.diff(means) / (scale * np.diff(ref))
-                spacing = float(np.median(np.abs(np.log(np.maximum(ratio, 1e-6)))))
-            else:
-                spacing = 0.0
-            expected = scale * np.diff(ref) if g >= 2 else np.array([np.inf])
+        comp_counts = np.arange(1, g + 1)
+        if lib is not None:
+            comp_counts, scale, spacing = align_to_library(means, weights, lib)
+            dup = int(np.sum(np.diff(comp_counts) == 0))
             scale_pen = max(0.0, abs(np.log(scale)) - np.log(1.15)) * 4
-            reasons.append(f"aligned with library counts {first}..{first + g - 1} at scale {scale:.3f}")
+            gaps = int(comp_counts[-1] - comp_counts[0] + 1 - len(np.unique(comp_counts)))
+            reasons.append(f"aligned with library counts {comp_counts[0]}..{comp_counts[-1]}"
+                           + (f" ({gaps} absent)" if gaps else "") + f" at scale {scale:.3f}")  # fmt: skip
         else:
             spacing, expected = _smooth_increment_penalty(means)
             expected = np.atleast_1d(expected) if g >= 2 else np.array([np.inf])
             scale_pen = 0.0
             if g < 4:
                 reasons.append("too few components to judge the spacing")
-        dup = int(np.sum(np.diff(means) < 0.4 * np.asarray(expected))) if g >= 2 else 0
+            dup = int(np.sum(np.diff(means) < 0.4 * np.asarray(expected))) if g >= 2 else 0
         empty = int(np.sum(weights * n_cols < 0.5))
         width_ratio = None
         width_pen = 0.0
@@ -171,7 +189,8 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
             if width_pen > 0:
                 reasons.append(f"width {width_ratio:.2f}x the rms SCS error")
         if spacing > 0.15:
-            reasons.append(f"irregular spacing (median |log ratio| {spacing:.2f})")
+            reasons.append(f"means off the library by {spacing:.2f} increments (rms)" if lib is not None
+                           else f"irregular spacing (median |log ratio| {spacing:.2f})")  # fmt: skip
         if dup:
             reasons.append(f"{dup} duplicated component(s)")
         if empty:
@@ -179,8 +198,8 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         penalty = spacing + scale_pen + width_pen + empty + dup
         if penalty < 0.05:
             reasons.append("physically consistent")
-        cands.append(Candidate(g, float(icl[i]), float(penalty), float(spacing), scale, width_ratio, empty, dup, first,
-                               "; ".join(reasons)))  # fmt: skip
+        cands.append(Candidate(g, float(icl[i]), float(penalty), float(spacing), scale, width_ratio, empty, dup,
+                               int(comp_counts[0]), tuple(int(c) for c in comp_counts), "; ".join(reasons)))  # fmt: skip
     best_pen = min(c.penalty for c in cands)
     ranked = sorted(cands, key=lambda c: (c.penalty > best_pen + 0.05, c.penalty if c.penalty > best_pen + 0.05
                                           else 0.0, c.icl))  # fmt: skip
