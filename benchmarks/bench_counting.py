@@ -231,7 +231,7 @@ def abtem_image():
     truth = np.load(paths["truth"])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        fit = fit_columns(image, find_columns(image, min_distance_angstrom=1.5, threshold=0.1), noise="poisson")
+        fit = fit_columns(image, find_columns(image, min_distance_angstrom=1.5, threshold=0.05), noise="poisson")
     d, idx = cKDTree(truth["positions"]).query(fit.positions)
     true_counts = truth["counts"][idx]
     out = count_all(fit.scs, fit.scs_error, load_default("Au", "001"), true_counts, 20)
