@@ -170,7 +170,7 @@ def _cmd_count(args) -> int:
     library = _load_library(args.library)
     result = count_atoms(fit.scs, method=args.method, library=library, max_components=args.max_components,
                          scs_errors=fit.scs_error, n_components=args.components, first_count=args.first_count,
-                         rng=args.seed, progress=True)  # fmt: skip
+                         microscope=fit.metadata.get("microscope"), rng=args.seed, progress=True)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     files = {"counts": args.out / "counts.h5", "csv": args.out / "counts.csv"}
     result.to_hdf5(files["counts"])

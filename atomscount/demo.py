@@ -54,7 +54,8 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
         with warnings.catch_warnings():  # every warning is also kept in the result's notes
             warnings.simplefilter("ignore")
             results[method] = count_atoms(fit.scs, method=method, library=library, scs_errors=fit.scs_error,
-                                          max_components=20, rng=0)  # fmt: skip
+                                          max_components=20, microscope=fit.metadata.get("microscope"),
+                                          rng=0)  # fmt: skip
     best = results["hybrid"]
     best.to_hdf5(out / "counts.h5")
     best.to_csv(out / "counts.csv")

@@ -152,6 +152,8 @@ def _read_tiff(path):
                     pixel = float(d["pixel_size_angstrom"])
                 if "normalised" in d:
                     meta["normalised"] = bool(d["normalised"])
+                if isinstance(d.get("microscope"), dict):
+                    meta["microscope"] = d["microscope"]
     return data, pixel, meta
 
 
@@ -177,7 +179,17 @@ def _read_rosettasciio(path):
         if factor is not None and scale > 0:
             pixel = scale * factor
     title = sig.get("metadata", {}).get("General", {}).get("title", "")
-    return np.asarray(sig["data"]), pixel, {"format": suffix[1:], "title": title}
+    meta = {"format": suffix[1:], "title": title}
+    tem = sig.get("metadata", {}).get("Acquisition_instrument", {}).get("TEM", {})
+    microscope = {}
+    with contextlib.suppress(TypeError, ValueError):
+        if "beam_energy" in tem:  # keV in rosettasciio's metadata
+            microscope["energy_ev"] = 1e3 * float(tem["beam_energy"])
+        if "convergence_angle" in tem:  # mrad
+            microscope["semiangle_mrad"] = float(tem["convergence_angle"])
+    if microscope:
+        meta["microscope"] = microscope
+    return np.asarray(sig["data"]), pixel, meta
 
 
 # --------------------------------------------------------------------------- results

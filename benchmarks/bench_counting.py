@@ -82,8 +82,8 @@ def projected_columns(atoms, tol=0.3):
 
 def particles(quick):
     if quick:
-        return {"cuboctahedron": Octahedron("Au", 21, cutoff=10), "truncated_octahedron": Octahedron("Au", 25, cutoff=8),
-                "rod": rod(30.0, 16.0)}  # fmt: skip
+        return {"cuboctahedron": Octahedron("Au", 21, cutoff=10),
+                "truncated_octahedron": Octahedron("Au", 25, cutoff=8), "rod": rod(30.0, 16.0)}  # fmt: skip
     return {"cuboctahedron": Octahedron("Au", 61, cutoff=30), "truncated_octahedron": Octahedron("Au", 55, cutoff=18),
             "rod": rod(80.0, 30.0)}  # fmt: skip
 
@@ -115,7 +115,8 @@ def counting_limit(counts, sigma, library):
 def score(result, truth):
     c = result.counts
     return {"exact": float(np.mean(c == truth)), "within_one": float(np.mean(np.abs(c - truth) <= 1)),
-            "total_atom_error": int(result.total_atoms - truth.sum()), "n_components": int(result.n_components)}  # fmt: skip
+            "total_atom_error": int(result.total_atoms - truth.sum()),
+            "n_components": int(result.n_components)}  # fmt: skip
 
 
 def count_all(scs, errors, library, truth, max_components):

@@ -84,3 +84,20 @@ def test_interrupted_write_leaves_no_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_tiff_microscope_settings_reach_the_fit(tmp_path):
+    import json
+
+    import tifffile
+
+    from atomscount import fit_columns, read_image
+    from atomscount.columns.model import ColumnModel
+
+    m = ColumnModel((40, 40), 0.1, [[2.0, 2.0]], 0.5, 0.45, background=(0.01,))
+    tifffile.imwrite(tmp_path / "a.tif", m.image().astype("float32"),
+                     description=json.dumps({"pixel_size_angstrom": 0.1, "normalised": True,
+                                             "microscope": {"energy_ev": 200e3, "semiangle_mrad": 25.0}}))  # fmt: skip
+    image = read_image(tmp_path / "a.tif")
+    assert image.metadata["microscope"] == {"energy_ev": 200e3, "semiangle_mrad": 25.0}
+    assert fit_columns(image, [[2.0, 2.0]]).metadata["microscope"]["energy_ev"] == 200e3

@@ -375,6 +375,8 @@ def fit_columns(
     n = len(pos)
     n_bg = 1 if background == "constant" else 3
     meta = {"n_input_columns": n_in, "n_dropped_outside": int(n_in - n)}
+    if isinstance(image, HAADFImage) and isinstance(image.metadata.get("microscope"), dict):
+        meta["microscope"] = dict(image.metadata["microscope"])  # lets counting check the library's settings
     if n == 0:
         warnings.warn("no columns to fit: returning an empty ColumnFit", stacklevel=2)
         return _empty_fit(data, finite, pixel, tnames, width, background, noise, meta)

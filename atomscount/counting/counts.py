@@ -14,7 +14,8 @@ from ..io import atomic_path, read_hdf5, write_hdf5
 from .gmm import MixtureScan, fit_mixtures
 from .select import select_components
 
-__all__ = ["ColumnCounts", "count_atoms", "count_by_library", "count_hybrid", "count_time_series"]
+__all__ = ["ColumnCounts", "check_library_settings", "count_atoms", "count_by_library", "count_hybrid",
+           "count_time_series"]  # fmt: skip
 
 _KIND = "ColumnCounts"
 
@@ -266,6 +267,32 @@ def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> Column
         x, 1.0, 0.0, [], notes, {"library": _library_name(library)})  # fmt: skip
 
 
+_SETTINGS_CHECKED = ("energy_ev", "semiangle_mrad", "inner_angle_mrad", "outer_angle_mrad")
+
+
+def check_library_settings(library, microscope) -> list[str]:
+    """Differences between a library's microscope settings and an image's, as messages.
+
+    ``microscope`` is a dict with any of ``energy_ev``, ``semiangle_mrad``,
+    ``inner_angle_mrad`` and ``outer_angle_mrad`` (as read from the image file's
+    metadata, see :func:`atomscount.read_image`). Settings that differ by more
+    than 2 % are reported; missing ones are not.
+    """
+    from ..library import ScsLibrary
+
+    if not isinstance(library, ScsLibrary) or not microscope:
+        return []
+    out = []
+    for key in _SETTINGS_CHECKED:
+        a, b = library.settings.get(key), microscope.get(key)
+        if a is None or b is None:
+            continue
+        if abs(float(a) - float(b)) > 0.02 * max(abs(float(a)), 1e-12):
+            out.append(f"library {key} = {float(a):g} but the image has {float(b):g}: "
+                       "the library was simulated for other microscope settings")  # fmt: skip
+    return out
+
+
 def _library_name(library):
     from ..library import ScsLibrary
 
@@ -305,7 +332,8 @@ def _from_mixture(x, ok, scan: MixtureScan, g, comp_counts, method, cands, notes
 
 def count_atoms(scs, *, method: str = "icl", library=None, max_components: int = 50, scs_errors=None,
                 n_components: int | None = None, first_count: int | None = None, dose: float | None = None,
-                n_starts: int = 6, rng=None, progress: bool = False) -> ColumnCounts:  # fmt: skip
+                n_starts: int = 6, microscope: dict | None = None, rng=None,
+                progress: bool = False) -> ColumnCounts:  # fmt: skip
     """Count the atoms in every column from its SCS.
 
     Parameters
@@ -332,6 +360,10 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
         Count of the lowest component (without a library; default 1).
     dose : float, optional
         Dose-dependent component widths ``sigma^2 + mean / dose`` [e/Å²].
+    microscope : dict, optional
+        The image's microscope settings (``fit.metadata["microscope"]``, read from
+        the file where it says): a library simulated for other settings is
+        flagged with a warning and a note.
     rng : Generator, int or None
         Seeds the random EM starts.
 
@@ -356,10 +388,15 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
         raise ValueError(f"max_components must be within 1..150, got {max_components}")
     x, ok, err = _clean_scs(scs, scs_errors)
     rng = check_rng(rng)
+    mismatch = check_library_settings(library, microscope)
+    for msg in mismatch:
+        warnings.warn(msg, stacklevel=2)
     if method == "library":
-        return count_by_library(x, library, scs_errors=err)
+        res = count_by_library(x, library, scs_errors=err)
+        return dataclasses.replace(res, notes=list(res.notes) + mismatch) if mismatch else res
     if method == "hybrid":
-        return count_hybrid(x, library, scs_errors=err, rng=rng)
+        res = count_hybrid(x, library, scs_errors=err, rng=rng)
+        return dataclasses.replace(res, notes=list(res.notes) + mismatch) if mismatch else res
     g_max = _limit_components(int(ok.sum()), max_components)
     scan = fit_mixtures(x[ok], max_components=g_max, n_starts=n_starts, dose=dose, rng=rng, progress=progress)
     lib_tab = None
@@ -378,7 +415,7 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     meta = {"g_max": g_max, "n_starts": n_starts, "dose": dose}
     if library is not None:
         meta["library"] = _library_name(library)
-    return _from_mixture(x, ok, scan, g, comp_counts, "icl", cands, notes, chosen.scale, meta)
+    return _from_mixture(x, ok, scan, g, comp_counts, "icl", cands, notes + mismatch, chosen.scale, meta)
 
 
 def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, scale_prior_sd: float = 0.1,

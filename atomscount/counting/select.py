@@ -199,7 +199,8 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         if penalty < 0.05:
             reasons.append("physically consistent")
         cands.append(Candidate(g, float(icl[i]), float(penalty), float(spacing), scale, width_ratio, empty, dup,
-                               int(comp_counts[0]), tuple(int(c) for c in comp_counts), "; ".join(reasons)))  # fmt: skip
+                               int(comp_counts[0]), tuple(int(c) for c in comp_counts),
+                               "; ".join(reasons)))  # fmt: skip
     best_pen = min(c.penalty for c in cands)
     ranked = sorted(cands, key=lambda c: (c.penalty > best_pen + 0.05, c.penalty if c.penalty > best_pen + 0.05
                                           else 0.0, c.icl))  # fmt: skip

@@ -102,3 +102,34 @@ def test_round_trips(tmp_path, au):
     table = ColumnCounts.read_csv(tmp_path / "c.csv")
     np.testing.assert_array_equal(table["counts"], r.counts)
     np.testing.assert_allclose(table["scs"], r.scs, rtol=1e-7)
+
+
+def test_icl_with_a_library_handles_counts_absent_from_the_particle(au):
+    rng = np.random.default_rng(8)
+    present = np.array([2, 6, 8, 9, 10, 13])
+    truth = rng.choice(present, 600)
+    sd = 0.1 * np.mean(np.diff(au.scs))
+    scs = au.scs_at(truth) + rng.normal(0, sd, truth.size)
+    r = count_atoms(scs, library=au, scs_errors=np.full(truth.size, sd), max_components=15, rng=0)
+    np.testing.assert_array_equal(r.count_values, present)
+    assert np.mean(r.counts == truth) > 0.99
+    assert "absent" in r.notes[-1]
+
+
+def test_hybrid_keeps_the_scale_at_one_unless_the_data_say_otherwise(au):
+    truth, scs, err = _columns(au, 2, 20, 400, 0.05, 1)
+    r = count_hybrid(scs, au, scs_errors=err)
+    assert r.library_scale == pytest.approx(1.0, abs=1e-9) and any("held at 1" in n for n in r.notes)
+    assert np.mean(r.counts == truth) == 1.0
+
+
+def test_a_library_for_other_microscope_settings_is_flagged(au):
+    from atomscount.counting import check_library_settings
+
+    truth, scs, err = _columns(au, 2, 10, 100, 0.05, 1)
+    assert check_library_settings(au, {"energy_ev": 300e3, "outer_angle_mrad": 200.0}) == []
+    msgs = check_library_settings(au, {"energy_ev": 200e3, "inner_angle_mrad": 90.0})
+    assert len(msgs) == 2 and "energy_ev = 300000 but the image has 200000" in msgs[0]
+    with pytest.warns(UserWarning, match="other microscope settings"):
+        r = count_atoms(scs, method="library", library=au, scs_errors=err, microscope={"energy_ev": 200e3})
+    assert any("other microscope settings" in n for n in r.notes)
