@@ -197,7 +197,12 @@ def _cmd_count(args) -> int:
     return 0
 
 
+def _short_warning(message, category, filename, lineno, line=None):
+    return f"atomscount: {category.__name__}: {message}\n"
+
+
 def main(argv=None) -> int:
+    warnings.formatwarning = _short_warning  # users read the message, not our source line
     parser = _parser()
     args = parser.parse_args(argv)
     if args.command is None:
