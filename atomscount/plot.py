@@ -21,6 +21,7 @@ __all__ = [
     "plot_count_probability_map",
     "plot_model_3d",
     "save_count_figures",
+    "plot_mixed_predictions",
 ]
 
 
@@ -268,6 +269,32 @@ def save_count_figures(fit, counts, out_dir, *, image: HAADFImage | None = None,
         fig.savefig(paths[name], dpi=110)
         plt.close(fig)
     return paths
+
+
+def plot_mixed_predictions(models: dict, mixed, *, ax=None):
+    """Predicted against multislice SCS of mixed columns (each sequence at its full length), per model.
+
+    ``models`` maps a label to anything with ``predict(sequences)`` (a
+    :class:`~atomscount.library.LensingModel` or :class:`~atomscount.library.LinearModel`).
+    """
+    fig, ax = _fig_ax(ax, (5.5, 5.2))
+    seqs, truth = [], []
+    for i, row in enumerate(mixed.sequences):
+        k = int(np.sum(np.asarray(row) != ""))
+        seqs.append(tuple(e for e in row if e))
+        truth.append(mixed.scs[i, k - 1])
+    truth = np.array(truth)
+    for label, model in models.items():
+        pred = np.asarray(model.predict(seqs))
+        err = np.mean(np.abs(pred - truth) / truth)
+        ax.plot(truth, pred, "o", ms=4, alpha=0.75, label=f"{label}: mean |error| {100 * err:.1f} %")
+    lo, hi = float(truth.min()) * 0.9, float(truth.max()) * 1.1
+    ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
+    ax.set_xlabel("multislice SCS (Å²)")
+    ax.set_ylabel("predicted SCS (Å²)")
+    ax.set_title(f"{len(seqs)} held-out mixed columns")
+    ax.legend(fontsize=8)
+    return fig
 
 
 def _fig_ax(ax, size):

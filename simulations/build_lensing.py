@@ -5,7 +5,7 @@ Writes, into atomscount/data/libraries/:
 
 - ``{A}{B}_{axis}_mixed_train.h5`` and ``..._mixed_test.h5``: the mixed-column SCS;
 - ``{A}{B}_{axis}_lensing.h5`` and ``..._linear.h5``: the fitted models;
-- ``{A}{B}_{axis}_lensing_test.json``: their errors on the held-out sequences.
+- ``{A}{B}_{axis}_lensing_test.json`` and ``.png``: their errors on the held-out sequences.
 
 Run:  python simulations/build_lensing.py [--settings simulations/lensing_auag.toml] [--tiny]
 """
@@ -98,6 +98,11 @@ def main(argv=None):
               **evaluate({"lensing": lensing, "linear": linear}, sets["test"])}  # fmt: skip
     with atomic_path(args.out / f"{stem}_lensing_test.json") as tmp:
         tmp.write_text(json.dumps(report, indent=2))
+    from atomscount.plot import plot_mixed_predictions
+
+    fig = plot_mixed_predictions({"lensing": lensing, "linear": linear}, sets["test"])
+    with atomic_path(args.out / f"{stem}_lensing_test.png") as tmp:
+        fig.savefig(tmp, dpi=110, format="png")
     print(json.dumps(report, indent=2))
 
 

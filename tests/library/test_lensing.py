@@ -98,3 +98,20 @@ def test_supercell_layout_shares_one_simulation_between_columns():
     # the pure column now has mixed neighbours: close to, but not exactly, its library
     np.testing.assert_allclose(mixed.scs[0], lib.scs, rtol=0.03)
     assert mixed.scs[1, 0] < mixed.scs[0, 0]
+
+
+def test_prediction_plot_shows_each_model_against_the_simulation():
+    import matplotlib.pyplot as plt
+
+    from atomscount.library import MixedColumns
+    from atomscount.plot import plot_mixed_predictions
+
+    model = synthetic_model()
+    seqs = [["Au", "Ag", "Au", "Au"], ["Ag", "Ag", "Au", ""]]
+    scs = np.array([[model.predict([tuple(s[: k + 1])])[0] if s[k] else np.nan for k in range(4)] for s in seqs])
+    mixed = MixedColumns(np.array(seqs), scs, np.zeros_like(scs), {}, np.zeros(1, dtype=np.uint64))
+    fig = plot_mixed_predictions({"lensing": model}, mixed)
+    x, y = fig.axes[0].lines[0].get_data()
+    np.testing.assert_allclose(x, y)  # the model predicts its own columns exactly
+    assert "0.0 %" in fig.axes[0].get_legend().get_texts()[0].get_text()
+    plt.close(fig)
