@@ -18,7 +18,8 @@ Accuracy
 
 Misleading ICL
     Two cases where the global ICL minimum is not the physical answer: a small
-    particle (about 150 columns) and the rod (wide thickness range) at 1e3 e/Å².
+    particle (157 columns, 1-7 atoms) at 3e3 e/Å² and a thin rod (300 columns,
+    16 thicknesses between 2 and 25 atoms, some absent) at 1e4 e/Å².
     Reported: the G of the global minimum, the G chosen, and the exact fractions.
 
 Speed
@@ -165,8 +166,8 @@ def accuracy(library, quick):
 
 def misleading(library, quick):
     """Cases where the global ICL minimum misleads: a small particle and a wide thickness range."""
-    cases = {"small_particle_150_columns": (Octahedron("Au", 15, cutoff=5), 1e3),
-             "rod_wide_range": (rod(30.0 if quick else 50.0, 12.0), 1e3)}  # fmt: skip
+    cases = {"small_particle_157_columns": (Octahedron("Au", 11, cutoff=4), 3e3),
+             "rod_wide_range_300_columns": (rod(50.0, 12.0), 1e4)}  # fmt: skip
     out = {}
     for name, (atoms, dose) in cases.items():
         centres, counts = projected_columns(atoms)
