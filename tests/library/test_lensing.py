@@ -115,3 +115,31 @@ def test_prediction_plot_shows_each_model_against_the_simulation():
     np.testing.assert_allclose(x, y)  # the model predicts its own columns exactly
     assert "0.0 %" in fig.axes[0].get_legend().get_texts()[0].get_text()
     plt.close(fig)
+
+
+def test_shipped_lensing_model_beats_the_linear_model_on_held_out_multislice_columns():
+    from importlib import resources
+    from pathlib import Path
+
+    from atomscount.library import MixedColumns, load_default, load_default_lensing, load_default_linear
+
+    lens = load_default_lensing("Ag", "Au", "001")  # either order
+    lin = load_default_linear("Au", "Ag", "001")
+    for el in ("Au", "Ag"):  # pure columns reduce exactly to the shipped libraries
+        lib = load_default(el, "001")
+        np.testing.assert_allclose(lens.predict([(el,) * n for n in (1, 10, 30)]), lib.scs[[0, 9, 29]], rtol=1e-10)
+    path = Path(str(resources.files("atomscount") / "data" / "libraries" / "AuAg_001_mixed_test.h5"))
+    test = MixedColumns.from_hdf5(path)
+    assert len(test.sequences) >= 50
+    seqs, truth = [], []
+    for row, scs in zip(test.sequences, test.scs, strict=True):
+        k = int(np.sum(row != ""))
+        assert 10 <= k <= 30
+        seqs.append(tuple(row[:k]))
+        truth.append(scs[k - 1])
+    truth = np.array(truth)
+    err_lens = np.mean(np.abs(lens.predict(seqs) - truth) / truth)
+    err_lin = np.mean(np.abs(lin.predict(seqs) - truth) / truth)
+    assert err_lens < 0.035 and err_lens < 0.7 * err_lin
+    with pytest.raises(ValueError, match="no shipped lensing model"):
+        load_default_lensing("Au", "Pt", "001")
