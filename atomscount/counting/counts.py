@@ -405,6 +405,10 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     chosen, cands, notes = select_components(scan, library_scs=lib_tab, scs_errors=None if err is None else err[ok],
                                              override=n_components)  # fmt: skip
     g = chosen.n_components
+    if scan.converged is not None and not scan.converged[g - 1]:
+        msg = f"EM for the chosen G = {g} stopped at its iteration limit before converging"
+        warnings.warn(msg, stacklevel=2)
+        notes.append(msg)
     if lib_tab is not None and first_count is None:
         comp_counts = np.array(chosen.counts)
     else:

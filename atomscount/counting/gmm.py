@@ -14,7 +14,6 @@ where EN(tau) = -sum_i sum_g tau_ig ln tau_ig is the classification entropy.
 from __future__ import annotations
 
 import dataclasses
-import warnings
 
 import numpy as np
 
@@ -45,6 +44,10 @@ class MixtureScan:
         Dose of the dose-dependent widths, ``sigma_g^2 = sigma^2 + mean_g / dose``.
     n_starts : int
     iterations : ndarray (g_max,)
+        EM steps of the kept start.
+    converged : ndarray (g_max,) of bool
+        False where EM stopped at ``max_iter`` (common far above the physical G,
+        where surplus components drain slowly).
     """
 
     n_components: np.ndarray
@@ -57,6 +60,7 @@ class MixtureScan:
     dose: float | None
     n_starts: int
     iterations: np.ndarray
+    converged: np.ndarray | None = None
 
     @property
     def n_params(self) -> np.ndarray:
@@ -91,29 +95,36 @@ class MixtureScan:
         return f"MixtureScan(G=1..{len(self.n_components)}, n={self.n})"
 
 
-def _insertion_starts(means, weights, var, x, n_insert):
-    """Starts for G components from the best G-1 solution: one new mean in a gap.
+def _insertion_starts(means, weights, var, x, n_insert, n_split):
+    """Starts for G components from the best G-1 solution.
 
-    As in StatSTEM, a new component goes between two neighbouring means (or
-    beyond the ends). With many components only the ``n_insert`` widest gaps
-    (in units of the width) are tried.
+    As in StatSTEM, a new mean goes between two neighbouring means (or beyond
+    the ends), in the ``n_insert`` widest gaps. Where the components already
+    tile the data without gaps (a merged pair of counts hides inside one
+    component), the ``n_split`` heaviest components are also split in two, at
+    their mean plus and minus half a width.
     """
     lo, hi = x[0], x[-1]
     sd = np.sqrt(var)
     edges = np.concatenate([[min(lo, means[0] - 2 * sd)], means, [max(hi, means[-1] + 2 * sd)]])
     gaps = np.diff(edges)
-    order = np.argsort(gaps)[::-1][:n_insert]
     starts = []
-    for j in order:
+    for j in np.argsort(gaps)[::-1][:n_insert]:
         if j == 0:
             new = means[0] - 0.5 * max(gaps[0], sd)
         elif j == len(means):
             new = means[-1] + 0.5 * max(gaps[-1], sd)
         else:
             new = 0.5 * (edges[j] + edges[j + 1])
-        m = np.sort(np.append(means, new))
-        w = np.append(weights * (1 - 1 / (len(means) + 1)), 1 / (len(means) + 1))[np.argsort(np.append(means, new))]
-        starts.append((m, w / w.sum(), var))
+        m = np.append(means, new)
+        w = np.append(weights * (1 - 1 / (len(means) + 1)), 1 / (len(means) + 1))
+        order = np.argsort(m)
+        starts.append((m[order], w[order] / w.sum(), var))
+    for j in np.argsort(weights)[::-1][:n_split]:
+        m = np.concatenate([np.delete(means, j), [means[j] - 0.5 * sd, means[j] + 0.5 * sd]])
+        w = np.concatenate([np.delete(weights, j), [weights[j] / 2, weights[j] / 2]])
+        order = np.argsort(m)
+        starts.append((m[order], w[order], var))
     return starts
 
 
@@ -132,10 +143,11 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     """Fit shared-width Gaussian mixtures for G = 1..max_components.
 
     For each G, the starts are the best (G-1)-component solution with one new
-    mean inserted in one of its widest gaps (up to ``n_starts - 2`` of them) and
-    two random-quantile starts. Every start runs ``burn_in`` EM iterations; the
-    best ``n_finish`` then run to convergence (change of the mean log-likelihood per
-    point below ``tol``, SQUAREM-accelerated EM) and the best is kept.
+    mean inserted in one of its widest gaps or one of its heaviest components
+    split in two (``n_starts - 2`` of these), and two random-quantile starts.
+    Every start runs ``burn_in`` EM iterations; the best ``n_finish`` then run to convergence (change of the mean log-likelihood per
+    point below ``tol``, SQUAREM-accelerated EM) and the best is kept (a start
+    whose new component died on top of another loses ties).
 
     Parameters
     ----------
@@ -181,7 +193,8 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
             mean = np.average(x, weights=w)
             starts = [(np.array([mean]), np.array([1.0]), max(np.average((x - mean) ** 2, weights=w), min_var))]
         else:
-            starts = _insertion_starts(prev[0], prev[1], prev[2], x, n_starts - 2)
+            n_insert = (n_starts - 2 + 1) // 2
+            starts = _insertion_starts(prev[0], prev[1], prev[2], x, n_insert, n_starts - 2 - n_insert)
             starts += [_random_start(x, g, rng) for _ in range(n_starts - len(starts))]
         burned = []
         for m, wt, v in starts:
@@ -192,19 +205,21 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
         best = None
         for _, m, wt, v in burned[:n_finish]:
             ll, ent, v2, it = run_em(x, w, m, wt, float(v), inv_dose, max_iter, tol, min_var)
-            if best is None or ll > best[0]:
-                best = (ll, ent, m, wt, v2, it)
-        ll, ent, m, wt, v, it = best
+            # a start whose new component died on top of another is only the G-1 solution again:
+            # it loses ties
+            degenerate = g > 1 and (np.min(np.diff(m)) < 1e-6 * spread or np.min(wt) * w.sum() < 0.5)
+            key = (ll - (1e-9 * abs(ll) + 1e-9 if degenerate else 0.0),)
+            if best is None or key > best[-1]:
+                best = (ll, ent, m, wt, v2, it, key)
+        ll, ent, m, wt, v, it, _ = best
         prev = (m, wt, v)
         for key, val in zip(results, (ll, ent, m, wt, np.sqrt(v), it), strict=True):
             results[key].append(val)
-    if max_components > 1 and results["iterations"][-1] >= max_iter:
-        warnings.warn(f"EM for G = {max_components} stopped at max_iter = {max_iter}", stacklevel=2)
     return MixtureScan(
         n_components=np.arange(1, max_components + 1), loglik=np.array(results["loglik"]),
         entropy=np.array(results["entropy"]), means=results["means"], weights=results["weights"],
         width=np.array(results["width"]), n=int(round(w.sum())), dose=dose, n_starts=n_starts,
-        iterations=np.array(results["iterations"]),
+        iterations=np.array(results["iterations"]), converged=np.array(results["iterations"]) < max_iter,
     )  # fmt: skip
 
 
