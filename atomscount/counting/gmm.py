@@ -145,9 +145,10 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     For each G, the starts are the best (G-1)-component solution with one new
     mean inserted in one of its widest gaps or one of its heaviest components
     split in two (``n_starts - 2`` of these), and two random-quantile starts.
-    Every start runs ``burn_in`` EM iterations; the best ``n_finish`` then run to convergence (change of the mean log-likelihood per
-    point below ``tol``, SQUAREM-accelerated EM) and the best is kept (a start
-    whose new component died on top of another loses ties).
+    Every start runs ``burn_in`` EM iterations; the best ``n_finish`` then run
+    to convergence (change of the mean log-likelihood per point below ``tol``,
+    SQUAREM-accelerated EM) and the best is kept (a start whose new component
+    died on top of another loses ties).
 
     Parameters
     ----------
