@@ -22,9 +22,10 @@ the ICL curve is a candidate, and each gets a penalty (0 is perfect):
     are too wide, split ones too narrow. Column-to-column variation beyond the
     noise is allowed for: 0.8 to 1.6 times the rms error costs nothing.
 ``empty`` / ``duplicate``
-    A component holding less than half a column, or two components on the same
-    library count (without a library: means closer than 40 % of the expected
-    increment), costs 1 each.
+    A component holding less than half a column costs 1. Two components on the
+    same library count cost 0.1: a heavily populated count split in two still
+    gives every column its right count. Without a library, two means closer than
+    40 % of the expected increment cost 1, since they shift every count above.
 
 The candidate with the smallest total penalty is chosen; within 0.05 of it, the
 lower ICL wins.
@@ -195,7 +196,9 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
             reasons.append(f"{dup} duplicated component(s)")
         if empty:
             reasons.append(f"{empty} empty component(s)")
-        penalty = spacing + scale_pen + width_pen + empty + dup
+        # with a library, two components on one count only split a heavily populated count (every
+        # column still gets the right count); without one they shift every count above them
+        penalty = spacing + scale_pen + width_pen + empty + (0.1 * dup if lib is not None else dup)
         if penalty < 0.05:
             reasons.append("physically consistent")
         cands.append(Candidate(g, float(icl[i]), float(penalty), float(spacing), scale, width_ratio, empty, dup,
