@@ -193,8 +193,13 @@ def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, 
 
     sigmas = {el: settings.rms_for(el) for el in set(atoms.get_chemical_symbols())}
     fp = abtem.FrozenPhonons(atoms, num_configs=1, sigmas=sigmas, seed=(int(seed),))
+    # An explicit list of slices: abTEM divides the cell height by the slice thickness,
+    # and a rounding error there (Pt: 80.00000000000001 slices) adds a sliver slice
+    # and a spurious exit plane.
+    n_slices = int(round(atoms.cell.lengths()[2] / slice_thickness))
+    dz = atoms.cell.lengths()[2] / n_slices
     potential = abtem.Potential(
-        fp, sampling=settings.sampling_angstrom, slice_thickness=slice_thickness, exit_planes=slices_per_plane,
+        fp, sampling=settings.sampling_angstrom, slice_thickness=(dz,) * n_slices, exit_planes=slices_per_plane,
         projection="infinite", parametrization="lobato",
     )  # fmt: skip
     aberrations = dict(settings.aberrations)
@@ -206,7 +211,11 @@ def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, 
         warnings.simplefilter("ignore")  # abTEM's notices about chunking and dask
         measurement = probe.scan(potential, scan=abtem.CustomScan(points), detectors=detector)
         result = measurement.compute(progress_bar=False, scheduler="synchronous")
-    return np.asarray(result.array).reshape(-1, len(points))
+    out = np.asarray(result.array).reshape(-1, len(points))
+    expected = -(-n_slices // slices_per_plane) + 1
+    if out.shape[0] != expected:
+        raise RuntimeError(f"abTEM returned {out.shape[0]} exit planes, expected {expected}")
+    return out
 
 
 def _layers(crystal):

@@ -110,3 +110,14 @@ def test_load_default_names_what_is_available():
         assert lib.element == el and lib.zone_axis == ax
         assert lib.max_atoms >= 40 and lib.scs_per_config.shape[0] == 8
         assert np.all(np.diff(lib.scs) > 0)
+
+
+def test_every_exit_plane_is_one_period_even_when_the_slice_count_rounds_badly():
+    # Pt [001]: 40 periods / half-period slices came to 80.00000000000001 slices in
+    # abTEM, which added a sliver slice and a 41st exit plane
+    from atomscount.library import MicroscopeSettings, build_scs_library
+
+    s = MicroscopeSettings(num_configs=1, sampling_angstrom=0.1, outer_angle_mrad=60.0, inner_angle_mrad=30.0,
+                           scan_step_angstrom=1.0, lateral_extent_angstrom=6.0)  # fmt: skip
+    lib = build_scs_library("Pt", "001", 40, s, progress=False)
+    assert lib.scs.shape == (40,) and np.all(np.diff(lib.scs[:15]) > 0) and np.all(np.isfinite(lib.scs))
