@@ -234,14 +234,16 @@ def available_defaults() -> list[tuple[str, str]]:
     """(element, zone_axis) pairs of the libraries shipped in ``atomscount/data/libraries``."""
     from importlib import resources
 
+    import re
+
     base = resources.files("atomscount") / "data" / "libraries"
     out = []
     if base.is_dir():
         for entry in base.iterdir():
-            name = entry.name
-            if name.endswith(".h5") and "_" in name:
-                el, ax = name[:-3].split("_", 1)
-                out.append((el, ax))
+            # pure libraries only: "Au_001.h5", not "AuAg_001_lensing.h5"
+            m = re.fullmatch(r"([A-Z][a-z]?)_(\d{3,4})\.h5", entry.name)
+            if m:
+                out.append((m.group(1), m.group(2)))
     return sorted(out)
 
 
