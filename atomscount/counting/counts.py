@@ -419,7 +419,7 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     meta = {"g_max": g_max, "n_starts": n_starts, "dose": dose}
     if library is not None:
         meta["library"] = _library_name(library)
-    return _from_mixture(x, ok, scan, g, comp_counts, "icl", cands, notes + mismatch, chosen.scale, meta)
+    return _from_mixture(x, ok, scan, int(g), comp_counts, "icl", cands, notes + mismatch, chosen.scale, meta)
 
 
 def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, scale_prior_sd: float = 0.1,

@@ -162,7 +162,7 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
     lib = None if library_scs is None else np.asarray(library_scs, dtype=float)
     cands = []
     for i in idx:
-        g = i + 1
+        g = int(i) + 1
         means, weights, width = scan.means[i], scan.weights[i], float(scan.width[i])
         reasons = []
         scale = None
