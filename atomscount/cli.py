@@ -37,7 +37,7 @@ def _parser() -> argparse.ArgumentParser:
     f.add_argument("--no-figures", action="store_true")
     f.add_argument("--out", type=Path, required=True, help="output folder")
     c = sub.add_parser("count", help="count the atoms in every column of a fit")
-    c.add_argument("fit", type=Path, help="fit.h5 written by `atomscount fit`")
+    c.add_argument("fit", type=Path, help="fit.h5 written by `atomscount fit` (unconverged columns are not counted)")
     c.add_argument("--library", default=None,
                    help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Au:001)")  # fmt: skip
     c.add_argument("--method", choices=["icl", "library", "hybrid"], default="icl")
@@ -168,7 +168,11 @@ def _cmd_count(args) -> int:
 
     fit = ColumnFit.from_hdf5(args.fit)
     library = _load_library(args.library)
-    result = count_atoms(fit.scs, method=args.method, library=library, max_components=args.max_components,
+    import numpy as np
+
+    # columns whose fit did not converge (spurious, in vacuum, off the image) are not counted
+    scs = np.where(fit.converged, fit.scs, np.nan)
+    result = count_atoms(scs, method=args.method, library=library, max_components=args.max_components,
                          scs_errors=fit.scs_error, n_components=args.components, first_count=args.first_count,
                          microscope=fit.metadata.get("microscope"), rng=args.seed, progress=True)  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)

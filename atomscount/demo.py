@@ -53,7 +53,8 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
     for method in ("icl", "library", "hybrid"):
         with warnings.catch_warnings():  # every warning is also kept in the result's notes
             warnings.simplefilter("ignore")
-            results[method] = count_atoms(fit.scs, method=method, library=library, scs_errors=fit.scs_error,
+            scs = np.where(fit.converged, fit.scs, np.nan)  # unconverged (spurious) columns are not counted
+            results[method] = count_atoms(scs, method=method, library=library, scs_errors=fit.scs_error,
                                           max_components=20, microscope=fit.metadata.get("microscope"),
                                           rng=0)  # fmt: skip
     best = results["hybrid"]

@@ -183,6 +183,12 @@ def _library_extent(library, scs):
     if top > tab[-1]:
         inc = tab[-1] - tab[-2] if len(tab) > 1 else tab[-1]
         extra = int(np.ceil((top - tab[-1]) / max(inc, 1e-12))) + 2
+    # extrapolating far beyond the simulations means nothing: stop at twice the library
+    if extra > len(n):
+        warnings.warn(f"SCS up to {top:.4g} Å² lie far beyond the library (largest {tab[-1]:.4g} Å² at "
+                      f"{len(n)} atoms): counts are capped at {2 * len(n)}; check for spurious columns",
+                      stacklevel=3)  # fmt: skip
+        extra = len(n)
     return len(n) + extra
 
 

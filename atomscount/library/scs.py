@@ -232,9 +232,8 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
 
 def available_defaults() -> list[tuple[str, str]]:
     """(element, zone_axis) pairs of the libraries shipped in ``atomscount/data/libraries``."""
-    from importlib import resources
-
     import re
+    from importlib import resources
 
     base = resources.files("atomscount") / "data" / "libraries"
     out = []
