@@ -107,12 +107,7 @@ def save_fit_figures(image: HAADFImage, fit: ColumnFit, out_dir) -> dict:
         "scs_map": plot_scs_map(fit, image=image),
         "scs_histogram": plot_scs_histogram(fit),
     }
-    paths = {}
-    for name, fig in figs.items():
-        paths[name] = out / f"{name}.png"
-        fig.savefig(paths[name], dpi=110)
-        plt.close(fig)
-    return paths
+    return _save_pngs(figs, out)
 
 
 def plot_scs_library(library, *, ax=None, extrapolate_to=None):
@@ -263,12 +258,7 @@ def save_count_figures(fit, counts, out_dir, *, image: HAADFImage | None = None,
         figs["icl"] = plot_icl(counts)
     if model is not None:
         figs["model_3d"] = plot_model_3d(model)
-    paths = {}
-    for name, fig in figs.items():
-        paths[name] = out / f"{name}.png"
-        fig.savefig(paths[name], dpi=110)
-        plt.close(fig)
-    return paths
+    return _save_pngs(figs, out)
 
 
 def plot_mixed_predictions(models: dict, mixed, *, ax=None):
@@ -295,6 +285,15 @@ def plot_mixed_predictions(models: dict, mixed, *, ax=None):
     ax.set_title(f"{len(seqs)} held-out mixed columns")
     ax.legend(fontsize=8)
     return fig
+
+
+def _save_pngs(figs: dict, out) -> dict:
+    paths = {}
+    for name, fig in figs.items():
+        paths[name] = out / f"{name}.png"
+        fig.savefig(paths[name], dpi=110)
+        plt.close(fig)
+    return paths
 
 
 def _fig_ax(ax, size):

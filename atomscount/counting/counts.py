@@ -135,6 +135,17 @@ class ColumnCounts:
                 "probability": data["probability"]}  # fmt: skip
 
 
+def _assign(x, ok, post_ok, count_values):
+    """Counts (-1 where dropped), their probability and the full posterior, from the posterior of the kept values."""
+    counts = np.full(x.shape, -1, dtype=np.int64)
+    prob = np.zeros(x.shape)
+    post = np.zeros((x.size, len(count_values)))
+    counts[ok] = np.asarray(count_values)[post_ok.argmax(axis=1)]
+    prob[ok] = post_ok.max(axis=1)
+    post[ok] = post_ok
+    return counts, prob, post
+
+
 def _clean_scs(scs, scs_errors=None):
     x = np.asarray(scs, dtype=np.float64)
     if x.ndim != 1:
@@ -256,12 +267,7 @@ def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> Column
     var = err_sd[ok, None] ** 2 + sem[None, :] ** 2
     logp = -0.5 * (x[ok, None] - tab[None, :]) ** 2 / var - 0.5 * np.log(var)
     post_ok = np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
-    counts = np.full(x.shape, -1, dtype=np.int64)
-    prob = np.zeros(x.shape)
-    post = np.zeros((x.size, len(n)))
-    counts[ok] = n[post_ok.argmax(axis=1)]
-    prob[ok] = post_ok.max(axis=1)
-    post[ok] = post_ok
+    counts, prob, post = _assign(x, ok, post_ok, n)
     notes = _library_sanity(x[ok], tab, err_sd[ok])
     for note in notes:
         warnings.warn(note, stacklevel=2)
@@ -323,14 +329,8 @@ def _limit_components(n_valid, max_components):
 
 def _from_mixture(x, ok, scan: MixtureScan, g, comp_counts, method, cands, notes, scale, meta):
     i = g - 1
-    post_ok = scan.posterior(x[ok], g)
-    counts = np.full(x.shape, -1, dtype=np.int64)
-    prob = np.zeros(x.shape)
-    post = np.zeros((x.size, g))
     comp_counts = np.asarray(comp_counts, dtype=np.int64)
-    counts[ok] = comp_counts[post_ok.argmax(axis=1)]
-    prob[ok] = post_ok.max(axis=1)
-    post[ok] = post_ok
+    counts, prob, post = _assign(x, ok, scan.posterior(x[ok], g), comp_counts)
     return ColumnCounts(counts, prob, comp_counts, post, method, g, scan.means[i],
                         scan.weights[i], float(scan.width[i]), scan.icl, scan.aic, scan.bic, x, scale, None,
                         [c.to_dict() for c in cands], notes, meta)  # fmt: skip
@@ -474,12 +474,7 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
         best = fixed
     ll, scale, offset, extra, weights, post_ok = best
     sd = float(np.sqrt(np.median(e) ** 2 + extra**2))
-    counts = np.full(x.shape, -1, dtype=np.int64)
-    prob = np.zeros(x.shape)
-    post = np.zeros((x.size, len(n)))
-    counts[ok] = n[post_ok.argmax(axis=1)]
-    prob[ok] = post_ok.max(axis=1)
-    post[ok] = post_ok
+    counts, prob, post = _assign(x, ok, post_ok, n)
     notes = [f"library scale {scale:.4f}, offset {offset:.4g} Å², spread beyond the SCS errors {extra:.3g} Å²"]
     if not scale_supported:
         notes.append("a library scale other than 1 is not supported by the data (BIC): scale held at 1")
