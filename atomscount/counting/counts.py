@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 import warnings
 
 import numpy as np
@@ -586,7 +585,3 @@ def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs
     meta = dict(flat.metadata, independent_counts=independent.tolist(), stay_probability=stay_probability)
     return dataclasses.replace(flat, counts=counts, probability=prob, posterior=post, method="time-series",
                                scs=y, notes=notes, metadata=meta)  # fmt: skip
-
-
-def counts_to_json(counts: ColumnCounts) -> str:
-    return json.dumps(counts.summary(), indent=2)
