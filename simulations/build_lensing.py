@@ -58,6 +58,8 @@ def main(argv=None):
     ap.add_argument("--settings", type=Path, default=HERE / "lensing_auag.toml")
     ap.add_argument("--tiny", action="store_true", help="coarse smoke run into --out, not the package")
     ap.add_argument("--out", type=Path, default=OUT)
+    ap.add_argument("--workers", type=int, default=1,
+                    help="run the frozen-phonon tasks on a local dask cluster of this many processes")
     args = ap.parse_args(argv)
     cfg = tomllib.loads(args.settings.read_text())["lensing"]
     elements, axis = cfg["elements"], cfg["zone_axis"]
@@ -81,12 +83,19 @@ def main(argv=None):
     stem = f"{''.join(elements)}_{axis}"
     args.out.mkdir(parents=True, exist_ok=True)
     sets = {}
+    client = None
+    if args.workers > 1:
+        from dask.distributed import Client, LocalCluster
+
+        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True))
     for name, seqs in (("train", train), ("test", test)):
         path = args.out / f"{stem}_mixed_{name}.h5"
         if path.exists():
             sets[name] = MixedColumns.from_hdf5(path)
         else:
-            sets[name] = simulate_mixed_columns(seqs, crystal, settings)
+            # every finished task is kept in _work/, so a run cut short resumes there
+            sets[name] = simulate_mixed_columns(seqs, crystal, settings, client=client,
+                                                cache_dir=HERE / "_work" / f"{stem}_{name}")
             sets[name].to_hdf5(path)
     pure_columns = [((lib.element,) * int(n), float(s), float(e))
                     for lib in libs for n, s, e in zip(lib.n_atoms, lib.scs, lib.scs_sem, strict=True)]  # fmt: skip

@@ -54,7 +54,8 @@ def main(argv=None):
             print(f"{path.name}: present, skipped")
             continue
         t = time.perf_counter()
-        lib = build_scs_library(el, ax, max_atoms, settings)
+        # finished configurations are kept in _work/, so a build cut short resumes
+        lib = build_scs_library(el, ax, max_atoms, settings, cache_dir=HERE / "_work" / f"library_{el}_{ax}")
         lib.to_hdf5(path)
         print(f"{path.name}: {lib} in {time.perf_counter() - t:.0f} s")
 

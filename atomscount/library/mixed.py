@@ -117,7 +117,7 @@ def _split_symbols(text):
 
 
 def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettings, *, layout: str = "uniform",
-                           client=None, progress: bool = True) -> MixedColumns:  # fmt: skip
+                           client=None, progress: bool = True, cache_dir=None) -> MixedColumns:  # fmt: skip
     """Simulate columns whose sites hold given element sequences (beam entrance first).
 
     Two layouts:
@@ -144,6 +144,9 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
     crystal : ase.Atoms
         One period along the beam, from :func:`zone_axis_crystal` (one atom per column).
     settings : MicroscopeSettings
+    cache_dir : path, optional
+        Keep every finished frozen-phonon task there (``layout="uniform"``), so that
+        a long run interrupted or split across sessions resumes where it stopped.
 
     Returns
     -------
@@ -158,7 +161,7 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
     seqs = _normalise_sequences(sequences)
     n_seq, length = seqs.shape
     if layout == "uniform":
-        return _uniform(seqs, crystal, settings, client, progress)
+        return _uniform(seqs, crystal, settings, client, progress, cache_dir)
     nx, ny = _lateral_repeats(crystal, settings.lateral_extent_angstrom)
     layer = crystal.cell.lengths()[2] / _layers(crystal)
     base = clear_of_edges(crystal) * (nx, ny, 1)
@@ -201,7 +204,7 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
     return MixedColumns(seqs, mean, sem, settings.to_dict(), np.array(seeds, dtype=np.uint64), prov)
 
 
-def _uniform(seqs, crystal, settings, client, progress):
+def _uniform(seqs, crystal, settings, client, progress, cache_dir=None):
     from .simulate import simulate_column_scs
 
     lengths = (seqs != "").sum(axis=1)
@@ -214,7 +217,8 @@ def _uniform(seqs, crystal, settings, client, progress):
     for length in np.unique(lengths):  # one run per thickness, every sequence of it together
         rows = np.flatnonzero(lengths == length)
         per_seq, info = simulate_column_scs(crystal, settings, int(length), client=client, progress=progress,
-                                            sequences=[list(seqs[i, :length]) for i in rows])  # fmt: skip
+                                            sequences=[list(seqs[i, :length]) for i in rows],
+                                            cache_dir=cache_dir)  # fmt: skip
         vals = per_seq[:, :, 1:]  # (n, n_configs, length)
         n_cfg = vals.shape[1]
         mean[rows, :length] = vals.mean(axis=1)

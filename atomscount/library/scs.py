@@ -174,7 +174,7 @@ def _fit_curve(n, scs, sem):
 
 
 def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: MicroscopeSettings, *, client=None,
-                      progress: bool = True) -> ScsLibrary:  # fmt: skip
+                      progress: bool = True, cache_dir=None) -> ScsLibrary:  # fmt: skip
     """Simulate SCS(N) for N = 1..max_atoms of a pure column with abTEM.
 
     One multislice pass per frozen-phonon configuration gives every thickness
@@ -191,6 +191,9 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
         Run the configurations on this cluster; by default they run locally.
     progress : bool
         Show a progress bar over configurations.
+    cache_dir : path, optional
+        Keep each finished configuration there, so that an interrupted build
+        resumes where it stopped (see :func:`simulate_column_scs`).
 
     Returns
     -------
@@ -202,7 +205,8 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
         raise ValueError(f"max_atoms must be an integer >= 1, got {max_atoms!r}")
     key, _ = _parse_zone_axis(zone_axis)
     crystal = zone_axis_crystal(element_or_atoms, zone_axis)
-    per_config, info = simulate_column_scs(crystal, settings, int(max_atoms), client=client, progress=progress)
+    per_config, info = simulate_column_scs(crystal, settings, int(max_atoms), client=client, progress=progress,
+                                           cache_dir=cache_dir)  # fmt: skip
     if info["atoms_per_period"] != 1:
         raise ValueError(f"the column holds {info['atoms_per_period']} atoms per period; expected 1")
     table = np.asarray(per_config[:, 1:], dtype=np.float64)

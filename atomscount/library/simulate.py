@@ -218,17 +218,50 @@ def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, 
     return out
 
 
+def _cache_path(cache_dir, crystal, settings, seed, max_periods, points, period_symbols):
+    """File for one task's result in ``cache_dir`` (None without a cache)."""
+    if cache_dir is None:
+        return None
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for part in (crystal.get_chemical_symbols(), np.round(crystal.positions, 6).tolist(),
+                 np.round(crystal.cell.array, 6).tolist(), sorted(settings.to_dict().items()), int(seed),
+                 int(max_periods), np.round(points, 6).tolist(), list(period_symbols or [])):  # fmt: skip
+        h.update(repr(part).encode())
+    return Path(cache_dir) / f"config_{h.hexdigest()[:24]}.npy"
+
+
+def _cached(path, func, *args):
+    """``func(*args)``, read from ``path`` when an earlier run saved it there (written atomically)."""
+    if path is not None and path.is_file():
+        return np.load(path)
+    out = func(*args)
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".part")
+        with open(tmp, "wb") as fh:
+            np.save(fh, out)
+        tmp.replace(path)
+    return out
+
+
 def _layers(crystal):
     z = np.unique(np.round(crystal.positions[:, 2], 3))
     return len(z)
 
 
 def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_periods: int, *, client=None,
-                        progress=True, configs=None, sequences=None):  # fmt: skip
+                        progress=True, configs=None, sequences=None, cache_dir=None):  # fmt: skip
     """SCS of the column at the cell origin for 0..max_periods periods, per configuration.
 
     ``sequences``, when given, is a list of per-period element lists: each is
     simulated in its own layered crystal (every column holds that sequence).
+
+    ``cache_dir``, when given, keeps each finished configuration there (one ``.npy``
+    per task, named by a hash of everything that determines it), so an interrupted
+    build resumes where it stopped and a build split across sessions loses nothing.
 
     Returns
     -------
@@ -250,7 +283,8 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     seeds = settings.config_seeds()
     chosen = range(len(seeds)) if configs is None else configs
     runs = [None] if sequences is None else list(sequences)
-    tasks = [dask.delayed(_one_config)(crystal, settings, seeds[i], max_periods, points, seq)
+    tasks = [dask.delayed(_cached)(_cache_path(cache_dir, crystal, settings, seeds[i], max_periods, points, seq),
+                                   _one_config, crystal, settings, seeds[i], max_periods, points, seq)
              for seq in runs for i in chosen]  # fmt: skip
     t0 = time.perf_counter()
     if client is not None:

@@ -46,6 +46,27 @@ def test_configurations_are_reproducible_from_their_seeds(small_library):
     np.testing.assert_allclose(again.scs_per_config, small_library.scs_per_config, rtol=1e-6)
 
 
+def test_a_cached_build_resumes_without_simulating_again(small_library, tmp_path, monkeypatch):
+    import atomscount.library.simulate as sim
+
+    s = MicroscopeSettings.from_dict(small_library.settings)
+    first = build_scs_library("Au", "001", 4, s, progress=False, cache_dir=tmp_path / "work")
+    files = sorted((tmp_path / "work").glob("config_*.npy"))
+    assert len(files) == 2 and not list((tmp_path / "work").glob("*.part"))
+    np.testing.assert_allclose(first.scs_per_config, small_library.scs_per_config, rtol=1e-6)
+
+    def must_not_run(*args):
+        raise AssertionError("a cached configuration was simulated again")
+
+    monkeypatch.setattr(sim, "_one_config", must_not_run)
+    again = build_scs_library("Au", "001", 4, s, progress=False, cache_dir=tmp_path / "work")
+    np.testing.assert_array_equal(again.scs_per_config, first.scs_per_config)
+    # other settings are other tasks: nothing is read from the wrong file
+    other = MicroscopeSettings.from_dict({**small_library.settings, "seed": 4})
+    with pytest.raises(AssertionError, match="simulated again"):
+        build_scs_library("Au", "001", 4, other, progress=False, cache_dir=tmp_path / "work")
+
+
 def test_range_checks_and_extrapolation(small_library):
     lib = small_library
     np.testing.assert_allclose(lib.scs_at([1, 4]), lib.scs[[0, 3]])
