@@ -54,6 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     lb = lsub.add_parser("build", help="simulate a pure-column SCS library from a settings file")
     lb.add_argument("settings", type=Path, help="TOML with [microscope] and [library] (element, zone_axis, max_atoms)")
     lb.add_argument("--out", type=Path, required=True, help="output HDF5 file")
+    lb.add_argument("--workers", type=int, default=None,
+                    help="run the phonon configurations on a local dask cluster of this many processes")
+    lb.add_argument("--cache", type=Path, default=None,
+                    help="keep finished configurations in this folder, so that a build cut short resumes")
     ls = lsub.add_parser("show", help="print a library's table and plot SCS against thickness")
     ls.add_argument("file", type=Path)
     ls.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside the file)")
@@ -74,7 +78,8 @@ def _cmd_library(args) -> int:
         missing = {"element", "zone_axis", "max_atoms"} - set(spec)
         if missing:
             raise ValueError(f"settings [library] table lacks {sorted(missing)}")
-        lib = build_scs_library(spec["element"], spec["zone_axis"], spec["max_atoms"], settings)
+        lib = build_scs_library(spec["element"], spec["zone_axis"], spec["max_atoms"], settings,
+                                workers=args.workers, cache_dir=args.cache)  # fmt: skip
         lib.to_hdf5(args.out)
         print(f"{lib} written to {args.out.resolve()}")
         return 0

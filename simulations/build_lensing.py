@@ -83,18 +83,13 @@ def main(argv=None):
     stem = f"{''.join(elements)}_{axis}"
     args.out.mkdir(parents=True, exist_ok=True)
     sets = {}
-    client = None
-    if args.workers > 1:
-        from dask.distributed import Client, LocalCluster
-
-        client = Client(LocalCluster(n_workers=args.workers, threads_per_worker=1, processes=True))
     for name, seqs in (("train", train), ("test", test)):
         path = args.out / f"{stem}_mixed_{name}.h5"
         if path.exists():
             sets[name] = MixedColumns.from_hdf5(path)
         else:
             # every finished task is kept in _work/, so a run cut short resumes there
-            sets[name] = simulate_mixed_columns(seqs, crystal, settings, client=client,
+            sets[name] = simulate_mixed_columns(seqs, crystal, settings, workers=args.workers,
                                                 cache_dir=HERE / "_work" / f"{stem}_{name}")
             sets[name].to_hdf5(path)
     pure_columns = [((lib.element,) * int(n), float(s), float(e))

@@ -26,6 +26,8 @@ def main(argv=None):
     ap.add_argument("--settings", type=Path, default=HERE / "default_libraries.toml")
     ap.add_argument("--only", nargs="*", default=None, help="ELEMENT:AXIS pairs, e.g. Au:001")
     ap.add_argument("--max-atoms", type=int, default=None)
+    ap.add_argument("--workers", type=int, default=None,
+                    help="run the phonon configurations on a local dask cluster of this many processes")
     ap.add_argument("--refit-curves", action="store_true",
                     help="refit the extrapolation curve of the libraries present, simulating nothing")
     args = ap.parse_args(argv)
@@ -55,7 +57,8 @@ def main(argv=None):
             continue
         t = time.perf_counter()
         # finished configurations are kept in _work/, so a build cut short resumes
-        lib = build_scs_library(el, ax, max_atoms, settings, cache_dir=HERE / "_work" / f"library_{el}_{ax}")
+        lib = build_scs_library(el, ax, max_atoms, settings, cache_dir=HERE / "_work" / f"library_{el}_{ax}",
+                                workers=args.workers)
         lib.to_hdf5(path)
         print(f"{path.name}: {lib} in {time.perf_counter() - t:.0f} s")
 

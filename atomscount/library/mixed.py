@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from ..io import read_hdf5, write_hdf5
 from .settings import MicroscopeSettings
-from .simulate import _lateral_repeats, _layers, clear_of_edges, haadf_exit_planes
+from .simulate import _lateral_repeats, _layers, clear_of_edges, haadf_exit_planes, local_client
 
 __all__ = ["MixedColumns", "simulate_mixed_columns"]
 
@@ -117,7 +117,8 @@ def _split_symbols(text):
 
 
 def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettings, *, layout: str = "uniform",
-                           client=None, progress: bool = True, cache_dir=None) -> MixedColumns:  # fmt: skip
+                           client=None, progress: bool = True, cache_dir=None,
+                           workers: int | None = None) -> MixedColumns:  # fmt: skip
     """Simulate columns whose sites hold given element sequences (beam entrance first).
 
     Two layouts:
@@ -144,6 +145,10 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
     crystal : ase.Atoms
         One period along the beam, from :func:`zone_axis_crystal` (one atom per column).
     settings : MicroscopeSettings
+    client : dask.distributed.Client, optional
+        Run the frozen-phonon tasks on this cluster.
+    workers : int, optional
+        Without ``client``: run them on a local cluster of this many processes.
     cache_dir : path, optional
         Keep every finished frozen-phonon task there (``layout="uniform"``), so that
         a long run interrupted or split across sessions resumes where it stopped.
@@ -161,7 +166,8 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
     seqs = _normalise_sequences(sequences)
     n_seq, length = seqs.shape
     if layout == "uniform":
-        return _uniform(seqs, crystal, settings, client, progress, cache_dir)
+        with local_client(client, workers) as run_on:  # one local cluster for every thickness
+            return _uniform(seqs, crystal, settings, run_on, progress, cache_dir)
     nx, ny = _lateral_repeats(crystal, settings.lateral_extent_angstrom)
     layer = crystal.cell.lengths()[2] / _layers(crystal)
     base = clear_of_edges(crystal) * (nx, ny, 1)
@@ -186,10 +192,12 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
             tasks.append(dask.delayed(_mixed_config)(atoms, settings, seed, length, points, owner, n_cols, layer))
             slots.append((tuple(assigned), ci))
     t0 = time.perf_counter()
-    if client is not None:
-        results = client.gather(client.compute(tasks))
-    else:
-        results = [t.compute(scheduler="synchronous") for t in tqdm(tasks, desc="mixed columns", disable=not progress)]
+    with local_client(client, workers) as run_on:
+        if run_on is not None:
+            results = run_on.gather(run_on.compute(tasks))
+        else:
+            results = [t.compute(scheduler="synchronous")
+                       for t in tqdm(tasks, desc="mixed columns", disable=not progress)]  # fmt: skip
     per_config = np.full((len(seeds), n_seq, length), np.nan)
     for (assigned, ci), res in zip(slots, results, strict=True):
         seen = set()

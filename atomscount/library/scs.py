@@ -174,7 +174,7 @@ def _fit_curve(n, scs, sem):
 
 
 def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: MicroscopeSettings, *, client=None,
-                      progress: bool = True, cache_dir=None) -> ScsLibrary:  # fmt: skip
+                      progress: bool = True, cache_dir=None, workers: int | None = None) -> ScsLibrary:  # fmt: skip
     """Simulate SCS(N) for N = 1..max_atoms of a pure column with abTEM.
 
     One multislice pass per frozen-phonon configuration gives every thickness
@@ -189,6 +189,10 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
     settings : MicroscopeSettings
     client : dask.distributed.Client, optional
         Run the configurations on this cluster; by default they run locally.
+    workers : int, optional
+        Without ``client``: run the configurations on a local dask cluster of this
+        many processes (one per core), closed when the build ends. By default they
+        run one after the other in this process.
     progress : bool
         Show a progress bar over configurations.
     cache_dir : path, optional
@@ -206,7 +210,7 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
     key, _ = _parse_zone_axis(zone_axis)
     crystal = zone_axis_crystal(element_or_atoms, zone_axis)
     per_config, info = simulate_column_scs(crystal, settings, int(max_atoms), client=client, progress=progress,
-                                           cache_dir=cache_dir)  # fmt: skip
+                                           cache_dir=cache_dir, workers=workers)  # fmt: skip
     if info["atoms_per_period"] != 1:
         raise ValueError(f"the column holds {info['atoms_per_period']} atoms per period; expected 1")
     table = np.asarray(per_config[:, 1:], dtype=np.float64)

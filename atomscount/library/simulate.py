@@ -10,6 +10,7 @@ own explicit seed.
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 
@@ -252,8 +253,33 @@ def _layers(crystal):
     return len(z)
 
 
+@contextlib.contextmanager
+def local_client(client=None, workers=None):
+    """The dask client to run on: ``client`` itself, else a local cluster of ``workers`` processes.
+
+    Yields None (run in this process, one task after the other) when neither is
+    given or ``workers`` is 1. A local cluster is closed on exit.
+    """
+    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
+        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if client is not None or workers is None or workers == 1:
+        yield client
+        return
+    from dask.distributed import Client, LocalCluster
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # port and memory-limit notices of a local cluster
+        cluster = LocalCluster(n_workers=int(workers), threads_per_worker=1, processes=True,
+                               dashboard_address=None)  # fmt: skip
+    try:
+        with Client(cluster) as own:
+            yield own
+    finally:
+        cluster.close()
+
+
 def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_periods: int, *, client=None,
-                        progress=True, configs=None, sequences=None, cache_dir=None):  # fmt: skip
+                        progress=True, configs=None, sequences=None, cache_dir=None, workers=None):  # fmt: skip
     """SCS of the column at the cell origin for 0..max_periods periods, per configuration.
 
     ``sequences``, when given, is a list of per-period element lists: each is
@@ -262,6 +288,9 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     ``cache_dir``, when given, keeps each finished configuration there (one ``.npy``
     per task, named by a hash of everything that determines it), so an interrupted
     build resumes where it stopped and a build split across sessions loses nothing.
+
+    The tasks run on ``client`` (a ``dask.distributed.Client``) when given, else on
+    a local cluster of ``workers`` processes, else one after the other here.
 
     Returns
     -------
@@ -287,19 +316,20 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
                                    _one_config, crystal, settings, seeds[i], max_periods, points, seq)
              for seq in runs for i in chosen]  # fmt: skip
     t0 = time.perf_counter()
-    if client is not None:
-        futures = client.compute(tasks)
-        from dask.distributed import as_completed
+    with local_client(client, workers) as run_on:
+        if run_on is not None:
+            futures = run_on.compute(tasks)
+            from dask.distributed import as_completed
 
-        done = {}
-        order = {f.key: i for i, f in enumerate(futures)}
-        for fut in tqdm(as_completed(futures), total=len(futures), desc="phonon configs", disable=not progress):
-            done[order[fut.key]] = fut.result()
-        rows = [done[i] for i in range(len(futures))]
-    else:
-        rows = []
-        for task in tqdm(tasks, desc="phonon configs", disable=not progress):
-            rows.append(task.compute(scheduler="synchronous"))
+            done = {}
+            order = {f.key: i for i, f in enumerate(futures)}
+            for fut in tqdm(as_completed(futures), total=len(futures), desc="phonon configs", disable=not progress):
+                done[order[fut.key]] = fut.result()
+            rows = [done[i] for i in range(len(futures))]
+        else:
+            rows = []
+            for task in tqdm(tasks, desc="phonon configs", disable=not progress):
+                rows.append(task.compute(scheduler="synchronous"))
     info = {
         "n_scan_points": int(len(points)),
         "cell_polygon": polygon.tolist(),

@@ -67,6 +67,14 @@ def test_a_cached_build_resumes_without_simulating_again(small_library, tmp_path
         build_scs_library("Au", "001", 4, other, progress=False, cache_dir=tmp_path / "work")
 
 
+def test_local_worker_processes_give_the_same_configurations(small_library):
+    s = MicroscopeSettings.from_dict(small_library.settings)
+    parallel = build_scs_library("Au", "001", 4, s, progress=False, workers=2)
+    np.testing.assert_allclose(parallel.scs_per_config, small_library.scs_per_config, rtol=1e-6)
+    with pytest.raises(ValueError, match="workers must be an integer >= 1, got 0"):
+        build_scs_library("Au", "001", 4, s, progress=False, workers=0)
+
+
 def test_range_checks_and_extrapolation(small_library):
     lib = small_library
     np.testing.assert_allclose(lib.scs_at([1, 4]), lib.scs[[0, 3]])
@@ -113,7 +121,8 @@ def test_cli_builds_and_shows_a_library(tmp_path, capsys):
         '[library]\nelement = "Au"\nzone_axis = "001"\nmax_atoms = 2\n'
     )
     out = tmp_path / "au.h5"
-    assert main(["library", "build", str(toml), "--out", str(out)]) == 0
+    assert main(["library", "build", str(toml), "--out", str(out), "--cache", str(tmp_path / "work")]) == 0
+    assert len(list((tmp_path / "work").glob("config_*.npy"))) == 1
     assert main(["library", "show", str(out)]) == 0
     text = capsys.readouterr().out
     assert "ScsLibrary(Au [001], N=1..2" in text and "SCS (Å²)" in text
