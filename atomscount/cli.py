@@ -59,8 +59,10 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("--cache", type=Path, default=None,
                     help="keep finished configurations in this folder, so that a build cut short resumes")
     ls = lsub.add_parser("show", help="print a library's table and plot SCS against thickness")
-    ls.add_argument("file", type=Path)
-    ls.add_argument("--plot", type=Path, default=None, help="PNG path (default: beside the file)")
+    ls.add_argument("file", help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Pt:110)")
+    ls.add_argument("--plot", type=Path, default=None,
+                    help="PNG path (default: beside the file, or ELEMENT_AXIS.png here for a shipped one)")
+    lsub.add_parser("list", help="the shipped libraries and lensing models, with key SCS values")
     return p
 
 
@@ -83,12 +85,20 @@ def _cmd_library(args) -> int:
         lib.to_hdf5(args.out)
         print(f"{lib} written to {args.out.resolve()}")
         return 0
-    lib = ScsLibrary.from_hdf5(args.file)
+    if args.library_command == "list":
+        print(_shipped_table())
+        return 0
+    lib = _load_library(args.file)
     print(repr(lib))
     print(lib.table())
     from .plot import plot_scs_library
 
-    png = args.plot or args.file.with_suffix(".png")
+    if args.plot is not None:
+        png = args.plot
+    elif Path(args.file).is_file():
+        png = Path(args.file).with_suffix(".png")
+    else:
+        png = Path(f"{lib.element}_{lib.zone_axis}.png")
     fig = plot_scs_library(lib)
     fig.savefig(png, dpi=110)
     print(f"plot written to {png.resolve()}")
@@ -149,6 +159,29 @@ def _cmd_fit(args) -> int:
     for name, path in files.items():
         print(f"  {name:16s} {path}")
     return 0
+
+
+def _shipped_table() -> str:
+    """One line per shipped library: range, configurations, SCS at 1/10/20/40 atoms, worst s.e."""
+    from importlib import resources
+
+    from .library import available_defaults, load_default
+
+    head = (f"{'library':<9} {'N':>6} {'configs':>7} " + " ".join(f"{f'SCS({n})':>9}" for n in (1, 10, 20, 40))
+            + f" {'max s.e.':>9}   (SCS in Å², 300 kV, HAADF 55-200 mrad)")  # fmt: skip
+    lines = [head]
+    for element, axis in available_defaults():
+        lib = load_default(element, axis)
+        vals = " ".join(f"{lib.scs_at(n):9.4f}" if n <= lib.max_atoms else f"{'-':>9}" for n in (1, 10, 20, 40))
+        worst = float((lib.scs_sem / lib.scs).max())
+        lines.append(f"{element + ':' + axis:<9} {f'1..{lib.max_atoms}':>6} {lib.scs_per_config.shape[0]:>7} "
+                     f"{vals} {100 * worst:8.1f}%")  # fmt: skip
+    base = resources.files("atomscount") / "data" / "libraries"
+    models = sorted(e.name[: -len("_lensing.h5")] for e in base.iterdir() if e.name.endswith("_lensing.h5"))
+    if models:
+        lines.append("lensing and linear models: " + ", ".join(m.replace("_", " [") + "]" for m in models)
+                     + '  (load_default_lensing("Au", "Ag", "001"))')  # fmt: skip
+    return "\n".join(lines)
 
 
 def _load_library(spec):

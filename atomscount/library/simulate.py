@@ -228,10 +228,20 @@ def _cache_path(cache_dir, crystal, settings, seed, max_periods, points, period_
 
     h = hashlib.sha256()
     for part in (crystal.get_chemical_symbols(), np.round(crystal.positions, 6).tolist(),
-                 np.round(crystal.cell.array, 6).tolist(), sorted(settings.to_dict().items()), int(seed),
+                 np.round(crystal.cell.array, 6).tolist(), _task_settings(settings), int(seed),
                  int(max_periods), np.round(points, 6).tolist(), list(period_symbols or [])):  # fmt: skip
         h.update(repr(part).encode())
     return Path(cache_dir) / f"config_{h.hexdigest()[:24]}.npy"
+
+
+def _task_settings(settings):
+    """The settings that determine one configuration's result.
+
+    The number of configurations is left out: the seeds are nested (configuration
+    k has the same seed whatever the total), so a build with more configurations
+    reuses the ones already cached.
+    """
+    return sorted((k, v) for k, v in settings.to_dict().items() if k != "num_configs")
 
 
 def _cached(path, func, *args):

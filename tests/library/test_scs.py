@@ -61,6 +61,13 @@ def test_a_cached_build_resumes_without_simulating_again(small_library, tmp_path
     monkeypatch.setattr(sim, "_one_config", must_not_run)
     again = build_scs_library("Au", "001", 4, s, progress=False, cache_dir=tmp_path / "work")
     np.testing.assert_array_equal(again.scs_per_config, first.scs_per_config)
+    # more configurations reuse the cached ones (nested seeds) and simulate only the new
+    monkeypatch.undo()
+    more = MicroscopeSettings.from_dict({**small_library.settings, "num_configs": 3})
+    bigger = build_scs_library("Au", "001", 4, more, progress=False, cache_dir=tmp_path / "work")
+    np.testing.assert_array_equal(bigger.scs_per_config[:2], first.scs_per_config)
+    assert len(list((tmp_path / "work").glob("config_*.npy"))) == 3
+    monkeypatch.setattr(sim, "_one_config", must_not_run)
     # other settings are other tasks: nothing is read from the wrong file
     other = MicroscopeSettings.from_dict({**small_library.settings, "seed": 4})
     with pytest.raises(AssertionError, match="simulated again"):
@@ -128,6 +135,23 @@ def test_cli_builds_and_shows_a_library(tmp_path, capsys):
     assert "ScsLibrary(Au [001], N=1..2" in text and "SCS (Å²)" in text
     assert (tmp_path / "au.png").stat().st_size > 1000
     assert main(["library", "show", str(tmp_path / "nope.h5")]) == 2
+
+
+def test_cli_lists_and_shows_the_shipped_libraries(tmp_path, capsys, monkeypatch):
+    from atomscount.cli import main
+    from atomscount.library import load_default
+
+    assert main(["library", "list"]) == 0
+    text = capsys.readouterr().out
+    au = load_default("Au", "001")
+    row = next(line for line in text.splitlines() if line.startswith("Au:001"))
+    assert f"{au.scs_at(10):.4f}" in row and "1..40" in row
+    assert "Ag:110" in text and "AuAg [001]" in text
+    monkeypatch.chdir(tmp_path)
+    assert main(["library", "show", "Ag:110"]) == 0
+    assert "ScsLibrary(Ag [110]" in capsys.readouterr().out
+    assert (tmp_path / "Ag_110.png").stat().st_size > 1000
+    assert main(["library", "show", "Xx:001"]) == 2
 
 
 def test_load_default_names_what_is_available():
