@@ -83,6 +83,7 @@ def main(argv=None):
     stem = f"{''.join(elements)}_{axis}"
     args.out.mkdir(parents=True, exist_ok=True)
     sets = {}
+    work = args.out / "_work" if args.tiny else HERE / "_work"  # finished tasks; a smoke run keeps its own
     for name, seqs in (("train", train), ("test", test)):
         path = args.out / f"{stem}_mixed_{name}.h5"
         if path.exists():
@@ -90,7 +91,7 @@ def main(argv=None):
         else:
             # every finished task is kept in _work/, so a run cut short resumes there
             sets[name] = simulate_mixed_columns(seqs, crystal, settings, workers=args.workers,
-                                                cache_dir=HERE / "_work" / f"{stem}_{name}")
+                                                cache_dir=work / f"{stem}_{name}")
             sets[name].to_hdf5(path)
     pure_columns = [((lib.element,) * int(n), float(s), float(e))
                     for lib in libs for n, s, e in zip(lib.n_atoms, lib.scs, lib.scs_sem, strict=True)]  # fmt: skip
