@@ -55,7 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     lb.add_argument("settings", type=Path, help="TOML with [microscope] and [library] (element, zone_axis, max_atoms)")
     lb.add_argument("--out", type=Path, required=True, help="output HDF5 file")
     lb.add_argument("--workers", type=int, default=None,
-                    help="run the phonon configurations on a local dask cluster of this many processes")
+                    help="local dask worker processes for the phonon configurations "
+                         "(default: one per core, at most one per configuration)")
     lb.add_argument("--cache", type=Path, default=None,
                     help="keep finished configurations in this folder, so that a build cut short resumes")
     ls = lsub.add_parser("show", help="print a library's table and plot SCS against thickness")
@@ -80,8 +81,11 @@ def _cmd_library(args) -> int:
         missing = {"element", "zone_axis", "max_atoms"} - set(spec)
         if missing:
             raise ValueError(f"settings [library] table lacks {sorted(missing)}")
+        import os
+
+        workers = args.workers or max(1, min(settings.num_configs, os.cpu_count() or 1))
         lib = build_scs_library(spec["element"], spec["zone_axis"], spec["max_atoms"], settings,
-                                workers=args.workers, cache_dir=args.cache)  # fmt: skip
+                                workers=workers, cache_dir=args.cache)  # fmt: skip
         lib.to_hdf5(args.out)
         print(f"{lib} written to {args.out.resolve()}")
         return 0
