@@ -199,8 +199,13 @@ def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, 
     # and a spurious exit plane.
     n_slices = int(round(atoms.cell.lengths()[2] / slice_thickness))
     dz = atoms.cell.lengths()[2] / n_slices
+    # Explicit exit planes, the entrance (-1) included: given an integer equal to the
+    # number of slices (a one-period crystal), abTEM returns the exit plane alone.
+    planes = (-1, *range(slices_per_plane - 1, n_slices, slices_per_plane))
+    if planes[-1] != n_slices - 1:
+        planes = (*planes, n_slices - 1)
     potential = abtem.Potential(
-        fp, sampling=settings.sampling_angstrom, slice_thickness=(dz,) * n_slices, exit_planes=slices_per_plane,
+        fp, sampling=settings.sampling_angstrom, slice_thickness=(dz,) * n_slices, exit_planes=planes,
         projection="infinite", parametrization="lobato",
     )  # fmt: skip
     aberrations = dict(settings.aberrations)
@@ -213,7 +218,7 @@ def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, 
         measurement = probe.scan(potential, scan=abtem.CustomScan(points), detectors=detector)
         result = measurement.compute(progress_bar=False, scheduler="synchronous")
     out = np.asarray(result.array).reshape(-1, len(points))
-    expected = -(-n_slices // slices_per_plane) + 1
+    expected = len(planes)
     if out.shape[0] != expected:
         raise RuntimeError(f"abTEM returned {out.shape[0]} exit planes, expected {expected}")
     return out

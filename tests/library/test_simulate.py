@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 from matplotlib.path import Path as PolygonPath
@@ -5,6 +7,8 @@ from matplotlib.path import Path as PolygonPath
 from atomscount.library import MicroscopeSettings, column_cell, simulate_column_scs, zone_axis_crystal
 
 A_AU = 4.08
+COARSE = dict(sampling_angstrom=0.08, outer_angle_mrad=80.0, inner_angle_mrad=30.0, scan_step_angstrom=0.5,
+              lateral_extent_angstrom=8.0, semiangle_mrad=20.0)  # fmt: skip
 
 
 def polygon_area(p):
@@ -28,6 +32,25 @@ def test_zone_axis_cells_have_the_fcc_period_and_column_cells_tile_the_plane(axi
     assert polygon_area(polygon) == pytest.approx(lx * ly / len(crystal), rel=1e-3)
 
 
+def test_hcp_basal_axis_has_one_atom_per_column_per_c_period():
+    from ase.build import bulk
+
+    mg = zone_axis_crystal("Mg", "0001")
+    c = bulk("Mg", "hcp").cell.lengths()[2]
+    lx, ly, lz = mg.cell.lengths()
+    assert lz == pytest.approx(c, rel=1e-6) and len(mg) == 4
+    centre, polygon, per_period = column_cell(mg)
+    assert per_period == 1  # A and B layers project onto different columns
+    assert polygon_area(polygon) == pytest.approx(lx * ly / len(mg), rel=1e-3)
+    s = MicroscopeSettings(num_configs=1, rms_displacement_angstrom={"Mg": 0.0}, **COARSE)
+    scs, _ = simulate_column_scs(mg, s, 2, progress=False)
+    assert scs[0, 0] == pytest.approx(0.0, abs=1e-9) and np.all(np.diff(scs[0]) > 0)
+    # a light element: one Mg atom scatters far less into the HAADF detector than one Au atom
+    au, _ = simulate_column_scs(zone_axis_crystal("Au", "001"), dataclasses.replace(
+        s, rms_displacement_angstrom={"Au": 0.0}), 1, progress=False)  # fmt: skip
+    assert scs[0, 1] < 0.4 * au[0, 1]
+
+
 def test_bcc_and_bad_inputs():
     fe = zone_axis_crystal("Fe", "001")
     assert len(fe) == 2 and fe.cell.lengths()[2] == pytest.approx(2.87, rel=0.01)
@@ -39,8 +62,6 @@ def test_bcc_and_bad_inputs():
         zone_axis_crystal("Si", "001")
 
 
-COARSE = dict(sampling_angstrom=0.08, outer_angle_mrad=80.0, inner_angle_mrad=30.0, scan_step_angstrom=0.5,
-              lateral_extent_angstrom=8.0, semiangle_mrad=20.0)  # fmt: skip
 
 
 def test_exit_planes_equal_separate_thickness_runs():
