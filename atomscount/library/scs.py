@@ -11,7 +11,7 @@ import numpy as np
 from .. import __version__
 from ..io import read_hdf5, write_hdf5
 from .settings import MicroscopeSettings
-from .simulate import _parse_zone_axis, simulate_column_scs, zone_axis_crystal
+from .simulate import _parse_zone_axis, column_cell, simulate_column_scs, zone_axis_crystal
 
 __all__ = ["ScsLibrary", "available_defaults", "build_scs_library", "load_default", "thickness_curve"]
 
@@ -209,11 +209,13 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
         raise ValueError(f"max_atoms must be an integer >= 1, got {max_atoms!r}")
     key, _ = _parse_zone_axis(zone_axis)
     crystal = zone_axis_crystal(element_or_atoms, zone_axis)
-    per_config, info = simulate_column_scs(crystal, settings, int(max_atoms), client=client, progress=progress,
-                                           cache_dir=cache_dir, workers=workers)  # fmt: skip
-    if info["atoms_per_period"] != 1:
-        raise ValueError(f"the column holds {info['atoms_per_period']} atoms per period; expected 1")
-    table = np.asarray(per_config[:, 1:], dtype=np.float64)
+    # a column may hold several equally spaced atoms per period (bcc [111]: 2); an
+    # exit plane is then read after each of them
+    per_period = column_cell(crystal)[2]
+    periods = -(-int(max_atoms) // per_period)
+    per_config, info = simulate_column_scs(crystal, settings, periods, client=client, progress=progress,
+                                           cache_dir=cache_dir, workers=workers, per_atom=True)  # fmt: skip
+    table = np.asarray(per_config[:, 1 : int(max_atoms) + 1], dtype=np.float64)
     n = np.arange(1, int(max_atoms) + 1)
     mean = table.mean(axis=0)
     sem = table.std(axis=0, ddof=1) / np.sqrt(len(table)) if len(table) > 1 else np.zeros_like(mean)

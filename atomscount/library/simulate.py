@@ -165,14 +165,17 @@ def _lateral_repeats(crystal, min_extent):
     return int(np.ceil(min_extent / lx)), int(np.ceil(min_extent / ly))
 
 
-def _one_config(crystal, settings, seed, max_periods, points, period_symbols=None):
+def _one_config(crystal, settings, seed, max_periods, points, period_symbols=None, planes_per_period=1):
     """HAADF SCS over ``points`` after every period, for one phonon configuration.
 
     ``period_symbols[k]``, when given, is the element of every atom in period ``k``
     (a layered crystal whose columns all hold the same sequence).
+    ``planes_per_period`` > 1 reads an exit plane that many times per period (after
+    every atom of a column holding that many equally spaced atoms per period).
     """
     period = crystal.cell.lengths()[2]
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or period / _layers(crystal)))))
+    n_slices = planes_per_period * -(-n_slices // planes_per_period)
     atoms = crystal * (*_lateral_repeats(crystal, settings.lateral_extent_angstrom), max_periods)
     if period_symbols is not None:
         k = np.clip(np.floor((atoms.positions[:, 2] + 1e-6) / period).astype(int), 0, max_periods - 1)
@@ -181,7 +184,7 @@ def _one_config(crystal, settings, seed, max_periods, points, period_symbols=Non
     # move an atom into the previous period's exit plane at random.
     atoms.positions[:, 2] += 0.5 * period / n_slices - atoms.positions[:, 2].min() % (period / n_slices)
     atoms.wrap()
-    arr = haadf_exit_planes(atoms, settings, seed, period / n_slices, n_slices, points)
+    arr = haadf_exit_planes(atoms, settings, seed, period / n_slices, n_slices // planes_per_period, points)
     return arr.sum(axis=1) * settings.scan_step_angstrom**2
 
 
@@ -224,7 +227,7 @@ def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, 
     return out
 
 
-def _cache_path(cache_dir, crystal, settings, seed, max_periods, points, period_symbols):
+def _cache_path(cache_dir, crystal, settings, seed, max_periods, points, period_symbols, planes_per_period=1):
     """File for one task's result in ``cache_dir`` (None without a cache)."""
     if cache_dir is None:
         return None
@@ -232,9 +235,12 @@ def _cache_path(cache_dir, crystal, settings, seed, max_periods, points, period_
     from pathlib import Path
 
     h = hashlib.sha256()
-    for part in (crystal.get_chemical_symbols(), np.round(crystal.positions, 6).tolist(),
-                 np.round(crystal.cell.array, 6).tolist(), _task_settings(settings), int(seed),
-                 int(max_periods), np.round(points, 6).tolist(), list(period_symbols or [])):  # fmt: skip
+    parts = [crystal.get_chemical_symbols(), np.round(crystal.positions, 6).tolist(),
+             np.round(crystal.cell.array, 6).tolist(), _task_settings(settings), int(seed),
+             int(max_periods), np.round(points, 6).tolist(), list(period_symbols or [])]  # fmt: skip
+    if planes_per_period != 1:
+        parts.append(("planes_per_period", int(planes_per_period)))
+    for part in parts:
         h.update(repr(part).encode())
     return Path(cache_dir) / f"config_{h.hexdigest()[:24]}.npy"
 
@@ -261,6 +267,19 @@ def _cached(path, func, *args):
             np.save(fh, out)
         tmp.replace(path)
     return out
+
+
+def _check_equal_spacing(crystal, centre, per_period, tol=0.2):
+    """``per_period`` when the column's atoms are equally spaced along the beam, else ValueError."""
+    lx, ly, lz = crystal.cell.lengths()
+    d = crystal.positions[:, :2] - centre
+    d -= np.round(d / [lx, ly]) * [lx, ly]
+    z = np.sort(np.mod(crystal.positions[np.linalg.norm(d, axis=1) < tol, 2], lz))
+    gaps = np.diff(np.concatenate([z, [z[0] + lz]]))
+    if not np.allclose(gaps, lz / per_period, atol=0.05):
+        raise ValueError(f"the column's {per_period} atoms per period are not equally spaced along the beam "
+                         f"(gaps {np.round(gaps, 3).tolist()} Å); its SCS cannot be read per atom")  # fmt: skip
+    return per_period
 
 
 def _layers(crystal):
@@ -294,8 +313,13 @@ def local_client(client=None, workers=None):
 
 
 def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_periods: int, *, client=None,
-                        progress=True, configs=None, sequences=None, cache_dir=None, workers=None):  # fmt: skip
+                        progress=True, configs=None, sequences=None, cache_dir=None, workers=None,
+                        per_atom=False):  # fmt: skip
     """SCS of the column at the cell origin for 0..max_periods periods, per configuration.
+
+    With ``per_atom=True`` a column holding m > 1 equally spaced atoms per period
+    (bcc [111]: 2) is read after every atom: the result then has
+    ``m * max_periods + 1`` thicknesses.
 
     ``sequences``, when given, is a list of per-period element lists: each is
     simulated in its own layered crystal (every column holds that sequence).
@@ -324,11 +348,18 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     lx, ly = crystal.cell.lengths()[:2]
     shift = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])
     points = _scan_points(centre + shift, polygon + shift, settings.scan_step_angstrom)
+    planes = 1
+    if per_period != 1:
+        if sequences is not None:
+            raise ValueError(f"sequences need one atom per column per period; this column holds {per_period}")
+        if per_atom:
+            planes = _check_equal_spacing(crystal, centre, per_period)
     seeds = settings.config_seeds()
     chosen = range(len(seeds)) if configs is None else configs
     runs = [None] if sequences is None else list(sequences)
-    tasks = [dask.delayed(_cached)(_cache_path(cache_dir, crystal, settings, seeds[i], max_periods, points, seq),
-                                   _one_config, crystal, settings, seeds[i], max_periods, points, seq)
+    tasks = [dask.delayed(_cached)(
+                _cache_path(cache_dir, crystal, settings, seeds[i], max_periods, points, seq, planes),
+                _one_config, crystal, settings, seeds[i], max_periods, points, seq, planes)
              for seq in runs for i in chosen]  # fmt: skip
     t0 = time.perf_counter()
     with local_client(client, workers) as run_on:
@@ -354,6 +385,7 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
         "seeds": [seeds[i] for i in chosen],
         "wall_seconds": time.perf_counter() - t0,
         "period_angstrom": float(crystal.cell.lengths()[2]),
+        "planes_per_period": planes,
     }
     rows = np.array(rows)
     if sequences is not None:

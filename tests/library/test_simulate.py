@@ -51,6 +51,24 @@ def test_hcp_basal_axis_has_one_atom_per_column_per_c_period():
     assert scs[0, 1] < 0.4 * au[0, 1]
 
 
+def test_bcc_111_columns_are_read_after_every_atom():
+    """bcc [111]: two equally spaced atoms per column per period, an exit plane after each."""
+    fe = zone_axis_crystal("Fe", "111")
+    assert column_cell(fe)[2] == 2
+    s = MicroscopeSettings(num_configs=1, rms_displacement_angstrom={"Fe": 0.0}, **COARSE)
+    per_atom, info = simulate_column_scs(fe, s, 2, progress=False, per_atom=True)
+    per_period, _ = simulate_column_scs(fe, s, 2, progress=False)
+    assert per_atom.shape == (1, 5) and info["planes_per_period"] == 2
+    np.testing.assert_allclose(per_atom[0, [0, 2, 4]], per_period[0], rtol=1e-5, atol=1e-9)
+    assert np.all(np.diff(per_atom[0]) > 0)
+    from atomscount.library import build_scs_library
+
+    lib = build_scs_library("Fe", "111", 3, s, progress=False)  # odd: the second period is read halfway
+    np.testing.assert_allclose(lib.scs, per_atom[0, 1:4], rtol=1e-5)
+    with pytest.raises(ValueError, match="one atom per column per period; this column holds 2"):
+        simulate_column_scs(fe, s, 2, progress=False, sequences=[["Fe", "Fe"]])
+
+
 def test_bcc_and_bad_inputs():
     fe = zone_axis_crystal("Fe", "001")
     assert len(fe) == 2 and fe.cell.lengths()[2] == pytest.approx(2.87, rel=0.01)
