@@ -159,11 +159,21 @@ def test_load_default_names_what_is_available():
 
     with pytest.raises(ValueError, match="no shipped library for element='Zz'"):
         load_default("Zz", "001")
-    for el, ax in available_defaults():
+    shipped = available_defaults()
+    assert set(shipped) >= {(el, ax) for el in ("Au", "Ag", "Pt", "Pd", "Cu", "Fe") for ax in ("001", "110")}
+    single = {}
+    for el, ax in shipped:
         lib = load_default(el, ax)
         assert lib.element == el and lib.zone_axis == ax
         assert lib.max_atoms >= 40 and lib.scs_per_config.shape[0] == 8
         assert np.all(np.diff(lib.scs) > 0)
+        single[el, ax] = lib.scs[0]
+    for el in ("Au", "Ag", "Pt", "Pd", "Cu", "Fe"):
+        # one atom scatters the same whichever way the crystal is viewed
+        assert single[el, "110"] == pytest.approx(single[el, "001"], rel=0.05)
+    # and heavier atoms scatter more (HAADF: roughly Z^1.7)
+    by_z = sorted(("Fe", "Cu", "Pd", "Ag", "Pt", "Au"), key=lambda e: single[e, "001"])
+    assert by_z[:2] == ["Fe", "Cu"] and set(by_z[2:4]) == {"Pd", "Ag"} and set(by_z[4:]) == {"Pt", "Au"}
 
 
 def test_every_exit_plane_is_one_period_even_when_the_slice_count_rounds_badly():
