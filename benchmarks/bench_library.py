@@ -78,6 +78,26 @@ def naive_seconds(settings, n_atoms):
     return time.perf_counter() - t
 
 
+def _scanned_column(settings, axis):
+    """The library's Au crystal for ``axis``, its scanned column (centre, cell), repeats, period, layers."""
+    from atomscount.library.simulate import _lateral_repeats, _layers, clear_of_edges, column_cell
+
+    crystal = clear_of_edges(zone_axis_crystal("Au", axis))
+    centre, polygon, _ = column_cell(crystal)
+    nx, ny = _lateral_repeats(crystal, settings.lateral_extent_angstrom)
+    lx, ly = crystal.cell.lengths()[:2]
+    shift = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])  # the copy in the middle, as the library
+    return crystal, centre + shift, polygon + shift, (nx, ny), crystal.cell.lengths()[2], _layers(crystal)
+
+
+def _stacked(crystal, reps, n_atoms, period, n_sl):
+    """``n_atoms`` periods of the supercell, atomic layers mid-slice (as the library)."""
+    atoms = crystal * (*reps, n_atoms)
+    atoms.positions[:, 2] += 0.5 * period / n_sl - atoms.positions[:, 2].min() % (period / n_sl)
+    atoms.wrap()
+    return atoms
+
+
 def cell_integration_change(settings, n_atoms, axis="001", fine_step=0.1):
     """Relative SCS error of the library's scan-grid integration over the column's cell.
 
@@ -90,26 +110,10 @@ def cell_integration_change(settings, n_atoms, axis="001", fine_step=0.1):
     """
     from matplotlib.path import Path as PolygonPath
 
-    from atomscount.library.simulate import (
-        _lateral_repeats,
-        _layers,
-        _scan_points,
-        clear_of_edges,
-        column_cell,
-        haadf_exit_planes,
-    )
+    from atomscount.library.simulate import _scan_points, haadf_exit_planes
 
-    crystal = clear_of_edges(zone_axis_crystal("Au", axis))
-    centre, polygon, _ = column_cell(crystal)
-    nx, ny = _lateral_repeats(crystal, settings.lateral_extent_angstrom)
-    lx, ly = crystal.cell.lengths()[:2]
-    shift = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])
-    centre, polygon = centre + shift, polygon + shift
-    period = crystal.cell.lengths()[2]
-    n_sl = _layers(crystal)
-    atoms = crystal * (nx, ny, n_atoms)
-    atoms.positions[:, 2] += 0.5 * period / n_sl - atoms.positions[:, 2].min() % (period / n_sl)
-    atoms.wrap()
+    crystal, centre, polygon, (nx, ny), period, n_sl = _scanned_column(settings, axis)
+    atoms = _stacked(crystal, (nx, ny), n_atoms, period, n_sl)
     still = dataclasses.replace(settings, rms_displacement_angstrom={"Au": 0.0})
     step = settings.scan_step_angstrom
     library_way = haadf_exit_planes(atoms, still, 1, period / n_sl, n_sl,
@@ -128,29 +132,14 @@ def cell_integration_change(settings, n_atoms, axis="001", fine_step=0.1):
 
 def wraparound_change(settings, n_atoms, n_configs):
     """Max relative SCS change (N = 1..n_atoms) when the supercell is doubled with the same displaced atoms."""
-    from atomscount.library.simulate import (
-        _lateral_repeats,
-        _layers,
-        _scan_points,
-        clear_of_edges,
-        column_cell,
-        haadf_exit_planes,
-    )
+    from atomscount.library.simulate import _scan_points, haadf_exit_planes
 
-    crystal = clear_of_edges(zone_axis_crystal("Au", "001"))
-    centre, polygon, _ = column_cell(crystal)
-    nx, ny = _lateral_repeats(crystal, settings.lateral_extent_angstrom)
-    lx, ly = crystal.cell.lengths()[:2]
-    shift = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])
-    points = _scan_points(centre + shift, polygon + shift, settings.scan_step_angstrom)
-    period = crystal.cell.lengths()[2]
-    n_sl = _layers(crystal)
+    crystal, centre, polygon, (nx, ny), period, n_sl = _scanned_column(settings, "001")
+    points = _scan_points(centre, polygon, settings.scan_step_angstrom)
     still = dataclasses.replace(settings, rms_displacement_angstrom={"Au": 0.0})  # displacements applied here
     rel = []
     for seed in settings.config_seeds()[:n_configs]:
-        atoms = crystal * (nx, ny, n_atoms)
-        atoms.positions[:, 2] += 0.5 * period / n_sl - atoms.positions[:, 2].min() % (period / n_sl)
-        atoms.wrap()
+        atoms = _stacked(crystal, (nx, ny), n_atoms, period, n_sl)
         rng = np.random.default_rng(seed)
         atoms.positions += rng.normal(0.0, settings.rms_for("Au"), atoms.positions.shape)
         a = haadf_exit_planes(atoms, still, seed, period / n_sl, n_sl, points).sum(axis=1)[1:]
