@@ -25,6 +25,7 @@ from scipy.optimize import least_squares
 
 from ..io import read_hdf5, write_hdf5
 from .scs import ScsLibrary, thickness_curve
+from .settings import MicroscopeSettings
 
 _CURVE_KEYS = ("amplitude", "n_sat", "slope", "offset")
 
@@ -185,7 +186,7 @@ class LensingModel:
     def from_hdf5(cls, path) -> LensingModel:
         arrays, attrs = read_hdf5(path, "LensingModel")
         return cls(tuple(attrs["elements"]), arrays["tables"], arrays["curves"], arrays["lam"], attrs["zone_axis"],
-                   attrs["settings"], attrs["provenance"])  # fmt: skip
+                   MicroscopeSettings.stored(attrs["settings"]), attrs["provenance"])  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -250,8 +251,8 @@ class LinearModel:
     @classmethod
     def from_hdf5(cls, path) -> LinearModel:
         arrays, attrs = read_hdf5(path, "LinearModel")
-        return cls(tuple(attrs["elements"]), arrays["per_atom"], attrs["zone_axis"], attrs["settings"],
-                   attrs["provenance"])  # fmt: skip
+        return cls(tuple(attrs["elements"]), arrays["per_atom"], attrs["zone_axis"],
+                   MicroscopeSettings.stored(attrs["settings"]), attrs["provenance"])  # fmt: skip
 
 
 def load_default_lensing(element_a: str, element_b: str, zone_axis: str) -> LensingModel:

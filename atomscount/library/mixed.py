@@ -73,6 +73,7 @@ class MixedColumns:
     @classmethod
     def from_hdf5(cls, path) -> MixedColumns:
         arrays, attrs = read_hdf5(path, _KIND)
+        attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
         return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
 
 
@@ -180,16 +181,21 @@ def simulate_mixed_columns(sequences, crystal: Atoms, settings: MicroscopeSettin
     seeds = settings.config_seeds()
     lx, ly = base.cell.lengths()[:2]
     step = settings.scan_step_angstrom
-    gx = np.arange(step / 2, lx, step)
-    gy = np.arange(step / 2, ly, step)
-    points = np.array(np.meshgrid(gx, gy, indexing="ij")).reshape(2, -1).T
-    _, owner = cKDTree(centres, boxsize=[lx + 1e-9, ly + 1e-9]).query(points)
+    if settings.cell_integration == "exact":
+        points, owner, weights = _column_pixels(centres, lx, ly, step)
+    else:  # the step grid over the supercell, each point credited to its nearest column
+        gx = np.arange(step / 2, lx, step)
+        gy = np.arange(step / 2, ly, step)
+        points = np.array(np.meshgrid(gx, gy, indexing="ij")).reshape(2, -1).T
+        _, owner = cKDTree(centres, boxsize=[lx + 1e-9, ly + 1e-9]).query(points)
+        weights = np.full(len(points), step**2)
     tasks, slots = [], []
     for batch in batches:
         assigned = [batch[c % len(batch)] for c in range(n_cols)]
         atoms = _decorate(base, members, [seqs[i] for i in assigned], length)
         for ci, seed in enumerate(seeds):
-            tasks.append(dask.delayed(_mixed_config)(atoms, settings, seed, length, points, owner, n_cols, layer))
+            tasks.append(dask.delayed(_mixed_config)(atoms, settings, seed, length, points, owner, n_cols, layer,
+                                                     weights))  # fmt: skip
             slots.append((tuple(assigned), ci))
     t0 = time.perf_counter()
     with local_client(client, workers) as run_on:
@@ -250,11 +256,38 @@ def _decorate(base, members, sequences, length):
     return Atoms(symbols=symbols, positions=positions, cell=cell, pbc=True)
 
 
-def _mixed_config(atoms, settings, seed, length, points, owner, n_cols, layer):
+def _column_pixels(centres, lx, ly, step):
+    """Every column's own clipped pixels (see ``_scan_points``) in a periodic supercell.
+
+    Returns the points (wrapped into the cell), the column each belongs to, and
+    each point's area [Å²]; the areas of a column sum to its Voronoi cell's.
+    """
+    from scipy.spatial import Voronoi
+
+    from .simulate import _scan_points
+
+    n = len(centres)
+    shifts = [(i * lx, j * ly) for i in (-1, 0, 1) for j in (-1, 0, 1)]
+    vor = Voronoi(np.vstack([centres + sh for sh in shifts]))
+    middle = shifts.index((0.0, 0.0)) * n
+    points, owner, areas = [], [], []
+    for c in range(n):
+        poly = vor.vertices[vor.regions[vor.point_region[middle + c]]]
+        mid = poly.mean(axis=0)
+        poly = poly[np.argsort(np.arctan2(poly[:, 1] - mid[1], poly[:, 0] - mid[0]))]  # convex: order by angle
+        pts, a = _scan_points(centres[c], poly, step)
+        wrapped = np.mod(pts, [lx, ly])
+        points.append(np.where(wrapped >= [lx, ly], wrapped - [lx, ly], wrapped))  # mod can round up to lx
+        owner.append(np.full(len(pts), c))
+        areas.append(a)
+    return np.vstack(points), np.concatenate(owner), np.concatenate(areas)
+
+
+def _mixed_config(atoms, settings, seed, length, points, owner, n_cols, layer, weights):
     period = atoms.cell.lengths()[2] / length
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or layer))))
     arr = haadf_exit_planes(atoms, settings, seed, period / n_slices, n_slices, points)[1:]  # drop the entrance
     out = np.zeros((n_cols, length))
     for k in range(length):
-        out[:, k] = np.bincount(owner, weights=arr[k], minlength=n_cols)
-    return out * settings.scan_step_angstrom**2
+        out[:, k] = np.bincount(owner, weights=arr[k] * weights, minlength=n_cols)
+    return out

@@ -147,6 +147,7 @@ class ScsLibrary:
     @classmethod
     def from_hdf5(cls, path) -> ScsLibrary:
         arrays, attrs = read_hdf5(path, _KIND)
+        attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
         return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
 
 

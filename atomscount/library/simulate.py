@@ -150,14 +150,54 @@ def clear_of_edges(crystal: Atoms) -> Atoms:
     return atoms
 
 
-def _scan_points(centre, polygon, step):
+def _scan_points(centre, polygon, step, exact=True):
+    """Probe positions over a column's cell and the area [Å²] each one stands for.
+
+    ``exact``: pixels of about ``step`` (shrunk so whole pixels tile the cell's
+    bounding box), each weighted by the area it shares with the (convex) cell, so
+    the weights sum to the cell's area. Otherwise: the ``step`` grid midpoints
+    inside the cell, each worth ``step**2``.
+    """
     lo = polygon.min(axis=0)
     hi = polygon.max(axis=0)
-    xs = np.arange(lo[0] + step / 2, hi[0], step)
-    ys = np.arange(lo[1] + step / 2, hi[1], step)
-    grid = np.array(np.meshgrid(xs, ys, indexing="ij")).reshape(2, -1).T
-    inside = PolygonPath(polygon).contains_points(grid)
-    return grid[inside]
+    if not exact:
+        xs = np.arange(lo[0] + step / 2, hi[0], step)
+        ys = np.arange(lo[1] + step / 2, hi[1], step)
+        grid = np.array(np.meshgrid(xs, ys, indexing="ij")).reshape(2, -1).T
+        inside = PolygonPath(polygon).contains_points(grid)
+        return grid[inside], np.full(int(inside.sum()), step**2)
+    n = np.maximum(np.ceil((hi - lo) / step - 1e-9).astype(int), 1)
+    d = (hi - lo) / n
+    points, areas = [], []
+    for i in range(n[0]):
+        for j in range(n[1]):
+            x0, y0 = lo + d * (i, j)
+            a = _clipped_area(polygon, x0, x0 + d[0], y0, y0 + d[1])
+            if a > 1e-12 * d[0] * d[1]:
+                points.append((x0 + d[0] / 2, y0 + d[1] / 2))
+                areas.append(a)
+    return np.array(points), np.array(areas)
+
+
+def _clipped_area(polygon, x0, x1, y0, y1):
+    """Area of a convex polygon inside the rectangle [x0, x1] x [y0, y1] (Sutherland-Hodgman)."""
+    pts = [tuple(p) for p in polygon]
+    for axis, bound, keep_below in ((0, x0, False), (0, x1, True), (1, y0, False), (1, y1, True)):
+        out = []
+        for k, cur in enumerate(pts):
+            prev = pts[k - 1]
+            cur_in = cur[axis] <= bound if keep_below else cur[axis] >= bound
+            prev_in = prev[axis] <= bound if keep_below else prev[axis] >= bound
+            if cur_in != prev_in:  # the edge crosses the boundary: keep the crossing point
+                t = (bound - prev[axis]) / (cur[axis] - prev[axis])
+                out.append(tuple(prev[m] + t * (cur[m] - prev[m]) for m in (0, 1)))
+            if cur_in:
+                out.append(cur)
+        pts = out
+        if not pts:
+            return 0.0
+    x, y = np.array(pts).T
+    return 0.5 * abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
 
 
 def _lateral_repeats(crystal, min_extent):
@@ -165,13 +205,15 @@ def _lateral_repeats(crystal, min_extent):
     return int(np.ceil(min_extent / lx)), int(np.ceil(min_extent / ly))
 
 
-def _one_config(crystal, settings, seed, max_periods, points, period_symbols=None, planes_per_period=1):
+def _one_config(crystal, settings, seed, max_periods, points, period_symbols=None, planes_per_period=1,
+                areas=None):  # fmt: skip
     """HAADF SCS over ``points`` after every period, for one phonon configuration.
 
     ``period_symbols[k]``, when given, is the element of every atom in period ``k``
     (a layered crystal whose columns all hold the same sequence).
     ``planes_per_period`` > 1 reads an exit plane that many times per period (after
     every atom of a column holding that many equally spaced atoms per period).
+    ``areas`` [Å²] weighs each point (default ``scan_step**2``).
     """
     period = crystal.cell.lengths()[2]
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or period / _layers(crystal)))))
@@ -185,7 +227,9 @@ def _one_config(crystal, settings, seed, max_periods, points, period_symbols=Non
     atoms.positions[:, 2] += 0.5 * period / n_slices - atoms.positions[:, 2].min() % (period / n_slices)
     atoms.wrap()
     arr = haadf_exit_planes(atoms, settings, seed, period / n_slices, n_slices // planes_per_period, points)
-    return arr.sum(axis=1) * settings.scan_step_angstrom**2
+    if areas is None:
+        return arr.sum(axis=1) * settings.scan_step_angstrom**2
+    return arr @ np.asarray(areas)
 
 
 def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, points) -> np.ndarray:
@@ -252,7 +296,10 @@ def _task_settings(settings):
     k has the same seed whatever the total), so a build with more configurations
     reuses the ones already cached.
     """
-    return sorted((k, v) for k, v in settings.to_dict().items() if k != "num_configs")
+    d = settings.to_dict()
+    if d.get("cell_integration") == "grid":  # tasks cached before the setting existed keep their names
+        d.pop("cell_integration")
+    return sorted((k, v) for k, v in d.items() if k != "num_configs")
 
 
 def _cached(path, func, *args):
@@ -347,7 +394,10 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     nx, ny = _lateral_repeats(crystal, settings.lateral_extent_angstrom)
     lx, ly = crystal.cell.lengths()[:2]
     shift = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])
-    points = _scan_points(centre + shift, polygon + shift, settings.scan_step_angstrom)
+    points, areas = _scan_points(centre + shift, polygon + shift, settings.scan_step_angstrom,
+                                 exact=settings.cell_integration == "exact")  # fmt: skip
+    if settings.cell_integration == "grid":
+        areas = None  # step**2 each, as the shipped libraries were computed
     planes = 1
     if per_period != 1:
         if sequences is not None:
@@ -359,7 +409,7 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     runs = [None] if sequences is None else list(sequences)
     tasks = [dask.delayed(_cached)(
                 _cache_path(cache_dir, crystal, settings, seeds[i], max_periods, points, seq, planes),
-                _one_config, crystal, settings, seeds[i], max_periods, points, seq, planes)
+                _one_config, crystal, settings, seeds[i], max_periods, points, seq, planes, areas)
              for seq in runs for i in chosen]  # fmt: skip
     t0 = time.perf_counter()
     with local_client(client, workers) as run_on:
@@ -378,6 +428,8 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
                 rows.append(task.compute(scheduler="synchronous"))
     info = {
         "n_scan_points": int(len(points)),
+        "scanned_area_angstrom2": float(np.sum(areas) if areas is not None
+                                        else len(points) * settings.scan_step_angstrom**2),
         "cell_polygon": polygon.tolist(),
         "column_centre": (centre + shift).tolist(),
         "atoms_per_period": per_period,

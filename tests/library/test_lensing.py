@@ -100,6 +100,18 @@ def test_supercell_layout_shares_one_simulation_between_columns():
     assert mixed.scs[1, 0] < mixed.scs[0, 0]
 
 
+def test_supercell_pixels_give_each_column_exactly_its_cell():
+    from atomscount.library.mixed import _column_pixels, _supercell_columns
+
+    base = zone_axis_crystal("Au", "110") * (2, 3, 1)
+    centres, _ = _supercell_columns(base)
+    lx, ly = base.cell.lengths()[:2]
+    points, owner, areas = _column_pixels(centres, lx, ly, 0.3)
+    per_column = np.bincount(owner, weights=areas)
+    np.testing.assert_allclose(per_column, lx * ly / len(centres), rtol=1e-9)
+    assert np.all((points >= 0) & (points < [lx, ly]))
+
+
 def test_prediction_plot_shows_each_model_against_the_simulation():
     import matplotlib.pyplot as plt
 

@@ -23,7 +23,8 @@ def test_library_grows_with_thickness_and_reports_phonon_spread(small_library):
     np.testing.assert_allclose(lib.scs, lib.scs_per_config.mean(axis=0))
     assert np.all(lib.scs_sem > 0) and np.all(lib.scs_sem < 0.2 * lib.scs)
     assert len(set(lib.seeds.tolist())) == 2
-    assert lib.provenance["n_scan_points"] == 16 and lib.provenance["abtem_version"]
+    assert lib.provenance["n_scan_points"] == 25 and lib.provenance["abtem_version"]
+    assert lib.provenance["scanned_area_angstrom2"] == pytest.approx(4.08**2 / 4, rel=1e-9)
     # too short a table for the 4-parameter curve: extrapolation continues its last step
     np.testing.assert_allclose(thickness_curve(lib.n_atoms[-2:], **lib.curve), lib.scs[-2:], rtol=1e-9)
     assert np.all(np.diff(thickness_curve(np.arange(4, 20), **lib.curve)) > 0)

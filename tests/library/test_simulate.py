@@ -32,6 +32,26 @@ def test_zone_axis_cells_have_the_fcc_period_and_column_cells_tile_the_plane(axi
     assert polygon_area(polygon) == pytest.approx(lx * ly / len(crystal), rel=1e-3)
 
 
+@pytest.mark.parametrize("element,axis", [("Au", "001"), ("Au", "110"), ("Au", "111"), ("Fe", "111"), ("Mg", "0001")])
+def test_exact_cell_integration_covers_the_cell_and_nothing_else(element, axis):
+    from atomscount.library.simulate import _clipped_area, _scan_points
+
+    crystal = zone_axis_crystal(element, axis)
+    centre, polygon, _ = column_cell(crystal)
+    points, areas = _scan_points(centre, polygon, 0.2)
+    assert areas.sum() == pytest.approx(polygon_area(polygon), rel=1e-9)
+    assert np.all(areas > 0) and np.all(areas <= 0.2**2 + 1e-12)
+    # the old grid keeps only midpoints inside, each worth step**2, and misses part of the cell
+    grid, grid_areas = _scan_points(centre, polygon, 0.2, exact=False)
+    assert np.all(PolygonPath(polygon).contains_points(grid)) and np.all(grid_areas == pytest.approx(0.04))
+    # clipping against a known case: the unit square cut by the half-plane x <= 0.25
+    square = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]])
+    assert _clipped_area(square, -1.0, 0.25, -1.0, 2.0) == pytest.approx(0.25)
+    diamond = np.array([[0.0, -1.0], [1.0, 0.0], [0.0, 1.0], [-1.0, 0.0]])
+    assert _clipped_area(diamond, 0.0, 1.0, 0.0, 1.0) == pytest.approx(0.5)
+    assert _clipped_area(diamond, 2.0, 3.0, 0.0, 1.0) == 0.0
+
+
 def test_hcp_basal_axis_has_one_atom_per_column_per_c_period():
     from ase.build import bulk
 
@@ -91,4 +111,6 @@ def test_exit_planes_equal_separate_thickness_runs():
     np.testing.assert_allclose(thick[0, :3], thin[0], rtol=1e-5, atol=1e-9)
     assert thick[0, 0] == pytest.approx(0.0, abs=1e-9)
     assert np.all(np.diff(thick[0]) > 0)
-    assert info["n_scan_points"] == 16  # (a/2 / 0.5 Å)^2 midpoints inside the square cell
+    # whole pixels tile the square cell (a/2 = 2.04 Å): 5 x 5 pixels of 0.408 Å
+    assert info["n_scan_points"] == 25
+    assert info["scanned_area_angstrom2"] == pytest.approx((A_AU / 2) ** 2, rel=1e-9)
