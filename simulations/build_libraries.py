@@ -26,6 +26,9 @@ def main(argv=None):
     ap.add_argument("--settings", type=Path, default=HERE / "default_libraries.toml")
     ap.add_argument("--only", nargs="*", default=None, help="ELEMENT:AXIS pairs, e.g. Au:001")
     ap.add_argument("--max-atoms", type=int, default=None)
+    ap.add_argument("--out-dir", type=Path, default=OUT, help="where the libraries go (default: the package's)")
+    ap.add_argument("--cell-integration", choices=["exact", "grid"], default=None,
+                    help="override the settings file's cell integration")
     ap.add_argument("--workers", type=int, default=None,
                     help="run the phonon configurations on a local dask cluster of this many processes")
     ap.add_argument("--refit-curves", action="store_true",
@@ -43,21 +46,26 @@ def main(argv=None):
             print(f"{path.name}: curve refitted")
         return
     cfg = tomllib.loads(args.settings.read_text())
-    settings = MicroscopeSettings.from_dict(cfg["microscope"])
+    micro = dict(cfg["microscope"])
+    if args.cell_integration:
+        micro["cell_integration"] = args.cell_integration
+    settings = MicroscopeSettings.from_dict(micro)
+    out_dir = args.out_dir
     lib_cfg = cfg["libraries"]
     max_atoms = args.max_atoms or lib_cfg["max_atoms"]
     jobs = [(el, ax) for el in lib_cfg["elements"] for ax in lib_cfg["zone_axes"]]
     if args.only:
         jobs = [tuple(s.split(":")) for s in args.only]
-    OUT.mkdir(parents=True, exist_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
     for el, ax in jobs:
-        path = OUT / f"{el}_{ax}.h5"
+        path = out_dir / f"{el}_{ax}.h5"
         if path.exists():
             print(f"{path.name}: present, skipped")
             continue
         t = time.perf_counter()
         # finished configurations are kept in _work/, so a build cut short resumes
-        lib = build_scs_library(el, ax, max_atoms, settings, cache_dir=HERE / "_work" / f"library_{el}_{ax}",
+        cache = HERE / "_work" / f"library_{el}_{ax}"  # task files are named by a hash of their settings
+        lib = build_scs_library(el, ax, max_atoms, settings, cache_dir=cache,
                                 workers=args.workers)
         lib.to_hdf5(path)
         print(f"{path.name}: {lib} in {time.perf_counter() - t:.0f} s")
