@@ -203,6 +203,8 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--quick", action="store_true", help="coarse settings, N = 1..5, 2 configurations")
+    ap.add_argument("--integration-atoms", type=int, default=10,
+                    help="thickness up to which the cell-integration check runs (40: about 20 min more)")
     ap.add_argument("--wait-for-lensing-minutes", type=float, default=0.0,
                     help="wait this long for the shipped lensing test set (while it is still being built)")  # fmt: skip
     args = ap.parse_args(argv)
@@ -253,7 +255,8 @@ def main(argv=None):
     # equals the doubled run's standard error of the mean
     conv_sem = float(np.max(np.abs(doubled.scs - default_mean) / doubled.scs_sem))
     print(f"convergence configs_doubled: {conv['configs_doubled']:.4f} ({conv_sem:.2f} s.e.)", flush=True)
-    integ = {ax: cell_integration_change(cs, conv_atoms if not args.quick else 2, ax, 0.1 if not args.quick else 0.2)
+    integ_atoms = args.integration_atoms if not args.quick else 2
+    integ = {ax: cell_integration_change(cs, integ_atoms, ax, 0.1 if not args.quick else 0.2)
              for ax in ("001", "110")}  # fmt: skip
     # the figure of the settings in use (the shipped libraries: "grid"); both are reported
     conv["cell_integration"] = float(max(np.max(np.abs(v[cs.cell_integration])) for v in integ.values()))
@@ -303,6 +306,7 @@ def main(argv=None):
                                  "configs_compared": [settings.num_configs, 2 * settings.num_configs]},
         "cell_integration_rel_error": {k: {m: e.tolist() for m, e in v.items()} for k, v in integ.items()},
         "cell_integration_in_use": cs.cell_integration,
+        "cell_integration_atoms": integ_atoms,
         "phonon_sem_rel_max_doubled_configs": float(np.max(doubled.scs_sem / doubled.scs)),
         **lens,
     }
