@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 def _cmd_library(args) -> int:
     import tomllib
 
-    from .library import MicroscopeSettings, ScsLibrary, build_scs_library
+    from .library import MicroscopeSettings, build_scs_library
 
     if args.library_command == "build":
         if not args.settings.is_file():

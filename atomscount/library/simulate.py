@@ -316,8 +316,8 @@ def _cached(path, func, *args):
     return out
 
 
-def _check_equal_spacing(crystal, centre, per_period, tol=0.2):
-    """``per_period`` when the column's atoms are equally spaced along the beam, else ValueError."""
+def _check_equal_spacing(crystal, centre, per_period, tol=0.2) -> None:
+    """Raise ValueError unless the column's ``per_period`` atoms are equally spaced along the beam."""
     lx, ly, lz = crystal.cell.lengths()
     d = crystal.positions[:, :2] - centre
     d -= np.round(d / [lx, ly]) * [lx, ly]
@@ -326,7 +326,6 @@ def _check_equal_spacing(crystal, centre, per_period, tol=0.2):
     if not np.allclose(gaps, lz / per_period, atol=0.05):
         raise ValueError(f"the column's {per_period} atoms per period are not equally spaced along the beam "
                          f"(gaps {np.round(gaps, 3).tolist()} Å); its SCS cannot be read per atom")  # fmt: skip
-    return per_period
 
 
 def _layers(crystal):
@@ -403,7 +402,8 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
         if sequences is not None:
             raise ValueError(f"sequences need one atom per column per period; this column holds {per_period}")
         if per_atom:
-            planes = _check_equal_spacing(crystal, centre, per_period)
+            _check_equal_spacing(crystal, centre, per_period)
+            planes = per_period
     seeds = settings.config_seeds()
     chosen = range(len(seeds)) if configs is None else configs
     runs = [None] if sequences is None else list(sequences)
