@@ -264,7 +264,7 @@ def _column_pixels(centres, lx, ly, step):
     """
     from scipy.spatial import Voronoi
 
-    from .simulate import _scan_points
+    from .simulate import _ordered_convex, _scan_points
 
     n = len(centres)
     shifts = [(i * lx, j * ly) for i in (-1, 0, 1) for j in (-1, 0, 1)]
@@ -272,9 +272,7 @@ def _column_pixels(centres, lx, ly, step):
     middle = shifts.index((0.0, 0.0)) * n
     points, owner, areas = [], [], []
     for c in range(n):
-        poly = vor.vertices[vor.regions[vor.point_region[middle + c]]]
-        mid = poly.mean(axis=0)
-        poly = poly[np.argsort(np.arctan2(poly[:, 1] - mid[1], poly[:, 0] - mid[0]))]  # convex: order by angle
+        poly = _ordered_convex(vor.vertices[vor.regions[vor.point_region[middle + c]]])
         pts, a = _scan_points(centres[c], poly, step)
         wrapped = np.mod(pts, [lx, ly])
         points.append(np.where(wrapped >= [lx, ly], wrapped - [lx, ly], wrapped))  # mod can round up to lx

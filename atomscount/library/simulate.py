@@ -128,7 +128,13 @@ def column_cell(crystal: Atoms, *, tol=0.2):
     region = vor.regions[vor.point_region[k]]
     if -1 in region or not region:
         raise ValueError("could not build the column's Voronoi cell; the crystal cell is too small")
-    return ref, vor.vertices[region], int(in_col.sum())
+    return ref, _ordered_convex(vor.vertices[region]), int(in_col.sum())
+
+
+def _ordered_convex(vertices):
+    """The vertices of a convex polygon in order around it (polygon clipping needs the order)."""
+    mid = vertices.mean(axis=0)
+    return vertices[np.argsort(np.arctan2(vertices[:, 1] - mid[1], vertices[:, 0] - mid[0]))]
 
 
 def clear_of_edges(crystal: Atoms) -> Atoms:

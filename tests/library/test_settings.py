@@ -21,6 +21,7 @@ def test_outer_angle_beyond_simulated_angle_names_the_sampling_needed():
         ({"num_configs": 0}, "num_configs must be an integer >= 1, got 0"),
         ({"energy_ev": -1.0}, "energy_ev must be > 0, got -1.0"),
         ({"rms_displacement_angstrom": {"Au": -0.1}}, r"rms_displacement_angstrom\['Au'\] must be >= 0"),
+        ({"cell_integration": "midpoint"}, "cell_integration must be 'exact' or 'grid', got 'midpoint'"),
     ],
 )
 def test_bad_settings_are_named(kwargs, match):
