@@ -166,20 +166,20 @@ def _cmd_fit(args) -> int:
 
 
 def _shipped_table() -> str:
-    """One line per shipped library: range, configurations, SCS at 1/10/20/40 atoms, worst s.e."""
+    """One line per shipped library: range, configurations, SCS at 1/10/20/40 atoms, worst s.e., cell integration."""
     from importlib import resources
 
     from .library import available_defaults, load_default
 
     head = (f"{'library':<9} {'N':>6} {'configs':>7} " + " ".join(f"{f'SCS({n})':>9}" for n in (1, 10, 20, 40))
-            + f" {'max s.e.':>9}   (SCS in Å², 300 kV, HAADF 55-200 mrad)")  # fmt: skip
+            + f" {'max s.e.':>9} {'cell':>6}   (SCS in Å², 300 kV, HAADF 55-200 mrad)")  # fmt: skip
     lines = [head]
     for element, axis in available_defaults():
         lib = load_default(element, axis)
         vals = " ".join(f"{lib.scs_at(n):9.4f}" if n <= lib.max_atoms else f"{'-':>9}" for n in (1, 10, 20, 40))
         worst = float((lib.scs_sem / lib.scs).max())
         lines.append(f"{element + ':' + axis:<9} {f'1..{lib.max_atoms}':>6} {lib.scs_per_config.shape[0]:>7} "
-                     f"{vals} {100 * worst:8.1f}%")  # fmt: skip
+                     f"{vals} {100 * worst:8.1f}% {lib.microscope().cell_integration:>6}")  # fmt: skip
     base = resources.files("atomscount") / "data" / "libraries"
     models = sorted(e.name[: -len("_lensing.h5")] for e in base.iterdir() if e.name.endswith("_lensing.h5"))
     if models:

@@ -26,6 +26,7 @@ from atomscount.library import (
     LinearModel,
     MicroscopeSettings,
     MixedColumns,
+    ScsLibrary,
     load_default,
     simulate_mixed_columns,
     zone_axis_crystal,
@@ -60,6 +61,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--workers", type=int, default=1,
                     help="run the frozen-phonon tasks on a local dask cluster of this many processes")
+    ap.add_argument("--libraries", type=Path, default=None,
+                    help="read the pure libraries ({El}_{axis}.h5) from this folder, not the shipped ones")
     args = ap.parse_args(argv)
     cfg = tomllib.loads(args.settings.read_text())["lensing"]
     elements, axis = cfg["elements"], cfg["zone_axis"]
@@ -73,7 +76,10 @@ def main(argv=None):
         libs = [build_scs_library(e, axis, 6, settings, progress=False) for e in elements]
         cfg = dict(cfg, train_sequences=8, train_length=6, test_sequences=8, test_lengths=[3, 6])
     else:
-        libs = [load_default(e, axis) for e in elements]
+        if args.libraries is None:
+            libs = [load_default(e, axis) for e in elements]
+        else:
+            libs = [ScsLibrary.from_hdf5(args.libraries / f"{e}_{axis}.h5") for e in elements]
         settings = dataclasses.replace(libs[0].microscope(), scan_step_angstrom=cfg["scan_step_angstrom"],
                                        num_configs=cfg["num_configs"])  # fmt: skip
     rng = np.random.default_rng(cfg["sequence_seed"])

@@ -147,6 +147,7 @@ def test_cli_lists_and_shows_the_shipped_libraries(tmp_path, capsys, monkeypatch
     au = load_default("Au", "001")
     row = next(line for line in text.splitlines() if line.startswith("Au:001"))
     assert f"{au.scs_at(10):.4f}" in row and "1..40" in row
+    assert row.split()[-1] == au.microscope().cell_integration  # how each library integrated its cell
     assert "Ag:110" in text and "AuAg [001]" in text
     monkeypatch.chdir(tmp_path)
     assert main(["library", "show", "Ag:110"]) == 0
