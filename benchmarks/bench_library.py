@@ -258,7 +258,7 @@ def main(argv=None):
     integ_atoms = args.integration_atoms if not args.quick else 2
     integ = {ax: cell_integration_change(cs, integ_atoms, ax, 0.1 if not args.quick else 0.2)
              for ax in ("001", "110")}  # fmt: skip
-    # the figure of the settings in use (the shipped libraries: "grid"); both are reported
+    # the figure of the settings in use (default_libraries.toml); both modes are reported
     conv["cell_integration"] = float(max(np.max(np.abs(v[cs.cell_integration])) for v in integ.values()))
     print("cell integration error: " + ", ".join(f"[{k}] {m} {np.min(e):+.4f}..{np.max(e):+.4f}"
                                                  for k, v in integ.items() for m, e in v.items()),
