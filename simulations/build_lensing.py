@@ -8,6 +8,7 @@ Writes, into atomscount/data/libraries/:
 - ``{A}{B}_{axis}_lensing_test.json`` and ``.png``: their errors on the held-out sequences.
 
 Run:  python simulations/build_lensing.py [--settings simulations/lensing_auag.toml] [--tiny]
+      [--libraries DIR] [--workers N]
 """
 
 from __future__ import annotations
@@ -76,10 +77,8 @@ def main(argv=None):
         libs = [build_scs_library(e, axis, 6, settings, progress=False) for e in elements]
         cfg = dict(cfg, train_sequences=8, train_length=6, test_sequences=8, test_lengths=[3, 6])
     else:
-        if args.libraries is None:
-            libs = [load_default(e, axis) for e in elements]
-        else:
-            libs = [ScsLibrary.from_hdf5(args.libraries / f"{e}_{axis}.h5") for e in elements]
+        libs = [load_default(e, axis) if args.libraries is None
+                else ScsLibrary.from_hdf5(args.libraries / f"{e}_{axis}.h5") for e in elements]  # fmt: skip
         settings = dataclasses.replace(libs[0].microscope(), scan_step_angstrom=cfg["scan_step_angstrom"],
                                        num_configs=cfg["num_configs"])  # fmt: skip
     rng = np.random.default_rng(cfg["sequence_seed"])
