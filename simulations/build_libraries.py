@@ -50,15 +50,14 @@ def main(argv=None):
     if args.cell_integration:
         micro["cell_integration"] = args.cell_integration
     settings = MicroscopeSettings.from_dict(micro)
-    out_dir = args.out_dir
     lib_cfg = cfg["libraries"]
     max_atoms = args.max_atoms or lib_cfg["max_atoms"]
     jobs = [(el, ax) for el in lib_cfg["elements"] for ax in lib_cfg["zone_axes"]]
     if args.only:
         jobs = [tuple(s.split(":")) for s in args.only]
-    out_dir.mkdir(parents=True, exist_ok=True)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
     for el, ax in jobs:
-        path = out_dir / f"{el}_{ax}.h5"
+        path = args.out_dir / f"{el}_{ax}.h5"
         if path.exists():
             print(f"{path.name}: present, skipped")
             continue

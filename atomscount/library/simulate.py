@@ -211,15 +211,14 @@ def _lateral_repeats(crystal, min_extent):
     return int(np.ceil(min_extent / lx)), int(np.ceil(min_extent / ly))
 
 
-def _one_config(crystal, settings, seed, max_periods, points, period_symbols=None, planes_per_period=1,
-                areas=None):  # fmt: skip
+def _one_config(crystal, settings, seed, max_periods, points, areas, period_symbols=None, planes_per_period=1):
     """HAADF SCS over ``points`` after every period, for one phonon configuration.
 
     ``period_symbols[k]``, when given, is the element of every atom in period ``k``
     (a layered crystal whose columns all hold the same sequence).
     ``planes_per_period`` > 1 reads an exit plane that many times per period (after
     every atom of a column holding that many equally spaced atoms per period).
-    ``areas`` [Å²] weighs each point (default ``scan_step**2``).
+    ``areas`` [Å²] is the area each point stands for.
     """
     period = crystal.cell.lengths()[2]
     n_slices = max(1, int(round(period / (settings.slice_thickness_angstrom or period / _layers(crystal)))))
@@ -233,8 +232,6 @@ def _one_config(crystal, settings, seed, max_periods, points, period_symbols=Non
     atoms.positions[:, 2] += 0.5 * period / n_slices - atoms.positions[:, 2].min() % (period / n_slices)
     atoms.wrap()
     arr = haadf_exit_planes(atoms, settings, seed, period / n_slices, n_slices // planes_per_period, points)
-    if areas is None:
-        return arr.sum(axis=1) * settings.scan_step_angstrom**2
     return arr @ np.asarray(areas)
 
 
@@ -401,8 +398,6 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     shift = np.array([np.floor(nx / 2) * lx, np.floor(ny / 2) * ly])
     points, areas = _scan_points(centre + shift, polygon + shift, settings.scan_step_angstrom,
                                  exact=settings.cell_integration == "exact")  # fmt: skip
-    if settings.cell_integration == "grid":
-        areas = None  # step**2 each, as the shipped libraries were computed
     planes = 1
     if per_period != 1:
         if sequences is not None:
@@ -415,7 +410,7 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     runs = [None] if sequences is None else list(sequences)
     tasks = [dask.delayed(_cached)(
                 _cache_path(cache_dir, crystal, settings, seeds[i], max_periods, points, seq, planes),
-                _one_config, crystal, settings, seeds[i], max_periods, points, seq, planes, areas)
+                _one_config, crystal, settings, seeds[i], max_periods, points, areas, seq, planes)
              for seq in runs for i in chosen]  # fmt: skip
     t0 = time.perf_counter()
     with local_client(client, workers) as run_on:
@@ -434,8 +429,7 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
                 rows.append(task.compute(scheduler="synchronous"))
     info = {
         "n_scan_points": int(len(points)),
-        "scanned_area_angstrom2": float(np.sum(areas) if areas is not None
-                                        else len(points) * settings.scan_step_angstrom**2),
+        "scanned_area_angstrom2": float(np.sum(areas)),
         "cell_polygon": polygon.tolist(),
         "column_centre": (centre + shift).tolist(),
         "atoms_per_period": per_period,
