@@ -105,38 +105,38 @@ def _gauss(EX, EY, c0, r0, j, c, r, d2, rho_j):
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
-def render_columns(
-    ny, nx, pixel, x, y, eta, rho, cut2, bg, xc, yc,
-    bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, EX, EY, c0, r0,
-):  # fmt: skip
-    """Model image ``bg(x, y) + sum_i eta_i exp(-|r - r_i|^2 / (2 rho_i^2))``.
+def render_columns(ny, nx, pixel, x, y, eta, cut2, bg, xc, yc, EX, EY, c0, r0, n_bands):
+    """Model image ``bg(x, y) + sum_i eta_i exp(-|r - r_i|^2 / (2 rho_i^2))``, each Gaussian cut at ``sqrt(cut2)``.
 
-    Returns the image, or an image whose first pixel is NaN if a pixel is covered
-    by more than ``_MAXK`` columns.
+    Column-centric: each column adds its separable Gaussian to the pixels of its
+    footprint, one multiply-add per pixel. The rows are split into ``n_bands``
+    bands, one thread each, so no two threads write the same pixel.
     """
     out = np.empty((ny, nx))
-    overflow = np.zeros(ny, dtype=np.bool_)
-    for r in nb.prange(ny):
-        act = np.empty(_MAXK, dtype=np.int64)
-        d2s = np.empty(_MAXK)
-        dxs = np.empty(_MAXK)
-        dys = np.empty(_MAXK)
-        py = r * pixel
-        for c in range(nx):
-            px = c * pixel
-            v = bg[0] + bg[1] * (px - xc) + bg[2] * (py - yc)
-            n = _gather(
-                px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys
-            )
-            if n < 0:
-                overflow[r] = True
-                n = 0
-            for a in range(n):
-                j = act[a]
-                v += eta[j] * _gauss(EX, EY, c0, r0, j, c, r, d2s[a], rho[j])
-            out[r, c] = v
-    if overflow.any():
-        out[0, 0] = np.nan
+    n = x.shape[0]
+    width = EX.shape[1]
+    rows_per = (ny + n_bands - 1) // n_bands
+    for band in nb.prange(n_bands):
+        ra = band * rows_per
+        rb = min(ra + rows_per, ny)
+        for r in range(ra, rb):
+            py = r * pixel - yc
+            for c in range(nx):
+                out[r, c] = bg[0] + bg[1] * (c * pixel - xc) + bg[2] * py
+        for j in range(n):
+            lo = max(ra, r0[j])
+            hi = min(rb, r0[j] + width)
+            if lo >= hi:
+                continue
+            clo = max(0, c0[j])
+            chi = min(nx, c0[j] + width)
+            for r in range(lo, hi):
+                dy = r * pixel - y[j]
+                ey = eta[j] * EY[j, r - r0[j]]
+                for c in range(clo, chi):
+                    dx = c * pixel - x[j]
+                    if dx * dx + dy * dy < cut2[j]:
+                        out[r, c] += ey * EX[j, c - c0[j]]
     return out
 
 
@@ -172,12 +172,20 @@ def _find(indptr, indices, row, col):
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def normal_equations(
-    data, weights, pixel, x, y, eta, rho, cut2, ctype, bg, xc, yc,
+    data, model, weights, pixel, x, y, eta, rho, cut2, cutj2, ctype, bg, xc, yc,
     free_width, n_bg, n_types,
     bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size,
-    blk_indptr, blk_indices, n_chunks,
+    blk_indptr, blk_indices, n_chunks, EX, EY, c0, r0,
 ):  # fmt: skip
     """Accumulate the Gauss-Newton normal equations of the column model.
+
+    The Gaussians come from the separable tables of :func:`exp_tables`. The
+    residual is ``data - model`` with the full model image passed in. The
+    gradient and the global parts use every column within its cut-off
+    ``sqrt(cut2)``, so the minimum is that of the full model; the column-column
+    blocks, whose cost grows with the square of the number of columns per pixel,
+    only pair columns within the smaller ``sqrt(cutj2)`` (an approximate
+    Hessian, which changes the path to the minimum but not the minimum).
 
     Local parameters per column are ``(x, y, eta[, rho])``; the ``G = n_bg + n_types``
     global parameters are the background coefficients ``(c0[, cx, cy])`` and, when
@@ -238,13 +246,11 @@ def normal_equations(
                 if n_bg == 3:
                     DG[1] = px - xc
                     DG[2] = py - yc
-                m = bg[0] + bg[1] * (px - xc) + bg[2] * (py - yc)
                 for a in range(k):
                     j = act[a]
                     r2 = rho[j] * rho[j]
-                    g = math.exp(-0.5 * d2s[a] / r2)
+                    g = _gauss(EX, EY, c0, r0, j, c, r, d2s[a], rho[j])
                     eg = eta[j] * g
-                    m += eg
                     D[a, 0] = eg * dxs[a] / r2
                     D[a, 1] = eg * dys[a] / r2
                     D[a, 2] = g
@@ -253,7 +259,7 @@ def normal_equations(
                         D[a, 3] = dr
                     else:
                         DG[n_bg + ctype[j]] += dr
-                res = data[r, c] - m
+                res = data[r, c] - model[r, c]
                 wr = w * res
                 chi2[ch] += wr * res
                 for q in range(G):
@@ -267,7 +273,11 @@ def normal_equations(
                         gl[ch, j, p] += wr * D[a, p]
                         for q in range(G):
                             cross[ch, j, p, q] += wd * DG[q]
+                    if d2s[a] >= cutj2[j]:
+                        continue
                     for a2 in range(a, k):
+                        if d2s[a2] >= cutj2[act[a2]]:
+                            continue
                         loc = _find(blk_indptr, blk_indices, j, act[a2])
                         if loc < 0:
                             overflow[ch] = True

@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .. import _kernels
-from .model import CUTOFF_SIGMAS, ColumnIndex, _image_centre, exp_tables
+from .model import CUTOFF_SIGMAS, ColumnIndex, _image_centre, exp_tables, render_bands
 
 
 @dataclasses.dataclass
@@ -34,6 +34,7 @@ class Problem:
     poisson: bool = False
     mask: np.ndarray | None = None  # 1 for pixels that count; weights derive from it
     floor: float = 0.0
+    jacobian_sigmas: float = CUTOFF_SIGMAS  # where the Jacobian is cut (the model always uses CUTOFF_SIGMAS)
 
     @property
     def b(self) -> int:
@@ -116,26 +117,31 @@ def poisson_weights(prob: Problem, model: np.ndarray) -> None:
 
 
 def render_state(prob: Problem, st: State) -> np.ndarray:
-    rho, cut, index = _kernel_geometry(prob, st)
+    rho = np.ascontiguousarray(st.rho_per_column(prob))
+    cut = CUTOFF_SIGMAS * rho
     xc, yc = prob.centre
-    out = _kernels.render_columns(
-        prob.data.shape[0], prob.data.shape[1], prob.pixel, st.x, st.y, st.eta, rho, cut**2, st.bg, xc, yc,
-        *index.args(), *exp_tables(st.x, st.y, rho, cut, prob.pixel),
+    return _kernels.render_columns(
+        prob.data.shape[0], prob.data.shape[1], prob.pixel, st.x, st.y, st.eta, cut**2, st.bg, xc, yc,
+        *exp_tables(st.x, st.y, rho, cut, prob.pixel), render_bands(prob.data.shape[0]),
     )  # fmt: skip
-    if np.isnan(out[0, 0]):
-        raise FloatingPointError(f"more than {_kernels._MAXK} columns overlap one pixel")
-    return out
 
 
-def assemble(prob: Problem, st: State) -> NormalEquations:
-    """Normal equations ``J^T W J`` and ``J^T W r`` at ``st``."""
+def assemble(prob: Problem, st: State, model: np.ndarray | None = None) -> NormalEquations:
+    """Normal equations ``J^T W J`` and ``J^T W r`` at ``st``; ``model`` is its rendered image, if at hand.
+
+    Column pairs are coupled within ``prob.jacobian_sigmas`` widths only.
+    """
+    if model is None:
+        model = render_state(prob, st)
     rho, cut, index = _kernel_geometry(prob, st)
-    indptr, indices, rows = _pattern(st.x, st.y, 2.0 * float(cut.max()) * (1 + 1e-9))
+    cutj = np.minimum(prob.jacobian_sigmas, CUTOFF_SIGMAS) * rho
+    indptr, indices, rows = _pattern(st.x, st.y, 2.0 * float(cutj.max()) * (1 + 1e-9))
     xc, yc = prob.centre
     n_chunks = max(1, numba.get_num_threads())
     upper, cross, glob, gl, gg, c2, overflow = _kernels.normal_equations(
-        prob.data, prob.weights, prob.pixel, st.x, st.y, st.eta, rho, cut**2, prob.types, st.bg, xc, yc,
-        prob.free_width, prob.n_bg, prob.n_types, *index.args(), indptr, indices, n_chunks,
+        prob.data, model, prob.weights, prob.pixel, st.x, st.y, st.eta, rho, cut**2, cutj**2, prob.types, st.bg,
+        xc, yc, prob.free_width, prob.n_bg, prob.n_types, *index.args(), indptr, indices, n_chunks,
+        *exp_tables(st.x, st.y, rho, cut, prob.pixel),
     )  # fmt: skip
     if overflow:
         raise FloatingPointError(f"more than {_kernels._MAXK} columns overlap one pixel")
@@ -276,24 +282,34 @@ def step_is_small(neq: NormalEquations, dl, dg, dof: int, rtol: float = 1e-3):
     return cols, glob_ok
 
 
-def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=1e-3, progress=None):
-    """Minimise the weighted chi2 from ``st``.
+def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, stall=1e-4, progress=None):
+    """Minimise the merit function from ``st``.
 
-    Returns the final state, the normal equations there, a per-column converged
-    flag, the number of iterations and whether the whole fit converged: every step
-    below ``rtol`` of its parameter's standard error, or no downhill step left at any
-    damping (the minimum to machine precision).
+    Stops when every parameter's last step is below ``rtol`` of its standard
+    error, when the merit function stalls (two accepted steps in a row that
+    lower ``-2 log L`` by less than ``stall`` per parameter, in units of the
+    noise), or when no downhill step is left at any damping (the minimum to
+    machine precision). A model that does not describe the data exactly (real
+    columns are not Gaussians) leaves a large residual, and Gauss-Newton then
+    converges only linearly: a criterion far below the noise is never met, though
+    nothing that matters still changes.
+
+    Returns the final state, the normal equations there, a per-column flag (last
+    step below ``rtol`` of its errors), the number of iterations and whether the
+    fit met one of the stopping criteria before ``max_iter``.
     """
     lam = 1e-3
     f_cur, model = objective(prob, st)
     if prob.poisson:
         poisson_weights(prob, model)
-    neq = assemble(prob, st)
+    neq = assemble(prob, st, model)
     n = st.x.size
     dof = int(np.count_nonzero(prob.weights)) - n * prob.b - prob.n_global
+    n_par = n * prob.b + prob.n_global
     col_ok = np.zeros(n, dtype=bool)
     converged = False
     it = 0
+    slow = 0
     min_rho = 0.25 * prob.pixel
     for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
         accepted = False
@@ -303,7 +319,7 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=1e-3, pr
             rho = trial.rho_per_column(prob)
             if np.all(np.isfinite(dl)) and np.all(rho > min_rho):
                 try:
-                    f_new, model = objective(prob, trial)
+                    f_new, trial_model = objective(prob, trial)
                 except FloatingPointError:
                     f_new = math.inf
                 if f_new <= f_cur:
@@ -320,16 +336,32 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=1e-3, pr
         col_ok, glob_ok = step_is_small(
             neq, trial_step(st, trial, prob), trial_global(st, trial, prob), dof, rtol
         )
+        gain = _deviance_change(prob, f_cur - f_new, neq.chi2, dof)
+        slow = slow + 1 if gain < stall * n_par else 0
         st = trial
         f_cur = f_new
+        model = trial_model
         if prob.poisson:
             poisson_weights(prob, model)
-        neq = assemble(prob, st)
+        neq = assemble(prob, st, model)
         lam = max(lam / 10.0, 1e-9)
-        if col_ok.all() and glob_ok:
+        if (col_ok.all() and glob_ok) or slow >= 2:
             converged = True
             break
     return st, neq, col_ok, it, converged
+
+
+def _deviance_change(prob: Problem, df: float, chi2: float, dof: int) -> float:
+    """A drop ``df`` of the merit function as a change of ``-2 log L`` in units of the noise.
+
+    Least squares: ``df / s^2`` with ``s^2`` the reduced chi-square. Poisson (merit
+    ``sum m - y ln m`` in image units): the counts are ``y / s^2`` with ``s^2`` the
+    Pearson reduced chi-square, so ``-2 log L`` changes by ``2 df / s^2``.
+    """
+    s2 = chi2 / max(dof, 1)
+    if not s2 > 0:
+        return math.inf
+    return (2.0 if prob.poisson else 1.0) * df / s2
 
 
 def trial_step(st: State, new: State, prob: Problem) -> np.ndarray:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 
+import numba
 import numpy as np
 
 from .. import _kernels
@@ -147,18 +148,16 @@ def render(shape, pixel_size, positions, heights, widths, background=0.0):
     x = np.ascontiguousarray(positions[:, 0])
     y = np.ascontiguousarray(positions[:, 1])
     cut = CUTOFF_SIGMAS * widths
-    index = ColumnIndex(shape, pixel_size, x, y, cut)
     xc, yc = _image_centre(shape, pixel_size)
-    out = _kernels.render_columns(
-        int(shape[0]), int(shape[1]), float(pixel_size), x, y, heights, widths, cut**2, bg, xc, yc, *index.args(),
-        *exp_tables(x, y, widths, cut, pixel_size),
+    return _kernels.render_columns(
+        int(shape[0]), int(shape[1]), float(pixel_size), x, y, heights, cut**2, bg, xc, yc,
+        *exp_tables(x, y, widths, cut, pixel_size), render_bands(shape[0]),
     )  # fmt: skip
-    if np.isnan(out[0, 0]):
-        raise ValueError(
-            f"more than {_kernels._MAXK} columns overlap one pixel; widths ({widths.max():.3g} Å) "
-            "are too large for the column density"
-        )
-    return out
+
+
+def render_bands(ny: int) -> int:
+    """Row bands for :func:`_kernels.render_columns`: a few per thread, for balance."""
+    return int(max(1, min(ny, 4 * numba.get_num_threads())))
 
 
 @dataclasses.dataclass(frozen=True)
