@@ -8,11 +8,14 @@ __version__ = "0.1.0"
 
 from .columns import (
     ColumnCRLB,
+    ColumnDetection,
     ColumnFit,
     ColumnModel,
     add_columns,
     add_poisson_noise,
     crlb,
+    detect_columns,
+    estimate_spacing,
     find_columns,
     fit_columns,
     remove_columns,
@@ -23,6 +26,7 @@ from .io import read_image
 
 __all__ = [
     "ColumnCRLB",
+    "ColumnDetection",
     "ColumnFit",
     "ColumnModel",
     "HAADFImage",
@@ -30,6 +34,8 @@ __all__ = [
     "add_columns",
     "add_poisson_noise",
     "crlb",
+    "detect_columns",
+    "estimate_spacing",
     "find_columns",
     "fit_columns",
     "normalise",

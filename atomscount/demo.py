@@ -39,7 +39,7 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
     paths = demo_paths()
     image = read_image(paths["image"])
     truth = np.load(paths["truth"])
-    positions = find_columns(image, min_distance_angstrom=1.5, threshold=0.05)
+    positions = find_columns(image, progress=progress)  # model-based: no threshold, spacing from the image
     fit = fit_columns(image, positions, noise="poisson", progress=progress)
     files = save_fit(fit, out)
     files.update(save_fit_figures(image, fit, out))

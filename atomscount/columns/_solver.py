@@ -35,6 +35,7 @@ class Problem:
     mask: np.ndarray | None = None  # 1 for pixels that count; weights derive from it
     floor: float = 0.0
     jacobian_sigmas: float = CUTOFF_SIGMAS  # where the Jacobian is cut (the model always uses CUTOFF_SIGMAS)
+    bounds: tuple | None = None  # (xmin, xmax, ymin, ymax) [Å] the column centres are kept within
 
     @property
     def b(self) -> int:
@@ -220,19 +221,58 @@ def solve(neq: NormalEquations, lam: float):
 
 
 def covariance(neq: NormalEquations):
-    """Blocks of ``H^{-1}``: per-column ``(n, b, b)``, column-global ``(n, b, G)``, global ``(G, G)``."""
+    """Blocks of ``H^{-1}``: per-column ``(n, b, b)``, column-global ``(n, b, G)``, global ``(G, G)``.
+
+    A column whose own block is singular (it covers no pixel, or its height is
+    zero so that its position has no curvature) gets NaN errors; it is taken out
+    of the inversion so that the other columns' errors stay defined.
+    """
     n, b, G = neq.cross.shape
+    dead = _singular_columns(neq)
+    if dead.any():
+        neq = _without_columns(neq, dead)
     A = _bsr(neq)
     Minv = _block_jacobi(neq.blocks[neq.diag_loc])
     Bm = neq.cross.reshape(n * b, G)
     X, _ = pcg(A, Minv, Bm.copy()) if G else (np.zeros((n * b, 0)), True)
     S = neq.glob - Bm.T @ X
-    Sinv = np.linalg.pinv(S) if G else np.zeros((0, 0))
+    if G and not np.all(np.isfinite(S)):
+        S = np.full_like(S, np.nan)
+        Sinv = S
+    else:
+        Sinv = np.linalg.pinv(S) if G else np.zeros((0, 0))
     ainv = _kernels.local_inverse_blocks(neq.indptr, neq.indices, neq.blocks, neq.diag_loc)
     Xb = X.reshape(n, b, G)
     XS = Xb @ Sinv
     local = ainv + np.einsum("nig,njg->nij", XS, Xb)
-    return local, -XS, Sinv
+    local[dead] = np.nan
+    cross = -XS
+    cross[dead] = np.nan
+    return local, cross, Sinv
+
+
+def _singular_columns(neq: NormalEquations) -> np.ndarray:
+    """Columns whose diagonal block is (numerically) singular."""
+    d = neq.blocks[neq.diag_loc]
+    diag = np.einsum("nii->ni", d)
+    typical = np.median(diag, axis=0)
+    small = np.any(diag <= 1e-10 * np.maximum(typical, 1e-300), axis=1) | ~np.all(np.isfinite(d), axis=(1, 2))
+    with np.errstate(all="ignore"):
+        cond = np.linalg.cond(np.where(np.isfinite(d), d, 0.0))
+    return small | ~(cond < 1e12)
+
+
+def _without_columns(neq: NormalEquations, dead: np.ndarray) -> NormalEquations:
+    """The normal equations with ``dead`` columns decoupled (identity blocks, no coupling)."""
+    n = dead.size
+    b = neq.blocks.shape[1]
+    rows = np.repeat(np.arange(n), np.diff(neq.indptr))
+    blocks = neq.blocks.copy()
+    blocks[dead[rows] | dead[neq.indices]] = 0.0
+    blocks[neq.diag_loc[dead]] = np.eye(b)
+    cross = neq.cross.copy()
+    cross[dead] = 0.0
+    return dataclasses.replace(neq, blocks=blocks, cross=cross)
 
 
 def apply_step(prob: Problem, st: State, dl, dg) -> State:
@@ -254,6 +294,10 @@ def apply_step(prob: Problem, st: State, dl, dg) -> State:
     new = st.copy()
     new.x += dl[:, 0]
     new.y += dl[:, 1]
+    if prob.bounds is not None:
+        # a column with no pixels left has no curvature at all: keep every centre near the image
+        np.clip(new.x, prob.bounds[0], prob.bounds[1], out=new.x)
+        np.clip(new.y, prob.bounds[2], prob.bounds[3], out=new.y)
     new.eta += dl[:, 2]
     nb_ = prob.n_bg
     new.bg[:nb_] += dg[:nb_]

@@ -18,26 +18,37 @@ __all__ = ["find_columns", "add_columns", "remove_columns"]
 def find_columns(
     image: HAADFImage,
     *,
-    min_distance_angstrom: float,
-    threshold: float = 0.2,
+    min_distance_angstrom: float | None = None,
+    threshold: float | None = None,
     smoothing_angstrom: float | None = None,
     exclude_border_angstrom: float = 0.0,
+    progress: bool = False,
 ) -> np.ndarray:
-    """Find atomic columns as local maxima of the smoothed image.
+    """Find the atomic columns of an image.
+
+    By default (no ``threshold``) the detection is model-based and needs no
+    tuning: :func:`~atomscount.columns.detect_model.detect_columns` fits the
+    columns, keeps those that the BIC supports and adds significant residual
+    peaks until nothing changes (use it directly for the notes and the added and
+    removed columns). With a ``threshold``, the plain detector: local maxima of
+    the smoothed image above a relative threshold.
 
     Parameters
     ----------
     image : HAADFImage
-    min_distance_angstrom : float
-        Smallest allowed distance between two columns [Å].
-    threshold : float
-        Relative threshold: peaks must rise above
+    min_distance_angstrom : float, optional
+        Smallest allowed distance between two columns [Å]. By default 0.7 times
+        the spacing estimated from the image's autocorrelation.
+    threshold : float, optional
+        Use the plain detector: peaks must rise above
         ``background + threshold * (max - background)`` of the smoothed image, with the
         background taken as its 1st percentile.
     smoothing_angstrom : float, optional
         Width of the Gaussian smoothing [Å]; default ``min_distance_angstrom / 6``.
     exclude_border_angstrom : float
         Drop peaks closer than this to the image edge [Å].
+    progress : bool
+        Progress bar over the model-based detection's rounds.
 
     Returns
     -------
@@ -50,13 +61,24 @@ def find_columns(
     --------
     >>> from atomscount.columns.model import ColumnModel
     >>> m = ColumnModel((64, 64), 0.1, [[2.0, 2.0], [4.0, 4.2]], heights=[1, 1], widths=0.4)
-    >>> pos = find_columns(HAADFImage(m.image(), 0.1), min_distance_angstrom=1.0)
+    >>> pos = find_columns(HAADFImage(m.image(), 0.1), min_distance_angstrom=1.0, threshold=0.2)
     >>> np.round(pos, 2).tolist()
     [[2.0, 2.0], [4.0, 4.2]]
     """
     if not isinstance(image, HAADFImage):
         raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
+    if threshold is None:
+        from .detect_model import detect_columns
+
+        if smoothing_angstrom is not None:
+            raise ValueError("smoothing_angstrom applies to the threshold detector only: pass threshold too")
+        return detect_columns(image, min_distance_angstrom=min_distance_angstrom,
+                              exclude_border_angstrom=exclude_border_angstrom, progress=progress).positions  # fmt: skip
     data = check_2d_image(image.data, "image.data")
+    if min_distance_angstrom is None:
+        from .lattice import estimate_spacing
+
+        min_distance_angstrom = 0.7 * estimate_spacing(image)
     dmin = check_positive(min_distance_angstrom, "min_distance_angstrom")
     if not 0 <= threshold < 1:
         raise ValueError(f"threshold must be in [0, 1), got {threshold}")

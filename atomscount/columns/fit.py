@@ -407,7 +407,7 @@ def fit_columns(
         max_shift_angstrom = 0.5 * nn if np.isfinite(nn) else 10 * pixel
     prob = _solver.Problem(
         np.ascontiguousarray(data), weights, pixel, tidx, len(tnames), width == "free", n_bg,
-        jacobian_sigmas=JACOBIAN_SIGMAS,
+        jacobian_sigmas=JACOBIAN_SIGMAS, bounds=_bounds(data.shape, pixel, margin + pixel),
     )
     st = _initial_state(prob, pos, width_init_angstrom, nn)
     if progress is None:
@@ -441,6 +441,10 @@ def fit_columns(
         image, prob, st, local, cross, glob, col_conv, ok, red, total_it, tidx, tnames, input_index, pos,
         max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
     )  # fmt: skip
+
+
+def _bounds(shape, pixel, margin):
+    return (-margin, (shape[1] - 1) * pixel + margin, -margin, (shape[0] - 1) * pixel + margin)
 
 
 def _edge_margin(pos, pixel):

@@ -20,19 +20,19 @@ def test_finds_every_column_of_a_noisy_lattice_with_faint_neighbours():
 
 def test_min_distance_merges_close_peaks():
     m = ColumnModel((60, 60), 0.1, [[2.0, 3.0], [2.6, 3.0]], [1.0, 0.9], 0.2)
-    found = find_columns(HAADFImage(m.image(), 0.1), min_distance_angstrom=1.0)
+    found = find_columns(HAADFImage(m.image(), 0.1), min_distance_angstrom=1.0, threshold=0.2)
     assert len(found) == 1 and abs(found[0, 0] - 2.0) < 0.15
 
 
 def test_flat_image_warns_and_returns_empty():
     with pytest.warns(UserWarning, match="flat"):
-        assert find_columns(HAADFImage(np.ones((20, 20)), 0.1), min_distance_angstrom=1.0).shape == (0, 2)
+        assert find_columns(HAADFImage(np.ones((20, 20)), 0.1), min_distance_angstrom=1.0, threshold=0.2).shape == (0, 2)
 
 
 def test_bad_arguments_are_named():
     img = HAADFImage(np.ones((20, 20)), 0.1)
     with pytest.raises(ValueError, match="min_distance_angstrom must be > 0, got 0.0"):
-        find_columns(img, min_distance_angstrom=0.0)
+        find_columns(img, min_distance_angstrom=0.0, threshold=0.2)
     with pytest.raises(ValueError, match="threshold must be in"):
         find_columns(img, min_distance_angstrom=1.0, threshold=1.5)
 
