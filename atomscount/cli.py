@@ -26,8 +26,12 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="detect and fit the atomic columns of an image")
     f.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser")
     f.add_argument("--pixel-size", type=float, default=None, help="pixel size in Å (default: from the file)")
-    f.add_argument("--min-distance", type=float, default=1.5, help="smallest column spacing in Å (default 1.5)")
-    f.add_argument("--threshold", type=float, default=0.2, help="relative detection threshold (default 0.2)")
+    f.add_argument("--min-distance", type=float, default=None,
+                   help="smallest column spacing in Å (default: 0.7 x the spacing estimated from the image)")
+    f.add_argument("--threshold", type=float, default=None,
+                   help="use the plain detector with this relative threshold (default: model-based detection, "
+                        "no threshold)")
+    f.add_argument("--max-iter", type=int, default=100, help="most fit iterations per pass (default 100)")
     f.add_argument("--width", choices=["shared", "free"], default="shared")
     f.add_argument("--background", choices=["constant", "plane"], default="constant")
     f.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian")
@@ -147,10 +151,10 @@ def _cmd_fit(args) -> int:
         det = HAADFImage(np.where(finite, image.data, np.median(sub)), image.pixel_size_angstrom, image.metadata)
     else:
         det = image
-    positions = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold)
+    positions = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold, progress=True)
     fit = fit_columns(
         image, positions, width=args.width, background=args.background, noise=args.noise,
-        mask_invalid=args.mask_invalid, progress=True,
+        mask_invalid=args.mask_invalid, max_iter=args.max_iter, progress=True,
     )  # fmt: skip
     args.out.mkdir(parents=True, exist_ok=True)
     files = save_fit(fit, args.out)
