@@ -196,6 +196,11 @@ def detect_columns(
         raise ValueError(f"noise must be one of ['gaussian', 'poisson'], got {noise!r}")
     notes = []
     spacing = None
+    if not finite.any() or np.ptp(data[finite]) == 0:
+        warnings.warn("image is flat: no columns found", stacklevel=2)
+        return ColumnDetection(np.zeros((0, 2)), np.zeros(0), float("nan"), None,
+                               float(min_distance_angstrom or 0.0), 0, np.zeros((0, 2)), np.zeros((0, 2)), 0, pixel,
+                               data.shape, ["image is flat: no columns found"])  # fmt: skip
     if min_distance_angstrom is None:
         spacing = estimate_spacing(image)
         dmin = MIN_DISTANCE_FRACTION * spacing
