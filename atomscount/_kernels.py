@@ -4,9 +4,11 @@ Each kernel has a plain NumPy reference (``atomscount.columns.model``) and a tes
 that compares the two. Kernels take only arrays and scalars; the Python layers
 above them own validation and bookkeeping.
 
-Column search: columns are sorted into square bins of side ``bin_size`` (at least
-the largest cut-off radius) covering the image plus a margin. A pixel looks at its
-own bin and the eight around it, so every column within its cut-off is found.
+The column model's kernels are column-centric: each column visits the pixels of
+its own footprint through separable exponential tables (:func:`exp_tables`).
+The Voronoi labelling searches columns sorted into square bins of side
+``bin_size`` (at least the search radius): a pixel looks at its own bin and the
+eight around it.
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import math
 import numba as nb
 import numpy as np
 
-_MAXK = 64  # most columns that may overlap one pixel; more raises in the caller
 
 
 @nb.njit(cache=True, inline="always")
@@ -27,48 +28,6 @@ def _pixel_bin(p, origin, bin_size, nb_):
     elif b > nb_ - 1:
         b = nb_ - 1
     return b
-
-
-@nb.njit(cache=True, fastmath=True, inline="always")
-def _gather(px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys):
-    """Fill ``act`` with the columns whose cut-off covers pixel (px, py); return how many."""
-    bx = _pixel_bin(px, origin_x, bin_size, nbx)
-    by = _pixel_bin(py, origin_y, bin_size, nby)
-    n = 0
-    for j in range(max(by - 1, 0), min(by + 2, nby)):
-        for i in range(max(bx - 1, 0), min(bx + 2, nbx)):
-            b = j * nbx + i
-            for k in range(bin_start[b], bin_start[b + 1]):
-                c = bin_cols[k]
-                dx = px - x[c]
-                dy = py - y[c]
-                d2 = dx * dx + dy * dy
-                if d2 < cut2[c]:
-                    if n >= act.shape[0]:
-                        return -1
-                    act[n] = c
-                    d2s[n] = d2
-                    dxs[n] = dx
-                    dys[n] = dy
-                    n += 1
-    # insertion sort by column index so that pair (a, b) with a < b is found in row a
-    for a in range(1, n):
-        c = act[a]
-        d2 = d2s[a]
-        dx = dxs[a]
-        dy = dys[a]
-        k = a - 1
-        while k >= 0 and act[k] > c:
-            act[k + 1] = act[k]
-            d2s[k + 1] = d2s[k]
-            dxs[k + 1] = dxs[k]
-            dys[k + 1] = dys[k]
-            k -= 1
-        act[k + 1] = c
-        d2s[k + 1] = d2
-        dxs[k + 1] = dx
-        dys[k + 1] = dy
-    return n
 
 
 @nb.njit(parallel=True, cache=True)
@@ -93,15 +52,6 @@ def exp_tables(x, y, rho, cut, pixel, width):
             EX[j, k] = math.exp(s * dx * dx)
             EY[j, k] = math.exp(s * dy * dy)
     return EX, EY, c0, r0
-
-
-@nb.njit(cache=True, inline="always")
-def _gauss(EX, EY, c0, r0, j, c, r, d2, rho_j):
-    kx = c - c0[j]
-    ky = r - r0[j]
-    if 0 <= kx < EX.shape[1] and 0 <= ky < EY.shape[1]:
-        return EX[j, kx] * EY[j, ky]
-    return math.exp(-0.5 * d2 / (rho_j * rho_j))
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
@@ -171,31 +121,83 @@ def _find(indptr, indices, row, col):
 
 
 @nb.njit(parallel=True, cache=True, fastmath=True)
+def width_derivative_images(ny, nx, pixel, x, y, eta, rho, cut2, ctype, n_types, EX, EY, c0, r0, n_bands):
+    """``d model / d rho_t`` for each column type ``t``: one image per type (shared widths).
+
+    Column-centric like :func:`render_columns`: ``sum_j eta_j g_j d_j^2 / rho_j^3`` over the
+    columns of the type, each within its cut-off.
+    """
+    out = np.zeros((n_types, ny, nx))
+    n = x.shape[0]
+    width = EX.shape[1]
+    rows_per = (ny + n_bands - 1) // n_bands
+    for band in nb.prange(n_bands):
+        ra = band * rows_per
+        rb = min(ra + rows_per, ny)
+        for j in range(n):
+            lo = max(ra, r0[j])
+            hi = min(rb, r0[j] + width)
+            if lo >= hi:
+                continue
+            clo = max(0, c0[j])
+            chi = min(nx, c0[j] + width)
+            t = ctype[j]
+            f = eta[j] / (rho[j] * rho[j] * rho[j])
+            for r in range(lo, hi):
+                dy = r * pixel - y[j]
+                ey = f * EY[j, r - r0[j]]
+                for c in range(clo, chi):
+                    dx = c * pixel - x[j]
+                    d2 = dx * dx + dy * dy
+                    if d2 < cut2[j]:
+                        out[t, r, c] += ey * EX[j, c - c0[j]] * d2
+    return out
+
+
+@nb.njit(cache=True, fastmath=True, inline="always")
+def _derivs(j, r, c, pixel, x, y, eta, rho, EX, EY, c0, r0, free_width, out):
+    """``d model / d (x_j, y_j, eta_j[, rho_j])`` at pixel (r, c) into ``out``; returns d^2."""
+    dx = c * pixel - x[j]
+    dy = r * pixel - y[j]
+    d2 = dx * dx + dy * dy
+    r2 = rho[j] * rho[j]
+    g = EX[j, c - c0[j]] * EY[j, r - r0[j]]
+    eg = eta[j] * g
+    out[0] = eg * dx / r2
+    out[1] = eg * dy / r2
+    out[2] = g
+    if free_width:
+        out[3] = eg * d2 / (r2 * rho[j])
+    return d2
+
+
+@nb.njit(parallel=True, cache=True, fastmath=True)
 def normal_equations(
-    data, model, weights, pixel, x, y, eta, rho, cut2, cutj2, ctype, bg, xc, yc,
-    free_width, n_bg, n_types,
-    bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size,
+    data, model, weights, pixel, x, y, eta, rho, cut2, cutj2, bg, xc, yc, free_width, n_bg, n_types, dwidth,
     blk_indptr, blk_indices, n_chunks, EX, EY, c0, r0,
 ):  # fmt: skip
     """Accumulate the Gauss-Newton normal equations of the column model.
 
-    The Gaussians come from the separable tables of :func:`exp_tables`. The
-    residual is ``data - model`` with the full model image passed in. The
-    gradient and the global parts use every column within its cut-off
-    ``sqrt(cut2)``, so the minimum is that of the full model; the column-column
-    blocks, whose cost grows with the square of the number of columns per pixel,
-    only pair columns within the smaller ``sqrt(cutj2)`` (an approximate
-    Hessian, which changes the path to the minimum but not the minimum).
-
     Local parameters per column are ``(x, y, eta[, rho])``; the ``G = n_bg + n_types``
     global parameters are the background coefficients ``(c0[, cx, cy])`` and, when
-    widths are shared, one width per column type.
+    widths are shared, one width per column type, whose derivative images
+    ``dwidth`` (n_types, ny, nx) come from :func:`width_derivative_images`.
+
+    Column-centric: each column visits the pixels of its own footprint (from the
+    separable tables of :func:`exp_tables`), so the columns run in parallel and
+    write only their own rows. The residual is ``data - model`` with the full
+    model passed in. The gradient and the column-global parts use every pixel
+    within a column's cut-off ``sqrt(cut2)``, so the minimum is that of the full
+    model; the column-column blocks pair columns only where both lie within the
+    smaller ``sqrt(cutj2)`` (an approximate Hessian: it changes the path to the
+    minimum, not the minimum). Pairs are the upper triangle of the pattern
+    ``blk_indptr, blk_indices``, which must hold every pair closer than
+    ``sqrt(cutj2_i) + sqrt(cutj2_j)``.
 
     Returns
     -------
     blocks : (nnzb, b, b)
-        Upper-triangle blocks ``J_i^T W J_j`` (``i <= j``) in the column-level
-        sparsity pattern ``blk_indptr, blk_indices``.
+        Upper-triangle blocks ``J_i^T W J_j`` (``i <= j``) in the pattern.
     cross : (n, b, G)
         ``J_i^T W J_global``.
     glob : (G, G)
@@ -204,28 +206,105 @@ def normal_equations(
         ``J^T W r`` with ``r = data - model``.
     chi2 : float
         ``sum W r^2``.
-    overflow : bool
-        True if some pixel is covered by more than ``_MAXK`` columns.
     """
     ny, nx = data.shape
     n = x.shape[0]
     b = 4 if free_width else 3
     G = n_bg + (0 if free_width else n_types)
     nnzb = blk_indices.shape[0]
-    blocks = np.zeros((n_chunks, nnzb, b, b))
-    cross = np.zeros((n_chunks, n, b, G))
+    width = EX.shape[1]
+    blocks = np.zeros((nnzb, b, b))
+    cross = np.zeros((n, b, G))
+    gl = np.zeros((n, b))
+    for i in nb.prange(n):
+        Di = np.empty(4)
+        Dj = np.empty(4)
+        acc = np.empty((4, 4))
+        DG = np.empty(G)
+        rlo = max(0, r0[i])
+        rhi = min(ny, r0[i] + width)
+        clo = max(0, c0[i])
+        chi = min(nx, c0[i] + width)
+        row_hi = blk_indptr[i + 1]
+        diag = blk_indptr[i]  # the pattern's rows are sorted, so the pairs j > i follow the diagonal
+        while blk_indices[diag] != i:
+            diag += 1
+        for r in range(rlo, rhi):
+            py = r * pixel
+            # only the pixels of this row inside the cut-off circle
+            dy = py - y[i]
+            half2 = cut2[i] - dy * dy
+            if half2 <= 0.0:
+                continue
+            half = math.sqrt(half2)
+            ca = max(clo, int(math.ceil((x[i] - half) / pixel)))
+            cb = min(chi, int(math.floor((x[i] + half) / pixel)) + 1)
+            for c in range(ca, cb):
+                w = weights[r, c]
+                if w == 0.0:
+                    continue
+                d2 = _derivs(i, r, c, pixel, x, y, eta, rho, EX, EY, c0, r0, free_width, Di)
+                if d2 >= cut2[i]:
+                    continue
+                wr = w * (data[r, c] - model[r, c])
+                DG[0] = 1.0
+                if n_bg == 3:
+                    DG[1] = c * pixel - xc
+                    DG[2] = py - yc
+                if not free_width:
+                    for t in range(n_types):
+                        DG[n_bg + t] = dwidth[t, r, c]
+                for p in range(b):
+                    gl[i, p] += wr * Di[p]
+                    wd = w * Di[p]
+                    for q in range(G):
+                        cross[i, p, q] += wd * DG[q]
+        # the blocks (i, j >= i): only the pixels where both lie within their smaller cut-off
+        for loc in range(diag, row_hi):
+            j = blk_indices[loc]
+            for p in range(b):
+                for p2 in range(b):
+                    acc[p, p2] = 0.0
+            ra = max(0, int(math.ceil((max(y[i] - math.sqrt(cutj2[i]), y[j] - math.sqrt(cutj2[j]))) / pixel)) - 1)
+            rb = min(ny, int(math.floor(min(y[i] + math.sqrt(cutj2[i]), y[j] + math.sqrt(cutj2[j])) / pixel)) + 2)
+            for r in range(ra, rb):
+                py = r * pixel
+                hi2 = cutj2[i] - (py - y[i]) ** 2
+                hj2 = cutj2[j] - (py - y[j]) ** 2
+                if hi2 <= 0.0 or hj2 <= 0.0:
+                    continue
+                hi_ = math.sqrt(hi2)
+                hj_ = math.sqrt(hj2)
+                ca = max(0, int(math.ceil(max(x[i] - hi_, x[j] - hj_) / pixel)) - 1)
+                cb = min(nx, int(math.floor(min(x[i] + hi_, x[j] + hj_) / pixel)) + 2)
+                for c in range(ca, cb):
+                    w = weights[r, c]
+                    if w == 0.0:
+                        continue
+                    # test the distances before touching the tables (the +-1 margins reach past them)
+                    if (c * pixel - x[i]) ** 2 + (py - y[i]) ** 2 >= cutj2[i]:
+                        continue
+                    if (c * pixel - x[j]) ** 2 + (py - y[j]) ** 2 >= cutj2[j]:
+                        continue
+                    _derivs(i, r, c, pixel, x, y, eta, rho, EX, EY, c0, r0, free_width, Di)
+                    if j != i:
+                        _derivs(j, r, c, pixel, x, y, eta, rho, EX, EY, c0, r0, free_width, Dj)
+                    else:
+                        for p in range(b):
+                            Dj[p] = Di[p]
+                    for p in range(b):
+                        wd = w * Di[p]
+                        for p2 in range(b):
+                            acc[p, p2] += wd * Dj[p2]
+            for p in range(b):
+                for p2 in range(b):
+                    blocks[loc, p, p2] = acc[p, p2]
+    # the global parameters and chi2: one pass over the pixels
     glob = np.zeros((n_chunks, G, G))
-    gl = np.zeros((n_chunks, n, b))
     gg = np.zeros((n_chunks, G))
     chi2 = np.zeros(n_chunks)
-    overflow = np.zeros(n_chunks, dtype=np.bool_)
     rows_per = (ny + n_chunks - 1) // n_chunks
     for ch in nb.prange(n_chunks):
-        act = np.empty(_MAXK, dtype=np.int64)
-        d2s = np.empty(_MAXK)
-        dxs = np.empty(_MAXK)
-        dys = np.empty(_MAXK)
-        D = np.empty((_MAXK, 4))
         DG = np.empty(G)
         for r in range(ch * rows_per, min((ch + 1) * rows_per, ny)):
             py = r * pixel
@@ -233,68 +312,21 @@ def normal_equations(
                 w = weights[r, c]
                 if w == 0.0:
                     continue
-                px = c * pixel
-                k = _gather(
-                    px, py, x, y, cut2, bin_start, bin_cols, nbx, nby, origin_x, origin_y, bin_size, act, d2s, dxs, dys
-                )
-                if k < 0:
-                    overflow[ch] = True
-                    k = 0
-                for q in range(G):
-                    DG[q] = 0.0
-                DG[0] = 1.0
-                if n_bg == 3:
-                    DG[1] = px - xc
-                    DG[2] = py - yc
-                for a in range(k):
-                    j = act[a]
-                    r2 = rho[j] * rho[j]
-                    g = _gauss(EX, EY, c0, r0, j, c, r, d2s[a], rho[j])
-                    eg = eta[j] * g
-                    D[a, 0] = eg * dxs[a] / r2
-                    D[a, 1] = eg * dys[a] / r2
-                    D[a, 2] = g
-                    dr = eg * d2s[a] / (r2 * rho[j])
-                    if free_width:
-                        D[a, 3] = dr
-                    else:
-                        DG[n_bg + ctype[j]] += dr
                 res = data[r, c] - model[r, c]
                 wr = w * res
                 chi2[ch] += wr * res
+                DG[0] = 1.0
+                if n_bg == 3:
+                    DG[1] = c * pixel - xc
+                    DG[2] = py - yc
+                if not free_width:
+                    for t in range(n_types):
+                        DG[n_bg + t] = dwidth[t, r, c]
                 for q in range(G):
                     gg[ch, q] += wr * DG[q]
                     for q2 in range(G):
                         glob[ch, q, q2] += w * DG[q] * DG[q2]
-                for a in range(k):
-                    j = act[a]
-                    for p in range(b):
-                        wd = w * D[a, p]
-                        gl[ch, j, p] += wr * D[a, p]
-                        for q in range(G):
-                            cross[ch, j, p, q] += wd * DG[q]
-                    if d2s[a] >= cutj2[j]:
-                        continue
-                    for a2 in range(a, k):
-                        if d2s[a2] >= cutj2[act[a2]]:
-                            continue
-                        loc = _find(blk_indptr, blk_indices, j, act[a2])
-                        if loc < 0:
-                            overflow[ch] = True
-                            continue
-                        for p in range(b):
-                            wd = w * D[a, p]
-                            for p2 in range(b):
-                                blocks[ch, loc, p, p2] += wd * D[a2, p2]
-    return (
-        blocks.sum(axis=0),
-        cross.sum(axis=0),
-        glob.sum(axis=0),
-        gl.sum(axis=0),
-        gg.sum(axis=0),
-        chi2.sum(),
-        overflow.any(),
-    )
+    return blocks, cross, glob.sum(axis=0), gl, gg.sum(axis=0), chi2.sum()
 
 
 @nb.njit(parallel=True, cache=True)

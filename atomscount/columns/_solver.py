@@ -19,7 +19,7 @@ import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .. import _kernels
-from .model import CUTOFF_SIGMAS, ColumnIndex, _image_centre, exp_tables, render_bands
+from .model import CUTOFF_SIGMAS, _image_centre, exp_tables, render_bands
 
 
 @dataclasses.dataclass
@@ -91,13 +91,6 @@ def _pattern(x, y, radius):
     return indptr, cols.astype(np.int64), rows
 
 
-def _kernel_geometry(prob: Problem, st: State):
-    rho = np.ascontiguousarray(st.rho_per_column(prob))
-    cut = CUTOFF_SIGMAS * rho
-    index = ColumnIndex(prob.data.shape, prob.pixel, st.x, st.y, cut)
-    return rho, cut, index
-
-
 def objective(prob: Problem, st: State):
     """The merit function at ``st`` and the model image.
 
@@ -134,18 +127,22 @@ def assemble(prob: Problem, st: State, model: np.ndarray | None = None) -> Norma
     """
     if model is None:
         model = render_state(prob, st)
-    rho, cut, index = _kernel_geometry(prob, st)
+    rho = np.ascontiguousarray(st.rho_per_column(prob))
+    cut = CUTOFF_SIGMAS * rho
     cutj = np.minimum(prob.jacobian_sigmas, CUTOFF_SIGMAS) * rho
     indptr, indices, rows = _pattern(st.x, st.y, 2.0 * float(cutj.max()) * (1 + 1e-9))
     xc, yc = prob.centre
-    n_chunks = max(1, numba.get_num_threads())
-    upper, cross, glob, gl, gg, c2, overflow = _kernels.normal_equations(
-        prob.data, model, prob.weights, prob.pixel, st.x, st.y, st.eta, rho, cut**2, cutj**2, prob.types, st.bg,
-        xc, yc, prob.free_width, prob.n_bg, prob.n_types, *index.args(), indptr, indices, n_chunks,
-        *exp_tables(st.x, st.y, rho, cut, prob.pixel),
+    ny, nx = prob.data.shape
+    tables = exp_tables(st.x, st.y, rho, cut, prob.pixel)
+    if prob.free_width:
+        dwidth = np.zeros((0, 1, 1))
+    else:
+        dwidth = _kernels.width_derivative_images(ny, nx, prob.pixel, st.x, st.y, st.eta, rho, cut**2, prob.types,
+                                                  prob.n_types, *tables, render_bands(ny))  # fmt: skip
+    upper, cross, glob, gl, gg, c2 = _kernels.normal_equations(
+        prob.data, model, prob.weights, prob.pixel, st.x, st.y, st.eta, rho, cut**2, cutj**2, st.bg, xc, yc,
+        prob.free_width, prob.n_bg, prob.n_types, dwidth, indptr, indices, max(1, numba.get_num_threads()), *tables,
     )  # fmt: skip
-    if overflow:
-        raise FloatingPointError(f"more than {_kernels._MAXK} columns overlap one pixel")
     # mirror the upper triangle: block (j, i) = block (i, j)^T
     key = rows * st.x.size + indices
     tkey = indices * st.x.size + rows
