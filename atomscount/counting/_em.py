@@ -92,8 +92,11 @@ def _pass(x, w, means, logw, var, extra, acc_n, acc_s, acc_ss, want_entropy):
 
 
 @njit(cache=True)
-def _em_step(x, w, total, means, weights, var, inv_dose, min_var, acc_n, acc_s, acc_ss, extra, logw):
-    """One EM step in place; returns (log-likelihood at the input parameters, new variance)."""
+def _em_step(x, w, total, means, weights, var, inv_dose, min_var, acc_n, acc_s, acc_ss, extra, logw, fixed_means):
+    """One EM step in place; returns (log-likelihood at the input parameters, new variance).
+
+    With ``fixed_means`` only the weights and the variance are updated.
+    """
     k = means.size
     _extra(means, inv_dose, extra)
     for g in range(k):
@@ -103,7 +106,7 @@ def _em_step(x, w, total, means, weights, var, inv_dose, min_var, acc_n, acc_s, 
     ext = 0.0
     for g in range(k):
         weights[g] = acc_n[g] / total
-        if acc_n[g] > 1e-10 * total:
+        if acc_n[g] > 1e-10 * total and not fixed_means:
             means[g] = acc_s[g] / acc_n[g]
         resid += acc_ss[g] - 2.0 * means[g] * acc_s[g] + means[g] * means[g] * acc_n[g]
         ext += acc_n[g] * extra[g]
@@ -124,14 +127,15 @@ def _loglik(x, w, means, weights, var, inv_dose, acc_n, acc_s, acc_ss, extra, lo
 
 
 @njit(cache=True)
-def run_em(x, w, means, weights, var, inv_dose, max_iter, tol, min_var):
+def run_em(x, w, means, weights, var, inv_dose, max_iter, tol, min_var, fixed_means=False):
     """EM from the given start, in place, accelerated by SQUAREM (Varadhan & Roland 2008).
 
     Each cycle takes two EM steps, extrapolates along them, projects back onto
     valid parameters and takes one stabilising EM step; a cycle that would lower
     the likelihood falls back to the plain EM steps. ``max_iter`` counts EM
-    steps; ``tol`` is on the change of the mean log-likelihood per point.
-    Returns (loglik, entropy, var, EM steps).
+    steps; ``tol`` is on the change of the mean log-likelihood per point. With
+    ``fixed_means`` (sorted, e.g. a scaled library) only the weights and the
+    shared variance are fitted. Returns (loglik, entropy, var, EM steps).
     """
     k = means.size
     total = w.sum()
@@ -150,11 +154,15 @@ def run_em(x, w, means, weights, var, inv_dose, max_iter, tol, min_var):
         t0[:k] = means
         t0[k : 2 * k] = weights
         t0[2 * k] = var
-        ll0, var = _em_step(x, w, total, means, weights, var, inv_dose, min_var, acc_n, acc_s, acc_ss, extra, logw)
+        ll0, var = _em_step(
+            x, w, total, means, weights, var, inv_dose, min_var, acc_n, acc_s, acc_ss, extra, logw, fixed_means
+        )
         t1[:k] = means
         t1[k : 2 * k] = weights
         t1[2 * k] = var
-        ll1, var = _em_step(x, w, total, means, weights, var, inv_dose, min_var, acc_n, acc_s, acc_ss, extra, logw)
+        ll1, var = _em_step(
+            x, w, total, means, weights, var, inv_dose, min_var, acc_n, acc_s, acc_ss, extra, logw, fixed_means
+        )
         t2[:k] = means
         t2[k : 2 * k] = weights
         t2[2 * k] = var
@@ -192,7 +200,7 @@ def run_em(x, w, means, weights, var, inv_dose, max_iter, tol, min_var):
         weights[:] = t1[k : 2 * k][order]
         var_x = t1[2 * k]
         ll_x, var_x = _em_step(x, w, total, means, weights, var_x, inv_dose, min_var, acc_n, acc_s, acc_ss, extra,
-                               logw)  # fmt: skip
+                               logw, fixed_means)  # fmt: skip
         steps += 1
         if ll_x >= ll1:
             var = var_x

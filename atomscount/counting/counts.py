@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
+from numbers import Integral
 
 import numpy as np
 from scipy.special import logsumexp
@@ -179,6 +180,8 @@ def _library_table(library, n_max=None):
     arr = np.asarray(library, dtype=np.float64)
     if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
         raise ValueError(f"library must be an ScsLibrary or a 1D array of SCS for 1, 2, ... atoms, got {arr.shape}")
+    if arr[0] <= 0:
+        raise ValueError(f"library must hold the SCS of 1, 2, ... atoms, all > 0, got library[0] = {arr[0]!r}")
     if np.any(np.diff(arr) <= 0):
         raise ValueError("library SCS must increase with the number of atoms")
     n = np.arange(1, arr.size + 1)
@@ -200,6 +203,34 @@ def _library_extent(library, scs):
                       stacklevel=3)  # fmt: skip
         extra = len(n)
     return len(n) + extra
+
+
+FAR_OFF = 2.0  # the median SCS this many times beyond the library's range: the SCS are not normalised
+# Beyond this spread (in single-atom steps) a coarser lattice fits noisy data as well as the true one
+# (on synthetic particles the free scale came out 2.3 times too large from 0.37 steps up)
+FREE_SCALE_SPREAD = 0.35
+
+NORMALISE_HINT = ("normalise the image to the incident beam with HAADFImage.normalise(detector_vacuum=..., "
+                  "detector_black=...) (the detector's readings under the full beam and blanked), then fit "
+                  "and count again")  # fmt: skip
+
+
+def _far_off(xs, tab):
+    """Ratio of the median SCS to the library's range when it lies more than FAR_OFF beyond it, else None.
+
+    Returns (ratio, statement): the ratio to the library's largest SCS (above)
+    or to its single-atom SCS (below).
+    """
+    med = float(np.median(xs))
+    if med > FAR_OFF * tab[-1]:
+        ratio = med / tab[-1]
+        return ratio, (f"the median SCS {med:.4g} Å² is {ratio:.3g} times the library's largest SCS "
+                       f"({tab[-1]:.4g} Å² at {len(tab)} atoms)")  # fmt: skip
+    if med < tab[0] / FAR_OFF:
+        ratio = med / tab[0]
+        return ratio, (f"the median SCS {med:.4g} Å² is {ratio:.3g} times the library's single-atom SCS "
+                       f"({tab[0]:.4g} Å²)")  # fmt: skip
+    return None
 
 
 def _library_sanity(x, tab, err_sd):
@@ -249,8 +280,22 @@ def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> Column
     max_count : int, optional
         Largest count considered; beyond the library it is extrapolated with the
         library's thickness curve. By default just enough to cover the data.
+
+    Raises
+    ------
+    ValueError
+        If most SCS lie more than twice beyond the library's largest value: the
+        image was not normalised to the incident beam (the message gives the
+        ratio and how to normalise). A few SCS far beyond only warn (spurious
+        columns); their counts are capped at twice the library's range.
     """
     x, ok, err = _clean_scs(scs, scs_errors)
+    _, tab0, _ = _library_table(library)
+    off = _far_off(x[ok], tab0)
+    if off is not None and off[0] > 1:
+        raise ValueError(f"{off[1]}: the SCS are not normalised like the library, and counting them against it "
+                         f"would cap every count. Either {NORMALISE_HINT}, or count with method='hybrid', which "
+                         "fits the scale")  # fmt: skip
     top = max_count or _library_extent(library, x[ok])
     n, tab, sem = _library_table(library, top)
     if err is None:
@@ -362,7 +407,9 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     n_components : int, optional
         Override the automatic choice of G.
     first_count : int, optional
-        Count of the lowest component (without a library; default 1).
+        Count of the lowest component (default 1, or the library alignment's).
+        Must be >= 1: a counted column holds at least one atom, and -1 marks
+        the columns that were not counted.
     dose : float, optional
         Dose-dependent component widths ``sigma^2 + mean / dose`` [e/Å²].
     microscope : dict, optional
@@ -375,6 +422,15 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     Returns
     -------
     ColumnCounts
+
+    Raises
+    ------
+    ValueError
+        For an unknown ``method``, a missing library, ``max_components`` outside
+        1..150, ``first_count`` below 1, a library array not starting above zero
+        or not increasing, or SCS far outside the library's range for "library"
+        and "icl" (the message gives the ratio and how to normalise the image;
+        "hybrid" fits the scale instead, see :func:`count_hybrid`).
 
     Examples
     --------
@@ -389,6 +445,10 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     check_choice(method, "method", {"icl", "library", "hybrid"})
     if method in ("library", "hybrid") and library is None:
         raise ValueError(f"method={method!r} needs a library")
+    if first_count is not None and (isinstance(first_count, bool) or not isinstance(first_count, Integral)
+                                    or first_count < 1):  # fmt: skip
+        raise ValueError(f"first_count must be an integer >= 1 (a counted column holds at least one atom; -1 "
+                         f"marks columns not counted), got {first_count!r}")  # fmt: skip
     if not 1 <= max_components <= 150:
         raise ValueError(f"max_components must be within 1..150, got {max_components}")
     x, ok, err = _clean_scs(scs, scs_errors)
@@ -406,6 +466,12 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     scan = fit_mixtures(x[ok], max_components=g_max, n_starts=n_starts, dose=dose, rng=rng, progress=progress)
     lib_tab = None
     if library is not None:
+        _, tab0, _ = _library_table(library)
+        off = _far_off(x[ok], tab0)
+        if off is not None:
+            raise ValueError(f"{off[1]}: the SCS are not normalised like the library, so it cannot judge the "
+                             f"mixtures or give their counts. Either {NORMALISE_HINT}, count with method='hybrid', "
+                             "which fits the scale, or count without the library")  # fmt: skip
         _, lib_tab, _ = _library_table(library, _library_extent(library, x[ok]) + g_max)
     chosen, cands, notes = select_components(scan, library_scs=lib_tab, scs_errors=None if err is None else err[ok],
                                              override=n_components)  # fmt: skip
@@ -446,49 +512,164 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
     library at ``2**-p * s`` with every other component empty. The offset is off
     by default because, for a nearly linear library, it trades against a shift
     of every count by one.
+
+    Unnormalised SCS (detector counts times Å², typically 10⁴ times the
+    library) lie beyond the prior's reach. When the median SCS is more than
+    twice beyond the library's range, the scale is first found freely, by
+    aligning the data's spacing with the library's increments: for every scale
+    on a log grid (0.2 % steps, from all columns on the library's largest count
+    to the thinnest on half a single atom) the library's values times the scale
+    are the means of a mixture with free weights and one width, and BIC picks
+    the scale (a finer lattice, every other count empty, fits no better but
+    pays for twice the weights; a coarser one leaves half the columns between
+    its values). The EM above then runs with the prior centred on that scale,
+    and the notes say the scale was fitted freely.
+
+    Parameters
+    ----------
+    scs : array_like (n,)
+        SCS [Å², or detector counts × Å² before normalisation].
+    library : ScsLibrary or array_like
+    scs_errors : array_like (n,), optional
+    fit_offset : bool
+    scale_prior_sd : float
+        Standard deviation of the log-normal prior on the scale.
+    max_iter : int
+    tol : float
+    rng : Generator, int or None
+        Accepted for a signature like :func:`count_atoms`'s; the fit is deterministic.
+
+    Returns
+    -------
+    ColumnCounts
+
+    Raises
+    ------
+    ValueError
+        If the SCS are far off the library and no regularly spaced mixture lines
+        up with its increments; the message gives the ratio and how to normalise
+        the image.
     """
     x, ok, err = _clean_scs(scs, scs_errors)
     xs = x[ok]
-    top = _library_extent(library, xs / 0.7)
-    n, tab, _ = _library_table(library, top)
-    inc = np.diff(np.concatenate([[0.0], tab]))
     if err is not None:
         e = err[ok]
         e = np.where(np.isfinite(e) & (e > 0), e, np.nanmedian(e[e > 0]) if np.any(e > 0) else 0.0)
     else:
         e = np.zeros_like(xs)
-    best = None
-    for s0 in np.linspace(0.8, 1.25, 10):  # start the scale on a grid; keep the best posterior
-        sd0 = 0.1 * float(np.median(inc)) * s0 if err is not None else 0.25 * float(np.median(inc)) * s0
-        res = _hybrid_em(xs, e, tab, s0, 0.0, sd0, fit_offset, scale_prior_sd, max_iter, tol)
-        if best is None or res[0] > best[0]:
-            best = res
-    # Is a scale other than 1 supported by the data? Compare with the scale held at 1 (BIC).
-    sd0 = 0.1 * float(np.median(inc)) if err is not None else 0.25 * float(np.median(inc))
-    fixed = _hybrid_em(xs, e, tab, 1.0, 0.0, sd0, False, 1e-9, max_iter, tol)
-    ll_free = best[0] + 0.5 * (np.log(best[1]) / scale_prior_sd) ** 2
-    n_free = 2 if fit_offset else 1
-    scale_supported = 2 * (ll_free - fixed[0]) > n_free * np.log(xs.size)
-    if not scale_supported:
-        best = fixed
-    ll, scale, offset, extra, weights, post_ok = best
+    _, tab0, _ = _library_table(library)
+    off = _far_off(xs, tab0)
+    notes = []
+    unit = 1.0
+    if off is not None:
+        unit, how = _free_scale(xs, library, tab0, off)
+        notes.append(f"{off[1]}: the SCS are not normalised like the library, so the library scale was "
+                     f"fitted freely: {how}; the hybrid EM refined it. To compare with the library directly, "
+                     f"{NORMALISE_HINT}")  # fmt: skip
+    # in units of the first estimate, the prior about 1 is centred on it
+    best = _hybrid_fit(xs / unit, e / unit, err is not None, library, fit_offset, scale_prior_sd, max_iter, tol)
+    n, tab = best["n"], best["tab"]
+    scale, offset, extra = best["scale"] * unit, best["offset"] * unit, best["extra"] * unit
+    weights, post_ok = best["weights"], best["tau"]
     sd = float(np.sqrt(np.median(e) ** 2 + extra**2))
     counts, prob, post = _assign(x, ok, post_ok, n)
-    notes = [f"library scale {scale:.4f}, offset {offset:.4g} Å², spread beyond the SCS errors {extra:.3g} Å²"]
-    if not scale_supported:
-        notes.append("a library scale other than 1 is not supported by the data (BIC): scale held at 1")
-    if abs(scale - 1) > 0.1:
+    notes.insert(0, f"library scale {scale:.5g}, offset {offset:.4g} Å², spread beyond the SCS errors {extra:.3g} Å²")
+    if not best["scale_supported"]:
+        notes.append(f"a library scale other than {unit:.5g} is not supported by the data (BIC): scale held at "
+                     f"{unit:.5g}")  # fmt: skip
+    if off is None and abs(scale - 1) > 0.1:
         notes.append(f"the fitted library scale {scale:.3f} is far from 1: check the image normalisation")
     used = weights * xs.size >= 0.5
+    loglik = float(best["ll"]) - xs.size * np.log(unit)  # of the SCS in their own units
     return ColumnCounts(counts, prob, n, post, "hybrid", int(used.sum()), scale * tab[used] + offset, weights[used],
                         float(sd), np.zeros(0), np.zeros(0), np.zeros(0), x, float(scale), float(offset), [], notes,
-                        {"library": _library_name(library), "log_likelihood": float(ll)})  # fmt: skip
+                        {"library": _library_name(library), "log_likelihood": loglik,
+                         "free_scale": off is not None})  # fmt: skip
 
 
-def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_iter, tol):
+def _hybrid_fit(xs, e, have_errors, library, fit_offset, prior_sd, max_iter, tol, burn_in=30):
+    """The hybrid fit of ``xs`` against the library at scales about 1 (see :func:`count_hybrid`)."""
+    top = _library_extent(library, xs / 0.7)
+    n, tab, _ = _library_table(library, top)
+    inc = np.diff(np.concatenate([[0.0], tab]))
+    width0 = (0.1 if have_errors else 0.25) * float(np.median(inc))
+    # start the scale on a grid, a few EM steps each; the best start runs to convergence
+    burned = [_hybrid_em(xs, e, tab, s0, 0.0, width0 * s0, fit_offset, prior_sd, burn_in, tol)
+              for s0 in np.linspace(0.8, 1.25, 10)]  # fmt: skip
+    ll, scale, offset, extra, weights, _ = max(burned, key=lambda r: r[0])
+    best = _hybrid_em(xs, e, tab, scale, offset, max(extra, 1e-3 * width0), fit_offset, prior_sd, max_iter, tol,
+                      weights=weights)  # fmt: skip
+    # Is a scale other than 1 supported by the data? Compare with the scale held at 1 (BIC).
+    fixed = _hybrid_em(xs, e, tab, 1.0, 0.0, width0, False, 1e-9, max_iter, tol)
+    ll_free = best[0] + 0.5 * (np.log(best[1]) / prior_sd) ** 2
+    n_free = 2 if fit_offset else 1
+    supported = 2 * (ll_free - fixed[0]) > n_free * np.log(xs.size)
+    chosen = best if supported else fixed
+    ll, scale, offset, extra, weights, tau = chosen
+    return {"ll": ll, "scale": scale, "offset": offset, "extra": extra, "weights": weights, "tau": tau, "n": n,
+            "tab": tab, "scale_supported": bool(supported)}  # fmt: skip
+
+
+def _free_scale(xs, library, tab0, off):
+    """A library scale far from 1, from the profile likelihood of the library's lattice of values.
+
+    For every scale ``s`` on a log grid (0.2 % steps) the data are fitted by a
+    mixture whose means are ``s L(N)``, every count within the data's range,
+    with free weights and one shared width (EM on a 2,000-bin histogram). BIC
+    with one weight per count in range picks the scale: a finer lattice
+    (``s / 2``, every other count empty) fits no better but pays for twice the
+    weights, a coarser one leaves half the columns between its values. Returns
+    (scale, statement); raises ValueError when the best lattice is no better
+    than one Gaussian or the columns spread more than FREE_SCALE_SPREAD steps
+    about it.
+    """
+    from ..library import ScsLibrary
+    from ._em import run_em
+    from .gmm import _bin
+
+    x, w = _bin(np.sort(xs), np.ones(xs.size), 2000)
+    n = xs.size
+    n_top = 2 * len(tab0) if isinstance(library, ScsLibrary) else len(tab0)
+    _, tab, _ = _library_table(library, n_top)
+    inc = np.diff(np.concatenate([[0.0], tab]))
+    x_lo, x_hi = np.quantile(xs, [0.005, 0.995])
+    s_lo = x_hi / tab[-1]
+    s_hi = 2 * x_lo / tab[0] if x_lo > 0 else x_hi / tab[0]
+    grid = np.geomspace(s_lo, max(s_hi, 1.01 * s_lo), int(np.clip(np.log(max(s_hi / s_lo, 1.01)) / 0.002, 10, 20000)))
+    spread = x[-1] - x[0]
+    bic = np.full(grid.size, np.inf)
+    widths = np.zeros(grid.size)
+    for j, s in enumerate(grid):
+        lattice = s * tab
+        sel = (lattice > x[0] - s * inc) & (lattice < x[-1] + s * inc)
+        k = int(sel.sum())
+        if k < 2:
+            continue
+        means = lattice[sel].copy()
+        weights = np.full(k, 1.0 / k)
+        var = (0.25 * float(np.median(s * inc[sel]))) ** 2
+        ll, _, var, _ = run_em(x, w, means, weights, var, 0.0, 40, 1e-7, (1e-4 * spread) ** 2, True)
+        bic[j] = -2 * ll + k * np.log(n)
+        widths[j] = np.sqrt(var) / float(np.median(s * inc[sel]))
+    best = int(np.argmin(bic))
+    s = float(grid[best])
+    one = n * (np.log(2 * np.pi * xs.var()) + 1) + 2 * np.log(n)  # BIC of a single Gaussian
+    hopeless = (f"{off[1]}: the SCS are not normalised like the library, and no scale can be fitted from them "
+                "({why}). To count against the library, " + NORMALISE_HINT)  # fmt: skip
+    if not bic[best] < one - 10:
+        raise ValueError(hopeless.format(why="no scaled library lattice fits them better than one Gaussian"))
+    if widths[best] > FREE_SCALE_SPREAD:
+        raise ValueError(hopeless.format(why=f"at the best scale, {s:.5g}, the columns spread {widths[best]:.2f} "
+                                             "single-atom steps about the library's values: single counts are not "
+                                             "resolved well enough to fix the scale"))  # fmt: skip
+    return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over scales "
+               f"{grid[0]:.4g}..{grid[-1]:.4g}, spread {widths[best]:.2f} single-atom steps)")  # fmt: skip
+
+
+def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_iter, tol, weights=None):
     """EM for the library-tied mixture; column i has variance err_i^2 + extra_sd^2."""
     k = len(tab)
-    weights = np.full(k, 1.0 / k)
+    weights = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=float).copy()
     e2 = err**2
     t2 = extra_sd**2
     prev = -np.inf

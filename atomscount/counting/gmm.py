@@ -22,6 +22,8 @@ from ._em import responsibilities, run_em
 
 __all__ = ["MixtureScan", "fit_mixtures", "local_minima"]
 
+AUTO_BINS = 2000
+
 
 @dataclasses.dataclass(frozen=True, repr=False)
 class MixtureScan:
@@ -137,9 +139,30 @@ def _random_start(x, g, rng):
     return np.sort(m), np.full(g, 1 / g), var
 
 
+def _bin(x, w, n_bins):
+    """Sorted ``x`` with weights ``w`` gathered into bins of width robust range / ``n_bins``.
+
+    Each non-empty bin is represented by the weighted mean of its values and
+    their summed weight. The bins span the whole data, so outliers cost bins of
+    their own rather than coarser bins for the bulk.
+    """
+    lo, hi = np.quantile(x, [0.005, 0.995])
+    h = (hi - lo) / n_bins
+    if not h > 0:
+        return x, w
+    idx = np.floor((x - x[0]) / h).astype(np.int64)
+    starts = np.flatnonzero(np.concatenate([[True], np.diff(idx) > 0]))
+    wsum = np.add.reduceat(w, starts)
+    keep = wsum > 0
+    xsum = np.add.reduceat(w * x, starts)
+    xb = np.where(keep, xsum / np.where(keep, wsum, 1.0), x[starts])
+    return xb[keep], wsum[keep]
+
+
 def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: float | None = None,
                  sample_weights=None, rng=None, burn_in: int = 8, max_iter: int = 1000, tol: float = 1e-8,
-                 n_finish: int = 1, progress: bool = False) -> MixtureScan:  # fmt: skip
+                 n_finish: int = 1, bins: int | str | None = "auto",
+                 progress: bool = False) -> MixtureScan:  # fmt: skip
     """Fit shared-width Gaussian mixtures for G = 1..max_components.
 
     For each G, the starts are the best (G-1)-component solution with one new
@@ -162,10 +185,28 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     sample_weights : array_like (n,), optional
         Weight of each data point (for example a histogram's counts).
     rng : Generator, int or None
+    bins : "auto", int or None
+        Fast path for many values: EM runs on a histogram of ``bins`` bins
+        across the central 99 % of the data (each bin at the weighted mean of
+        its values), then every G's mixture takes two EM steps on the exact
+        data, and its likelihood and entropy are those of the exact data. The
+        bins are far narrower than any component (2,000 bins over the range of
+        30 counts: each is under 1/60 of an increment), so the likelihood is
+        essentially the exact one. ``"auto"``: 2,000 bins when there are more
+        than 4,000 values; ``None``: always exact.
 
     Returns
     -------
     MixtureScan
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.integers(1, 5, 400) + rng.normal(0, 0.1, 400)
+    >>> scan = fit_mixtures(x, max_components=6, rng=0)
+    >>> int(np.argmin(scan.icl)) + 1, np.round(scan.means[3], 1).tolist()
+    (4, [1.0, 2.0, 3.0, 4.0])
     """
     from tqdm.auto import tqdm
 
@@ -182,8 +223,15 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     w = np.ones_like(x) if sample_weights is None else np.asarray(sample_weights, dtype=np.float64).ravel()
     if w.shape != x.shape or np.any(w < 0):
         raise ValueError(f"sample_weights must be >= 0 with the shape of scs {x.shape}, got {w.shape}")
+    if bins == "auto":
+        bins = AUTO_BINS if x.size > 2 * AUTO_BINS else None
+    if bins is not None and (isinstance(bins, str) or int(bins) < 10):
+        raise ValueError(f"bins must be 'auto', None or an integer >= 10, got {bins!r}")
     order = np.argsort(x)
     x, w = x[order], w[order]
+    x_exact, w_exact = x, w
+    if bins is not None:
+        x, w = _bin(x, w, int(bins))
     inv_dose = 0.0 if not dose else 1.0 / float(dose)
     spread = max(x[-1] - x[0], 1e-12 * max(abs(x[-1]), 1.0))
     min_var = (1e-4 * spread) ** 2
@@ -214,6 +262,9 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
                 best = (ll, ent, m, wt, v2, it, key)
         ll, ent, m, wt, v, it, _ = best
         prev = (m, wt, v)
+        if x is not x_exact:  # polish on the exact data, and report its likelihood and entropy
+            m, wt = m.copy(), wt.copy()
+            ll, ent, v, _ = run_em(x_exact, w_exact, m, wt, float(v), inv_dose, 2, 0.0, min_var)
         for key, val in zip(results, (ll, ent, m, wt, np.sqrt(v), it), strict=True):
             results[key].append(val)
     return MixtureScan(

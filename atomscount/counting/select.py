@@ -12,23 +12,48 @@ the ICL curve is a candidate, and each gets a penalty (0 is perfect):
     from their library values in single-atom increments: merged components sit
     half-way between counts. Without a library the increments between
     neighbouring means must follow a smooth power law in the mean; the penalty
-    is their median absolute log-ratio to it.
+    is their median absolute log-ratio to it (up to 0.12 is "regular").
 ``scale`` (library only)
     The fitted scale between the component means and the library must be close
     to 1 (within 15 % costs nothing): a mixture whose components are two atoms
     apart also lines up with the library, but only at a scale near 2^p.
+``absent`` (library only)
+    Counts absent between present ones are only credible when the components
+    are narrow: wider than half a step, an absent count would hide in its
+    neighbours' tails, and the components more likely hold two counts each.
+    Costs the fraction of absent counts.
+``resolution``
+    G = 1 (one mean always lines up with something; without a library nothing
+    can be judged from it), G = 2-3 without a library (too few increments to
+    judge), and any G whose width exceeds the step between the counts it
+    implies (the library increment, or the spacing of its means) are not
+    physically consistent when another candidate is: judged, resolved and
+    within 0.25 of perfect. They then cost 0.5 (not judged) and 1 (not
+    resolved); when no candidate is, they are not held back.
 ``width``
-    The shared width must agree with the columns' SCS errors: merged components
-    are too wide, split ones too narrow. Column-to-column variation beyond the
-    noise is allowed for: 0.8 to 1.6 times the rms error costs nothing.
+    Components narrower than 0.8 times the rms SCS error split the columns and
+    cost ``log(0.8 / ratio)``. Wider ones cost nothing: on real data the
+    columns vary 2-9 times beyond their fit errors (residual thickness,
+    alloying), so a width several times the errors is stated in the reasons
+    and the notes, not held against the candidate.
 ``empty`` / ``duplicate``
     A component holding less than half a column costs 1. Two components on the
     same library count cost 0.1: a heavily populated count split in two still
     gives every column its right count. Without a library, two means closer than
     40 % of the expected increment cost 1, since they shift every count above.
 
-The candidate with the smallest total penalty is chosen; within 0.05 of it, the
-lower ICL wins.
+With a library, the candidate with the smallest total penalty is chosen
+(within 0.05 of it, the lower ICL wins): the one best aligned with the library
+increments. Without a library nothing fixes the size of one atom's step: a
+mixture whose components each hold two neighbouring counts is as regular as
+the true one, and ICL often prefers it (its components overlap less). Among the
+regular candidates the finest is chosen, unless its ICL lies more than 0.3 per
+column above the lowest regular one's, as it does when every count is split in
+two (on synthetic particles of 100-300 columns, merged-versus-true differences
+stay below about 0.3 per column, split-versus-true ones mostly above).
+
+The notes say which candidate was chosen and why, name the runners-up with
+their reasons, and never give an empty reason.
 """
 
 from __future__ import annotations
@@ -42,16 +67,50 @@ from .gmm import MixtureScan, local_minima
 __all__ = ["Candidate", "align_to_library", "select_components"]
 
 CLOSE_ICL = 10.0  # ICL units (twice log-likelihood): "very strong" evidence on Kass & Raftery's scale
+REGULAR = 0.12  # median |log ratio| of the increments up to which means count as regularly spaced
+ALIGNED = 0.25  # penalty up to which a candidate is consistent (random means sit 0.29 increments off, rms)
+UNJUDGED = 0.5  # G = 1, or too few means to judge, against a consistent resolved candidate
+UNRESOLVED = 1.0  # components wider than the step between the counts they imply, against one
+HIDDEN = 0.5  # width in steps beyond which an absent count would hide between its neighbours
+WIDE = 2.0  # width over the rms SCS error beyond which the notes say the columns vary beyond their errors
+TIE = 0.05  # penalties this close are a tie, broken by the lower ICL
+FINER_ICL = 0.3  # ICL per column a finer regular candidate may lie above the best regular one (no library)
 
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
+    """One ICL local minimum, scored.
+
+    Attributes
+    ----------
+    n_components : int
+    icl : float
+    penalty : float
+        Total penalty (0 is perfect); see the module docstring.
+    spacing : float
+        Library misfit [single-atom increments, rms] or, without a library, the
+        median |log ratio| of the increments about a smooth curve.
+    scale : float or None
+        Fitted scale between the means and the library.
+    width_ratio : float or None
+        Shared width over the rms SCS error.
+    width_over_step : float or None
+        Shared width over the step between neighbouring counts it implies.
+    empty, duplicate : int
+    first_count : int
+    counts : tuple of int
+        Count of each component.
+    reason : str
+        Why the candidate scored as it did; never empty.
+    """
+
     n_components: int
     icl: float
     penalty: float
     spacing: float
     scale: float | None
     width_ratio: float | None
+    width_over_step: float | None
     empty: int
     duplicate: int
     first_count: int
@@ -123,6 +182,16 @@ def _smooth_increment_penalty(means):
     return float(np.median(np.abs(np.log(d / smooth)))), smooth
 
 
+def _implied_step(means, weights, lib, inc, counts, scale):
+    """SCS step between neighbouring counts that a candidate implies (None for one component without a library)."""
+    if lib is not None:
+        steps = scale * inc[np.asarray(counts) - 1]
+        return float(np.sum(weights * steps) / np.sum(weights))
+    if len(means) < 2:
+        return None
+    return float(np.median(np.diff(means)))
+
+
 def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n_columns=None,
                       override: int | None = None):  # fmt: skip
     """Choose G from the ICL local minima of ``scan``; see the module docstring.
@@ -131,9 +200,9 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
     ----------
     scan : MixtureScan
     library_scs : array_like, optional
-        Library SCS for 1, 2, ... atoms (extended by the thickness curve if needed).
+        Library SCS [Å²] for 1, 2, ... atoms (extended by the thickness curve if needed).
     scs_errors : array_like, optional
-        Standard errors of the columns' SCS.
+        Standard errors of the columns' SCS [Å²].
     n_columns : int, optional
         Number of columns (for the empty-component test); ``scan.n`` by default.
     override : int, optional
@@ -144,7 +213,14 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
     chosen : Candidate
     candidates : list of Candidate, best first
     notes : list of str
-        Plain statements about the ICL curve (flat, several close minima) and the choice.
+        Plain statements about the ICL curve (flat, several close minima), the
+        choice and the runners-up.
+
+    Raises
+    ------
+    ValueError
+        If ``override`` is outside 1..G_max, or ``library_scs`` does not start
+        above zero and increase.
     """
     icl = scan.icl
     n_cols = n_columns or scan.n
@@ -159,54 +235,115 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         e = np.asarray(scs_errors, dtype=float)
         e = e[np.isfinite(e) & (e > 0)]
         err_rms = float(np.sqrt(np.mean(e**2))) if e.size else None
-    lib = None if library_scs is None else np.asarray(library_scs, dtype=float)
-    cands = []
+    lib = inc = None
+    if library_scs is not None:
+        lib = np.asarray(library_scs, dtype=float)
+        if lib.ndim != 1 or lib.size < 2 or not np.all(np.isfinite(lib)) or lib[0] <= 0 or np.any(np.diff(lib) <= 0):
+            raise ValueError("library_scs must hold the SCS of 1, 2, ... atoms: finite, above zero and increasing, "
+                             f"got {np.array2string(lib.ravel()[:6], precision=4)}"
+                             + ("..." if lib.size > 6 else ""))  # fmt: skip
+        inc = np.diff(np.concatenate([[0.0], lib]))
+    rows = []
     for i in idx:
         g = int(i) + 1
         means, weights, width = scan.means[i], scan.weights[i], float(scan.width[i])
         reasons = []
         scale = None
         comp_counts = np.arange(1, g + 1)
+        scale_pen = gap_pen = 0.0
+        gaps = 0
         if lib is not None:
             comp_counts, scale, spacing = align_to_library(means, weights, lib)
             dup = int(np.sum(np.diff(comp_counts) == 0))
             scale_pen = max(0.0, abs(np.log(scale)) - np.log(1.15)) * 4
             gaps = int(comp_counts[-1] - comp_counts[0] + 1 - len(np.unique(comp_counts)))
             reasons.append(f"aligned with library counts {comp_counts[0]}..{comp_counts[-1]}"
-                           + (f" ({gaps} absent)" if gaps else "") + f" at scale {scale:.3f}")  # fmt: skip
+                           + (f" ({gaps} absent)" if gaps else "") + f" at scale {scale:.3f}"
+                           + (f", means off by {spacing:.2f} increments (rms)" if spacing > 0.05 else ""))  # fmt: skip
+            if scale_pen > 0:
+                reasons.append(f"library scale {scale:.3f} is more than 15 % from 1")
+            judged = g >= 2
+            if not judged:
+                reasons.append("a single component: one mean always lines up with some library count")
         else:
             spacing, expected = _smooth_increment_penalty(means)
             expected = np.atleast_1d(expected) if g >= 2 else np.array([np.inf])
-            scale_pen = 0.0
-            if g < 4:
-                reasons.append("too few components to judge the spacing")
             dup = int(np.sum(np.diff(means) < 0.4 * np.asarray(expected))) if g >= 2 else 0
+            judged = g >= 4
+            if g == 1:
+                reasons.append("a single component: nothing can be judged from one mean")
+            elif not judged:
+                reasons.append(f"too few components ({g}) to judge the spacing")
+            else:
+                reasons.append(("regularly" if spacing <= REGULAR else "irregularly")
+                               + f" spaced means (median |log ratio| {spacing:.3f} about a smooth curve)")  # fmt: skip
+        step = _implied_step(means, weights, lib, inc, comp_counts, scale)
+        over_step = None if step is None else width / step
+        if gaps and over_step > HIDDEN:
+            # an absent count between components this wide would hide in their tails: more likely the
+            # components each hold two or more neighbouring counts
+            gap_pen = min(1.0, gaps / g) * UNRESOLVED
+            reasons.append(f"{gaps} absent count(s) would hide within components {over_step:.2f} steps wide")
         empty = int(np.sum(weights * n_cols < 0.5))
         width_ratio = None
-        width_pen = 0.0
+        narrow_pen = 0.0
         if err_rms:
             width_ratio = width / err_rms
-            width_pen = max(0.0, np.log(0.8 / width_ratio)) + max(0.0, np.log(width_ratio / 1.6))
-            if width_pen > 0:
-                reasons.append(f"width {width_ratio:.2f}x the rms SCS error")
-        if spacing > 0.15:
-            reasons.append(f"means off the library by {spacing:.2f} increments (rms)" if lib is not None
-                           else f"irregular spacing (median |log ratio| {spacing:.2f})")  # fmt: skip
+            narrow_pen = max(0.0, np.log(0.8 / width_ratio))
+            if narrow_pen > 0:
+                reasons.append(f"width only {width_ratio:.2f}x the rms SCS error: components split")
+            elif width_ratio > WIDE:
+                reasons.append(f"width {width_ratio:.1f}x the rms SCS error")
         if dup:
             reasons.append(f"{dup} duplicated component(s)")
         if empty:
             reasons.append(f"{empty} empty component(s)")
         # with a library, two components on one count only split a heavily populated count (every
         # column still gets the right count); without one they shift every count above them
-        penalty = spacing + scale_pen + width_pen + empty + (0.1 * dup if lib is not None else dup)
-        if penalty < 0.05:
-            reasons.append("physically consistent")
-        cands.append(Candidate(g, float(icl[i]), float(penalty), float(spacing), scale, width_ratio, empty, dup,
-                               int(comp_counts[0]), tuple(int(c) for c in comp_counts),
-                               "; ".join(reasons)))  # fmt: skip
+        penalty = spacing + scale_pen + gap_pen + narrow_pen + empty + (0.1 * dup if lib is not None else dup)
+        rows.append(dict(g=g, i=i, penalty=float(penalty), spacing=float(spacing), scale=scale,
+                         fit=float(spacing + scale_pen + gap_pen + narrow_pen),
+                         width_ratio=width_ratio, over_step=over_step, empty=empty, dup=dup,
+                         counts=comp_counts, judged=judged, reasons=reasons))  # fmt: skip
+    # G = 1, too few means to judge, or components wider than the step they imply: physically
+    # inconsistent, but only against a judged candidate whose components are resolved and whose
+    # means line up (duplicates and empties aside, which are judged by their own penalties)
+    resolved = [r for r in rows if r["judged"] and r["over_step"] <= 1.0 and r["fit"] <= ALIGNED]
+    ref = min(resolved, key=lambda r: (r["penalty"], icl[r["i"]])) if resolved else None
+    for r in rows:
+        unresolved = r["over_step"] is not None and r["over_step"] > 1.0
+        if unresolved:
+            r["reasons"].append(f"width {r['over_step']:.2f}x the step between the counts it implies "
+                                "(components hold several counts)")  # fmt: skip
+        if ref is None or r is ref or not (unresolved or not r["judged"]):
+            continue
+        r["penalty"] += (UNRESOLVED if unresolved else 0.0) + (0.0 if r["judged"] else UNJUDGED)
+        r["reasons"].append(f"not physically consistent while G = {ref['g']} is")
+    cands = []
+    for r in rows:
+        if r["penalty"] < TIE and r["judged"]:
+            r["reasons"].append("physically consistent")
+        cands.append(Candidate(r["g"], float(icl[r["i"]]), r["penalty"], r["spacing"], r["scale"], r["width_ratio"],
+                               r["over_step"], r["empty"], r["dup"], int(r["counts"][0]),
+                               tuple(int(c) for c in r["counts"]), "; ".join(r["reasons"])))  # fmt: skip
     best_pen = min(c.penalty for c in cands)
-    ranked = sorted(cands, key=lambda c: (c.penalty > best_pen + 0.05, c.penalty if c.penalty > best_pen + 0.05
-                                          else 0.0, c.icl))  # fmt: skip
+    finest = set()
+    if lib is None:
+        # without a library nothing fixes one atom's step: components that each hold two neighbouring
+        # counts are as regular as single counts, and ICL favours them (they overlap less). The finest
+        # regular candidate wins, unless its ICL is far above the best regular one's, as it is for
+        # counts split in two
+        regular = [c for c in cands if c.penalty <= REGULAR]
+        if regular:
+            floor = min(c.icl for c in regular)
+            finest = {c.n_components for c in regular if c.icl - floor <= FINER_ICL * n_cols}
+
+    def rank(c):
+        if c.n_components in finest:
+            return (0, -c.n_components, c.icl)
+        return (1 + (c.penalty > best_pen + TIE), c.penalty if c.penalty > best_pen + TIE else 0.0, c.icl)
+
+    ranked = sorted(cands, key=rank)
     notes = []
     g_global = int(np.argmin(icl)) + 1
     span = float(np.max(icl) - np.min(icl))
@@ -222,9 +359,20 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         notes.append(f"G = {override} set by the user")
     else:
         chosen = ranked[0]
+        why = chosen.reason
+        if chosen.n_components in finest and len(finest) > 1:
+            why += f"; the finest of the regular candidates G = {sorted(finest)}"
         if chosen.n_components != g_global:
             notes.append(f"chose the local minimum G = {chosen.n_components} over the global ICL minimum "
-                         f"G = {g_global}: {chosen.reason}")  # fmt: skip
+                         f"G = {g_global}: {why}")  # fmt: skip
         else:
-            notes.append(f"chose the global ICL minimum G = {g_global}: {chosen.reason}")
+            notes.append(f"chose the global ICL minimum G = {g_global}: {why}")
+    if chosen.width_ratio is not None and chosen.width_ratio > WIDE:
+        notes.append(f"the mixture width is {chosen.width_ratio:.1f}x the rms SCS error: the columns vary beyond "
+                     "their fit errors (residual thickness, alloying); a width wider than the errors is not held "
+                     "against any G")  # fmt: skip
+    others = [c for c in ranked if c is not chosen][:3]
+    if others:
+        notes.append("runners-up: " + "; ".join(f"G = {c.n_components} (ICL {c.icl - icl[g_global - 1]:+.1f}, "
+                                                 f"penalty {c.penalty:.2f}: {c.reason})" for c in others))  # fmt: skip
     return chosen, ranked, notes
