@@ -22,10 +22,35 @@ Misleading ICL
     16 thicknesses between 2 and 25 atoms, some absent) at 1e4 e/Å².
     Reported: the G of the global minimum, the G chosen, and the exact fractions.
 
+Expert cases (``icl_expert_cases_correct``)
+    Small particles of mixed columns, where the global ICL minimum is G = 1 but
+    8-12 counts are resolvable and an expert picks the right local minimum:
+    100-300 columns on 8-12 consecutive counts (unequal populations), each
+    column the shipped Au [001] library SCS for its count plus a per-column
+    spread 2-9 times its "fit error" (residual thickness, alloying), the total
+    0.27 single-atom steps. Sets are drawn until 30 (10 with ``--quick``) have
+    their global ICL minimum at G = 1; how many were drawn, and how often the
+    true G is an ICL local minimum at all, are reported. Counted by
+    ``method="icl"`` without a library, with and without ``scs_errors``; the key
+    is the mean of the two fractions of sets whose chosen G is the true number
+    of counts. The choice with the library (with and without ``scs_errors``) is
+    reported as well.
+
+Unnormalised SCS (``hybrid_unnormalised_exact``)
+    The fitted SCS of the three particles at 1e5 e/Å² and of the abTEM image,
+    times 10^4 (detector counts rather than a fraction of the beam), counted by
+    ``method="hybrid"``: the fraction of columns counted exactly (the same SCS
+    normalised are counted 99.5 % exactly). At 1e4 e/Å² they are reported too,
+    where a particle's counts are too noisy to fix a free scale the hybrid stops
+    with a ValueError, recorded as such.
+
 Speed
     GMM + ICL for G = 1..60 on 10,000 SCS values, against a plain loop over
     ``sklearn.mixture.GaussianMixture(covariance_type="tied", n_init=<same starts>)``
     (scikit-learn's default tolerance; installed in the benchmark environment only).
+    ``gmm_icl_seconds_g100``: the same for G = 1..100 on 10,000 values (the
+    histogram fast path of :func:`fit_mixtures`; without ``--quick`` the exact
+    path is timed too and their ICL curves compared).
 
 Usage: python benchmarks/bench_counting.py --out FILE.json [--quick]
 """
@@ -51,7 +76,7 @@ from _common import PeakRSS  # noqa: E402
 
 from atomscount import HAADFImage, crlb, fit_columns  # noqa: E402
 from atomscount.columns.model import ColumnModel, add_poisson_noise  # noqa: E402
-from atomscount.counting import count_atoms, fit_mixtures, select_components  # noqa: E402
+from atomscount.counting import count_atoms, fit_mixtures, local_minima, select_components  # noqa: E402
 from atomscount.io import atomic_path  # noqa: E402
 from atomscount.library import load_default  # noqa: E402
 
@@ -131,7 +156,7 @@ def count_all(scs, errors, library, truth, max_components):
     return out
 
 
-def accuracy(library, quick):
+def accuracy(library, quick, fitted):
     doses = {"1e3": 1e3, "1e4": 1e4, "1e5": 1e5}
     report = {}
     for name, atoms in particles(quick).items():
@@ -148,6 +173,7 @@ def accuracy(library, quick):
             bound = crlb(model, dose_e_per_angstrom2=dose).scs[idx]
             g_max = min(int(counts.max()) + 10, 60)
             entry = count_all(fit.scs, fit.scs_error, library, truth, g_max)
+            fitted[(name, key)] = (np.asarray(fit.scs), np.asarray(fit.scs_error), truth)
             entry["limit_exact"] = counting_limit(truth, bound, library)
             entry["fitted_columns"] = int(fit.n_columns)
             report[name][key] = entry
@@ -191,6 +217,78 @@ def misleading(library, quick):
     return out
 
 
+def expert_set(library, seed):
+    """SCS of a small particle of mixed columns: 8-12 resolvable counts, the global ICL minimum at G = 1."""
+    rng = np.random.default_rng(seed)
+    g, n, lo = int(rng.integers(8, 13)), int(rng.integers(100, 301)), int(rng.integers(2, 9))
+    counts = np.arange(lo, lo + g)
+    truth = rng.choice(counts, n, p=rng.dirichlet(np.full(g, 10.0)))
+    ratio = rng.uniform(2, 9)  # per-column spread over the fit error
+    step = float(np.mean(np.diff(library.scs_at(np.arange(lo - 1, lo + g + 1)))))
+    error = 0.27 * step / np.hypot(1, ratio)
+    scs = library.scs_at(truth) + rng.normal(0, ratio * error, n) + rng.normal(0, error, n)
+    return truth, scs, np.full(n, error), ratio
+
+
+def expert_cases(library, quick):
+    """Sets drawn until ``n_sets`` have their global ICL minimum at G = 1 (the others are counted, not scored)."""
+    n_sets = 10 if quick else 30
+    rows, drawn = [], 0
+    for seed in range(100, 100 + 10 * n_sets):
+        if len(rows) == n_sets:
+            break
+        truth, scs, err, ratio = expert_set(library, seed)
+        drawn += 1
+        g_true = int(len(np.unique(truth)))
+        row = {"seed": seed, "n_columns": int(truth.size), "true_g": g_true, "spread_over_error": float(ratio)}
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            res = count_atoms(scs, method="icl", max_components=40, rng=0)
+            icl = np.asarray(res.icl)
+            if np.argmin(icl) != 0:
+                continue
+            row["g_no_errors"] = int(res.n_components)
+            for key, kw in (("with_errors", {"scs_errors": err}),
+                            ("with_library", {"scs_errors": err, "library": library}),
+                            ("with_library_no_errors", {"library": library})):  # fmt: skip
+                row[f"g_{key}"] = int(count_atoms(scs, method="icl", max_components=40, rng=0, **kw).n_components)
+        row["true_g_is_local_minimum"] = bool(g_true - 1 in set(local_minima(icl).tolist()))
+        rows.append(row)
+    frac = {key: float(np.mean([r[f"g_{key}"] == r["true_g"] for r in rows]))
+            for key in ("no_errors", "with_errors", "with_library", "with_library_no_errors")}  # fmt: skip
+    out = {"n_sets": len(rows), "n_drawn": drawn, "correct_no_errors": frac["no_errors"],
+           "correct_with_errors": frac["with_errors"], "correct_with_library": frac["with_library"],
+           "correct_with_library_no_errors": frac["with_library_no_errors"],
+           "global_icl_minimum_g1_fraction_of_drawn": len(rows) / drawn,
+           "true_g_local_minimum_fraction": float(np.mean([r["true_g_is_local_minimum"] for r in rows])),
+           "sets": rows}  # fmt: skip
+    print(f"expert cases: {len(rows)} sets with the global ICL minimum at G = 1 ({drawn} drawn); the true G a local "
+          f"minimum in {out['true_g_local_minimum_fraction']:.2f}; chosen G right: {frac['no_errors']:.2f} without "
+          f"errors, {frac['with_errors']:.2f} with, {frac['with_library']:.2f} with the library "
+          f"({frac['with_library_no_errors']:.2f} without errors)",
+          flush=True)  # fmt: skip
+    return out
+
+
+def hybrid_unnormalised(library, fitted, factor=1e4):
+    """The fitted SCS times ``factor``, counted by the hybrid (which must fit the scale freely)."""
+    out = {}
+    for (name, dose), (scs, err, truth) in fitted.items():
+        entry = {"n_columns": int(truth.size)}
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                res = count_atoms(factor * scs, method="hybrid", library=library, scs_errors=factor * err, rng=0)
+            entry.update(exact=float(np.mean(res.counts == truth)), scale_over_factor=res.library_scale / factor,
+                         free_scale=bool(res.metadata.get("free_scale")))  # fmt: skip
+        except ValueError as exc:
+            entry.update(exact=None, raised=str(exc))
+        out[f"{name}_{dose}"] = entry
+        said = f"{entry['exact']:.3f} exact" if entry["exact"] is not None else "ValueError"
+        print(f"hybrid on SCS x {factor:g}: {name} {dose}: {said}", flush=True)
+    return out
+
+
 def speed(library, quick, n_starts=6):
     n, g_max = (2000, 20) if quick else (10000, 60)
     rng = np.random.default_rng(0)
@@ -224,7 +322,34 @@ def speed(library, quick, n_starts=6):
     return out
 
 
-def abtem_image():
+def speed_g100(library, quick, n=10000, g_max=100):
+    """GMM + ICL for G = 1..100 on 10^4 SCS: the histogram fast path, and (full run) the exact one."""
+    rng = np.random.default_rng(0)
+    truth = rng.integers(1, 41, n)
+    sd = 0.15 * float(np.mean(np.diff(library.scs)))
+    x = library.scs_at(truth) + rng.normal(0, sd, n)
+    fit_mixtures(x[:200], max_components=3)  # compile outside the timing
+    fit_mixtures(x[:5000], max_components=3, bins=100)
+    out = {"n_values": n, "g_max": g_max}
+    paths = {"binned": "auto"} if quick else {"binned": "auto", "exact": None}
+    scans = {}
+    for name, bins in paths.items():
+        t0 = time.perf_counter()
+        scans[name] = fit_mixtures(x, max_components=g_max, rng=0, bins=bins)
+        chosen, _, _ = select_components(scans[name], library_scs=library.scs, scs_errors=np.full(n, sd))
+        out[f"{name}_seconds"] = time.perf_counter() - t0
+        out[f"{name}_chosen_g"] = int(chosen.n_components)
+        out[f"{name}_global_icl_minimum"] = int(np.argmin(scans[name].icl)) + 1
+    if "exact" in scans:
+        d = scans["binned"].icl - scans["exact"].icl
+        out["icl_binned_minus_exact_up_to_g50"] = {"max_abs": float(np.max(np.abs(d[:50]))),
+                                                   "median": float(np.median(d[:50]))}  # fmt: skip
+    print(f"GMM + ICL, G = 1..{g_max} on {n} values: " + ", ".join(f"{k} {out[k + '_seconds']:.1f} s" for k in paths),
+          flush=True)  # fmt: skip
+    return out
+
+
+def abtem_image(fitted):
     from atomscount import find_columns, read_image
     from atomscount.demo import demo_paths
 
@@ -237,6 +362,7 @@ def abtem_image():
     d, idx = cKDTree(truth["positions"]).query(fit.positions)
     true_counts = truth["counts"][idx]
     out = count_all(fit.scs, fit.scs_error, load_default("Au", "001"), true_counts, 20)
+    fitted[("abtem_image", "demo")] = (np.asarray(fit.scs), np.asarray(fit.scs_error), true_counts)
     out["n_columns"] = int(fit.n_columns)
     out["n_true_columns"] = int(len(truth["counts"]))
     return out
@@ -245,22 +371,47 @@ def abtem_image():
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
-    ap.add_argument("--quick", action="store_true", help="small particles and G <= 20 (a few minutes)")
+    ap.add_argument("--quick", action="store_true", help="small particles, G <= 20, 12 expert sets (a few minutes)")
     args = ap.parse_args(argv)
     library = load_default("Au", "001")
     t_start = time.perf_counter()
+    fitted = {}
     with PeakRSS() as mem:
-        summary, details = accuracy(library, args.quick)
+        summary, details = accuracy(library, args.quick, fitted)
         mis = misleading(library, args.quick)
         spd = speed(library, args.quick)
-        ab = abtem_image()
+        ab = abtem_image(fitted)
+        experts = expert_cases(library, args.quick)
+        unnorm = hybrid_unnormalised(library, {k: v for k, v in fitted.items() if k[1] in ("1e4", "1e5", "demo")})
+        g100 = speed_g100(library, args.quick)
+    resolved = [v for k, v in unnorm.items() if not k.endswith("_1e4")]
+    noisy = [v for k, v in unnorm.items() if k.endswith("_1e4")]
+
+    def weighted(entries):
+        cols = np.array([e["n_columns"] for e in entries], dtype=float)
+        exact = np.array([e["exact"] or 0.0 for e in entries])
+        return float(np.sum(cols * exact) / cols.sum())
+
     result = {
         **summary,
         "abtem_image_exact": ab["hybrid"]["exact"],
         "abtem_image": ab,
         "gmm_icl_seconds": spd["gmm_icl_seconds"],
         "speedup_vs_sklearn": spd["speedup_vs_sklearn"],
+        "gmm_icl_seconds_g100": g100["binned_seconds"],
+        "icl_expert_cases_correct": 0.5 * (experts["correct_no_errors"] + experts["correct_with_errors"]),
+        "icl_expert_cases_correct_no_errors": experts["correct_no_errors"],
+        "icl_expert_cases_correct_with_errors": experts["correct_with_errors"],
+        "icl_expert_cases_correct_with_library": experts["correct_with_library"],
+        "icl_expert_cases_correct_with_library_no_errors": experts["correct_with_library_no_errors"],
+        "icl_expert_cases_true_g_local_minimum": experts["true_g_local_minimum_fraction"],
+        "hybrid_unnormalised_exact": weighted(resolved),
+        "hybrid_unnormalised_exact_1e4": weighted(noisy),
+        "hybrid_unnormalised_raised_1e4": int(sum(e["exact"] is None for e in noisy)),
         "speed": spd,
+        "speed_g100": g100,
+        "expert_cases": experts,
+        "hybrid_unnormalised": unnorm,
         "misleading_icl": mis,
         "particles": details,
         "peak_memory_mb": mem.mb,

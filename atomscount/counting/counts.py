@@ -181,7 +181,7 @@ def _library_table(library, n_max=None):
     if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
         raise ValueError(f"library must be an ScsLibrary or a 1D array of SCS for 1, 2, ... atoms, got {arr.shape}")
     if arr[0] <= 0:
-        raise ValueError(f"library must hold the SCS of 1, 2, ... atoms, all > 0, got library[0] = {arr[0]!r}")
+        raise ValueError(f"library must hold the SCS of 1, 2, ... atoms, all > 0, got library[0] = {float(arr[0])!r}")
     if np.any(np.diff(arr) <= 0):
         raise ValueError("library SCS must increase with the number of atoms")
     n = np.arange(1, arr.size + 1)
@@ -206,9 +206,12 @@ def _library_extent(library, scs):
 
 
 FAR_OFF = 2.0  # the median SCS this many times beyond the library's range: the SCS are not normalised
-# Beyond this spread (in single-atom steps) a coarser lattice fits noisy data as well as the true one
-# (on synthetic particles the free scale came out 2.3 times too large from 0.37 steps up)
-FREE_SCALE_SPREAD = 0.35
+# A free scale needs resolved counts: noisy data fit a coarser lattice about as well as the true one,
+# at 0.34-0.52 steps of spread (on synthetic particles; right scales came with 0.04-0.30 steps), and a
+# lattice of the counts must fit better than one of the midpoints between them (2 dlogL 48-2200 for
+# right scales, 2-35 for wrong ones at up to 1,000 columns)
+FREE_SCALE_SPREAD = 0.32
+FREE_SCALE_EVIDENCE = 25.0
 
 NORMALISE_HINT = ("normalise the image to the incident beam with HAADFImage.normalise(detector_vacuum=..., "
                   "detector_black=...) (the detector's readings under the full beam and blanked), then fit "
@@ -224,7 +227,7 @@ def _far_off(xs, tab):
     med = float(np.median(xs))
     if med > FAR_OFF * tab[-1]:
         ratio = med / tab[-1]
-        return ratio, (f"the median SCS {med:.4g} Å² is {ratio:.3g} times the library's largest SCS "
+        return ratio, (f"the median SCS {med:.4g} Å² is {ratio:,.0f} times the library's largest SCS "
                        f"({tab[-1]:.4g} Å² at {len(tab)} atoms)")  # fmt: skip
     if med < tab[0] / FAR_OFF:
         ratio = med / tab[0]
@@ -620,8 +623,9 @@ def _free_scale(xs, library, tab0, off):
     (``s / 2``, every other count empty) fits no better but pays for twice the
     weights, a coarser one leaves half the columns between its values. Returns
     (scale, statement); raises ValueError when the best lattice is no better
-    than one Gaussian or the columns spread more than FREE_SCALE_SPREAD steps
-    about it.
+    than one Gaussian, the columns spread more than FREE_SCALE_SPREAD steps
+    about it, or it fits less than FREE_SCALE_EVIDENCE better than a lattice
+    of the midpoints between counts (which fits unresolved data as well).
     """
     from ..library import ScsLibrary
     from ._em import run_em
@@ -636,34 +640,43 @@ def _free_scale(xs, library, tab0, off):
     s_lo = x_hi / tab[-1]
     s_hi = 2 * x_lo / tab[0] if x_lo > 0 else x_hi / tab[0]
     grid = np.geomspace(s_lo, max(s_hi, 1.01 * s_lo), int(np.clip(np.log(max(s_hi / s_lo, 1.01)) / 0.002, 10, 20000)))
-    spread = x[-1] - x[0]
+    min_var = (1e-4 * (x[-1] - x[0])) ** 2
+
+    def lattice_fit(s, values):
+        """(log-likelihood, values in range, width in single-atom steps) of the lattice ``s * values``."""
+        lattice = s * values
+        sel = (lattice > x[0] - s * inc[: values.size]) & (lattice < x[-1] + s * inc[: values.size])
+        k = int(sel.sum())
+        if k < 2:
+            return -np.inf, k, np.inf
+        step = float(np.median(s * inc[: values.size][sel]))
+        means, weights = lattice[sel].copy(), np.full(k, 1.0 / k)
+        ll, _, var, _ = run_em(x, w, means, weights, (0.25 * step) ** 2, 0.0, 40, 1e-7, min_var, True)
+        return ll, k, np.sqrt(var) / step
+
     bic = np.full(grid.size, np.inf)
     widths = np.zeros(grid.size)
     for j, s in enumerate(grid):
-        lattice = s * tab
-        sel = (lattice > x[0] - s * inc) & (lattice < x[-1] + s * inc)
-        k = int(sel.sum())
-        if k < 2:
-            continue
-        means = lattice[sel].copy()
-        weights = np.full(k, 1.0 / k)
-        var = (0.25 * float(np.median(s * inc[sel]))) ** 2
-        ll, _, var, _ = run_em(x, w, means, weights, var, 0.0, 40, 1e-7, (1e-4 * spread) ** 2, True)
+        ll, k, widths[j] = lattice_fit(s, tab)
         bic[j] = -2 * ll + k * np.log(n)
-        widths[j] = np.sqrt(var) / float(np.median(s * inc[sel]))
     best = int(np.argmin(bic))
     s = float(grid[best])
+    # a lattice of the midpoints between counts fits smooth (unresolved) data as well as the counts do
+    evidence = 2 * (lattice_fit(s, tab)[0] - lattice_fit(s, 0.5 * (tab[1:] + tab[:-1]))[0])
     one = n * (np.log(2 * np.pi * xs.var()) + 1) + 2 * np.log(n)  # BIC of a single Gaussian
     hopeless = (f"{off[1]}: the SCS are not normalised like the library, and no scale can be fitted from them "
                 "({why}). To count against the library, " + NORMALISE_HINT)  # fmt: skip
     if not bic[best] < one - 10:
         raise ValueError(hopeless.format(why="no scaled library lattice fits them better than one Gaussian"))
-    if widths[best] > FREE_SCALE_SPREAD:
+    if widths[best] > FREE_SCALE_SPREAD or evidence < FREE_SCALE_EVIDENCE:
         raise ValueError(hopeless.format(why=f"at the best scale, {s:.5g}, the columns spread {widths[best]:.2f} "
-                                             "single-atom steps about the library's values: single counts are not "
-                                             "resolved well enough to fix the scale"))  # fmt: skip
-    return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over scales "
-               f"{grid[0]:.4g}..{grid[-1]:.4g}, spread {widths[best]:.2f} single-atom steps)")  # fmt: skip
+                                             "single-atom steps about the library's values, and the counts fit them "
+                                             f"better than the midpoints between counts by only {evidence:.0f} "
+                                             "(twice the log-likelihood): single counts are not resolved well "
+                                             "enough to fix the scale"))  # fmt: skip
+    return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over scales {grid[0]:.4g}.."
+               f"{grid[-1]:.4g}; spread {widths[best]:.2f} single-atom steps; better than the midpoints between "
+               f"counts by {evidence:.0f} in twice the log-likelihood)")  # fmt: skip
 
 
 def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_iter, tol, weights=None):

@@ -279,16 +279,20 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
                                + f" spaced means (median |log ratio| {spacing:.3f} about a smooth curve)")  # fmt: skip
         step = _implied_step(means, weights, lib, inc, comp_counts, scale)
         over_step = None if step is None else width / step
-        if gaps and over_step > HIDDEN:
-            # an absent count between components this wide would hide in their tails: more likely the
-            # components each hold two or more neighbouring counts
+        width_ratio = None if not err_rms else width / err_rms
+        unresolved = over_step is not None and over_step > 1.0
+        if unresolved:
+            reasons.append(f"width {over_step:.2f}x the step between the counts it implies (components hold "
+                           "several counts)")  # fmt: skip
+        elif gaps and (over_step > HIDDEN or (width_ratio is not None and width_ratio > WIDE)):
+            # an absent count between components this wide (or this much wider than the SCS errors)
+            # would hide in their tails: more likely the components each hold neighbouring counts
             gap_pen = min(1.0, gaps / g) * UNRESOLVED
-            reasons.append(f"{gaps} absent count(s) would hide within components {over_step:.2f} steps wide")
+            wide = f"{over_step:.2f} steps" + (f", {width_ratio:.1f}x the SCS errors" if width_ratio else "")
+            reasons.append(f"{gaps} absent count(s) would hide within components {wide} wide")
         empty = int(np.sum(weights * n_cols < 0.5))
-        width_ratio = None
         narrow_pen = 0.0
         if err_rms:
-            width_ratio = width / err_rms
             narrow_pen = max(0.0, np.log(0.8 / width_ratio))
             if narrow_pen > 0:
                 reasons.append(f"width only {width_ratio:.2f}x the rms SCS error: components split")
@@ -300,25 +304,21 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
             reasons.append(f"{empty} empty component(s)")
         # with a library, two components on one count only split a heavily populated count (every
         # column still gets the right count); without one they shift every count above them
-        penalty = spacing + scale_pen + gap_pen + narrow_pen + empty + (0.1 * dup if lib is not None else dup)
-        rows.append(dict(g=g, i=i, penalty=float(penalty), spacing=float(spacing), scale=scale,
-                         fit=float(spacing + scale_pen + gap_pen + narrow_pen),
+        fit = spacing + scale_pen + gap_pen + narrow_pen + (UNRESOLVED if unresolved else 0.0)
+        if lib is not None and g == 1:  # its alignment is no evidence: never consistent on its own
+            fit += UNJUDGED
+        penalty = fit + empty + (0.1 * dup if lib is not None else dup)
+        rows.append(dict(g=g, i=i, penalty=float(penalty), spacing=float(spacing), scale=scale, fit=float(fit),
                          width_ratio=width_ratio, over_step=over_step, empty=empty, dup=dup,
                          counts=comp_counts, judged=judged, reasons=reasons))  # fmt: skip
-    # G = 1, too few means to judge, or components wider than the step they imply: physically
-    # inconsistent, but only against a judged candidate whose components are resolved and whose
-    # means line up (duplicates and empties aside, which are judged by their own penalties)
-    resolved = [r for r in rows if r["judged"] and r["over_step"] <= 1.0 and r["fit"] <= ALIGNED]
+    # without a library, G = 1-3 cannot be judged: not physically consistent, but only against a
+    # judged candidate whose components are resolved and whose means are regular
+    resolved = [r for r in rows if r["judged"] and r["fit"] <= ALIGNED]
     ref = min(resolved, key=lambda r: (r["penalty"], icl[r["i"]])) if resolved else None
     for r in rows:
-        unresolved = r["over_step"] is not None and r["over_step"] > 1.0
-        if unresolved:
-            r["reasons"].append(f"width {r['over_step']:.2f}x the step between the counts it implies "
-                                "(components hold several counts)")  # fmt: skip
-        if ref is None or r is ref or not (unresolved or not r["judged"]):
-            continue
-        r["penalty"] += (UNRESOLVED if unresolved else 0.0) + (0.0 if r["judged"] else UNJUDGED)
-        r["reasons"].append(f"not physically consistent while G = {ref['g']} is")
+        if ref is not None and not r["judged"] and lib is None:
+            r["penalty"] += UNJUDGED
+            r["reasons"].append(f"not physically consistent while G = {ref['g']} is")
     cands = []
     for r in rows:
         if r["penalty"] < TIE and r["judged"]:

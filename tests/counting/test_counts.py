@@ -113,7 +113,7 @@ def test_icl_with_a_library_handles_counts_absent_from_the_particle(au):
     r = count_atoms(scs, library=au, scs_errors=np.full(truth.size, sd), max_components=15, rng=0)
     np.testing.assert_array_equal(r.count_values, present)
     assert np.mean(r.counts == truth) > 0.99
-    assert "absent" in r.notes[-1]
+    assert "absent" in next(n for n in r.notes if n.startswith("chose"))
 
 
 def test_hybrid_keeps_the_scale_at_one_unless_the_data_say_otherwise(au):
@@ -133,3 +133,46 @@ def test_a_library_for_other_microscope_settings_is_flagged(au):
     with pytest.warns(UserWarning, match="other microscope settings"):
         r = count_atoms(scs, method="library", library=au, scs_errors=err, microscope={"energy_ev": 200e3})
     assert any("other microscope settings" in n for n in r.notes)
+
+
+def test_hybrid_fits_the_scale_of_unnormalised_scs_freely(au):
+    truth, scs, err = _columns(au, 2, 20, 400, 0.05, 1)
+    r = count_hybrid(1e4 * scs, au, scs_errors=1e4 * err)  # detector counts, not a fraction of the beam
+    assert np.mean(r.counts == truth) == 1.0
+    assert r.library_scale == pytest.approx(1e4, rel=0.01)
+    assert r.metadata["free_scale"]
+    note = next(n for n in r.notes if "fitted freely" in n)
+    assert "times the library's largest SCS" in note and "HAADFImage.normalise(detector_vacuum=" in note
+    # the same through count_atoms, and far below the library as well
+    assert np.mean(count_atoms(1e-3 * scs, method="hybrid", library=au, scs_errors=1e-3 * err).counts == truth) == 1.0
+
+
+def test_unnormalised_scs_that_fix_no_scale_stop_with_the_ratio(au):
+    rng = np.random.default_rng(9)
+    one_count = 1e4 * (au.scs_at(np.full(200, 5)) + rng.normal(0, 0.002, 200))  # one thickness: no step to see
+    said = r"is 1,4\d\d times the library's largest SCS.*no scale can be fitted.*HAADFImage.normalise\("
+    with pytest.raises(ValueError, match=said):
+        count_hybrid(one_count, au)
+    truth, scs, err = _columns(au, 3, 12, 300, 1.0, 2)  # a whole step of noise: counts not resolved
+    with pytest.raises(ValueError, match="single counts are not resolved well enough to fix the scale"):
+        count_hybrid(1e4 * scs, au, scs_errors=1e4 * err)
+
+
+def test_library_counting_refuses_unnormalised_scs_instead_of_capping(au):
+    truth, scs, err = _columns(au, 2, 20, 400, 0.05, 1)
+    said = r"median SCS .* is 3,3\d\d times the library's largest SCS \(0.63\d+ Å² at 40 atoms\).*HAADFImage.normalise"
+    for method in ("library", "icl"):
+        with pytest.raises(ValueError, match=said):
+            count_atoms(1e4 * scs, method=method, library=au, scs_errors=1e4 * err, max_components=5)
+    with pytest.raises(ValueError, match="method='hybrid'"):
+        count_by_library(1e4 * scs, au)
+
+
+def test_first_count_must_be_a_positive_integer(au):
+    truth, scs, err = _columns(au, 1, 4, 120, 0.05, 6)
+    for bad in (-5, 0, 2.5, True):
+        with pytest.raises(ValueError, match=f"first_count must be an integer >= 1 .* got {bad!r}"):
+            count_atoms(scs, first_count=bad, max_components=6)
+    r = count_atoms(scs, first_count=3, scs_errors=err, max_components=6, rng=0)
+    np.testing.assert_array_equal(r.count_values, [3, 4, 5, 6])
+    np.testing.assert_array_equal(r.counts, truth + 2)

@@ -101,3 +101,42 @@ def test_selection_prefers_the_physical_local_minimum_over_a_misleading_global_o
     chosen, _, notes = select_components(_scan_with([5, 4, 3, 4, 5, 4.5], means, widths, 150), override=4)
     assert chosen.n_components == 4
     assert any("flat" in n for n in notes)
+
+
+def test_the_binned_fast_path_agrees_with_the_exact_one():
+    rng = np.random.default_rng(21)
+    truth = rng.integers(1, 9, 6000)
+    x = 0.05 * truth**0.95 + rng.normal(0, 0.006, truth.size)
+    fast = fit_mixtures(x, max_components=10, rng=0)  # "auto": 2,000 bins above 4,000 values
+    exact = fit_mixtures(x, max_components=10, rng=0, bins=None)
+    assert int(np.argmin(fast.icl)) == int(np.argmin(exact.icl)) == 7
+    # the same optimum up to the physical G: ICL within a fraction of a unit, means within 1e-4 of a step
+    np.testing.assert_allclose(fast.icl[:8], exact.icl[:8], atol=0.5)
+    np.testing.assert_allclose(fast.means[7], exact.means[7], atol=5e-6)
+    assert fast.n == exact.n == 6000
+    assert select_components(fast)[0].n_components == select_components(exact)[0].n_components == 8
+    with pytest.raises(ValueError, match="bins must be 'auto', None or an integer >= 10, got 3"):
+        fit_mixtures(x, bins=3)
+
+
+def test_em_with_fixed_means_matches_a_numpy_reference():
+    from atomscount.counting._em import run_em
+
+    rng = np.random.default_rng(5)
+    x = np.sort(np.concatenate([rng.normal(1.0, 0.2, 300), rng.normal(2.1, 0.2, 500), rng.normal(2.9, 0.2, 200)]))
+    w = rng.uniform(0.5, 1.5, x.size)
+    means = np.array([1.0, 2.0, 3.0])  # a lattice slightly off the data: only weights and width move
+    m, wt = means.copy(), np.full(3, 1 / 3)
+    ll, _, var, _ = run_em(x, w, m, wt, 0.1, 0.0, 2000, 1e-12, 1e-12, True)
+    np.testing.assert_array_equal(m, means)
+    # plain EM in NumPy, weights and variance only
+    pi, v = np.full(3, 1 / 3), 0.1
+    for _ in range(5000):
+        dens = pi * norm.pdf(x[:, None], means, np.sqrt(v))
+        tau = dens / dens.sum(axis=1, keepdims=True)
+        pi = (w[:, None] * tau).sum(axis=0) / w.sum()
+        v = float(np.sum(w[:, None] * tau * (x[:, None] - means) ** 2) / w.sum())
+    ref_ll = float(np.sum(w * np.log((pi * norm.pdf(x[:, None], means, np.sqrt(v))).sum(axis=1))))
+    np.testing.assert_allclose(wt, pi, atol=1e-6)
+    assert var == pytest.approx(v, rel=1e-6)
+    assert ll == pytest.approx(ref_ll, rel=1e-9)

@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+
+from atomscount.counting import MixtureScan, count_atoms, fit_mixtures, select_components
+from atomscount.library import load_default
+
+
+@pytest.fixture(scope="module")
+def au():
+    return load_default("Au", "001")
+
+
+def _mixed_particle(lib, seed):
+    """A small particle of mixed columns (as in benchmarks/bench_counting.py): 8-12 counts, spread 2-9x the errors."""
+    rng = np.random.default_rng(seed)
+    g, n, lo = int(rng.integers(8, 13)), int(rng.integers(100, 301)), int(rng.integers(2, 9))
+    counts = np.arange(lo, lo + g)
+    truth = rng.choice(counts, n, p=rng.dirichlet(np.full(g, 10.0)))
+    ratio = rng.uniform(2, 9)
+    step = float(np.mean(np.diff(lib.scs_at(np.arange(lo - 1, lo + g + 1)))))
+    error = 0.27 * step / np.hypot(1, ratio)
+    scs = lib.scs_at(truth) + rng.normal(0, ratio * error, n) + rng.normal(0, error, n)
+    return truth, scs, np.full(n, error)
+
+
+@pytest.fixture(scope="module")
+def hard_case(au):
+    truth, scs, err = _mixed_particle(au, 132)
+    return truth, scs, err, fit_mixtures(scs, max_components=25, rng=0)
+
+
+def test_a_g1_global_minimum_does_not_hide_the_resolvable_counts(au, hard_case):
+    truth, scs, err, scan = hard_case
+    g_true = len(np.unique(truth))
+    assert g_true == 11 and int(np.argmin(scan.icl)) == 0  # the global ICL minimum is G = 1
+    for kw in ({}, {"scs_errors": err}, {"library_scs": au.scs}, {"library_scs": au.scs, "scs_errors": err}):
+        chosen, ranked, notes = select_components(scan, **kw)
+        assert chosen.n_components == g_true, kw
+        single = next(c for c in ranked if c.n_components == 1)
+        assert "physically consistent" not in single.reason.split("; ")
+        assert any(f"chose the local minimum G = {g_true} over the global ICL minimum G = 1" in n for n in notes)
+    # through count_atoms, with the library the counts come out right too
+    r = count_atoms(scs, library=au, max_components=25, rng=0)
+    assert r.n_components == g_true and np.mean(r.counts == truth) > 0.85
+
+
+def test_a_width_several_times_the_errors_is_noted_not_rejected(hard_case):
+    truth, scs, err, scan = hard_case
+    chosen, ranked, notes = select_components(scan, scs_errors=err)
+    assert chosen.n_components == len(np.unique(truth))
+    assert chosen.width_ratio > 4  # the per-column spread is 7.5x the errors here
+    assert "x the rms SCS error" in chosen.reason and chosen.penalty < 0.15
+    assert any("vary beyond their fit errors" in n and "not held against any G" in n for n in notes)
+
+
+def test_runners_up_are_named_and_no_reason_is_empty(hard_case):
+    truth, scs, err, scan = hard_case
+    chosen, ranked, notes = select_components(scan, scs_errors=err)
+    assert len(ranked) >= 3 and ranked[0] is chosen
+    runners = next(n for n in notes if n.startswith("runners-up: "))
+    for c in ranked[1:4]:
+        assert f"G = {c.n_components} (" in runners
+    assert all(c.reason.strip() for c in ranked)
+    assert all(not n.rstrip().endswith((":", ";")) for n in notes)
+
+
+def _scan_with(icl_values, means, widths, n):
+    g = np.arange(1, len(icl_values) + 1)
+    icl = np.asarray(icl_values, dtype=float)
+    loglik = -(icl - 2 * g * np.log(n)) / 2
+    weights = [np.full(len(m), 1 / len(m)) for m in means]
+    return MixtureScan(g, loglik, np.zeros(len(g)), [np.asarray(m, float) for m in means], weights,
+                       np.asarray(widths, float), n, None, 6, np.ones(len(g), int))  # fmt: skip
+
+
+def test_a_choice_over_the_global_minimum_always_gives_its_reason():
+    # G = 2 global; G = 5 regular but 0.05-0.12 off a smooth curve, nothing else to say: the old
+    # code wrote "over the global ICL minimum G = 2: " with nothing after it
+    means = [[0.3], [0.2, 0.4], [0.1, 0.3, 0.5], [0.1, 0.2, 0.4, 0.5], [0.1, 0.2, 0.305, 0.4, 0.5]]
+    scan = _scan_with([20.0, 10.0, 15.0, 16.0, 12.0], means, [0.15, 0.06, 0.03, 0.025, 0.02], 200)
+    chosen, _, notes = select_components(scan)
+    assert chosen.n_components == 5
+    note = next(n for n in notes if n.startswith("chose"))
+    assert "over the global ICL minimum G = 2: " in note
+    assert note.split("G = 2: ", 1)[1].strip()
+
+
+def test_a_library_starting_at_zero_is_rejected(hard_case):
+    truth, scs, err, scan = hard_case
+    bad = np.array([0.0, 0.02, 0.04, 0.06])
+    with pytest.raises(ValueError, match=r"library_scs must hold the SCS of 1, 2, \.\.\. atoms.*0\."):
+        select_components(scan, library_scs=bad)
+    with pytest.raises(ValueError, match=r"library\[0\] = 0\.0"):
+        count_atoms(scs, method="icl", library=bad, max_components=5)
