@@ -218,6 +218,7 @@ def detect_columns(
     positions = image.to_angstrom(peaks.astype(np.float64)) if len(peaks) else np.zeros((0, 2))
     n_initial = len(positions)
     added, removed, rejected = [], [], []
+    scale = np.inf
     fit = None
     rounds = 0
     with warnings.catch_warnings():
@@ -229,27 +230,33 @@ def detect_columns(
                 break
             fit = fit_columns(image, positions, noise=noise, mask_invalid=True, tol=0.3, max_iter=50, voronoi=False,
                               keep_residual=True, max_shift_angstrom=0.5 * dmin)  # fmt: skip
-            z = fit.heights / fit.heights_error
-            # two columns on one peak share its intensity, and neither looks significant:
-            # keep the taller one untested this round rather than lose both
-            merged_away, survivor = _merge_pairs(fit.positions, fit.heights, 0.5 * dmin)
+            # The fit scales its errors by the reduced chi-square, which columns not yet found
+            # inflate (on a dark background, enormously), and so does a poor background in
+            # early rounds. The noise does not change from round to round: judge every column
+            # by the smallest robust scale seen so far.
+            scale = min(scale, _noise_scale(fit))
+            var = _candidate_variance(fit, scale)
+            z = fit.heights / fit.heights_error * np.sqrt(fit.reduced_chi2 / scale)
+            # Two columns closer than the minimum distance share one peak (or one is the other's
+            # shoulder), and their heights' errors, inflated by the sharing, make neither look
+            # significant: keep the taller one, untested until the next round's fit without the other.
+            away, survivor = _merge_pairs(fit.positions, np.where(fit.converged, fit.heights, -np.inf), dmin)
             insignificant = ~(np.isfinite(z) & (z * z > penalty)) & ~survivor
-            # closer than the minimum distance to a more significant column: a shoulder of its peak
-            too_close = ~_not_merged(fit.positions, np.where(merged_away | ~fit.converged, -np.inf, z), dmin)
-            too_close &= ~merged_away
-            keep = fit.converged & ~merged_away & ~insignificant & ~too_close
+            keep = fit.converged & ~away & ~insignificant
             removed.extend(fit.positions[~keep])
-            rejected.extend(fit.positions[(insignificant | too_close) & fit.converged & ~merged_away])
+            rejected.extend(fit.positions[fit.converged & (away | insignificant)])
             lost = len(positions) - fit.n_columns  # dropped by the fit as outside the image
             kept = fit.positions[keep]
             z_kept = z[keep]
             # a candidate the joint fit found insignificant is not offered again (no add-remove cycles)
             new = np.zeros((0, 2))
             if rounds < max_rounds:
-                new = _residual_peaks(fit, kept, dmin, penalty)
+                new = _residual_peaks(fit, var, kept, dmin, penalty)
                 if len(new) and rejected:
                     d, _ = cKDTree(np.array(rejected)).query(new)
-                    new = new[d >= 0.5 * dmin]
+                    new = new[d >= dmin]
+                # refused candidates stay eligible: a neighbourhood that changes may accept one later
+                new, _ = _confirm(image, new, kept, dmin, penalty, scale, noise)
             added.extend(new)
             positions = np.vstack([kept, new]) if len(new) else kept
             if not ((~keep).any() or len(new) or lost or survivor.any()):
@@ -289,7 +296,7 @@ def _keep_brightest(peaks, values, dmin_px):
 
 
 def _merge_pairs(positions, heights, radius):
-    """Columns closer than ``radius``: (merged away, survivors), the taller of each pair surviving."""
+    """Columns closer than ``radius``: (removed, survivors), the taller of each pair surviving."""
     away = np.zeros(len(positions), dtype=bool)
     survivor = np.zeros(len(positions), dtype=bool)
     if len(positions) < 2:
@@ -314,7 +321,101 @@ def _not_merged(positions, score, radius):
     return keep
 
 
-def _residual_peaks(fit, kept, dmin, penalty):
+def _variance_shape(fit):
+    """The noise variance of each pixel up to the scale: the model (floored) for Poisson noise, else 1."""
+    if fit.noise != "poisson":
+        return np.where(np.isfinite(fit.residual), 1.0, np.inf)
+    model = fit.model().image()
+    valid = np.isfinite(fit.residual)
+    floor = 1e-3 * max(float(np.percentile(model[valid], 99.9)), 1e-12)
+    return np.where(valid, np.maximum(model, floor), np.inf)
+
+
+def _candidate_variance(fit, scale):
+    """Noise variance plus the model's own error, for judging new columns.
+
+    Real columns are not Gaussians, and at high counts the misfit of their tails
+    outweighs the noise: a Gaussian-only test would add a "column" on the flank of
+    every bright one. The misfit is taken as proportional to the column signal
+    ``s`` (the model less its background), ``var = scale * shape + (kappa s)^2``,
+    with ``kappa^2`` the median excess of the squared residual over the noise,
+    relative to ``s^2``, where the columns are bright (s over a fifth of its 99th
+    percentile).
+    """
+    from .model import background_plane
+
+    shape = _variance_shape(fit)
+    valid = np.isfinite(fit.residual)
+    n_bg = 3 if fit.background_model == "plane" else 1
+    signal = fit.model().image() - background_plane(fit.image_shape, fit.pixel_size_angstrom, fit.background[:n_bg])
+    bright = valid & (signal > 0.2 * np.percentile(signal[valid], 99))
+    kappa2 = 0.0
+    if bright.sum() > 10:
+        excess = (fit.residual[bright] ** 2 - scale * shape[bright]) / signal[bright] ** 2
+        kappa2 = max(float(np.median(excess)), 0.0)
+    return scale * shape + kappa2 * np.maximum(signal, 0.0) ** 2
+
+
+def _noise_scale(fit):
+    """A robust reduced chi-square: the median squared normalised residual over that of chi-square(1).
+
+    Columns not yet modelled, a few per cent of the pixels, do not inflate it.
+    """
+    valid = np.isfinite(fit.residual)
+    r = fit.residual[valid]
+    scale = float(np.median(r * r / _variance_shape(fit)[valid])) / 0.454936
+    return scale if scale > 0 else max(float(fit.reduced_chi2), 1e-300)
+
+
+def _confirm(image, candidates, kept, dmin, penalty, scale, noise):
+    """Test each candidate in a joint fit of its neighbourhood; return (accepted, refused).
+
+    The residual's matched filter holds every other column fixed, which flatters a
+    candidate on the flank of a bright column (its tails are not Gaussian): fitted
+    together, the two share the intensity. A candidate stays only if, refitted with
+    its neighbours on a crop of radius twice the minimum distance plus three
+    widths, its height is still significant by the BIC and it stays the minimum
+    distance from every neighbour.
+    """
+    from .fit import fit_columns
+
+    if len(candidates) == 0:
+        return candidates, []
+    pixel = image.pixel_size_angstrom
+    tree = cKDTree(kept) if len(kept) else None
+    ok = []
+    refused = []
+    half = 2.0 * dmin + 1.5
+    ny, nx = image.shape
+    for cand in candidates:
+        c0 = max(0, int(np.floor((cand[0] - half) / pixel)))
+        c1 = min(nx, int(np.ceil((cand[0] + half) / pixel)) + 1)
+        r0 = max(0, int(np.floor((cand[1] - half) / pixel)))
+        r1 = min(ny, int(np.ceil((cand[1] + half) / pixel)) + 1)
+        origin = np.array([c0, r0]) * pixel
+        near = kept[tree.query_ball_point(cand, half)] if tree is not None else np.zeros((0, 2))
+        pos = np.vstack([near, cand]) - origin
+        crop = HAADFImage(image.data[r0:r1, c0:c1], pixel)
+        try:
+            local = fit_columns(crop, pos, noise=noise, mask_invalid=True, tol=0.3, max_iter=30, voronoi=False,
+                                max_shift_angstrom=0.5 * dmin)  # fmt: skip
+        except (ValueError, np.linalg.LinAlgError, FloatingPointError):
+            refused.append(cand)
+            continue
+        if local.n_columns == 0 or local.input_index[-1] != len(pos) - 1:
+            refused.append(cand)
+            continue
+        z = local.heights[-1] / local.heights_error[-1] * np.sqrt(local.reduced_chi2 / scale)
+        others = local.positions[:-1]
+        far = len(others) == 0 or np.min(np.hypot(*(others - local.positions[-1]).T)) >= dmin
+        if local.converged[-1] and np.isfinite(z) and z * z > penalty and far:
+            ok.append(local.positions[-1] + origin)
+        else:
+            refused.append(cand)
+    return np.array(ok).reshape(-1, 2), refused
+
+
+def _residual_peaks(fit, var, kept, dmin, penalty):
     """Positions (x, y) [Å] where a column added to the fit's residual passes the BIC.
 
     With weights ``w = 1 / var`` and the unit-height column ``G`` of the fitted
@@ -323,14 +424,7 @@ def _residual_peaks(fit, kept, dmin, penalty):
     """
     pixel = fit.pixel_size_angstrom
     r = np.nan_to_num(fit.residual, nan=0.0)
-    valid = np.isfinite(fit.residual)
-    model = fit.model().image()
-    if fit.noise == "poisson":
-        floor = 1e-3 * max(float(np.percentile(model[valid], 99.9)), 1e-12)
-        var = fit.reduced_chi2 * np.maximum(model, floor)
-    else:
-        var = np.full(model.shape, fit.reduced_chi2)
-    w = np.where(valid, 1.0 / np.maximum(var, 1e-300), 0.0)
+    w = 1.0 / np.maximum(var, 1e-300)
     s = float(np.median(fit.widths)) / pixel
     num = 2 * np.pi * s * s * ndimage.gaussian_filter(w * r, s, mode="constant", truncate=4.0)
     den = np.pi * s * s * ndimage.gaussian_filter(w, s / np.sqrt(2), mode="constant", truncate=4.0)
