@@ -67,7 +67,7 @@ from .gmm import MixtureScan, local_minima
 __all__ = ["Candidate", "align_to_library", "select_components"]
 
 CLOSE_ICL = 10.0  # ICL units (twice log-likelihood): "very strong" evidence on Kass & Raftery's scale
-REGULAR = 0.12  # median |log ratio| of the increments up to which means count as regularly spaced
+REGULAR = 0.12  # median absolute log-ratio of the increments up to which means count as regularly spaced
 ALIGNED = 0.25  # penalty up to which a candidate is consistent (random means sit 0.29 increments off, rms)
 UNJUDGED = 0.5  # G = 1, or too few means to judge, against a consistent resolved candidate
 UNRESOLVED = 1.0  # components wider than the step between the counts they imply, against one
@@ -89,7 +89,7 @@ class Candidate:
         Total penalty (0 is perfect); see the module docstring.
     spacing : float
         Library misfit [single-atom increments, rms] or, without a library, the
-        median |log ratio| of the increments about a smooth curve.
+        median absolute log-ratio of the increments to a smooth curve.
     scale : float or None
         Fitted scale between the means and the library.
     width_ratio : float or None
