@@ -549,9 +549,9 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
     Raises
     ------
     ValueError
-        If the SCS are far off the library and no regularly spaced mixture lines
-        up with its increments; the message gives the ratio and how to normalise
-        the image.
+        If the SCS are far off the library and no scaled library lattice fits
+        them (one thickness only, or single counts not resolved); the message
+        gives the ratio and how to normalise the image.
     """
     x, ok, err = _clean_scs(scs, scs_errors)
     xs = x[ok]

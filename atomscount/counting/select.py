@@ -19,17 +19,18 @@ the ICL curve is a candidate, and each gets a penalty (0 is perfect):
     apart also lines up with the library, but only at a scale near 2^p.
 ``absent`` (library only)
     Counts absent between present ones are only credible when the components
-    are narrow: wider than half a step, an absent count would hide in its
-    neighbours' tails, and the components more likely hold two counts each.
-    Costs the fraction of absent counts.
+    are narrow: wider than half a step, or more than twice the rms SCS error,
+    an absent count would hide in its neighbours' tails, and the components
+    more likely hold two counts each. Costs the fraction of absent counts.
 ``resolution``
-    G = 1 (one mean always lines up with something; without a library nothing
-    can be judged from it), G = 2-3 without a library (too few increments to
-    judge), and any G whose width exceeds the step between the counts it
-    implies (the library increment, or the spacing of its means) are not
-    physically consistent when another candidate is: judged, resolved and
-    within 0.25 of perfect. They then cost 0.5 (not judged) and 1 (not
-    resolved); when no candidate is, they are not held back.
+    A candidate whose width exceeds the step between the counts it implies
+    (the library increment, or the spacing of its means) holds several counts
+    per component: it costs 1. G = 1 is never physically consistent on its
+    own: with a library one mean always lines up with some count (it costs
+    0.5 more); without one nothing can be judged from it, nor the spacing of
+    G = 2-3, and these cost 0.5 when another candidate can be judged and is
+    consistent (penalty up to 0.25 before duplicates and empty components);
+    when none is, they are not held back.
 ``width``
     Components narrower than 0.8 times the rms SCS error split the columns and
     cost ``log(0.8 / ratio)``. Wider ones cost nothing: on real data the
@@ -69,8 +70,8 @@ __all__ = ["Candidate", "align_to_library", "select_components"]
 CLOSE_ICL = 10.0  # ICL units (twice log-likelihood): "very strong" evidence on Kass & Raftery's scale
 REGULAR = 0.12  # median absolute log-ratio of the increments up to which means count as regularly spaced
 ALIGNED = 0.25  # penalty up to which a candidate is consistent (random means sit 0.29 increments off, rms)
-UNJUDGED = 0.5  # G = 1, or too few means to judge, against a consistent resolved candidate
-UNRESOLVED = 1.0  # components wider than the step between the counts they imply, against one
+UNJUDGED = 0.5  # G = 1 with a library; G = 1-3 without one, against a consistent candidate
+UNRESOLVED = 1.0  # components wider than the step between the counts they imply
 HIDDEN = 0.5  # width in steps beyond which an absent count would hide between its neighbours
 WIDE = 2.0  # width over the rms SCS error beyond which the notes say the columns vary beyond their errors
 TIE = 0.05  # penalties this close are a tie, broken by the lower ICL
@@ -312,9 +313,9 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
                          width_ratio=width_ratio, over_step=over_step, empty=empty, dup=dup,
                          counts=comp_counts, judged=judged, reasons=reasons))  # fmt: skip
     # without a library, G = 1-3 cannot be judged: not physically consistent, but only against a
-    # judged candidate whose components are resolved and whose means are regular
-    resolved = [r for r in rows if r["judged"] and r["fit"] <= ALIGNED]
-    ref = min(resolved, key=lambda r: (r["penalty"], icl[r["i"]])) if resolved else None
+    # judged candidate that is (resolved, regular, not split; duplicates and empties aside)
+    consistent = [r for r in rows if r["judged"] and r["fit"] <= ALIGNED]
+    ref = min(consistent, key=lambda r: (r["penalty"], icl[r["i"]])) if consistent else None
     for r in rows:
         if ref is not None and not r["judged"] and lib is None:
             r["penalty"] += UNJUDGED
