@@ -18,9 +18,9 @@ the defaults from positions 0.05 Å off; compared with a run to tol=1e-3.
 
 Detection with defaults (no threshold, no spacing given), against the true
 columns: the bundled abTEM Au [001] particle (normalised, and in raw counts on a
-2e4 background), and the independent abTEM Pt [110] particle of
-``benchmarks/data/pt110_particle.npz`` (0.3 Å pixels, 1-40 atoms per column;
-made by ``simulations/make_benchmark_images.py``), also in raw counts.
+2e4 background), and every independent abTEM particle in
+``benchmarks/data/*_particle.npz`` (other elements, zone axes and pixel sizes;
+made by ``simulations/make_benchmark_images.py``), at 1e5 e/Å² and in raw counts.
 
 Usage: python benchmarks/bench_fit.py --out FILE.json [--quick]
 """
@@ -159,16 +159,16 @@ def detection(quick):
     if not quick:
         raw = rng.poisson(2.0e4 + 6.0e4 * truth["clean"] / truth["clean"].max()).astype(float)
         out["au001_demo_raw_counts"] = _detect_score(ac.HAADFImage(raw, demo.pixel_size_angstrom), truth["positions"])
-        pt = Path(__file__).resolve().parent / "data" / "pt110_particle.npz"
-        if pt.is_file():
-            d = np.load(pt)
+        # independent abTEM particles of other elements, zone axes and pixel sizes
+        for path in sorted((Path(__file__).resolve().parent / "data").glob("*_particle.npz")):
+            d = np.load(path)
             px = float(d["pixel_size_angstrom"])
-            dose = 1e5
-            normal = add_poisson_noise(np.clip(d["clean"], 0, None), dose_e_per_angstrom2=dose, pixel_size_angstrom=px,
+            name = path.stem.replace("_particle", "")
+            normal = add_poisson_noise(np.clip(d["clean"], 0, None), dose_e_per_angstrom2=1e5, pixel_size_angstrom=px,
                                        rng=6)  # fmt: skip
-            out["pt110"] = _detect_score(ac.HAADFImage(normal, px), d["positions"])
+            out[name] = _detect_score(ac.HAADFImage(normal, px), d["positions"])
             raw = rng.poisson(2.0e4 + 4.0e4 * d["clean"] / d["clean"].max()).astype(float)
-            out["pt110_raw_counts"] = _detect_score(ac.HAADFImage(raw, px), d["positions"])
+            out[f"{name}_raw_counts"] = _detect_score(ac.HAADFImage(raw, px), d["positions"])
     recall = float(np.mean([v["recall"] for v in out.values()]))
     spurious = float(np.mean([v["spurious"] for v in out.values()]))
     return {"detect_recall": recall, "detect_spurious": spurious, "detect_cases": out}

@@ -207,7 +207,10 @@ def solve(neq: NormalEquations, lam: float):
     Minv = _block_jacobi(blocks[neq.diag_loc])
     Bm = neq.cross.reshape(n * b, G)
     rhs = np.column_stack([neq.grad_local.reshape(-1), Bm])
-    Z, _ = pcg(A, Minv, rhs)
+    # an LM step needs no more than a few digits (inexact Newton); near-duplicate columns
+    # (a detector's trial starts) make A ill-conditioned, and full precision would cost
+    # thousands of iterations
+    Z, _ = pcg(A, Minv, rhs, rtol=1e-6, maxiter=300)
     zl, ZB = Z[:, 0], Z[:, 1:]
     C = neq.glob.copy()
     C[np.diag_indices(G)] *= 1.0 + lam
