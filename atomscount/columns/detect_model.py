@@ -261,7 +261,7 @@ def detect_columns(
                     d, _ = cKDTree(np.array(rejected)).query(new)
                     new = new[d >= dmin]
                 # refused candidates stay eligible: a neighbourhood that changes may accept one later
-                new, _ = _confirm(image, new, kept, dmin, penalty, scale, noise)
+                new, _ = _confirm(image, new, kept, dmin, penalty, scale, noise, float(np.median(fit.widths)))
             added.extend(new)
             positions = np.vstack([kept, new]) if len(new) else kept
             if not ((~keep).any() or len(new) or lost or survivor.any()):
@@ -399,7 +399,7 @@ def _noise_scale(fit):
     return scale if scale > 0 else max(float(fit.reduced_chi2), 1e-300)
 
 
-def _confirm(image, candidates, kept, dmin, penalty, scale, noise):
+def _confirm(image, candidates, kept, dmin, penalty, scale, noise, width):
     """Test each candidate in a joint fit of its neighbourhood; return (accepted, refused).
 
     The residual's matched filter holds every other column fixed, which flatters a
@@ -425,16 +425,17 @@ def _confirm(image, candidates, kept, dmin, penalty, scale, noise):
         r0 = max(0, int(np.floor((cand[1] - half) / pixel)))
         r1 = min(ny, int(np.ceil((cand[1] + half) / pixel)) + 1)
         origin = np.array([c0, r0]) * pixel
-        near = kept[tree.query_ball_point(cand, half)] if tree is not None else np.zeros((0, 2))
+        # every kept column of the square crop, and those just outside whose flanks reach in
+        near = kept[tree.query_ball_point(cand, np.sqrt(2) * half + dmin)] if tree is not None else np.zeros((0, 2))
         pos = np.vstack([near, cand]) - origin
         crop = HAADFImage(image.data[r0:r1, c0:c1], pixel)
         try:
             local = fit_columns(crop, pos, noise=noise, mask_invalid=True, tol=0.3, max_iter=30, voronoi=False,
-                                max_shift_angstrom=0.5 * dmin)  # fmt: skip
+                                max_shift_angstrom=0.5 * dmin, width_init_angstrom=width)  # fmt: skip
         except (ValueError, np.linalg.LinAlgError, FloatingPointError):
             refused.append(cand)
             continue
-        if local.n_columns == 0 or local.input_index[-1] != len(pos) - 1:
+        if local.n_columns == 0 or local.input_index[-1] != len(pos) - 1:  # the crop dropped the candidate
             refused.append(cand)
             continue
         z = local.heights[-1] / local.heights_error[-1] * np.sqrt(local.reduced_chi2 / scale)
