@@ -21,16 +21,18 @@ the ICL curve is a candidate, and each gets a penalty (0 is perfect):
     Counts absent between present ones are only credible when the components
     are narrow: wider than half a step, or more than twice the rms SCS error,
     an absent count would hide in its neighbours' tails, and the components
-    more likely hold two counts each. Costs the fraction of absent counts.
+    more likely hold two counts each. Costs the fraction of the counts in range
+    that are absent, times a grade rising from 0 at half a step (twice the
+    errors) to 1 at a full step (5.4 times the errors).
 ``resolution``
     A candidate whose width exceeds the step between the counts it implies
     (the library increment, or the spacing of its means) holds several counts
-    per component: it costs 1. G = 1 is never physically consistent on its
-    own: with a library one mean always lines up with some count (it costs
-    0.5 more); without one nothing can be judged from it, nor the spacing of
-    G = 2-3, and these cost 0.5 when another candidate can be judged and is
-    consistent (penalty up to 0.25 before duplicates and empty components);
-    when none is, they are not held back.
+    per component: it costs ``1 + log(width / step)``. G = 1 is never
+    physically consistent on its own: with a library one mean always lines up
+    with some count (it costs 0.5 more); without one nothing can be judged
+    from it, nor the spacing of G = 2-3, and these cost 0.5 when another
+    candidate can be judged and is consistent (penalty up to 0.25 before
+    duplicates and empty components); when none is, they are not held back.
 ``width``
     Components narrower than 0.8 times the rms SCS error split the columns and
     cost ``log(0.8 / ratio)``. Wider ones cost nothing: on real data the
@@ -281,16 +283,21 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         step = _implied_step(means, weights, lib, inc, comp_counts, scale)
         over_step = None if step is None else width / step
         width_ratio = None if not err_rms else width / err_rms
-        unresolved = over_step is not None and over_step > 1.0
-        if unresolved:
+        unresolved_pen = 0.0
+        if over_step is not None and over_step > 1.0:
+            unresolved_pen = UNRESOLVED * (1 + np.log(over_step))
             reasons.append(f"width {over_step:.2f}x the step between the counts it implies (components hold "
                            "several counts)")  # fmt: skip
-        elif gaps and (over_step > HIDDEN or (width_ratio is not None and width_ratio > WIDE)):
-            # an absent count between components this wide (or this much wider than the SCS errors)
-            # would hide in their tails: more likely the components each hold neighbouring counts
-            gap_pen = min(1.0, gaps / g) * UNRESOLVED
-            wide = f"{over_step:.2f} steps" + (f", {width_ratio:.1f}x the SCS errors" if width_ratio else "")
-            reasons.append(f"{gaps} absent count(s) would hide within components {wide} wide")
+        elif gaps:
+            # an absent count between components wider than half a step (or several times wider than
+            # the SCS errors) would hide in their tails: more likely the components hold neighbouring
+            # counts. Graded, from nothing at half a step (twice the errors) to all at a full step (5.4x)
+            by_width = min(1.0, np.log(width_ratio / WIDE)) if width_ratio and width_ratio > WIDE else 0.0
+            hidden = max((over_step - HIDDEN) / (1 - HIDDEN) if over_step > HIDDEN else 0.0, by_width)
+            gap_pen = UNRESOLVED * hidden * gaps / (gaps + g)
+            if gap_pen > 0:
+                wide = f"{over_step:.2f} steps" + (f", {width_ratio:.1f}x the SCS errors" if width_ratio else "")
+                reasons.append(f"{gaps} absent count(s) would hide within components {wide} wide")
         empty = int(np.sum(weights * n_cols < 0.5))
         narrow_pen = 0.0
         if err_rms:
@@ -305,7 +312,7 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
             reasons.append(f"{empty} empty component(s)")
         # with a library, two components on one count only split a heavily populated count (every
         # column still gets the right count); without one they shift every count above them
-        fit = spacing + scale_pen + gap_pen + narrow_pen + (UNRESOLVED if unresolved else 0.0)
+        fit = spacing + scale_pen + gap_pen + narrow_pen + unresolved_pen
         if lib is not None and g == 1:  # its alignment is no evidence: never consistent on its own
             fit += UNJUDGED
         penalty = fit + empty + (0.1 * dup if lib is not None else dup)
