@@ -95,3 +95,21 @@ def test_no_lattice_or_unresolved_columns_are_clear_errors():
     img = ColumnModel((96, 96), 1.0, pos, heights=np.ones(len(pos)), widths=0.6).image()
     with pytest.raises(ValueError, match="min_distance_angstrom must be at least 2 pixels"):
         detect_columns(HAADFImage(img, 1.0), min_distance_angstrom=1.0)
+
+
+@pytest.mark.parametrize("raw", [False, True])
+def test_defaults_find_every_column_of_an_independent_abtem_particle(raw):
+    # Cu [110], 0.3 Å pixels, 1-12 atoms per column: a real multislice image made by
+    # simulations/make_benchmark_images.py, not by the package's column model
+    from pathlib import Path
+
+    data = np.load(Path(__file__).resolve().parents[2] / "benchmarks" / "data" / "cu110_particle.npz")
+    px = float(data["pixel_size_angstrom"])
+    clean = np.clip(data["clean"].astype(float), 0, None)
+    if raw:  # detector counts on a large background
+        img = np.random.default_rng(1).poisson(2.0e4 + 4.0e4 * clean / clean.max()).astype(float)
+    else:
+        img = add_poisson_noise(clean, dose_e_per_angstrom2=1e5, pixel_size_angstrom=px, rng=1)
+    det = detect_columns(HAADFImage(img, px))
+    assert _match(det.positions, data["positions"], 0.5) == (1.0, 0.0)
+    assert det.spacing_angstrom == pytest.approx(3.615 * np.sqrt(3 / 8), rel=0.03)  # [110] nearest neighbours
