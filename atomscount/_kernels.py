@@ -19,7 +19,6 @@ import numba as nb
 import numpy as np
 
 
-
 @nb.njit(cache=True, inline="always")
 def _pixel_bin(p, origin, bin_size, nb_):
     b = int(math.floor((p - origin) / bin_size))

@@ -276,8 +276,9 @@ def detect_columns(
         positions, z = positions[inner], z[inner]
     added_arr = np.array(added).reshape(-1, 2)
     removed_arr = np.array(removed).reshape(-1, 2)
-    notes.append(f"{n_initial} of {n_maxima} local maxima significant over the background; {len(added_arr)} columns added at residual peaks and "
-                 f"{len(removed_arr)} removed (BIC: (height / error)^2 < {penalty:.1f}, failed or merged) "
+    notes.append(f"{n_initial} of {n_maxima} local maxima significant over the background; "
+                 f"{len(added_arr)} columns added at residual peaks and {len(removed_arr)} removed "
+                 f"(BIC: (height / error)^2 < {penalty:.1f}, failed or merged) "
                  f"in {rounds} rounds; {len(positions)} columns")  # fmt: skip
     if len(positions) == 0:
         warnings.warn("no columns found", stacklevel=2)

@@ -84,7 +84,8 @@ def estimate_spacing(image: HAADFImage) -> float:
     strongest = float(vals.max())
     # the same pixels in random order: how high the autocorrelation rises by chance
     shuffled = np.random.default_rng(0).permutation(hp.ravel()).reshape(hp.shape)
-    chance = float(np.abs(_autocorrelation(shuffled)[cy - rmax : cy + rmax + 1, cx - rmax : cx + rmax + 1][outer]).max())
+    chance_ac = _autocorrelation(shuffled)[cy - rmax : cy + rmax + 1, cx - rmax : cx + rmax + 1]
+    chance = float(np.abs(chance_ac[outer]).max())
     contrast = strongest / max(chance, 1e-300)
     if contrast < MIN_LATTICE_CONTRAST:
         raise ValueError(f"no lattice found in the image: its strongest autocorrelation peak is only {contrast:.2f} "

@@ -26,7 +26,8 @@ def test_min_distance_merges_close_peaks():
 
 def test_flat_image_warns_and_returns_empty():
     with pytest.warns(UserWarning, match="flat"):
-        assert find_columns(HAADFImage(np.ones((20, 20)), 0.1), min_distance_angstrom=1.0, threshold=0.2).shape == (0, 2)
+        found = find_columns(HAADFImage(np.ones((20, 20)), 0.1), min_distance_angstrom=1.0, threshold=0.2)
+    assert found.shape == (0, 2)
 
 
 def test_bad_arguments_are_named():
