@@ -19,11 +19,12 @@ the ICL curve is a candidate, and each gets a penalty (0 is perfect):
     apart also lines up with the library, but only at a scale near 2^p.
 ``absent`` (library only)
     Counts absent between present ones are only credible when the components
-    are narrow: wider than half a step, or more than twice the rms SCS error,
-    an absent count would hide in its neighbours' tails, and the components
-    more likely hold two counts each. Costs the fraction of the counts in range
-    that are absent, times a grade rising from 0 at half a step (twice the
-    errors) to 1 at a full step (5.4 times the errors).
+    are narrow: wider than 0.4 steps, or more than twice the rms SCS error, an
+    absent count would hide in its neighbours' tails, and the components more
+    likely hold two counts each (two neighbouring counts 0.3 steps wide merge
+    into one 0.58 steps wide). Costs the fraction of the counts in range that
+    are absent, times a grade rising from 0 at 0.4 steps (twice the errors) to
+    1 at 0.7 steps (5.4 times the errors).
 ``resolution``
     A candidate whose width exceeds the step between the counts it implies
     (the library increment, or the spacing of its means) holds several counts
@@ -74,7 +75,8 @@ REGULAR = 0.12  # median absolute log-ratio of the increments up to which means 
 ALIGNED = 0.25  # penalty up to which a candidate is consistent (random means sit 0.29 increments off, rms)
 UNJUDGED = 0.5  # G = 1 with a library; G = 1-3 without one, against a consistent candidate
 UNRESOLVED = 1.0  # components wider than the step between the counts they imply
-HIDDEN = 0.5  # width in steps beyond which an absent count would hide between its neighbours
+HIDDEN = 0.4  # width in steps beyond which an absent count would start to hide between its neighbours
+HIDDEN_SPAN = 0.3  # ... and fully hidden this much wider (two neighbouring counts of 0.3 steps each merge to 0.58)
 WIDE = 2.0  # width over the rms SCS error beyond which the notes say the columns vary beyond their errors
 TIE = 0.05  # penalties this close are a tie, broken by the lower ICL
 FINER_ICL = 0.3  # ICL per column a finer regular candidate may lie above the best regular one (no library)
@@ -289,11 +291,11 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
             reasons.append(f"width {over_step:.2f}x the step between the counts it implies (components hold "
                            "several counts)")  # fmt: skip
         elif gaps:
-            # an absent count between components wider than half a step (or several times wider than
-            # the SCS errors) would hide in their tails: more likely the components hold neighbouring
-            # counts. Graded, from nothing at half a step (twice the errors) to all at a full step (5.4x)
+            # an absent count between components wider than 0.4 steps (or several times wider than the
+            # SCS errors) would hide in their tails: more likely the components hold neighbouring counts.
+            # Graded, from nothing at 0.4 steps (twice the errors) to all at 0.7 steps (5.4x)
             by_width = min(1.0, np.log(width_ratio / WIDE)) if width_ratio and width_ratio > WIDE else 0.0
-            hidden = max((over_step - HIDDEN) / (1 - HIDDEN) if over_step > HIDDEN else 0.0, by_width)
+            hidden = max(min(1.0, (over_step - HIDDEN) / HIDDEN_SPAN) if over_step > HIDDEN else 0.0, by_width)
             gap_pen = UNRESOLVED * hidden * gaps / (gaps + g)
             if gap_pen > 0:
                 wide = f"{over_step:.2f} steps" + (f", {width_ratio:.1f}x the SCS errors" if width_ratio else "")
