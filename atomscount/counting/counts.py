@@ -668,12 +668,16 @@ def _free_scale(xs, library, tab0, off):
                 "({why}). To count against the library, " + NORMALISE_HINT)  # fmt: skip
     if not bic[best] < one - 10:
         raise ValueError(hopeless.format(why="no scaled library lattice fits them better than one Gaussian"))
-    if widths[best] > FREE_SCALE_SPREAD or evidence < FREE_SCALE_EVIDENCE:
-        raise ValueError(hopeless.format(why=f"at the best scale, {s:.5g}, the columns spread {widths[best]:.2f} "
-                                             "single-atom steps about the library's values, and the counts fit them "
-                                             f"better than the midpoints between counts by only {evidence:.0f} "
-                                             "(twice the log-likelihood): single counts are not resolved well "
-                                             "enough to fix the scale"))  # fmt: skip
+    weak = []
+    if widths[best] > FREE_SCALE_SPREAD:
+        weak.append(f"the columns spread {widths[best]:.2f} single-atom steps about the library's values (more "
+                    f"than {FREE_SCALE_SPREAD:g})")  # fmt: skip
+    if evidence < FREE_SCALE_EVIDENCE:
+        weak.append(f"the counts fit them better than the midpoints between counts by only {evidence:.0f} (twice "
+                    "the log-likelihood)")  # fmt: skip
+    if weak:
+        why = f"at the best scale, {s:.5g}, {' and '.join(weak)}"
+        raise ValueError(hopeless.format(why=why + ": single counts are not resolved well enough to fix the scale"))
     return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over scales {grid[0]:.4g}.."
                f"{grid[-1]:.4g}; spread {widths[best]:.2f} single-atom steps; better than the midpoints between "
                f"counts by {evidence:.0f} in twice the log-likelihood)")  # fmt: skip
