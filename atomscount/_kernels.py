@@ -170,6 +170,18 @@ def _derivs(j, r, c, pixel, x, y, eta, rho, EX, EY, c0, r0, free_width, out):
     return d2
 
 
+@nb.njit(cache=True, inline="always")
+def _global_derivs(r, c, pixel, xc, yc, n_bg, n_types, free_width, dwidth, out):
+    """``d model / d (c0[, cx, cy][, rho_t...])`` at pixel (r, c) into ``out``."""
+    out[0] = 1.0
+    if n_bg == 3:
+        out[1] = c * pixel - xc
+        out[2] = r * pixel - yc
+    if not free_width:
+        for t in range(n_types):
+            out[n_bg + t] = dwidth[t, r, c]
+
+
 @nb.njit(parallel=True, cache=True, fastmath=True)
 def normal_equations(
     data, model, weights, pixel, x, y, eta, rho, cut2, cutj2, bg, xc, yc, free_width, n_bg, n_types, dwidth,
@@ -246,13 +258,7 @@ def normal_equations(
                 if d2 >= cut2[i]:
                     continue
                 wr = w * (data[r, c] - model[r, c])
-                DG[0] = 1.0
-                if n_bg == 3:
-                    DG[1] = c * pixel - xc
-                    DG[2] = py - yc
-                if not free_width:
-                    for t in range(n_types):
-                        DG[n_bg + t] = dwidth[t, r, c]
+                _global_derivs(r, c, pixel, xc, yc, n_bg, n_types, free_width, dwidth, DG)
                 for p in range(b):
                     gl[i, p] += wr * Di[p]
                     wd = w * Di[p]
@@ -314,13 +320,7 @@ def normal_equations(
                 res = data[r, c] - model[r, c]
                 wr = w * res
                 chi2[ch] += wr * res
-                DG[0] = 1.0
-                if n_bg == 3:
-                    DG[1] = c * pixel - xc
-                    DG[2] = py - yc
-                if not free_width:
-                    for t in range(n_types):
-                        DG[n_bg + t] = dwidth[t, r, c]
+                _global_derivs(r, c, pixel, xc, yc, n_bg, n_types, free_width, dwidth, DG)
                 for q in range(G):
                     gg[ch, q] += wr * DG[q]
                     for q2 in range(G):

@@ -98,7 +98,7 @@ def find_columns(
     peaks = peak_local_max(
         sm, min_distance=md, threshold_abs=lo + threshold * (hi - lo), exclude_border=border or False
     )
-    peaks = _enforce_spacing(peaks, sm, dmin / p)
+    peaks = _enforce_spacing(peaks, sm[peaks[:, 0], peaks[:, 1]], dmin / p)
     if peaks.size == 0:
         warnings.warn("no columns found; lower threshold or min_distance_angstrom", stacklevel=2)
         return np.zeros((0, 2))
@@ -107,10 +107,11 @@ def find_columns(
     return image.to_angstrom(rc[order])
 
 
-def _enforce_spacing(peaks, img, dmin_px):
+def _enforce_spacing(peaks, values, dmin_px):
+    """Drop every peak (row, col) closer than ``dmin_px`` to one with a higher value."""
     if len(peaks) < 2:
         return peaks
-    order = np.argsort(-img[peaks[:, 0], peaks[:, 1]], kind="stable")
+    order = np.argsort(-np.asarray(values), kind="stable")
     peaks = peaks[order]
     tree = cKDTree(peaks)
     keep = np.ones(len(peaks), dtype=bool)

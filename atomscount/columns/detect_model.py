@@ -30,6 +30,7 @@ from skimage.feature import peak_local_max
 from .._checks import check_2d_image, check_positive
 from ..image import HAADFImage
 from ..io import read_hdf5, write_hdf5
+from .detect import _enforce_spacing
 
 __all__ = ["ColumnDetection", "detect_columns"]
 
@@ -215,7 +216,7 @@ def detect_columns(
     penalty = 3.0 * np.log(n_pix)
     sm = ndimage.gaussian_filter(np.where(finite, data, np.nanmedian(data)), dmin / 6.0 / pixel)
     peaks = peak_local_max(sm, min_distance=max(1, int(round(0.25 * dmin / pixel))), exclude_border=False)
-    peaks = _keep_brightest(peaks, sm[peaks[:, 0], peaks[:, 1]], dmin / pixel) if len(peaks) else peaks
+    peaks = _enforce_spacing(peaks, sm[peaks[:, 0], peaks[:, 1]], dmin / pixel) if len(peaks) else peaks
     n_maxima = len(peaks)
     if len(peaks):
         peaks = peaks[_significant_maxima(np.where(finite, data, np.nanmedian(data)), peaks, dmin / pixel, penalty,
@@ -314,20 +315,6 @@ def _significant_maxima(data, peaks, dmin_px, penalty, noise):
     return z2 > penalty
 
 
-def _keep_brightest(peaks, values, dmin_px):
-    """Drop every peak closer than ``dmin_px`` to a brighter one."""
-    order = np.argsort(-values, kind="stable")
-    peaks = peaks[order]
-    tree = cKDTree(peaks)
-    keep = np.ones(len(peaks), dtype=bool)
-    for i in range(len(peaks)):
-        if keep[i]:
-            for j in tree.query_ball_point(peaks[i], dmin_px - 1e-9):
-                if j > i:
-                    keep[j] = False
-    return peaks[keep]
-
-
 def _merge_pairs(positions, heights, radius):
     """Columns closer than ``radius``: (removed, survivors), the taller of each pair surviving."""
     away = np.zeros(len(positions), dtype=bool)
@@ -342,16 +329,6 @@ def _merge_pairs(positions, heights, radius):
         away[lo] = True
         survivor[hi] = True
     return away, survivor & ~away
-
-
-def _not_merged(positions, score, radius):
-    """False for every column within ``radius`` of a column with a higher score."""
-    keep = np.ones(len(positions), dtype=bool)
-    if len(positions) < 2:
-        return keep
-    for i, j in cKDTree(positions).query_pairs(radius):
-        keep[i if score[i] < score[j] else j] = False
-    return keep
 
 
 def _variance_shape(fit):
@@ -467,7 +444,7 @@ def _residual_peaks(fit, var, kept, dmin, penalty):
                           exclude_border=False)  # fmt: skip
     if len(cand) == 0:
         return np.zeros((0, 2))
-    cand = _keep_brightest(cand, z2[cand[:, 0], cand[:, 1]], dmin / pixel)
+    cand = _enforce_spacing(cand, z2[cand[:, 0], cand[:, 1]], dmin / pixel)
     xy = cand[:, ::-1].astype(np.float64) * pixel
     if len(kept):
         d, _ = cKDTree(kept).query(xy)
