@@ -355,13 +355,15 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, sta
     it = 0
     slow = 0
     min_rho = 0.25 * prob.pixel
+    # a width beyond half the image describes no column, and its kernels' memory grows with it
+    max_rho = 0.5 * max(prob.data.shape) * prob.pixel
     for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
         accepted = False
         while lam < 1e8:
             dl, dg = solve(neq, lam)
             trial = apply_step(prob, st, dl, dg)
             rho = trial.rho_per_column(prob)
-            if np.all(np.isfinite(dl)) and np.all(rho > min_rho):
+            if np.all(np.isfinite(dl)) and np.all(rho > min_rho) and np.all(rho < max_rho):
                 try:
                     f_new, trial_model = objective(prob, trial)
                 except FloatingPointError:

@@ -372,6 +372,12 @@ def fit_columns(
     check_choice(noise, "noise", {"gaussian", "poisson"})
     if int(max_iter) < 1:
         raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    if width_init_angstrom is not None:
+        check_positive(width_init_angstrom, "width_init_angstrom")
+        if width_init_angstrom < 0.25 * image.pixel_size_angstrom or width_init_angstrom > 0.5 * max(
+                image.shape) * image.pixel_size_angstrom:
+            raise ValueError(f"width_init_angstrom must lie between a quarter pixel and half the image, "
+                             f"got {width_init_angstrom}")  # fmt: skip
     if not 0 < check_positive(tol, "tol") <= 1:
         raise ValueError(f"tol must be in (0, 1], got {tol}")
     data = check_2d_image(image.data, "image.data", allow_nonfinite=mask_invalid)

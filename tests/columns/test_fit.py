@@ -1,3 +1,5 @@
+import warnings
+
 import numpy as np
 import pytest
 from scipy.optimize import least_squares
@@ -216,3 +218,20 @@ def test_bad_positions_and_types_are_named(small_model):
         fit_columns(img, small_model.positions, types=[0, 1])
     with pytest.raises(TypeError, match="image must be a HAADFImage"):
         fit_columns(img.data, small_model.positions)
+
+
+@pytest.mark.parametrize("value,match", [(-1.0, "width_init_angstrom must be > 0, got -1.0"),
+                                         (1e-6, "width_init_angstrom must lie between"),
+                                         (1e6, "width_init_angstrom must lie between")])  # fmt: skip
+def test_absurd_starting_widths_are_refused(small_model, value, match):
+    with pytest.raises(ValueError, match=match):
+        fit_columns(HAADFImage(small_model.image(), 0.1), small_model.positions, width_init_angstrom=value)
+
+
+def test_widths_stay_bounded_on_a_negated_image(small_model):
+    # columns as dips: nothing to fit, but the widths must not run away (they once asked for GBs)
+    img = HAADFImage(1.0 - small_model.image(), 0.1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        fit = fit_columns(img, small_model.positions, types=small_model.types, width="free", max_iter=30)
+    assert np.all(fit.widths < 0.5 * max(img.shape) * 0.1)
