@@ -240,8 +240,10 @@ def detect_columns(
             # inflate (on a dark background, enormously), and so does a poor background in
             # early rounds. The noise does not change from round to round: judge every column
             # by the smallest robust scale seen so far.
-            scale = min(scale, _noise_scale(fit))
-            var = _candidate_variance(fit, scale)
+            model = fit.model().image()
+            shape = _variance_shape(fit, model)
+            scale = min(scale, _noise_scale(fit, shape))
+            var = _candidate_variance(fit, scale, model, shape)
             z = fit.heights / fit.heights_error * np.sqrt(fit.reduced_chi2 / scale)
             # Two columns closer than the minimum distance share one peak (or one is the other's
             # shoulder), and their heights' errors, inflated by the sharing, make neither look
@@ -331,17 +333,16 @@ def _merge_pairs(positions, heights, radius):
     return away, survivor & ~away
 
 
-def _variance_shape(fit):
+def _variance_shape(fit, model):
     """The noise variance of each pixel up to the scale: the model (floored) for Poisson noise, else 1."""
     if fit.noise != "poisson":
         return np.where(np.isfinite(fit.residual), 1.0, np.inf)
-    model = fit.model().image()
     valid = np.isfinite(fit.residual)
     floor = 1e-3 * max(float(np.percentile(model[valid], 99.9)), 1e-12)
     return np.where(valid, np.maximum(model, floor), np.inf)
 
 
-def _candidate_variance(fit, scale):
+def _candidate_variance(fit, scale, model, shape):
     """Noise variance plus the model's own error, for judging new columns.
 
     Real columns are not Gaussians, and at high counts the misfit of their tails
@@ -354,10 +355,9 @@ def _candidate_variance(fit, scale):
     """
     from .model import background_plane
 
-    shape = _variance_shape(fit)
     valid = np.isfinite(fit.residual)
     n_bg = 3 if fit.background_model == "plane" else 1
-    signal = fit.model().image() - background_plane(fit.image_shape, fit.pixel_size_angstrom, fit.background[:n_bg])
+    signal = model - background_plane(fit.image_shape, fit.pixel_size_angstrom, fit.background[:n_bg])
     bright = valid & (signal > 0.2 * np.percentile(signal[valid], 99))
     kappa2 = 0.0
     if bright.sum() > 10:
@@ -366,14 +366,14 @@ def _candidate_variance(fit, scale):
     return scale * shape + kappa2 * np.maximum(signal, 0.0) ** 2
 
 
-def _noise_scale(fit):
+def _noise_scale(fit, shape):
     """A robust reduced chi-square: the median squared normalised residual over that of chi-square(1).
 
     Columns not yet modelled, a few per cent of the pixels, do not inflate it.
     """
     valid = np.isfinite(fit.residual)
     r = fit.residual[valid]
-    scale = float(np.median(r * r / _variance_shape(fit)[valid])) / 0.454936
+    scale = float(np.median(r * r / shape[valid])) / 0.454936
     return scale if scale > 0 else max(float(fit.reduced_chi2), 1e-300)
 
 
