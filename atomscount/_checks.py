@@ -12,6 +12,9 @@ __all__ = [
     "check_positions",
     "check_rng",
     "check_choice",
+    "check_int",
+    "memory_limit_bytes",
+    "check_memory",
 ]
 
 
@@ -28,6 +31,41 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
     elif value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
+
+
+def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
+    """Return ``value`` as an int, raising unless it is an integer (not a bool) within the bounds."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    value = int(value)
+    if minimum is not None and value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    if maximum is not None and value > maximum:
+        raise ValueError(f"{name} must be <= {maximum}, got {value}")
+    return value
+
+
+def memory_limit_bytes() -> int:
+    """The most memory one kernel call may ask for: half the machine's RAM, or half the
+    process's address-space limit (``ulimit -v``) where that is lower."""
+    import os
+    import resource
+
+    limit = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    soft, _ = resource.getrlimit(resource.RLIMIT_AS)
+    if soft != resource.RLIM_INFINITY:
+        limit = min(limit, soft // 2)
+    return int(limit)
+
+
+def check_memory(n_bytes: float, what: str) -> None:
+    """Refuse work whose arrays would need more than :func:`memory_limit_bytes`."""
+    limit = memory_limit_bytes()
+    if n_bytes > limit:
+        raise ValueError(
+            f"{what} would need {n_bytes / 2**30:.3g} GiB, over the limit of {limit / 2**30:.3g} GiB "
+            "(half the memory available)"
+        )
 
 
 def check_choice(value, name: str, choices) -> str:
