@@ -18,6 +18,11 @@ import math
 import numba as nb
 import numpy as np
 
+#: Pixel chunks of the parallel sums (chi-square, the global normal equations, Voronoi
+#: cells). A fixed number, not the thread count: partial sums then add up in the same
+#: order on any machine, and the same image gives bit-identical fits and counts.
+REDUCTION_CHUNKS = 16
+
 
 @nb.njit(cache=True, inline="always")
 def _pixel_bin(p, origin, bin_size, nb_):
@@ -351,7 +356,7 @@ def local_inverse_blocks(indptr, indices, blocks, diag_loc):
             for v in range(p):
                 loc = _find(indptr, indices, cu, patch[v])
                 if loc >= 0:
-                    M[u * b:(u + 1) * b, v * b:(v + 1) * b] = blocks[loc]
+                    M[u * b : (u + 1) * b, v * b : (v + 1) * b] = blocks[loc]
         # a column with no pixels would make M singular; a ridge far below any real
         # curvature keeps the solve defined without changing well-posed blocks
         mx = 0.0
@@ -368,7 +373,7 @@ def local_inverse_blocks(indptr, indices, blocks, diag_loc):
         for q in range(b):
             E[pos * b + q, q] = 1.0
         sol = np.linalg.solve(M, E)
-        out[i] = sol[pos * b:(pos + 1) * b, :]
+        out[i] = sol[pos * b : (pos + 1) * b, :]
     return out
 
 

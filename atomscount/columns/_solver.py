@@ -13,12 +13,12 @@ from __future__ import annotations
 import dataclasses
 import math
 
-import numba
 import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
 from .. import _kernels
+from .._checks import check_memory
 from .model import CUTOFF_SIGMAS, _image_centre, exp_tables, render_bands
 
 
@@ -36,6 +36,7 @@ class Problem:
     floor: float = 0.0
     jacobian_sigmas: float = CUTOFF_SIGMAS  # where the Jacobian is cut (the model always uses CUTOFF_SIGMAS)
     bounds: tuple | None = None  # (xmin, xmax, ymin, ymax) [Å] the column centres are kept within
+    max_width: float = math.inf  # [Å] a step to a wider Gaussian is rejected
 
     @property
     def b(self) -> int:
@@ -110,8 +111,32 @@ def poisson_weights(prob: Problem, model: np.ndarray) -> None:
     prob.weights = prob.mask / np.maximum(model, prob.floor)
 
 
+def memory_estimate(prob: Problem, rho: np.ndarray, *, normal_equations: bool) -> float:
+    """Bytes the kernels will allocate for one model image (and its normal equations).
+
+    The pair count assumes columns spread evenly over the image, within the
+    coupling radius of :func:`assemble`.
+    """
+    ny, nx = prob.data.shape
+    n = rho.size
+    rmax = float(np.max(rho, initial=0.0))
+    width = 2.0 * CUTOFF_SIGMAS * rmax / prob.pixel + 2
+    total = 2.0 * n * width * 8 + 2.0 * ny * nx * 8
+    if normal_equations:
+        radius = 2.0 * min(prob.jacobian_sigmas, CUTOFF_SIGMAS) * rmax
+        area = max(ny * nx * prob.pixel**2, 1e-300)
+        per_column = min(n, 1.0 + n * math.pi * radius**2 / area)
+        G = prob.n_global
+        b = prob.b
+        total += 4.0 * n * per_column * (b * b + 3) * 8 + n * b * G * 8
+        if not prob.free_width:
+            total += prob.n_types * ny * nx * 8.0
+    return total
+
+
 def render_state(prob: Problem, st: State) -> np.ndarray:
     rho = np.ascontiguousarray(st.rho_per_column(prob))
+    check_memory(memory_estimate(prob, rho, normal_equations=False), "rendering the column model")
     cut = CUTOFF_SIGMAS * rho
     xc, yc = prob.centre
     return _kernels.render_columns(
@@ -128,6 +153,7 @@ def assemble(prob: Problem, st: State, model: np.ndarray | None = None) -> Norma
     if model is None:
         model = render_state(prob, st)
     rho = np.ascontiguousarray(st.rho_per_column(prob))
+    check_memory(memory_estimate(prob, rho, normal_equations=True), "the normal equations of the fit")
     cut = CUTOFF_SIGMAS * rho
     cutj = np.minimum(prob.jacobian_sigmas, CUTOFF_SIGMAS) * rho
     indptr, indices, rows = _pattern(st.x, st.y, 2.0 * float(cutj.max()) * (1 + 1e-9))
@@ -141,7 +167,7 @@ def assemble(prob: Problem, st: State, model: np.ndarray | None = None) -> Norma
                                                   prob.n_types, *tables, render_bands(ny))  # fmt: skip
     upper, cross, glob, gl, gg, c2 = _kernels.normal_equations(
         prob.data, model, prob.weights, prob.pixel, st.x, st.y, st.eta, rho, cut**2, cutj**2, st.bg, xc, yc,
-        prob.free_width, prob.n_bg, prob.n_types, dwidth, indptr, indices, max(1, numba.get_num_threads()), *tables,
+        prob.free_width, prob.n_bg, prob.n_types, dwidth, indptr, indices, _kernels.REDUCTION_CHUNKS, *tables,
     )  # fmt: skip
     # mirror the upper triangle: block (j, i) = block (i, j)^T
     key = rows * st.x.size + indices
@@ -339,8 +365,10 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, sta
     nothing that matters still changes.
 
     Returns the final state, the normal equations there, a per-column flag (last
-    step below ``rtol`` of its errors), the number of iterations and whether the
-    fit met one of the stopping criteria before ``max_iter``.
+    step below ``rtol`` of its errors), the number of iterations, whether the
+    fit met one of the stopping criteria before ``max_iter``, and whether it
+    stopped because every step was blocked away from a stationary point (then
+    the columns whose flag is False are stuck, not converged).
     """
     lam = 1e-3
     f_cur, model = objective(prob, st)
@@ -356,7 +384,8 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, sta
     slow = 0
     min_rho = 0.25 * prob.pixel
     # a width beyond half the image describes no column, and its kernels' memory grows with it
-    max_rho = 0.5 * max(prob.data.shape) * prob.pixel
+    max_rho = min(0.5 * max(prob.data.shape) * prob.pixel, prob.max_width)
+    stuck = False
     for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
         accepted = False
         while lam < 1e8:
@@ -376,12 +405,17 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, sta
             progress.update(1)
             progress.set_postfix(chi2=f"{neq.chi2:.6g}", lam=f"{lam:.1e}")
         if not accepted:
-            col_ok[:] = True
-            converged = True
+            # No downhill step at any damping: the minimum to machine precision, if the
+            # undamped step is negligible there. Otherwise the bounds or a non-finite
+            # model blocked every step, and the columns still taking a large step are stuck.
+            dl, dg = solve(neq, 1e-12)
+            col_ok, glob_ok = step_is_small(neq, dl, dg, dof, rtol)
+            if not np.all(np.isfinite(dl)):
+                col_ok &= np.all(np.isfinite(dl), axis=1)
+            stuck = not (col_ok.all() and glob_ok)
+            converged = not stuck
             break
-        col_ok, glob_ok = step_is_small(
-            neq, trial_step(st, trial, prob), trial_global(st, trial, prob), dof, rtol
-        )
+        col_ok, glob_ok = step_is_small(neq, trial_step(st, trial, prob), trial_global(st, trial, prob), dof, rtol)
         gain = _deviance_change(prob, f_cur - f_new, neq.chi2, dof)
         slow = slow + 1 if gain < stall * n_par else 0
         st = trial
@@ -394,7 +428,7 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, sta
         if (col_ok.all() and glob_ok) or slow >= 2:
             converged = True
             break
-    return st, neq, col_ok, it, converged
+    return st, neq, col_ok, it, converged, stuck
 
 
 def _deviance_change(prob: Problem, df: float, chi2: float, dof: int) -> float:

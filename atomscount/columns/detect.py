@@ -67,6 +67,11 @@ def find_columns(
     """
     if not isinstance(image, HAADFImage):
         raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
+    if threshold is not None:
+        threshold = check_positive(threshold, "threshold", allow_zero=True)
+    check_distance(min_distance_angstrom, "min_distance_angstrom", image, optional=True)
+    check_distance(smoothing_angstrom, "smoothing_angstrom", image, optional=True)
+    check_distance(exclude_border_angstrom, "exclude_border_angstrom", image, allow_zero=True)
     if threshold is None:
         from .detect_model import detect_columns
 
@@ -105,6 +110,18 @@ def find_columns(
     rc = _centroid_refine(sm - lo, peaks)
     order = np.lexsort((rc[:, 1], rc[:, 0]))
     return image.to_angstrom(rc[order])
+
+
+def check_distance(value, name, image, *, optional=False, allow_zero=False):
+    """A length [Å] that must be positive and smaller than the image (a larger one only
+    makes the filters' memory and time grow)."""
+    if value is None and optional:
+        return None
+    value = check_positive(value, name, allow_zero=allow_zero)
+    extent = max(image.shape) * image.pixel_size_angstrom
+    if value > extent:
+        raise ValueError(f"{name} must be smaller than the image ({extent:.4g} Å across), got {value:.4g}")
+    return value
 
 
 def _enforce_spacing(peaks, values, dmin_px):

@@ -27,10 +27,10 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 
-from .._checks import check_2d_image, check_positive
+from .._checks import check_2d_image, check_int, check_positive
 from ..image import HAADFImage
 from ..io import read_hdf5, write_hdf5
-from .detect import _enforce_spacing
+from .detect import _enforce_spacing, check_distance
 
 __all__ = ["ColumnDetection", "detect_columns"]
 
@@ -108,7 +108,7 @@ class ColumnDetection:
 
     @classmethod
     def from_hdf5(cls, path) -> ColumnDetection:
-        arrays, attrs = read_hdf5(path, _KIND)
+        arrays, attrs = read_hdf5(path, _KIND, result_type=cls)
         return cls(**attrs, **{k: arrays[k].reshape(-1, 2) if k != "significance" else arrays[k]
                                for k in cls._ARRAYS})  # fmt: skip
 
@@ -188,8 +188,9 @@ def detect_columns(
     if not isinstance(image, HAADFImage):
         raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
     data = check_2d_image(image.data, "image.data", allow_nonfinite=True)
-    if int(max_rounds) < 1:
-        raise ValueError(f"max_rounds must be >= 1, got {max_rounds}")
+    max_rounds = check_int(max_rounds, "max_rounds", minimum=1)
+    check_distance(min_distance_angstrom, "min_distance_angstrom", image, optional=True)
+    check_distance(exclude_border_angstrom, "exclude_border_angstrom", image, allow_zero=True)
     pixel = image.pixel_size_angstrom
     finite = np.isfinite(data)
     if noise is None:

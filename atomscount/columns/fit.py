@@ -12,7 +12,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from .._checks import check_2d_image, check_choice, check_positions, check_positive
+from .._checks import check_2d_image, check_choice, check_int, check_positions, check_positive
 from ..image import HAADFImage
 from ..io import atomic_path, read_hdf5, write_hdf5
 from . import _solver
@@ -50,13 +50,17 @@ class ColumnFit:
     background, background_error : ndarray (3,)
         ``(c0, cx, cy)``: level and slopes per Å about the image centre.
     converged : ndarray (n,) of bool
-        Per-column flag, False only for a real failure: height <= 0, a singular
-        block (non-finite errors), a move beyond ``max_shift_angstrom``, or a
-        centre that left the image. ``metadata["flagged"]`` counts each reason;
+        Per-column flag, False only for a real failure: height or width <= 0, a
+        singular block (non-finite errors), an SCS error larger than the SCS, a
+        fit stopped away from a stationary point (every step blocked), a move
+        beyond ``max_shift_angstrom``, or a centre that left the image.
+        ``metadata["flagged"]`` counts each reason;
         ``metadata["lm_converged"]`` says whether the whole fit met its stopping
         criterion before ``max_iter``.
     input_index : ndarray (n,) of int
-        Index of each column in the positions passed in (columns outside the image are dropped).
+        Index of each column in the positions passed in. Columns outside the image
+        are dropped, and a column closer than a pixel to an earlier one is merged
+        into it (both with a warning).
     reduced_chi2 : float
     n_iterations : int
     image_shape : (int, int)
@@ -180,11 +184,7 @@ class ColumnFit:
     def to_hdf5(self, path) -> None:
         """Write every field to ``path`` (atomically)."""
         arrays = {name: getattr(self, name) for name in self._ARRAYS}
-        attrs = {
-            f.name: getattr(self, f.name)
-            for f in dataclasses.fields(self)
-            if f.name not in self._ARRAYS
-        }
+        attrs = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in self._ARRAYS}
         attrs["type_names"] = list(self.type_names)
         attrs["image_shape"] = list(self.image_shape)
         write_hdf5(path, _KIND, arrays, attrs)
@@ -192,7 +192,7 @@ class ColumnFit:
     @classmethod
     def from_hdf5(cls, path) -> ColumnFit:
         """Read a file written by :meth:`to_hdf5`."""
-        arrays, attrs = read_hdf5(path, _KIND)
+        arrays, attrs = read_hdf5(path, _KIND, result_type=cls)
         kw = dict(attrs)
         kw["type_names"] = tuple(kw["type_names"])
         kw["image_shape"] = tuple(kw["image_shape"])
@@ -370,14 +370,9 @@ def fit_columns(
     check_choice(width, "width", {"shared", "free"})
     check_choice(background, "background", {"constant", "plane"})
     check_choice(noise, "noise", {"gaussian", "poisson"})
-    if int(max_iter) < 1:
-        raise ValueError(f"max_iter must be >= 1, got {max_iter}")
+    max_iter = check_int(max_iter, "max_iter", minimum=1)
     if width_init_angstrom is not None:
         check_positive(width_init_angstrom, "width_init_angstrom")
-        if width_init_angstrom < 0.25 * image.pixel_size_angstrom or width_init_angstrom > 0.5 * max(
-                image.shape) * image.pixel_size_angstrom:
-            raise ValueError(f"width_init_angstrom must lie between a quarter pixel and half the image, "
-                             f"got {width_init_angstrom}")  # fmt: skip
     if not 0 < check_positive(tol, "tol") <= 1:
         raise ValueError(f"tol must be in (0, 1], got {tol}")
     data = check_2d_image(image.data, "image.data", allow_nonfinite=mask_invalid)
@@ -396,25 +391,41 @@ def fit_columns(
     if not inside.all():
         warnings.warn(f"dropped {int((~inside).sum())} columns centred more than {margin:.3g} Å outside the image",
                       stacklevel=2)  # fmt: skip
-    pos = pos_in[inside]
-    tidx = tidx[inside]
-    input_index = np.flatnonzero(inside)
+    keep = np.flatnonzero(inside)
+    keep = keep[_first_of_duplicates(pos_in[keep], pixel)]
+    n_dup = int(inside.sum() - keep.size)
+    if n_dup:
+        warnings.warn(f"merged {n_dup} duplicate columns (closer than a pixel, {pixel:.3g} Å, to an earlier one): "
+                      "each is kept once, at its first position", stacklevel=2)  # fmt: skip
+    pos = pos_in[keep]
+    tidx, tnames = _drop_unused_types(tidx[keep], tnames)
+    input_index = keep
     n = len(pos)
     n_bg = 1 if background == "constant" else 3
-    meta = {"n_input_columns": n_in, "n_dropped_outside": int(n_in - n), "edge_margin_angstrom": margin}
+    meta = {"n_input_columns": n_in, "n_dropped_outside": int((~inside).sum()), "n_merged_duplicates": n_dup,
+            "edge_margin_angstrom": margin}  # fmt: skip
     if isinstance(image, HAADFImage) and isinstance(image.metadata.get("microscope"), dict):
         meta["microscope"] = dict(image.metadata["microscope"])  # lets counting check the library's settings
     if n == 0:
         warnings.warn("no columns to fit: returning an empty ColumnFit", stacklevel=2)
         return _empty_fit(data, finite, pixel, tnames, width, background, noise, meta)
+    n_par = n * (4 if width == "free" else 3) + n_bg + (0 if width == "free" else len(tnames))
+    if n_par >= int(finite.sum()):
+        raise ValueError(f"positions: {n} columns make {n_par} parameters, but the image has only "
+                         f"{int(finite.sum())} valid pixels; fit fewer columns or a larger image")  # fmt: skip
 
     nn = _nearest_neighbour(pos)
     if max_shift_angstrom is None:
         max_shift_angstrom = 0.5 * nn if np.isfinite(nn) else 10 * pixel
+    max_width = _max_width(data.shape, pixel, nn)
+    if width_init_angstrom is not None and not 0.25 * pixel <= width_init_angstrom <= max_width:
+        raise ValueError(f"width_init_angstrom must lie between a quarter pixel ({0.25 * pixel:.3g} Å) and "
+                         f"{max_width:.3g} Å (the smaller of half the image and twice the column spacing), "
+                         f"got {width_init_angstrom}")  # fmt: skip
     prob = _solver.Problem(
         np.ascontiguousarray(data), weights, pixel, tidx, len(tnames), width == "free", n_bg,
-        jacobian_sigmas=JACOBIAN_SIGMAS, bounds=_bounds(data.shape, pixel, margin + pixel),
-    )
+        jacobian_sigmas=JACOBIAN_SIGMAS, bounds=_bounds(data.shape, pixel, margin + pixel), max_width=max_width,
+    )  # fmt: skip
     st = _initial_state(prob, pos, width_init_angstrom, nn)
     if progress is None:
         progress = data.size > 1_000_000
@@ -424,15 +435,15 @@ def fit_columns(
             # a rough least-squares pass first (steps down to a third of the errors): a
             # robust start for the likelihood, which then refines to full precision
             rough = max(tol, 0.3)
-            st, _, _, it0, _ = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=rough,
-                                                           stall=0.01 * rough**2, progress=bar)  # fmt: skip
+            st, _, _, it0, _, _ = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=rough,
+                                                              stall=0.01 * rough**2, progress=bar)  # fmt: skip
             prob.poisson = True
             prob.mask = weights
             prob.floor = 1e-3 * max(float(np.percentile(data[finite], 99.9)), 1e-12)
         else:
             it0 = 0
-        st, neq, col_conv, it, ok = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=tol,
-                                                                stall=0.01 * tol**2, progress=bar)  # fmt: skip
+        st, neq, col_conv, it, ok, stuck = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=tol,
+                                                                       stall=0.01 * tol**2, progress=bar)  # fmt: skip
     total_it = it0 + it
     dof = max(int(finite.sum()) - (n * prob.b + prob.n_global), 1)
     red = neq.chi2 / dof
@@ -444,12 +455,45 @@ def fit_columns(
     cross = cross * red
     glob = glob * red
     return _build_fit(
-        image, prob, st, local, cross, glob, col_conv, ok, red, total_it, tidx, tnames, input_index, pos,
+        image, prob, st, local, cross, glob, col_conv, ok, stuck, red, total_it, tidx, tnames, input_index, pos,
         max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
     )  # fmt: skip
 
 
+def _first_of_duplicates(pos, pixel):
+    """Indices of the columns to keep: each one closer than a pixel to a kept earlier one is dropped."""
+    if len(pos) < 2:
+        return np.arange(len(pos))
+    pairs = cKDTree(pos).query_pairs(pixel, output_type="ndarray")
+    drop = np.zeros(len(pos), dtype=bool)
+    for i, j in sorted(map(tuple, np.sort(pairs, axis=1).tolist())):
+        if not drop[i]:
+            drop[j] = True
+    return np.flatnonzero(~drop)
+
+
+def _drop_unused_types(tidx, tnames):
+    """Renumber the types so that every one has a column (a type without columns has no width to fit)."""
+    used = np.unique(tidx)
+    if used.size == len(tnames) or used.size == 0:
+        return tidx, tnames
+    gone = [tnames[t] for t in sorted(set(range(len(tnames))) - set(used.tolist()))]
+    warnings.warn(f"types {gone} have no columns left in the image and are dropped", stacklevel=3)
+    return np.searchsorted(used, tidx).astype(np.int64), tuple(tnames[t] for t in used)
+
+
+def _max_width(shape, pixel, nn):
+    """The widest Gaussian the fit may try [Å]: half the image, and at most twice the column
+    spacing (at least four pixels). Wider ones describe no column, and the kernels' memory
+    grows with the width."""
+    limit = 0.5 * max(shape) * pixel
+    if np.isfinite(nn):
+        limit = min(limit, max(2.0 * nn, 4.0 * pixel))
+    return float(limit)
+
+
 def _bounds(shape, pixel, margin):
+
     return (-margin, (shape[1] - 1) * pixel + margin, -margin, (shape[0] - 1) * pixel + margin)
 
 
@@ -487,8 +531,8 @@ def _errors(prob, st, local, cross, glob):
     return sx, sy, seta, np.sqrt(np.maximum(vr, 0)), np.sqrt(vscs)
 
 
-def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, red, total_it, tidx, tnames, input_index, start,
-               max_shift, margin, width, background, noise, keep_residual, voronoi, meta):  # fmt: skip
+def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, total_it, tidx, tnames, input_index,
+               start, max_shift, margin, width, background, noise, keep_residual, voronoi, meta):  # fmt: skip
     sx, sy, seta, srho, sscs = _errors(prob, st, local, cross, glob)
     rho = st.rho_per_column(prob)
     bg_err = np.zeros(3)
@@ -498,9 +542,13 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, red, total_it,
     # Only real failures are flagged. A column whose last step was still above the
     # stopping tolerance when max_iter ran out is not one: its SCS change is far below
     # its error (the fit-level flag and a warning say so).
+    scs = 2 * np.pi * st.eta * rho**2
     failures = {
         "height <= 0": ~(st.eta > 0),
+        "width <= 0": ~(rho > 0),
         "singular (non-finite errors)": ~(np.isfinite(sscs) & np.isfinite(sx) & np.isfinite(sy)),
+        "SCS error above the SCS": sscs > np.abs(scs),
+        "stuck (no downhill step)": ~col_conv if stuck else np.zeros(len(pos), dtype=bool),
         f"moved more than {max_shift:.3g} Å": shift > max_shift,
         "left the image": ~image.contains(pos, margin_angstrom=margin),
     }
@@ -528,7 +576,7 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, red, total_it,
     return ColumnFit(
         positions=pos, positions_error=np.column_stack([sx, sy]), types=tidx, type_names=tnames,
         heights=st.eta, heights_error=seta, widths=rho, widths_error=srho,
-        scs=2 * np.pi * st.eta * rho**2, scs_error=sscs, voronoi_scs=vor,
+        scs=scs, scs_error=sscs, voronoi_scs=vor,
         background=bg, background_error=bg_err, converged=col_ok, input_index=input_index,
         reduced_chi2=float(red), n_iterations=int(total_it), image_shape=prob.data.shape,
         pixel_size_angstrom=prob.pixel, width_mode=width, background_model=background, noise=noise,

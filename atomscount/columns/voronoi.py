@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numba
 import numpy as np
 from scipy.spatial import cKDTree
 
@@ -83,5 +82,5 @@ def voronoi_scs(
     if mask is not None:
         labels = np.where(np.asarray(mask, dtype=bool), -1, labels)
         values = np.where(np.isfinite(values), values, 0.0)
-    sums, _ = _kernels.voronoi_sums(labels, np.ascontiguousarray(values), len(pos), numba.get_num_threads())
+    sums, _ = _kernels.voronoi_sums(labels, np.ascontiguousarray(values), len(pos), _kernels.REDUCTION_CHUNKS)
     return sums * pixel_size_angstrom**2
