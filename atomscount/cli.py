@@ -8,6 +8,7 @@ import warnings
 from pathlib import Path
 
 from . import __version__
+from ._cli_run import Signals, check_output_folder, final_paths, interruption, output_folder
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -26,11 +27,18 @@ def _parser() -> argparse.ArgumentParser:
     f = sub.add_parser("fit", help="detect and fit the atomic columns of an image")
     f.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser")
     f.add_argument("--pixel-size", type=float, default=None, help="pixel size in Å (default: from the file)")
-    f.add_argument("--min-distance", type=float, default=None,
-                   help="smallest column spacing in Å (default: 0.7 x the spacing estimated from the image)")
-    f.add_argument("--threshold", type=float, default=None,
-                   help="use the plain detector with this relative threshold (default: model-based detection, "
-                        "no threshold)")
+    f.add_argument(
+        "--min-distance",
+        type=float,
+        default=None,
+        help="smallest column spacing in Å (default: 0.7 x the spacing estimated from the image)",
+    )
+    f.add_argument(
+        "--threshold",
+        type=float,
+        default=None,
+        help="use the plain detector with this relative threshold (default: model-based detection, no threshold)",
+    )
     f.add_argument("--max-iter", type=int, default=100, help="most fit iterations per pass (default 100)")
     f.add_argument("--width", choices=["shared", "free"], default="shared")
     f.add_argument("--background", choices=["constant", "plane"], default="constant")
@@ -58,15 +66,27 @@ def _parser() -> argparse.ArgumentParser:
     lb = lsub.add_parser("build", help="simulate a pure-column SCS library from a settings file")
     lb.add_argument("settings", type=Path, help="TOML with [microscope] and [library] (element, zone_axis, max_atoms)")
     lb.add_argument("--out", type=Path, required=True, help="output HDF5 file")
-    lb.add_argument("--workers", type=int, default=None,
-                    help="local dask worker processes for the phonon configurations "
-                         "(default: one per core, at most one per configuration)")
-    lb.add_argument("--cache", type=Path, default=None,
-                    help="keep finished configurations in this folder, so that a build cut short resumes")
+    lb.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="local dask worker processes for the phonon configurations "
+        "(default: one per core, at most one per configuration)",
+    )
+    lb.add_argument(
+        "--cache",
+        type=Path,
+        default=None,
+        help="keep finished configurations in this folder, so that a build cut short resumes",
+    )
     ls = lsub.add_parser("show", help="print a library's table and plot SCS against thickness")
     ls.add_argument("file", help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Pt:110)")
-    ls.add_argument("--plot", type=Path, default=None,
-                    help="PNG path (default: beside the file, or ELEMENT_AXIS.png here for a shipped one)")
+    ls.add_argument(
+        "--plot",
+        type=Path,
+        default=None,
+        help="PNG path (default: beside the file, or ELEMENT_AXIS.png here for a shipped one)",
+    )
     lsub.add_parser("list", help="the shipped libraries and lensing models, with key SCS values")
     return p
 
@@ -87,6 +107,9 @@ def _cmd_library(args) -> int:
             raise ValueError(f"settings [library] table lacks {sorted(missing)}")
         import os
 
+        parent = args.out.absolute().parent
+        if args.out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
+            raise ValueError(f"--out must be a file in a writable folder, got {str(args.out)!r}")
         workers = args.workers or max(1, min(settings.num_configs, os.cpu_count() or 1))
         lib = build_scs_library(spec["element"], spec["zone_axis"], spec["max_atoms"], settings,
                                 workers=workers, cache_dir=args.cache)  # fmt: skip
@@ -116,7 +139,9 @@ def _cmd_library(args) -> int:
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
-    s = run_demo(args.out)
+    with output_folder(args.out, command="demo", signals=args.signals) as tmp:
+        s = run_demo(tmp)
+    s["files"] = {k: str(v) for k, v in final_paths(s["files"], tmp, args.out).items()}
     print(f"demo: {s['n_found_columns']} columns fitted ({s['n_true_columns']} true), "
           f"positions {s['position_rms_error_angstrom']:.3f} Å rms from the truth")  # fmt: skip
     for method, r in s["counting"].items():
@@ -134,39 +159,47 @@ def _cmd_fit(args) -> int:
     from .columns.fit import save_fit
     from .io import read_image
 
-    image = read_image(args.image, pixel_size_angstrom=args.pixel_size)
     if (args.detector_vacuum is None) != (args.detector_black is None):
-        raise SystemExit("atomscount fit: give both --detector-vacuum and --detector-black, or neither")
-    if args.detector_vacuum is not None:
-        image = image.normalise(detector_vacuum=args.detector_vacuum, detector_black=args.detector_black)
-    elif not image.is_normalised:
-        warnings.warn("image is not normalised to the incident beam: SCS are in image units × Å²", stacklevel=1)
-    if args.mask_invalid:
-        import numpy as np
+        raise ValueError("--detector-vacuum and --detector-black go together: give both or neither")
+    check_output_folder(args.out)
+    image = read_image(args.image, pixel_size_angstrom=args.pixel_size)
+    with output_folder(args.out, command="fit", signals=args.signals) as tmp:
+        if args.detector_vacuum is not None:
+            image = image.normalise(detector_vacuum=args.detector_vacuum, detector_black=args.detector_black)
+        elif not image.is_normalised:
+            warnings.warn("image is not normalised to the incident beam: SCS are in image units × Å²", stacklevel=1)
+        if args.mask_invalid:
+            import numpy as np
 
-        finite = np.isfinite(image.data)
-        sub = image.data[finite] if finite.any() else image.data
-        from .image import HAADFImage
+            from .image import HAADFImage
 
-        det = HAADFImage(np.where(finite, image.data, np.median(sub)), image.pixel_size_angstrom, image.metadata)
-    else:
-        det = image
-    positions = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold, progress=True)
-    fit = fit_columns(
-        image, positions, width=args.width, background=args.background, noise=args.noise,
-        mask_invalid=args.mask_invalid, max_iter=args.max_iter, progress=True,
-    )  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    files = save_fit(fit, args.out)
-    if not args.no_figures and fit.n_columns:
-        from .plot import save_fit_figures
+            finite = np.isfinite(image.data)
+            if not finite.any():
+                raise ValueError(f"image {str(args.image)!r} has no finite pixels: --mask-invalid leaves nothing")
+            det = HAADFImage(np.where(finite, image.data, np.median(image.data[finite])), image.pixel_size_angstrom,
+                             image.metadata)  # fmt: skip
+        else:
+            det = image
+        positions = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold,
+                                 progress=True)  # fmt: skip
+        fit = fit_columns(
+            image, positions, width=args.width, background=args.background, noise=args.noise,
+            mask_invalid=args.mask_invalid, max_iter=args.max_iter, progress=True,
+        )  # fmt: skip
+        files = save_fit(fit, tmp)
+        if not args.no_figures and fit.n_columns:
+            from .plot import save_fit_figures
 
-        files.update(save_fit_figures(image, fit, args.out))
+            files.update(save_fit_figures(image, fit, tmp))
     print(fit.report())
-    print(f"results written to {args.out.resolve()}")
+    _print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def _print_files(files: dict, out: Path) -> None:
+    print(f"results written to {out.resolve()}")
     for name, path in files.items():
         print(f"  {name:16s} {path}")
-    return 0
 
 
 def _shipped_table() -> str:
@@ -207,44 +240,55 @@ def _load_library(spec):
 
 
 def _cmd_count(args) -> int:
-    from .columns import ColumnFit
-    from .counting import count_atoms, model_from_counts, write_model
-    from .io import atomic_path
-    from .plot import save_count_figures
-
-    fit = ColumnFit.from_hdf5(args.fit)
-    library = _load_library(args.library)
-    import numpy as np
-
-    # columns whose fit did not converge (spurious, in vacuum, off the image) are not counted
-    scs = np.where(fit.converged, fit.scs, np.nan)
-    result = count_atoms(scs, method=args.method, library=library, max_components=args.max_components,
-                         scs_errors=fit.scs_error, n_components=args.components, first_count=args.first_count,
-                         microscope=fit.metadata.get("microscope"), rng=args.seed, progress=True)  # fmt: skip
-    args.out.mkdir(parents=True, exist_ok=True)
-    files = {"counts": args.out / "counts.h5", "csv": args.out / "counts.csv"}
-    result.to_hdf5(files["counts"])
-    result.to_csv(files["csv"])
-    crystal = args.crystal or (library.element if library is not None else None)
-    axis = args.zone_axis or (library.zone_axis if library is not None else None)
-    model = None
-    if crystal and axis:
-        model = model_from_counts(fit, result, crystal, axis, alignment=args.alignment)
-        files["model_xyz"] = write_model(model, args.out / "model.xyz")
-        files["model_cif"] = write_model(model, args.out / "model.cif")
-    files.update(save_count_figures(fit, result, args.out, model=model))
     import json
 
-    with atomic_path(args.out / "summary.json") as tmp:
-        tmp.write_text(json.dumps(result.summary(), indent=2))
-    files["summary"] = args.out / "summary.json"
+    import numpy as np
+
+    from .columns import ColumnFit
+    from .counting import count_atoms, model_from_counts, write_model
+    from .plot import save_count_figures
+
+    check_output_folder(args.out)
+    fit = ColumnFit.from_hdf5(args.fit)
+    library = _load_library(args.library)
+    crystal = args.crystal or (library.element if library is not None else None)
+    axis = args.zone_axis or (library.zone_axis if library is not None else None)
+    if crystal and axis:
+        _check_crystal(crystal, axis)
+    with output_folder(args.out, command="count", signals=args.signals) as tmp:
+        # columns whose fit did not converge (spurious, in vacuum, off the image) are not counted
+        scs = np.where(fit.converged, fit.scs, np.nan)
+        result = count_atoms(scs, method=args.method, library=library, max_components=args.max_components,
+                             scs_errors=fit.scs_error, n_components=args.components, first_count=args.first_count,
+                             microscope=fit.metadata.get("microscope"), rng=args.seed, progress=True)  # fmt: skip
+        files = {"counts": tmp / "counts.h5", "csv": tmp / "counts.csv"}
+        result.to_hdf5(files["counts"])
+        result.to_csv(files["csv"])
+        model = None
+        if crystal and axis:
+            model = model_from_counts(fit, result, crystal, axis, alignment=args.alignment)
+            files["model_xyz"] = write_model(model, tmp / "model.xyz")
+            files["model_cif"] = write_model(model, tmp / "model.cif")
+        files.update(save_count_figures(fit, result, tmp, model=model))
+        files["summary"] = tmp / "summary.json"
+        files["summary"].write_text(json.dumps(result.summary(), indent=2))
     print(repr(result))
     for note in result.notes:
         print(f"  - {note}")
-    print(f"results written to {args.out.resolve()}")
-    for name, path in files.items():
-        print(f"  {name:16s} {path}")
+    _print_files(final_paths(files, tmp, args.out), args.out)
     return 0
+
+
+def _check_crystal(crystal, axis) -> None:
+    """Refuse an unknown element or zone axis for the 3D model before any work."""
+    from .library import zone_axis_crystal
+
+    try:
+        zone_axis_crystal(crystal, axis)
+    except Exception as exc:  # ase raises KeyError/ValueError/RuntimeError for unknown symbols
+        raise ValueError(
+            f"--crystal {crystal!r} / --zone-axis {axis!r} give no crystal for the 3D model: {exc}"
+        ) from None
 
 
 def _short_warning(message, category, filename, lineno, line=None):
@@ -259,11 +303,20 @@ def main(argv=None) -> int:
         parser.print_help()
         return 0
     handlers = {"demo": _cmd_demo, "fit": _cmd_fit, "count": _cmd_count, "library": _cmd_library}
-    try:
-        return handlers[args.command](args)
-    except (ValueError, TypeError, FileNotFoundError, OSError) as exc:
-        print(f"atomscount {args.command}: error: {exc}", file=sys.stderr)
-        return 2
+    with Signals() as signals:
+        args.signals = signals
+        try:
+            return handlers[args.command](args)
+        except BaseException as exc:
+            code = interruption(exc)
+            if code is not None:
+                what = "interrupted" if code == 130 else "terminated"
+                print(f"atomscount {args.command}: {what}; no output written", file=sys.stderr)
+                return code
+            if isinstance(exc, (ValueError, TypeError, OSError)):
+                print(f"atomscount {args.command}: error: {exc}", file=sys.stderr)
+                return 2
+            raise
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -388,11 +388,13 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, sta
     stuck = False
     for it in range(1, max_iter + 1):  # noqa: B007 (it is returned)
         accepted = False
+        blocked = False  # was the last (most damped) trial refused by a bound rather than uphill?
         while lam < 1e8:
             dl, dg = solve(neq, lam)
             trial = apply_step(prob, st, dl, dg)
             rho = trial.rho_per_column(prob)
-            if np.all(np.isfinite(dl)) and np.all(rho > min_rho) and np.all(rho < max_rho):
+            blocked = not (np.all(np.isfinite(dl)) and np.all(rho > min_rho) and np.all(rho < max_rho))
+            if not blocked:
                 try:
                     f_new, trial_model = objective(prob, trial)
                 except FloatingPointError:
@@ -405,15 +407,16 @@ def levenberg_marquardt(prob: Problem, st: State, *, max_iter=100, rtol=0.1, sta
             progress.update(1)
             progress.set_postfix(chi2=f"{neq.chi2:.6g}", lam=f"{lam:.1e}")
         if not accepted:
-            # No downhill step at any damping: the minimum to machine precision, if the
-            # undamped step is negligible there. Otherwise the bounds or a non-finite
-            # model blocked every step, and the columns still taking a large step are stuck.
-            dl, dg = solve(neq, 1e-12)
-            col_ok, glob_ok = step_is_small(neq, dl, dg, dof, rtol)
-            if not np.all(np.isfinite(dl)):
-                col_ok &= np.all(np.isfinite(dl), axis=1)
-            stuck = not (col_ok.all() and glob_ok)
-            converged = not stuck
+            if blocked:
+                # even the smallest step leaves the allowed widths or gives a non-finite
+                # model: the columns at a width bound (all, if none is) are stuck there
+                rho = st.rho_per_column(prob)
+                at_bound = (rho <= 1.05 * min_rho) | (rho >= 0.95 * max_rho)
+                col_ok = ~at_bound if at_bound.any() else np.zeros(n, dtype=bool)
+                stuck = True
+            else:  # no downhill step at any damping: the minimum to machine precision
+                col_ok[:] = True
+                converged = True
             break
         col_ok, glob_ok = step_is_small(neq, trial_step(st, trial, prob), trial_global(st, trial, prob), dof, rtol)
         gain = _deviance_change(prob, f_cur - f_new, neq.chi2, dof)

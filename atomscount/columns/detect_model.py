@@ -182,7 +182,7 @@ def detect_columns(
     """
     from tqdm.auto import tqdm
 
-    from .fit import fit_columns
+    from .fit import WEAK, failed_columns, fit_columns
     from .lattice import estimate_spacing
 
     if not isinstance(image, HAADFImage):
@@ -249,11 +249,12 @@ def detect_columns(
             # Two columns closer than the minimum distance share one peak (or one is the other's
             # shoulder), and their heights' errors, inflated by the sharing, make neither look
             # significant: keep the taller one, untested until the next round's fit without the other.
-            away, survivor = _merge_pairs(fit.positions, np.where(fit.converged, fit.heights, -np.inf), dmin)
+            ok = ~failed_columns(fit, ignore=(WEAK,))  # the BIC below judges significance
+            away, survivor = _merge_pairs(fit.positions, np.where(ok, fit.heights, -np.inf), dmin)
             insignificant = ~(np.isfinite(z) & (z * z > penalty)) & ~survivor
-            keep = fit.converged & ~away & ~insignificant
+            keep = ok & ~away & ~insignificant
             removed.extend(fit.positions[~keep])
-            rejected.extend(fit.positions[fit.converged & (away | insignificant)])
+            rejected.extend(fit.positions[ok & (away | insignificant)])
             lost = len(positions) - fit.n_columns  # dropped by the fit as outside the image
             kept = fit.positions[keep]
             z_kept = z[keep]
@@ -388,7 +389,7 @@ def _confirm(image, candidates, kept, dmin, penalty, scale, noise, width):
     widths, its height is still significant by the BIC and it stays the minimum
     distance from every neighbour.
     """
-    from .fit import fit_columns
+    from .fit import WEAK, failed_columns, fit_columns
 
     if len(candidates) == 0:
         return candidates, []
@@ -420,7 +421,7 @@ def _confirm(image, candidates, kept, dmin, penalty, scale, noise, width):
         z = local.heights[-1] / local.heights_error[-1] * np.sqrt(local.reduced_chi2 / scale)
         others = local.positions[:-1]
         far = len(others) == 0 or np.min(np.hypot(*(others - local.positions[-1]).T)) >= dmin
-        if local.converged[-1] and np.isfinite(z) and z * z > penalty and far:
+        if not failed_columns(local, ignore=(WEAK,))[-1] and np.isfinite(z) and z * z > penalty and far:
             ok.append(local.positions[-1] + origin)
         else:
             refused.append(cand)

@@ -26,6 +26,8 @@ _KIND = "ColumnFit"
 #: itself at 1e-7): the normal equations cost about 5x less on a dense lattice, and the
 #: dropped terms change the standard errors by well under 1 %.
 JACOBIAN_SIGMAS = float(np.sqrt(2.0 * np.log(1e3)))
+#: The flag of a column whose SCS error exceeds its SCS (detection tests significance its own way).
+WEAK = "SCS error above the SCS"
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -54,7 +56,8 @@ class ColumnFit:
         singular block (non-finite errors), an SCS error larger than the SCS, a
         fit stopped away from a stationary point (every step blocked), a move
         beyond ``max_shift_angstrom``, or a centre that left the image.
-        ``metadata["flagged"]`` counts each reason;
+        ``metadata["flagged"]`` counts each reason and
+        ``metadata["flagged_columns"]`` lists the columns;
         ``metadata["lm_converged"]`` says whether the whole fit met its stopping
         criterion before ``max_iter``.
     input_index : ndarray (n,) of int
@@ -460,6 +463,19 @@ def fit_columns(
     )  # fmt: skip
 
 
+def failed_columns(fit: ColumnFit, *, ignore=()) -> np.ndarray:
+    """Per-column failure flag of ``fit``, leaving out the reasons in ``ignore``
+    (keys of ``metadata["flagged"]``, e.g. :data:`WEAK` for a test of its own)."""
+    by_reason = fit.metadata.get("flagged_columns")
+    if by_reason is None:
+        return ~np.asarray(fit.converged)
+    bad = np.zeros(fit.n_columns, dtype=bool)
+    for reason, idx in by_reason.items():
+        if reason not in ignore:
+            bad[np.asarray(idx, dtype=np.int64)] = True
+    return bad
+
+
 def _first_of_duplicates(pos, pixel):
     """Indices of the columns to keep: each one closer than a pixel to a kept earlier one is dropped."""
     if len(pos) < 2:
@@ -547,7 +563,7 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, to
         "height <= 0": ~(st.eta > 0),
         "width <= 0": ~(rho > 0),
         "singular (non-finite errors)": ~(np.isfinite(sscs) & np.isfinite(sx) & np.isfinite(sy)),
-        "SCS error above the SCS": sscs > np.abs(scs),
+        WEAK: sscs > np.abs(scs),
         "stuck (no downhill step)": ~col_conv if stuck else np.zeros(len(pos), dtype=bool),
         f"moved more than {max_shift:.3g} Å": shift > max_shift,
         "left the image": ~image.contains(pos, margin_angstrom=margin),
@@ -559,6 +575,7 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, to
         why = ", ".join(f"{int(bad.sum())} {name}" for name, bad in failures.items() if bad.any())
         warnings.warn(f"{int((~col_ok).sum())} of {len(col_ok)} columns did not converge ({why})", stacklevel=3)
     meta = dict(meta, flagged={name: int(bad.sum()) for name, bad in failures.items()},
+                flagged_columns={name: np.flatnonzero(bad).tolist() for name, bad in failures.items() if bad.any()},
                 n_columns_still_moving=int((~col_conv).sum()))  # fmt: skip
     if not ok:
         warnings.warn(f"the fit stopped at max_iter after {total_it} iterations with {int((~col_conv).sum())} "
