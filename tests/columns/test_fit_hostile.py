@@ -1,0 +1,139 @@
+"""Issue 11: hostile inputs to detection and fitting, one test per reported failure.
+
+Setup S of the issue: a 64x64 image at 0.1 Å/px with 9 columns on a 1.6 Å square
+lattice, heights 0.3, widths 0.4 Å, background 0.02 (true SCS 0.302 Å²).
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import atomscount._checks
+from atomscount import HAADFImage, find_columns, fit_columns
+from atomscount.columns.model import ColumnModel
+
+TRUE_SCS = 2 * np.pi * 0.3 * 0.4**2
+
+
+@pytest.fixture
+def setup_s():
+    xs = np.arange(3) * 1.6 + 1.6
+    pos = np.array([(x, y) for y in xs for x in xs])
+    m = ColumnModel((64, 64), 0.1, pos, heights=np.full(9, 0.3), widths=np.full(9, 0.4), background=(0.02,))
+    return HAADFImage(m.image(), 0.1), pos
+
+
+def quiet_fit(image, positions, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return fit_columns(image, positions, progress=False, **kw)
+
+
+def test_negated_image_keeps_widths_bounded_and_flags_every_column(setup_s):
+    img, pos = setup_s
+    fit = quiet_fit(HAADFImage(-img.data, 0.1), pos)
+    assert np.all(fit.widths <= 2 * 1.6 + 1e-9)  # at most twice the spacing
+    assert not fit.converged.any()
+
+
+def test_kernel_memory_is_estimated_and_refused_over_the_limit(setup_s, monkeypatch):
+    img, pos = setup_s
+    monkeypatch.setattr(atomscount._checks, "memory_limit_bytes", lambda: 10_000)
+    with pytest.raises(ValueError, match=r"would need .* GiB, over the limit"):
+        quiet_fit(img, pos)
+
+
+@pytest.mark.parametrize(
+    ("kw", "name"),
+    [({"min_distance_angstrom": 1e9}, "min_distance_angstrom"),
+     ({"threshold": 0.1, "smoothing_angstrom": 1e6}, "smoothing_angstrom"),
+     ({"exclude_border_angstrom": 1e6}, "exclude_border_angstrom")],
+)  # fmt: skip
+def test_find_columns_refuses_lengths_beyond_the_image(setup_s, kw, name):
+    img, _ = setup_s
+    with pytest.raises(ValueError, match=f"{name} must be smaller than the image"):
+        find_columns(img, **kw)
+
+
+@pytest.mark.parametrize("w", [-1.0, 1e-6, 1e6])
+def test_width_init_outside_the_physical_range_is_refused(setup_s, w):
+    img, pos = setup_s
+    with pytest.raises(ValueError, match="width_init_angstrom"):
+        quiet_fit(img, pos, width_init_angstrom=w)
+
+
+def test_sub_pixel_duplicates_are_merged_with_a_warning(setup_s):
+    img, pos = setup_s
+    with pytest.warns(UserWarning, match="merged 9 duplicate columns"):
+        fit = fit_columns(img, np.vstack([pos, pos + 0.01]), progress=False)
+    assert fit.n_columns == 9
+    np.testing.assert_array_equal(fit.input_index, np.arange(9))
+    np.testing.assert_allclose(fit.scs, TRUE_SCS, rtol=1e-6)
+    assert fit.converged.all()
+    assert fit.metadata["n_merged_duplicates"] == 9
+
+
+def test_one_duplicated_column_gets_the_whole_scs(setup_s):
+    img, pos = setup_s
+    fit = quiet_fit(img, np.vstack([pos, pos[:1]]))
+    assert fit.n_columns == 9
+    np.testing.assert_allclose(fit.scs, TRUE_SCS, rtol=1e-6)
+
+
+def test_two_identical_positions_alone_fit_as_one_column(setup_s):
+    img, pos = setup_s
+    fit = quiet_fit(img, np.vstack([pos[4], pos[4]]))
+    assert fit.n_columns == 1
+    assert np.isfinite(fit.scs_error[0])
+
+
+def test_more_parameters_than_pixels_is_an_error_before_any_iteration(setup_s):
+    img, _ = setup_s
+    rng = np.random.default_rng(0)
+    with pytest.raises(ValueError, match="parameters, but the image has only 4096 valid pixels"):
+        quiet_fit(img, rng.uniform(0.5, 6.0, (20_000, 2)))
+    with pytest.raises(ValueError, match="parameters, but the image has only 1 valid pixels"):
+        quiet_fit(HAADFImage(np.ones((1, 1)), 0.1), [[0.05, 0.05]])
+
+
+def test_a_width_driven_below_the_pixel_is_never_reported_converged(setup_s):
+    _, pos = setup_s
+    m = ColumnModel((64, 64), 0.1, pos + 0.003, heights=np.full(9, 0.3), widths=np.full(9, 0.01), background=(0.02,))
+    fit = quiet_fit(HAADFImage(m.image(), 0.1), pos, width_init_angstrom=0.1)
+    assert not fit.converged.any()
+
+
+def test_a_column_whose_scs_error_exceeds_its_scs_is_flagged(setup_s):
+    _, pos = setup_s
+    present = np.arange(9) != 4  # the centre site is empty: its SCS is noise
+    m = ColumnModel((64, 64), 0.1, pos[present], heights=np.full(8, 0.3), widths=np.full(8, 0.4), background=(0.02,))
+    noisy = m.image() + np.random.default_rng(0).normal(0, 0.02, m.shape)
+    fit = quiet_fit(HAADFImage(noisy, 0.1), pos, max_shift_angstrom=10.0)
+    # the empty site's column drifts onto its neighbour (5), and the pair shares one peak
+    assert fit.converged[[0, 1, 2, 3, 6, 7, 8]].all()
+    assert not fit.converged[4]
+    assert 4 in fit.metadata["flagged_columns"]["SCS error above the SCS"]
+
+
+@pytest.mark.parametrize("bad", ["5", 1.5, float("nan"), True])
+def test_max_iter_must_be_an_integer(setup_s, bad):
+    img, pos = setup_s
+    with pytest.raises(TypeError, match="max_iter must be an integer"):
+        quiet_fit(img, pos, max_iter=bad)
+
+
+def test_threshold_must_be_a_number(setup_s):
+    img, _ = setup_s
+    with pytest.raises(TypeError, match="threshold must be a real number, got '0.2'"):
+        find_columns(img, threshold="0.2")
+
+
+def test_a_type_left_without_columns_is_dropped_with_a_warning(setup_s):
+    img, pos = setup_s
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        fit = fit_columns(img, np.vstack([pos, [[-5.0, -5.0]]]), types=["a"] * 9 + ["b"], progress=False)
+    assert any("types ['b'] have no columns left" in str(w.message) for w in caught)
+    assert fit.type_names == ("a",)
+    np.testing.assert_allclose(fit.scs, TRUE_SCS, rtol=1e-6)
