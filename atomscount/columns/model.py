@@ -261,9 +261,16 @@ def add_poisson_noise(image, *, dose_e_per_angstrom2: float, pixel_size_angstrom
     dose = check_positive(dose_e_per_angstrom2, "dose_e_per_angstrom2")
     px = check_positive(pixel_size_angstrom, "pixel_size_angstrom")
     image = np.asarray(image, dtype=np.float64)
+    if not np.all(np.isfinite(image)):
+        bad = int((~np.isfinite(image)).sum())
+        raise ValueError(f"image must be finite for Poisson noise, got {bad} NaN/inf pixels")
     if np.any(image < 0):
         raise ValueError(f"image must be >= 0 for Poisson noise, got min {image.min()}")
     scale = dose * px * px
+    # numpy's Poisson sampler takes means up to about 1e18 (int64 counts)
+    if image.size and float(image.max()) * scale > 1e18:
+        raise ValueError(f"dose_e_per_angstrom2 = {dose:g} gives {float(image.max()) * scale:.3g} counts in the "
+                         "brightest pixel, beyond the 1e18 a Poisson draw can hold")  # fmt: skip
     return check_rng(rng).poisson(image * scale) / scale
 
 

@@ -137,3 +137,12 @@ def test_a_type_left_without_columns_is_dropped_with_a_warning(setup_s):
     assert any("types ['b'] have no columns left" in str(w.message) for w in caught)
     assert fit.type_names == ("a",)
     np.testing.assert_allclose(fit.scs, TRUE_SCS, rtol=1e-6)
+
+
+def test_poisson_noise_names_nan_pixels_and_overflowing_doses():
+    from atomscount import add_poisson_noise
+
+    with pytest.raises(ValueError, match="image must be finite for Poisson noise, got 16 NaN/inf pixels"):
+        add_poisson_noise(np.full((4, 4), np.nan), dose_e_per_angstrom2=1e4, pixel_size_angstrom=0.1)
+    with pytest.raises(ValueError, match="dose_e_per_angstrom2 = 1e\\+300"):
+        add_poisson_noise(np.ones((4, 4)), dose_e_per_angstrom2=1e300, pixel_size_angstrom=0.1)

@@ -1,0 +1,212 @@
+"""Issue 11: random small inputs through detection, fitting, counting and the HDF5 round-trips.
+
+Three properties hold for every example:
+
+1. only the package's documented exceptions escape: ``ValueError`` (and its
+   subclass ``FileFormatError``) for bad values, ``TypeError`` for bad types;
+2. a column flagged converged has a finite, positive SCS below a sane ceiling,
+   with a finite error no larger than the SCS; counts and probabilities are valid;
+3. no allocation exceeds the stated limit: everything runs under an address-space
+   limit (``resource.setrlimit``) a few GiB above the process's current size, so
+   a kernel that asked for more would raise ``MemoryError``, which fails the test.
+
+The examples are derandomised (a fixed seed), so CI sees the same ones every run.
+"""
+
+import contextlib
+import resource
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from atomscount import ColumnFit, HAADFImage, find_columns, fit_columns
+from atomscount.columns.model import ColumnModel, square_lattice
+from atomscount.counting import ColumnCounts, count_atoms
+
+DOCUMENTED = (ValueError, TypeError)
+HEADROOM = 3 * 2**30  # bytes of address space allowed above the process's size at the start
+def fuzz(max_examples: int):
+    return settings(max_examples=max_examples, derandomize=True, deadline=None, database=None,
+                    suppress_health_check=list(HealthCheck))  # fmt: skip
+
+
+def _vm_size() -> int:
+    with open("/proc/self/statm") as f:
+        return int(f.read().split()[0]) * resource.getpagesize()
+
+
+@contextlib.contextmanager
+def bounded_memory():
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    limit = _vm_size() + HEADROOM
+    if hard != resource.RLIM_INFINITY:
+        limit = min(limit, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # warnings are documented output, not failures
+            yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, (soft, hard))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def warm_up():
+    """Compile the kernels (and start numba's threads) before memory is bounded."""
+    m = ColumnModel((24, 24), 0.2, [[2.4, 2.4]], heights=[0.5], widths=0.4, background=(0.02,))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for noise in ("gaussian", "poisson"):
+            for width in ("shared", "free"):
+                fit_columns(HAADFImage(m.image(), 0.2), [[2.4, 2.4]], noise=noise, width=width, background="plane",
+                            progress=False)  # fmt: skip
+        count_atoms(np.repeat([1.0, 2.0, 3.0], 10) + np.linspace(0, 0.1, 30), rng=0)
+
+
+@st.composite
+def images(draw, lattice=None, min_size=1):
+    ny = draw(st.integers(min_size, 48))
+    nx = draw(st.integers(min_size, 48))
+    pixel = draw(st.sampled_from([0.05, 0.1, 0.2, 0.5, 1.0]))
+    extent = np.array([nx, ny]) * pixel
+    if lattice if lattice is not None else draw(st.booleans()):  # a lattice, as detection expects
+        spacing = draw(st.floats(0.5, 4.0)) if lattice is None else pixel * draw(st.floats(3.0, 12.0))
+        pos = square_lattice((ny, nx), pixel, spacing, margin_angstrom=draw(st.floats(0.0, 1.0)))
+        k = len(pos)
+    else:
+        k = draw(st.integers(0, 6))
+        pos = np.array([[draw(st.floats(-0.2, 1.2)) * extent[0], draw(st.floats(-0.2, 1.2)) * extent[1]]
+                        for _ in range(k)]).reshape(-1, 2)  # fmt: skip
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    heights = rng.uniform(draw(st.floats(-0.5, 1.0)), 2.0, k)
+    widths = rng.uniform(draw(st.floats(0.05, 1.0)), 1.2, k)
+    bg = draw(st.floats(-0.1, 0.5))
+    data = ColumnModel((ny, nx), pixel, pos, heights=heights, widths=widths if k else 0.4, background=(bg,),
+                       free_width=True).image()  # fmt: skip
+    kind = draw(st.sampled_from(["clean", "gaussian", "poisson", "counts", "spiky", "nan"]))
+    if kind == "gaussian":
+        data = data + rng.normal(0, draw(st.floats(1e-4, 0.5)), data.shape)
+    elif kind == "poisson":
+        data = rng.poisson(np.clip(data, 0, None) * 1e3) / 1e3
+    elif kind == "counts":
+        data = data * 1e4 + 2e4
+    elif kind == "spiky":
+        data = data + (rng.random(data.shape) < 0.05) * draw(st.floats(-1e3, 1e3))
+    elif kind == "nan":
+        data = np.where(rng.random(data.shape) < 0.1, np.nan, data)
+    return HAADFImage(data, pixel), pos
+
+
+@st.composite
+def start_positions(draw, image, truth):
+    pos = truth + np.array([draw(st.floats(-0.5, 0.5)) for _ in range(truth.size)]).reshape(truth.shape)
+    extra = draw(st.integers(0, 4))
+    extent = np.array(image.shape[::-1]) * image.pixel_size_angstrom
+    new = np.array([[draw(st.floats(-0.3, 1.3)) * extent[0], draw(st.floats(-0.3, 1.3)) * extent[1]]
+                    for _ in range(extra)]).reshape(-1, 2)  # fmt: skip
+    pos = np.vstack([pos, new])
+    if len(pos) and draw(st.booleans()):
+        pos = np.vstack([pos, pos[:1] + draw(st.floats(0.0, 0.05))])  # a duplicate
+    return pos
+
+
+def _check_fit(fit: ColumnFit, image: HAADFImage):
+    ok = fit.converged
+    assert np.all(np.isfinite(fit.scs[ok]))
+    assert np.all(fit.scs[ok] > 0)
+    assert np.all(np.isfinite(fit.scs_error[ok]))
+    assert np.all(fit.scs_error[ok] <= fit.scs[ok])
+    data = image.data[np.isfinite(image.data)]
+    extent = max(image.shape) * image.pixel_size_angstrom
+    ceiling = 2 * np.pi * 10 * max(float(np.ptp(data)), 1e-300) * extent**2
+    assert np.all(fit.scs[ok] < ceiling)
+    assert np.all(fit.widths[ok] > 0)
+
+
+@fuzz(150)
+@given(data=st.data())
+def test_fit_columns_on_random_small_images(data, tmp_path_factory):
+    image, truth = data.draw(images())
+    positions = data.draw(start_positions(image, truth))
+    options = data.draw(st.fixed_dictionaries({
+        "width": st.sampled_from(["shared", "free"]),
+        "background": st.sampled_from(["constant", "plane"]),
+        "noise": st.sampled_from(["gaussian", "poisson"]),
+        "max_iter": st.integers(1, 30),
+        "mask_invalid": st.booleans(),
+    }))  # fmt: skip
+    with bounded_memory():
+        try:
+            fit = fit_columns(image, positions, progress=False, **options)
+        except DOCUMENTED:
+            return
+        _check_fit(fit, image)
+        path = tmp_path_factory.mktemp("fuzz") / "fit.h5"
+        fit.to_hdf5(path)
+        back = ColumnFit.from_hdf5(path)
+    np.testing.assert_array_equal(back.scs, fit.scs)
+    np.testing.assert_array_equal(back.converged, fit.converged)
+    np.testing.assert_array_equal(back.positions, fit.positions)
+
+
+@fuzz(40)
+@given(data=st.data())
+def test_find_columns_on_random_small_images(data):
+    image, _ = data.draw(images(lattice=data.draw(st.booleans()), min_size=data.draw(st.sampled_from([1, 24]))))
+    threshold = data.draw(st.one_of(st.none(), st.floats(0.0, 0.99)))
+    with bounded_memory():
+        try:
+            pos = find_columns(image, threshold=threshold)
+        except DOCUMENTED:
+            return
+    assert pos.ndim == 2 and pos.shape[1] == 2
+    assert np.all(np.isfinite(pos))
+    extent = np.array(image.shape[::-1]) * image.pixel_size_angstrom
+    assert np.all((pos > -extent) & (pos < 2 * extent))
+
+
+scs_values = st.one_of(
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.floats(-1.0, 50.0),
+    st.sampled_from([0.0, 1e-300, 1e300, -1e300]),
+)
+
+
+@fuzz(120)
+@given(data=st.data())
+def test_count_atoms_on_random_scs_sets(data, tmp_path_factory):
+    if data.draw(st.booleans()):  # a realistic set: clusters near integer multiples
+        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+        n = data.draw(st.integers(1, 80))
+        scs = rng.integers(1, 10, n) * data.draw(st.floats(0.01, 1e4)) * (1 + rng.normal(0, 0.05, n))
+    else:
+        scs = np.array(data.draw(st.lists(scs_values, min_size=0, max_size=40)))
+    method = data.draw(st.sampled_from(["icl", "library", "hybrid"]))
+    library = None
+    if method != "icl" or data.draw(st.booleans()):
+        step = data.draw(st.floats(0.01, 10.0))
+        library = step * np.arange(1, data.draw(st.integers(1, 40)) + 1) ** data.draw(st.floats(0.8, 1.0))
+    kw = data.draw(st.fixed_dictionaries({}, optional={
+        "max_components": st.integers(-2, 12),
+        "first_count": st.integers(-3, 5),
+        "dose": st.floats(allow_nan=True, allow_infinity=True),
+        "n_components": st.integers(-1, 6),
+    }))  # fmt: skip
+    with bounded_memory():
+        try:
+            counts = count_atoms(scs, method=method, library=library, rng=0, **kw)
+        except DOCUMENTED:
+            return
+        path = tmp_path_factory.mktemp("fuzz") / "counts.h5"
+        counts.to_hdf5(path)
+        back = ColumnCounts.from_hdf5(path)
+    c = counts.counts
+    assert c.shape == scs.shape
+    assert np.all((c == -1) | (c >= 1))
+    assert np.all(c[~np.isfinite(scs)] == -1)
+    p = counts.probability
+    assert np.all(np.isfinite(p[c >= 1])) and np.all((p[c >= 1] >= 0) & (p[c >= 1] <= 1 + 1e-12))
+    np.testing.assert_array_equal(back.counts, c)
