@@ -95,3 +95,12 @@ def test_fit_command_on_blank_image_writes_empty_result(tmp_path, capsys):
 
     assert ColumnFit.from_hdf5(out / "fit.h5").n_columns == 0
     assert "n_columns" in capsys.readouterr().out
+
+
+def test_mask_invalid_on_an_all_nan_image_says_so(tmp_path, capsys):
+    np.save(tmp_path / "nan.npy", np.full((32, 32), np.nan))
+    code = main(["fit", str(tmp_path / "nan.npy"), "--pixel-size", "0.1", "--mask-invalid", "--out",
+                 str(tmp_path / "out")])  # fmt: skip
+    assert code == 2
+    assert "has no finite pixels: --mask-invalid leaves nothing" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
