@@ -155,6 +155,8 @@ def _cmd_demo(args) -> int:
 
 
 def _cmd_fit(args) -> int:
+    import numpy as np
+
     from .columns import find_columns, fit_columns
     from .columns.fit import save_fit
     from .io import read_image
@@ -163,19 +165,17 @@ def _cmd_fit(args) -> int:
         raise ValueError("--detector-vacuum and --detector-black go together: give both or neither")
     check_output_folder(args.out)
     image = read_image(args.image, pixel_size_angstrom=args.pixel_size)
+    if args.mask_invalid and not np.isfinite(image.data).any():
+        raise ValueError(f"image {str(args.image)!r} has no finite pixels: --mask-invalid leaves nothing")
     with output_folder(args.out, command="fit", signals=args.signals) as tmp:
         if args.detector_vacuum is not None:
             image = image.normalise(detector_vacuum=args.detector_vacuum, detector_black=args.detector_black)
         elif not image.is_normalised:
             warnings.warn("image is not normalised to the incident beam: SCS are in image units × Å²", stacklevel=1)
         if args.mask_invalid:
-            import numpy as np
-
             from .image import HAADFImage
 
             finite = np.isfinite(image.data)
-            if not finite.any():
-                raise ValueError(f"image {str(args.image)!r} has no finite pixels: --mask-invalid leaves nothing")
             det = HAADFImage(np.where(finite, image.data, np.median(image.data[finite])), image.pixel_size_angstrom,
                              image.metadata)  # fmt: skip
         else:
