@@ -115,3 +115,143 @@ def check_rng(rng) -> np.random.Generator:
     if rng is None or isinstance(rng, numbers.Integral):
         return np.random.default_rng(rng)
     raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {rng!r}")
+
+
+def _describe(value) -> str:
+    """``repr`` of a value followed by its type, which the repr alone may hide (``'3'`` or ``3``, ``2.0``)."""
+    return f"{value!r} ({type(value).__name__})"
+
+
+def check_integer(value, name: str, *, low: int | None = None, high: int | None = None, why: str = "") -> int:
+    """Return ``value`` as an int, raising unless it is an integer within ``low..high``.
+
+    Booleans, strings and floats (even ``2.0``) are not integers here: a float
+    count is usually a computation gone wrong upstream. NumPy integers are accepted.
+    ``why``, when given, follows the requirement in the message, e.g. ``" (a column holds at least one atom)"``.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not an integer.
+    ValueError
+        If it lies outside ``low..high`` (either bound may be None).
+    """
+    if low is not None and high is not None:
+        want = f"an integer within {low}..{high}"
+    elif low is not None:
+        want = f"an integer >= {low}"
+    elif high is not None:
+        want = f"an integer <= {high}"
+    else:
+        want = "an integer"
+    want += why
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be {want}, got {_describe(value)}")
+    value = int(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        raise ValueError(f"{name} must be {want}, got {value!r}")
+    return value
+
+
+def check_real(value, name: str, *, low: float | None = None, high: float | None = None, open_low: bool = False,
+               open_high: bool = False, why: str = "") -> float:  # fmt: skip
+    """Return ``value`` as a finite float within the interval from ``low`` to ``high``.
+
+    ``open_low`` / ``open_high`` exclude the bound itself, as in ``(0, 1)``; ``why``
+    follows the requirement in the message.
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number (booleans and strings are not).
+    ValueError
+        If it is NaN or infinite, or outside the interval.
+    """
+    if isinstance(value, bool | np.bool_) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {_describe(value)}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    below = low is not None and (value <= low if open_low else value < low)
+    above = high is not None and (value >= high if open_high else value > high)
+    if below or above:
+        if low is not None and high is not None:
+            want = f"lie in {'(' if open_low else '['}{low:g}, {high:g}{')' if open_high else ']'}"
+        elif low is not None:
+            want = f"be {'>' if open_low else '>='} {low:g}"
+        else:
+            want = f"be {'<' if open_high else '<='} {high:g}"
+        raise ValueError(f"{name} must {want}{why}, got {value}")
+    return value
+
+
+def check_increasing(values, name: str, *, positive: bool = False) -> np.ndarray:
+    """Return ``values`` as a 1D float64 array, raising unless it is finite and strictly increasing.
+
+    With ``positive`` the first value must also be above zero. The message names
+    the first offending entry and its value.
+
+    Raises
+    ------
+    TypeError
+        If the values are not real numbers.
+    ValueError
+        If they are not 1D, empty, not finite, or not strictly increasing.
+    """
+    arr = np.asarray(values)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    arr = arr.astype(np.float64, copy=False)
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be a 1D array, got shape {arr.shape}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    bad = np.flatnonzero(~np.isfinite(arr))
+    if bad.size:
+        raise ValueError(f"{name} must be finite, got {bad.size} NaN/inf (first {name}[{bad[0]}] = {arr[bad[0]]})")
+    if positive and not arr[0] > 0:
+        raise ValueError(f"{name} must start above zero, got {name}[0] = {arr[0]:.6g}")
+    down = np.flatnonzero(np.diff(arr) <= 0)
+    if down.size:
+        i = int(down[0]) + 1
+        raise ValueError(f"{name} must increase strictly, got {name}[{i}] = {arr[i]:.6g} after "
+                         f"{name}[{i - 1}] = {arr[i - 1]:.6g}")  # fmt: skip
+    return arr
+
+
+def check_magnitude(values, name: str, *, largest: float, smallest: float = 0.0, why: str = "") -> None:
+    """Raise unless the largest absolute finite value lies within ``smallest..largest``.
+
+    NaN and inf are left to the caller (some inputs mark missing values with them);
+    ``why`` follows the requirement in the message.
+
+    Raises
+    ------
+    ValueError
+        If the largest magnitude lies outside ``smallest..largest``.
+    """
+    arr = np.abs(np.asarray(values, dtype=np.float64))
+    arr = arr[np.isfinite(arr)]
+    if arr.size == 0:
+        return
+    top = float(arr.max())
+    if top > largest:
+        raise ValueError(f"{name} must lie within ±{largest:.3g}{why}, got a value of magnitude {top:.3g}")
+    if top < smallest:
+        raise ValueError(f"{name} must reach a magnitude of at least {smallest:.3g}{why}, got at most {top:.3g}")
+
+
+def check_real_array(values, name: str) -> np.ndarray:
+    """Return ``values`` as a float64 array, raising TypeError unless they are real numbers.
+
+    Strings, objects and complex numbers are refused rather than converted, so
+    ``["1", "2"]`` or a list holding None does not slip through. NaN and inf are
+    left to the caller.
+    """
+    try:
+        arr = np.asarray(values)
+    except ValueError as exc:  # ragged nested sequences
+        raise TypeError(f"{name} must be an array of real numbers, got {type(values).__name__} ({exc})") from exc
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    return arr.astype(np.float64, copy=False)

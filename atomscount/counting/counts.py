@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import dataclasses
 import warnings
-from numbers import Integral
 
 import numpy as np
 from scipy.special import logsumexp
 
-from .._checks import check_choice, check_rng
+from .._checks import (
+    check_choice,
+    check_increasing,
+    check_integer,
+    check_magnitude,
+    check_positive,
+    check_real,
+    check_real_array,
+    check_rng,
+)
 from ..io import atomic_path, read_hdf5, write_hdf5
+from ._inputs import SCS_LARGEST, check_scs_magnitude, round_scs
 from .gmm import MixtureScan, fit_mixtures
 from .select import select_components
 
@@ -112,7 +121,7 @@ class ColumnCounts:
 
     @classmethod
     def from_hdf5(cls, path) -> ColumnCounts:
-        arrays, attrs = read_hdf5(path, _KIND)
+        arrays, attrs = read_hdf5(path, _KIND, result_type=cls)
         return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
 
     def to_csv(self, path) -> None:
@@ -136,7 +145,16 @@ class ColumnCounts:
 
 
 def _assign(x, ok, post_ok, count_values):
-    """Counts (-1 where dropped), their probability and the full posterior, from the posterior of the kept values."""
+    """Counts (-1 where dropped), their probability and the full posterior, from the posterior of the kept values.
+
+    Raises rather than return NaN probabilities: a posterior that is not finite
+    means the SCS defeated the arithmetic, and no count drawn from it is worth having.
+    """
+    if not np.all(np.isfinite(post_ok)):
+        bad = int(np.sum(~np.all(np.isfinite(post_ok), axis=1)))
+        raise ValueError(f"the posterior of {bad} of {post_ok.shape[0]} columns is not finite for scs within "
+                         f"{np.min(x[ok]):.3g}..{np.max(x[ok]):.3g}: the SCS (or their errors) are too far from "
+                         "the scale of the model to count")  # fmt: skip
     counts = np.full(x.shape, -1, dtype=np.int64)
     prob = np.zeros(x.shape)
     post = np.zeros((x.size, len(count_values)))
@@ -147,7 +165,11 @@ def _assign(x, ok, post_ok, count_values):
 
 
 def _clean_scs(scs, scs_errors=None):
-    x = np.asarray(scs, dtype=np.float64)
+    """SCS as float64 (NaN/inf dropped with a warning), their finite mask and their errors, all checked.
+
+    NaN and +inf errors mean "unknown"; negative ones are refused.
+    """
+    x = check_real_array(scs, "scs")
     if x.ndim != 1:
         raise ValueError(f"scs must be a 1D array, got shape {x.shape}")
     if x.size == 0:
@@ -155,37 +177,63 @@ def _clean_scs(scs, scs_errors=None):
     ok = np.isfinite(x)
     if not ok.any():
         raise ValueError(f"scs holds no finite values (all {x.size} are NaN/inf)")
+    check_scs_magnitude(x[ok], "scs")
     if not ok.all():
         warnings.warn(f"dropped {int((~ok).sum())} NaN/inf SCS values (count -1)", stacklevel=3)
     err = None
     if scs_errors is not None:
-        err = np.asarray(scs_errors, dtype=np.float64)
+        err = check_real_array(scs_errors, "scs_errors")
         if err.shape != x.shape:
             raise ValueError(f"scs_errors must have the shape of scs {x.shape}, got {err.shape}")
+        negative = np.flatnonzero(err < 0)
+        if negative.size:
+            i = int(negative[0])
+            raise ValueError(f"scs_errors must be >= 0 (NaN where unknown), got scs_errors[{i}] = {err[i]:.6g}")
+        check_magnitude(err, "scs_errors", largest=SCS_LARGEST)
     return x, ok, err
 
 
 def _library_table(library, n_max=None):
-    """(counts, SCS, s.e.) of a library, as arrays; extrapolated up to ``n_max`` if asked."""
+    """(counts, SCS, s.e.) of a library, as arrays; extrapolated up to ``n_max`` if asked.
+
+    The SCS must be finite, above zero, strictly increasing and within the range
+    allowed for SCS (see :data:`SCS_LARGEST`), also where the thickness curve extends them.
+    """
     from ..library import ScsLibrary
 
     if isinstance(library, ScsLibrary):
+        check_increasing(library.scs, "library.scs", positive=True)
+        check_scs_magnitude(library.scs, "library.scs")
+        sem = np.asarray(library.scs_sem, dtype=np.float64)
+        if not np.all(np.isfinite(sem) & (sem >= 0)):
+            i = int(np.flatnonzero(~(np.isfinite(sem) & (sem >= 0)))[0])
+            raise ValueError(f"library.scs_sem must be finite and >= 0, got library.scs_sem[{i}] = {sem[i]}")
         top = library.max_atoms if n_max is None else max(int(n_max), 1)
         n = np.arange(1, top + 1)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             scs = library.scs_at(n, extrapolate=True)
-        sem = np.interp(n, library.n_atoms, library.scs_sem)
-        return n, scs, sem
-    arr = np.asarray(library, dtype=np.float64)
-    if arr.ndim != 1 or arr.size == 0 or not np.all(np.isfinite(arr)):
-        raise ValueError(f"library must be an ScsLibrary or a 1D array of SCS for 1, 2, ... atoms, got {arr.shape}")
-    if arr[0] <= 0:
-        raise ValueError(f"library must hold the SCS of 1, 2, ... atoms, all > 0, got library[0] = {float(arr[0])!r}")
-    if np.any(np.diff(arr) <= 0):
-        raise ValueError("library SCS must increase with the number of atoms")
+        if top > library.max_atoms:
+            try:
+                check_increasing(scs, "library.scs", positive=True)
+                check_scs_magnitude(scs, "library.scs")
+            except ValueError as exc:
+                raise ValueError(f"{exc} once extended beyond {library.max_atoms} atoms by the library's "
+                                 f"thickness curve {library.curve}: the curve cannot extrapolate this "
+                                 "library") from exc  # fmt: skip
+        return n, scs, np.interp(n, library.n_atoms, sem)
+    if isinstance(library, str | bytes | dict):
+        raise TypeError(f"library must be an ScsLibrary or a 1D array of SCS for 1, 2, ... atoms, got "
+                        f"{type(library).__name__}")  # fmt: skip
+    arr = check_increasing(check_real_array(library, "library"), "library", positive=True)
+    check_scs_magnitude(arr, "library")
     n = np.arange(1, arr.size + 1)
     return n, arr, np.zeros_like(arr)
+
+
+def _ratio(r: float) -> str:
+    """A ratio for a message: with thousands separators while short, else in three significant digits."""
+    return f"{r:,.0f}" if r < 1e6 else f"{r:.3g}"
 
 
 def _library_extent(library, scs):
@@ -227,7 +275,7 @@ def _far_off(xs, tab):
     med = float(np.median(xs))
     if med > FAR_OFF * tab[-1]:
         ratio = med / tab[-1]
-        return ratio, (f"the median SCS {med:.4g} Å² is {ratio:,.0f} times the library's largest SCS "
+        return ratio, (f"the median SCS {med:.4g} Å² is {_ratio(ratio)} times the library's largest SCS "
                        f"({tab[-1]:.4g} Å² at {len(tab)} atoms)")  # fmt: skip
     if med < tab[0] / FAR_OFF:
         ratio = med / tab[0]
@@ -290,9 +338,17 @@ def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> Column
         If most SCS lie more than twice beyond the library's largest value: the
         image was not normalised to the incident beam (the message gives the
         ratio and how to normalise). A few SCS far beyond only warn (spurious
-        columns); their counts are capped at twice the library's range.
+        columns); their counts are capped at twice the library's range. Also
+        for SCS that are empty, all NaN/inf or beyond ±1e12 (see
+        :data:`atomscount.counting._inputs.SCS_LARGEST`), negative
+        ``scs_errors``, ``max_count`` below 1, and a library whose SCS are not
+        finite, above zero and strictly increasing.
+    TypeError
+        If ``max_count`` is not an integer, or the SCS or the library are not real numbers.
     """
     x, ok, err = _clean_scs(scs, scs_errors)
+    if max_count is not None:
+        max_count = check_integer(max_count, "max_count", low=1)
     _, tab0, _ = _library_table(library)
     off = _far_off(x[ok], tab0)
     if off is not None and off[0] > 1:
@@ -309,7 +365,11 @@ def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> Column
         err_sd = np.full(x.shape, sd)
         estimated = True
     else:
-        err_sd = np.where(np.isfinite(err) & (err > 0), err, np.nanmedian(err[err > 0]) if np.any(err > 0) else 1e-3)
+        known = np.isfinite(err) & (err > 0)
+        if not known[ok].any():
+            raise ValueError("scs_errors must hold at least one finite value > 0 among the finite SCS, got none "
+                             "(leave scs_errors out to estimate one spread from the data)")  # fmt: skip
+        err_sd = np.where(known, err, np.median(err[known]))
         estimated = False
     var = err_sd[ok, None] ** 2 + sem[None, :] ** 2
     logp = -0.5 * (x[ok, None] - tab[None, :]) ** 2 / var - 0.5 * np.log(var)
@@ -341,11 +401,14 @@ def check_library_settings(library, microscope) -> list[str]:
 
     if not isinstance(library, ScsLibrary) or not microscope:
         return []
+    if not isinstance(microscope, dict):
+        raise TypeError(f"microscope must be a dict of settings, got {type(microscope).__name__}")
     out = []
     for key in _SETTINGS_CHECKED:
         a, b = library.settings.get(key), microscope.get(key)
         if a is None or b is None:
             continue
+        b = check_real(b, f"microscope[{key!r}]")
         if abs(float(a) - float(b)) > 0.02 * max(abs(float(a)), 1e-12):
             out.append(f"library {key} = {float(a):g} but the image has {float(b):g}: "
                        "the library was simulated for other microscope settings")  # fmt: skip
@@ -361,11 +424,7 @@ def _library_name(library):
 
 
 def _limit_components(n_valid, max_components):
-    g_max = int(max_components)
-    if g_max < 1:
-        raise ValueError(f"max_components must be >= 1, got {max_components}")
-    if g_max > 150:
-        raise ValueError(f"max_components must be <= 150, got {max_components}")
+    g_max = check_integer(max_components, "max_components", low=1, high=150)
     if n_valid < 3 * g_max:
         new = max(1, n_valid // 3)
         warnings.warn(f"{n_valid} columns cannot support {g_max} components (need n >= 3 G): "
@@ -430,10 +489,18 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     ------
     ValueError
         For an unknown ``method``, a missing library, ``max_components`` outside
-        1..150, ``first_count`` below 1, a library array not starting above zero
-        or not increasing, or SCS far outside the library's range for "library"
-        and "icl" (the message gives the ratio and how to normalise the image;
-        "hybrid" fits the scale instead, see :func:`count_hybrid`).
+        1..150, ``n_components`` outside 1..max_components, ``first_count``
+        below 1, ``n_starts`` below 2, ``dose`` not finite and > 0, a library
+        whose SCS are not finite, above zero and strictly increasing, SCS that
+        are empty, all NaN/inf or beyond ±1e12 (squares of larger ones overflow
+        the fits), negative ``scs_errors``, or SCS far outside the library's
+        range for "library" and "icl" (the message gives the ratio and how to
+        normalise the image; "hybrid" fits the scale instead, see
+        :func:`count_hybrid`). NaN and inf SCS are not an error: they are
+        dropped with a warning and counted -1. A single SCS gets one component.
+    TypeError
+        If an integer argument is not an integer (booleans, strings and floats
+        are not), ``dose`` is not a real number, or the SCS are not real numbers.
 
     Examples
     --------
@@ -448,23 +515,28 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     check_choice(method, "method", {"icl", "library", "hybrid"})
     if method in ("library", "hybrid") and library is None:
         raise ValueError(f"method={method!r} needs a library")
-    if first_count is not None and (isinstance(first_count, bool) or not isinstance(first_count, Integral)
-                                    or first_count < 1):  # fmt: skip
-        raise ValueError(f"first_count must be an integer >= 1 (a counted column holds at least one atom; -1 "
-                         f"marks columns not counted), got {first_count!r}")  # fmt: skip
-    if not 1 <= max_components <= 150:
-        raise ValueError(f"max_components must be within 1..150, got {max_components}")
-    x, ok, err = _clean_scs(scs, scs_errors)
+    if first_count is not None:
+        check_integer(first_count, "first_count", low=1,
+                      why=" (a counted column holds at least one atom; -1 marks columns not counted)")  # fmt: skip
+    check_integer(max_components, "max_components", low=1, high=150)
+    if n_components is not None:
+        check_integer(n_components, "n_components", low=1, high=max_components)
+    if dose is not None:
+        dose = check_positive(dose, "dose")
+    n_starts = check_integer(n_starts, "n_starts", low=2)
     rng = check_rng(rng)
+    if library is not None:
+        _library_table(library)  # refuse a bad library before the mixtures are fitted
     mismatch = check_library_settings(library, microscope)
     for msg in mismatch:
         warnings.warn(msg, stacklevel=2)
-    if method == "library":
-        res = count_by_library(x, library, scs_errors=err)
+    if method in ("library", "hybrid"):  # they check the SCS themselves (and warn once about NaN)
+        if method == "library":
+            res = count_by_library(scs, library, scs_errors=scs_errors)
+        else:
+            res = count_hybrid(scs, library, scs_errors=scs_errors, rng=rng)
         return dataclasses.replace(res, notes=list(res.notes) + mismatch) if mismatch else res
-    if method == "hybrid":
-        res = count_hybrid(x, library, scs_errors=err, rng=rng)
-        return dataclasses.replace(res, notes=list(res.notes) + mismatch) if mismatch else res
+    x, ok, err = _clean_scs(scs, scs_errors)
     g_max = _limit_components(int(ok.sum()), max_components)
     scan = fit_mixtures(x[ok], max_components=g_max, n_starts=n_starts, dose=dose, rng=rng, progress=progress)
     lib_tab = None
@@ -551,13 +623,23 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
     ValueError
         If the SCS are far off the library and no scaled library lattice fits
         them (one thickness only, or single counts not resolved); the message
-        gives the ratio and how to normalise the image.
+        gives the ratio and how to normalise the image. Also for SCS and a
+        library as in :func:`count_by_library`, ``scale_prior_sd`` not finite
+        and > 0, ``max_iter`` below 1 and ``tol`` below 0.
+    TypeError
+        If ``max_iter`` is not an integer, or ``scale_prior_sd`` or ``tol`` not a real number.
     """
+    check_choice(fit_offset, "fit_offset", {False, True})
+    scale_prior_sd = check_positive(scale_prior_sd, "scale_prior_sd")
+    max_iter = check_integer(max_iter, "max_iter", low=1)
+    tol = check_real(tol, "tol", low=0.0)
     x, ok, err = _clean_scs(scs, scs_errors)
-    xs = x[ok]
+    # fitted to rounded SCS, the scale and the counts do not hinge on floating-point noise (see round_scs)
+    xs = round_scs(x[ok])
     if err is not None:
         e = err[ok]
-        e = np.where(np.isfinite(e) & (e > 0), e, np.nanmedian(e[e > 0]) if np.any(e > 0) else 0.0)
+        known = np.isfinite(e) & (e > 0)
+        e = np.where(known, e, np.median(e[known]) if known.any() else 0.0)
     else:
         e = np.zeros_like(xs)
     _, tab0, _ = _library_table(library)
@@ -597,13 +679,14 @@ def _hybrid_fit(xs, e, have_errors, library, fit_offset, prior_sd, max_iter, tol
     inc = np.diff(np.concatenate([[0.0], tab]))
     width0 = (0.1 if have_errors else 0.25) * float(np.median(inc))
     # start the scale on a grid, a few EM steps each; the best start runs to convergence
-    burned = [_hybrid_em(xs, e, tab, s0, 0.0, width0 * s0, fit_offset, prior_sd, burn_in, tol)
+    min_var = (1e-9 * width0) ** 2  # without SCS errors, the spread must not collapse to zero
+    burned = [_hybrid_em(xs, e, tab, s0, 0.0, width0 * s0, fit_offset, prior_sd, burn_in, tol, min_var)
               for s0 in np.linspace(0.8, 1.25, 10)]  # fmt: skip
     ll, scale, offset, extra, weights, _ = max(burned, key=lambda r: r[0])
     best = _hybrid_em(xs, e, tab, scale, offset, max(extra, 1e-3 * width0), fit_offset, prior_sd, max_iter, tol,
-                      weights=weights)  # fmt: skip
+                      min_var, weights=weights)  # fmt: skip
     # Is a scale other than 1 supported by the data? Compare with the scale held at 1 (BIC).
-    fixed = _hybrid_em(xs, e, tab, 1.0, 0.0, width0, False, 1e-9, max_iter, tol)
+    fixed = _hybrid_em(xs, e, tab, 1.0, 0.0, width0, False, 1e-9, max_iter, tol, min_var)
     ll_free = best[0] + 0.5 * (np.log(best[1]) / prior_sd) ** 2
     n_free = 2 if fit_offset else 1
     supported = 2 * (ll_free - fixed[0]) > n_free * np.log(xs.size)
@@ -663,7 +746,8 @@ def _free_scale(xs, library, tab0, off):
     s = float(grid[best])
     # a lattice of the midpoints between counts fits smooth (unresolved) data as well as the counts do
     evidence = 2 * (lattice_fit(s, tab)[0] - lattice_fit(s, 0.5 * (tab[1:] + tab[:-1]))[0])
-    one = n * (np.log(2 * np.pi * xs.var()) + 1) + 2 * np.log(n)  # BIC of a single Gaussian
+    with np.errstate(divide="ignore"):  # SCS all alike: one Gaussian fits infinitely well, and no lattice beats it
+        one = n * (np.log(2 * np.pi * xs.var()) + 1) + 2 * np.log(n)  # BIC of a single Gaussian
     hopeless = (f"{off[1]}: the SCS are not normalised like the library, and no scale can be fitted from them "
                 "({why}). To count against the library, " + NORMALISE_HINT)  # fmt: skip
     if not bic[best] < one - 10:
@@ -683,8 +767,11 @@ def _free_scale(xs, library, tab0, off):
                f"counts by {evidence:.0f} in twice the log-likelihood)")  # fmt: skip
 
 
-def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_iter, tol, weights=None):
-    """EM for the library-tied mixture; column i has variance err_i^2 + extra_sd^2."""
+def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_iter, tol, min_var, weights=None):
+    """EM for the library-tied mixture; column i has variance err_i^2 + extra_sd^2.
+
+    Without SCS errors the extra variance stays above ``min_var``.
+    """
     k = len(tab)
     weights = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=float).copy()
     e2 = err**2
@@ -718,7 +805,7 @@ def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_i
         # extra spread beyond the SCS errors (moment estimate, >= 0)
         t2 = max(float(np.sum(tau * ((x[:, None] - mu) ** 2 - e2[:, None])) / x.size), 0.0)
         if not np.any(e2 > 0):
-            t2 = max(t2, 1e-18)
+            t2 = max(t2, min_var)
         if abs(ll - prev) < tol * x.size:
             break
         prev = ll
@@ -744,15 +831,40 @@ def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs
     scs_frames : array_like (n_frames, n_columns)
         SCS of the same columns (same order) in each frame; NaN where a column was
         not measured.
+    library : ScsLibrary or array_like, optional
+    max_components, scs_errors, n_components, first_count, rng
+        As for :func:`count_atoms` (``scs_errors`` with the shape of ``scs_frames``).
+    stay_probability : float
+        Probability that a column keeps its count from one frame to the next, in (0, 1).
+
+    Returns
+    -------
+    ColumnCounts
+        ``counts`` of shape (n_frames, n_columns).
+
+    Raises
+    ------
+    ValueError
+        If ``scs_frames`` is not 2D or is empty, ``stay_probability`` lies outside
+        (0, 1), and for the SCS and arguments as in :func:`count_atoms`.
+    TypeError
+        As in :func:`count_atoms`, and if ``stay_probability`` is not a real number.
     """
-    y = np.asarray(scs_frames, dtype=np.float64)
+    y = check_real_array(scs_frames, "scs_frames")
     if y.ndim != 2:
         raise ValueError(f"scs_frames must be 2D (frames, columns), got shape {y.shape}")
-    if not 0 < stay_probability < 1:
-        raise ValueError(f"stay_probability must lie in (0, 1), got {stay_probability}")
+    if y.size == 0:
+        raise ValueError(f"scs_frames must not be empty, got shape {y.shape}")
+    stay_probability = check_real(stay_probability, "stay_probability", low=0.0, high=1.0, open_low=True,
+                                  open_high=True)  # fmt: skip
+    if scs_errors is not None:
+        scs_errors = check_real_array(scs_errors, "scs_errors")
+        if scs_errors.shape != y.shape:
+            raise ValueError(f"scs_errors must have the shape of scs_frames {y.shape}, got {scs_errors.shape}")
+        scs_errors = scs_errors.ravel()
     flat = count_atoms(y.ravel(), method="icl", library=library, max_components=max_components,
-                       scs_errors=None if scs_errors is None else np.asarray(scs_errors).ravel(),
-                       n_components=n_components, first_count=first_count, rng=rng)  # fmt: skip
+                       scs_errors=scs_errors, n_components=n_components, first_count=first_count,
+                       rng=rng)  # fmt: skip
     g = flat.n_components
     post = flat.posterior.reshape(*y.shape, g)
     ok = np.isfinite(y)

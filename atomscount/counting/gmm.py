@@ -14,11 +14,13 @@ where EN(tau) = -sum_i sum_g tau_ig ln tau_ig is the classification entropy.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 
 import numpy as np
 
-from .._checks import check_rng
+from .._checks import check_integer, check_positive, check_real, check_real_array, check_rng
 from ._em import responsibilities, run_em
+from ._inputs import check_scs_magnitude, round_scs
 
 __all__ = ["MixtureScan", "fit_mixtures", "local_minima"]
 
@@ -82,13 +84,13 @@ class MixtureScan:
 
     def component_sd(self, g: int) -> np.ndarray:
         """Standard deviation of each component of the G-component mixture."""
-        i = g - 1
+        i = check_integer(g, "g", low=1, high=len(self.n_components)) - 1
         extra = 0.0 if not self.dose else np.maximum(self.means[i], 0) / self.dose
         return np.sqrt(self.width[i] ** 2 + extra)
 
     def posterior(self, scs, g: int) -> np.ndarray:
         """Responsibilities (n, g) of the G-component mixture for ``scs``."""
-        i = g - 1
+        i = check_integer(g, "g", low=1, high=len(self.n_components)) - 1
         inv_dose = 0.0 if not self.dose else 1.0 / self.dose
         return responsibilities(np.asarray(scs, dtype=np.float64), self.means[i].copy(), self.weights[i].copy(),
                                 float(self.width[i] ** 2), inv_dose)  # fmt: skip
@@ -130,12 +132,12 @@ def _insertion_starts(means, weights, var, x, n_insert, n_split):
     return starts
 
 
-def _random_start(x, g, rng):
+def _random_start(x, g, rng, spread, min_var):
     """Means at ``g`` sorted random quantiles of the data, equal weights."""
     q = np.sort(rng.uniform(0, 1, g))
     m = np.quantile(x, q)
-    m += rng.normal(0, 1e-6 * (x[-1] - x[0] + 1e-12), g)
-    var = ((x[-1] - x[0]) / (2 * g)) ** 2 + 1e-12
+    m += rng.normal(0, 1e-6 * spread, g)
+    var = max(((x[-1] - x[0]) / (2 * g)) ** 2, min_var)
     return np.sort(m), np.full(g, 1 / g), var
 
 
@@ -173,18 +175,37 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     SQUAREM-accelerated EM) and the best is kept (a start whose new component
     died on top of another loses ties).
 
+    The mixtures are fitted to the SCS rounded to 20 significant bits (a
+    relative 1e-6, far below any SCS error); their likelihood and entropy are
+    then those of the exact SCS. Far above the physical G, EM is chaotic, and
+    without the rounding a change of 1e-13 in the SCS could move the ICL there
+    by 100 (see :func:`atomscount.counting._inputs.round_scs`).
+
     Parameters
     ----------
     scs : array_like (n,)
+        Finite, the largest |SCS| within 1e-12..1e12 [Å²].
     max_components : int
+        G_max (>= 1).
     n_starts : int
         Starts per G (at least 2).
     dose : float, optional
-        Electron dose [e/Å²]: each component's variance becomes
+        Electron dose [e/Å²], > 0: each component's variance becomes
         ``sigma^2 + mean_g / dose`` (Poisson noise of a column with that SCS).
     sample_weights : array_like (n,), optional
-        Weight of each data point (for example a histogram's counts).
+        Weight of each data point (for example a histogram's counts): finite,
+        >= 0, not all zero.
     rng : Generator, int or None
+    burn_in : int
+        EM steps every start takes before the best are finished (>= 0).
+    max_iter : int
+        Largest number of EM steps of a finishing start (>= 1).
+    tol : float
+        Convergence threshold on the change of the mean log-likelihood per point (>= 0).
+    n_finish : int
+        Starts run to convergence (>= 1).
+    progress : bool
+        Show a progress bar over G.
     bins : "auto", int or None
         Fast path for many values: EM runs on a histogram of ``bins`` bins
         across the central 99 % of the data (each bin at the weighted mean of
@@ -199,6 +220,14 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     -------
     MixtureScan
 
+    Raises
+    ------
+    ValueError
+        For empty or non-finite SCS, SCS beyond the range above, or an argument
+        outside its range (the message names it and the value).
+    TypeError
+        If an integer argument is not an integer, or a real one not a real number.
+
     Examples
     --------
     >>> import numpy as np
@@ -211,29 +240,40 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     from tqdm.auto import tqdm
 
     rng = check_rng(rng)
-    x = np.asarray(scs, dtype=np.float64).ravel()
+    x = check_real_array(scs, "scs").ravel()
     if x.size == 0:
         raise ValueError("scs must not be empty")
     if not np.all(np.isfinite(x)):
         raise ValueError(f"scs must be finite, got {int((~np.isfinite(x)).sum())} NaN/inf")
-    if max_components < 1:
-        raise ValueError(f"max_components must be >= 1, got {max_components}")
-    if n_starts < 2:
-        raise ValueError(f"n_starts must be >= 2, got {n_starts}")
-    w = np.ones_like(x) if sample_weights is None else np.asarray(sample_weights, dtype=np.float64).ravel()
-    if w.shape != x.shape or np.any(w < 0):
-        raise ValueError(f"sample_weights must be >= 0 with the shape of scs {x.shape}, got {w.shape}")
-    if bins == "auto":
+    check_scs_magnitude(x, "scs")
+    max_components = check_integer(max_components, "max_components", low=1)
+    n_starts = check_integer(n_starts, "n_starts", low=2)
+    if dose is not None:
+        dose = check_positive(dose, "dose")
+    burn_in = check_integer(burn_in, "burn_in", low=0)
+    max_iter = check_integer(max_iter, "max_iter", low=1)
+    tol = check_real(tol, "tol", low=0.0)
+    n_finish = check_integer(n_finish, "n_finish", low=1)
+    w = np.ones_like(x) if sample_weights is None else check_real_array(sample_weights, "sample_weights").ravel()
+    if w.shape != x.shape or not np.all(np.isfinite(w) & (w >= 0)) or not w.sum() > 0:
+        lo, hi = np.min(w, initial=np.inf), np.max(w, initial=-np.inf)
+        raise ValueError(f"sample_weights must be finite, >= 0 and not all zero, with the shape of scs {x.shape}, "
+                         f"got shape {w.shape}, range {lo:.3g}..{hi:.3g}")  # fmt: skip
+    if isinstance(bins, str) and bins == "auto":
         bins = AUTO_BINS if x.size > 2 * AUTO_BINS else None
-    if bins is not None and (isinstance(bins, str) or int(bins) < 10):
-        raise ValueError(f"bins must be 'auto', None or an integer >= 10, got {bins!r}")
-    order = np.argsort(x)
-    x, w = x[order], w[order]
-    x_exact, w_exact = x, w
+    if bins is not None:
+        want = f"bins must be 'auto', None or an integer >= 10, got {bins!r}"
+        if isinstance(bins, bool) or not isinstance(bins, numbers.Integral):
+            raise TypeError(want)
+        if bins < 10:
+            raise ValueError(want)
+    order = np.argsort(x, kind="stable")
+    x_exact, w_exact = x[order], w[order]
+    x, w = round_scs(x_exact), w_exact  # still sorted: rounding keeps the order
     if bins is not None:
         x, w = _bin(x, w, int(bins))
-    inv_dose = 0.0 if not dose else 1.0 / float(dose)
-    spread = max(x[-1] - x[0], 1e-12 * max(abs(x[-1]), 1.0))
+    inv_dose = 0.0 if dose is None else 1.0 / dose
+    spread = max(x[-1] - x[0], 1e-12 * max(abs(x[0]), abs(x[-1])))
     min_var = (1e-4 * spread) ** 2
     results = {k: [] for k in ("loglik", "entropy", "means", "weights", "width", "iterations")}
     prev = None
@@ -244,7 +284,7 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
         else:
             n_insert = (n_starts - 2 + 1) // 2
             starts = _insertion_starts(prev[0], prev[1], prev[2], x, n_insert, n_starts - 2 - n_insert)
-            starts += [_random_start(x, g, rng) for _ in range(n_starts - len(starts))]
+            starts += [_random_start(x, g, rng, spread, min_var) for _ in range(n_starts - len(starts))]
         burned = []
         for m, wt, v in starts:
             m, wt = m.copy(), wt.copy()
@@ -262,9 +302,9 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
                 best = (ll, ent, m, wt, v2, it, key)
         ll, ent, m, wt, v, it, _ = best
         prev = (m, wt, v)
-        if x is not x_exact:  # polish on the exact data, and report its likelihood and entropy
-            m, wt = m.copy(), wt.copy()
-            ll, ent, v, _ = run_em(x_exact, w_exact, m, wt, float(v), inv_dose, 2, 0.0, min_var)
+        # polish binned fits on the exact data; report the likelihood and entropy of the exact data
+        m, wt = m.copy(), wt.copy()
+        ll, ent, v, _ = run_em(x_exact, w_exact, m, wt, float(v), inv_dose, 2 if bins is not None else 0, 0.0, min_var)
         for key, val in zip(results, (ll, ent, m, wt, np.sqrt(v), it), strict=True):
             results[key].append(val)
     return MixtureScan(

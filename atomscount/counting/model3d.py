@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from .._checks import check_choice
+from .._checks import check_choice, check_positive, check_real, check_real_array
 
 __all__ = ["model_from_counts", "register_lattice", "write_model"]
 
@@ -38,15 +38,37 @@ def register_lattice(positions, crystal: Atoms, *, angle_step_deg: float = 0.25)
     is found by a grid search over angles, minimising the summed distance of
     every column to its nearest lattice column.
 
+    Parameters
+    ----------
+    positions : array_like (n, 2)
+        Column positions (x, y) [Å], finite, n >= 1.
+    crystal : ase.Atoms
+        One period of the crystal along the beam.
+    angle_step_deg : float
+        Step of the angle grid [degrees], in (0, 90].
+
     Returns
     -------
     dict with ``angle_deg``, ``mirror``, ``origin`` (Å), ``basis_index`` (n,), ``lattice_xy`` (n, 2) the ideal
     positions in image coordinates, and ``rms_misfit`` (Å).
+
+    Raises
+    ------
+    ValueError
+        For positions that are not a finite (n, 2) array, or ``angle_step_deg`` outside (0, 90].
+    TypeError
+        If ``crystal`` is not an ase.Atoms or ``angle_step_deg`` not a real number.
     """
-    pos = np.asarray(positions, dtype=float)
+    angle_step_deg = check_real(angle_step_deg, "angle_step_deg", low=0.0, high=90.0, open_low=True)
+    pos = check_real_array(positions, "positions")
+    if pos.ndim != 2 or pos.shape[1] != 2 or len(pos) == 0 or not np.all(np.isfinite(pos)):
+        raise ValueError(f"positions must be a finite (n, 2) array of (x, y) [Å] with n >= 1, got shape {pos.shape}")
+    if not isinstance(crystal, Atoms):
+        raise TypeError(f"crystal must be an ase.Atoms, got {type(crystal).__name__}")
     cols, _, cell = _basis_columns(crystal)
     ref = int(np.argmin(np.hypot(*(pos - pos.mean(axis=0)).T)))
     d = pos - pos[ref]
+
     # lattice periods: the cell plus the basis offsets
     def misfit(angle, mirror):
         c, s = np.cos(angle), np.sin(angle)
@@ -114,15 +136,28 @@ def model_from_counts(fit, counts, crystal, zone_axis, *, alignment: str = "cent
     ase.Atoms
         With ``atoms.arrays["column"]`` the index of each atom's column and
         ``atoms.info["registration"]`` the lattice registration (angle, mirror, misfit).
+
+    Raises
+    ------
+    ValueError
+        For positions that are not a finite (n, 2) array, counts not one per
+        column, no columns, or ``vacuum_angstrom`` below 0.
+    TypeError
+        If the counts are not integers.
     """
     from ..library import zone_axis_crystal
 
     check_choice(alignment, "alignment", {"centre", "top", "bottom"})
     check_choice(positions, "positions", {"lattice", "fitted"})
-    pos = np.asarray(getattr(fit, "positions", fit), dtype=float)
+    vacuum_angstrom = check_positive(vacuum_angstrom, "vacuum_angstrom", allow_zero=True)
+    pos = check_real_array(getattr(fit, "positions", fit), "fit positions")
     if pos.ndim != 2 or pos.shape[1] != 2:
         raise ValueError(f"fit positions must have shape (n, 2), got {pos.shape}")
+    if not np.all(np.isfinite(pos)):
+        raise ValueError(f"fit positions must be finite, got {int((~np.isfinite(pos)).sum())} NaN/inf")
     n = np.asarray(getattr(counts, "counts", counts))
+    if n.dtype.kind not in "iu" and n.size:
+        raise TypeError(f"counts must hold integers, got dtype {n.dtype}")
     if n.ndim != 1 or len(n) != len(pos):
         raise ValueError(f"counts must be 1D with one entry per column ({len(pos)}), got shape {n.shape}")
     if len(pos) == 0:

@@ -58,6 +58,14 @@ stay below about 0.3 per column, split-versus-true ones mostly above).
 
 The notes say which candidate was chosen and why, name the runners-up with
 their reasons, and never give an empty reason.
+
+None of the margins above may hinge on floating-point noise. Far above the
+physical G, EM is chaotic: a relative change of 1e-13 in the SCS once moved
+the ICL at G = 9 by 9.9, just under ``CLOSE_ICL``, and can move it by 100
+elsewhere. The curves, means and widths compared here come from mixtures
+fitted to the SCS rounded to 20 significant bits (see :func:`fit_mixtures`),
+so SCS that differ by such noise give the same candidates and the same G;
+exact ties between candidates go to the lower ICL, then the smaller G.
 """
 
 from __future__ import annotations
@@ -66,6 +74,7 @@ import dataclasses
 
 import numpy as np
 
+from .._checks import check_increasing, check_integer, check_real_array
 from .gmm import MixtureScan, local_minima
 
 __all__ = ["Candidate", "align_to_library", "select_components"]
@@ -144,12 +153,27 @@ def align_to_library(means, weights, library_scs, *, scales=None):
     scale : float
     misfit : float
         Weighted rms distance of the means from their library values, in increments.
+
+    Raises
+    ------
+    ValueError
+        If the means are not finite, the weights not finite and >= 0 (or of
+        another shape), ``library_scs`` not finite, above zero and strictly
+        increasing, or ``scales`` not finite and > 0.
     """
-    means = np.asarray(means, dtype=float)
-    w = np.asarray(weights, dtype=float) + 1e-12
-    lib = np.asarray(library_scs, dtype=float)
+    means = check_real_array(means, "means")
+    w = check_real_array(weights, "weights")
+    if means.ndim != 1 or means.size == 0 or w.shape != means.shape or not np.all(np.isfinite(means)):
+        raise ValueError(f"means must be finite and 1D, with weights of their shape, got shapes {means.shape} and "
+                         f"{w.shape}")  # fmt: skip
+    if not np.all(np.isfinite(w) & (w >= 0)):
+        raise ValueError(f"weights must be finite and >= 0, got {np.array2string(w, precision=3)}")
+    w = w + 1e-12
+    lib = check_increasing(library_scs, "library_scs", positive=True)
     inc = np.diff(np.concatenate([[0.0], lib]))
-    grid = np.linspace(0.8, 1.25, 91) if scales is None else np.asarray(scales, dtype=float)
+    grid = np.linspace(0.8, 1.25, 91) if scales is None else check_real_array(scales, "scales").ravel()
+    if grid.size == 0 or not np.all(np.isfinite(grid) & (grid > 0)):
+        raise ValueError(f"scales must be finite and > 0, got {np.array2string(grid, precision=3)}")
 
     def assign(s):
         y = means / s
@@ -224,15 +248,19 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
     Raises
     ------
     ValueError
-        If ``override`` is outside 1..G_max, or ``library_scs`` does not start
-        above zero and increase.
+        If ``override`` is outside 1..G_max, ``n_columns`` below 1, or
+        ``library_scs`` does not start above zero and increase.
+    TypeError
+        If ``scan`` is not a MixtureScan, or ``override`` or ``n_columns`` not an integer.
     """
+    if not isinstance(scan, MixtureScan):
+        raise TypeError(f"scan must be a MixtureScan (from fit_mixtures), got {type(scan).__name__}")
     icl = scan.icl
-    n_cols = n_columns or scan.n
+    n_cols = scan.n if n_columns is None else check_integer(n_columns, "n_columns", low=1)
     idx = list(local_minima(icl))
     if override is not None:
-        if not 1 <= override <= len(icl):
-            raise ValueError(f"n_components must be within 1..{len(icl)}, got {override}")
+        # named as count_atoms calls it, where users set it
+        override = check_integer(override, "n_components", low=1, high=len(icl))
         if override - 1 not in idx:
             idx.append(override - 1)
     err_rms = None
@@ -348,10 +376,11 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
             floor = min(c.icl for c in regular)
             finest = {c.n_components for c in regular if c.icl - floor <= FINER_ICL * n_cols}
 
-    def rank(c):
+    def rank(c):  # G breaks exact ties, so that the order never rests on the input order
         if c.n_components in finest:
             return (0, -c.n_components, c.icl)
-        return (1 + (c.penalty > best_pen + TIE), c.penalty if c.penalty > best_pen + TIE else 0.0, c.icl)
+        return (1 + (c.penalty > best_pen + TIE), c.penalty if c.penalty > best_pen + TIE else 0.0, c.icl,
+                c.n_components)  # fmt: skip
 
     ranked = sorted(cands, key=rank)
     notes = []

@@ -24,6 +24,7 @@ import numpy as np
 from scipy.optimize import least_squares
 
 from ..io import read_hdf5, write_hdf5
+from ._files import check_finite, check_scs_table, checking
 from .scs import ScsLibrary, thickness_curve
 from .settings import MicroscopeSettings
 
@@ -184,9 +185,27 @@ class LensingModel:
 
     @classmethod
     def from_hdf5(cls, path) -> LensingModel:
+        """Read a model written by :meth:`to_hdf5`.
+
+        Raises
+        ------
+        FileFormatError
+            (a ValueError) If the file is not a lensing model, or a pure-column
+            table is not finite, above zero and strictly increasing with
+            thickness, or ``curves`` or ``lam`` are not finite (``lam`` >= 0). The
+            message names the file and the field.
+        """
         arrays, attrs = read_hdf5(path, "LensingModel")
-        return cls(tuple(attrs["elements"]), arrays["tables"], arrays["curves"], arrays["lam"], attrs["zone_axis"],
-                   MicroscopeSettings.stored(attrs["settings"]), attrs["provenance"])  # fmt: skip
+        with checking(path, "lensing model"):
+            tables = np.asarray(arrays["tables"], dtype=np.float64)
+            if tables.ndim != 2:
+                raise ValueError(f"tables must be 2D (elements, atoms), got shape {tables.shape}")
+            for i, row in enumerate(tables):
+                check_scs_table(row, f"tables[{i}]")
+            check_finite(arrays["curves"], "curves")
+            check_finite(arrays["lam"], "lam", minimum=0.0)
+            return cls(tuple(attrs["elements"]), tables, arrays["curves"], arrays["lam"], attrs["zone_axis"],
+                       MicroscopeSettings.stored(attrs["settings"]), attrs["provenance"])  # fmt: skip
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -250,9 +269,22 @@ class LinearModel:
 
     @classmethod
     def from_hdf5(cls, path) -> LinearModel:
+        """Read a model written by :meth:`to_hdf5`.
+
+        Raises
+        ------
+        FileFormatError
+            (a ValueError) If the file is not a linear model, or ``per_atom`` is
+            not finite and above zero; the message names the file and the field.
+        """
         arrays, attrs = read_hdf5(path, "LinearModel")
-        return cls(tuple(attrs["elements"]), arrays["per_atom"], attrs["zone_axis"],
-                   MicroscopeSettings.stored(attrs["settings"]), attrs["provenance"])  # fmt: skip
+        with checking(path, "linear model"):
+            per_atom = check_finite(arrays["per_atom"], "per_atom")
+            if not np.all(per_atom > 0):
+                i = int(np.flatnonzero(per_atom <= 0)[0])
+                raise ValueError(f"per_atom must be > 0, got per_atom[{i}] = {per_atom[i]}")
+            return cls(tuple(attrs["elements"]), per_atom, attrs["zone_axis"],
+                       MicroscopeSettings.stored(attrs["settings"]), attrs["provenance"])  # fmt: skip
 
 
 def load_default_lensing(element_a: str, element_b: str, zone_axis: str) -> LensingModel:
@@ -261,21 +293,31 @@ def load_default_lensing(element_a: str, element_b: str, zone_axis: str) -> Lens
     Raises
     ------
     ValueError
-        If none ships for that pair and zone axis.
+        If none ships for that pair and zone axis, or the zone axis is not one.
+    TypeError
+        If an element is not a string, or ``zone_axis`` neither a string nor a sequence.
     """
     return _load_default_model(LensingModel, "lensing", element_a, element_b, zone_axis)
 
 
 def load_default_linear(element_a: str, element_b: str, zone_axis: str) -> LinearModel:
-    """Load the shipped linear model fitted to the same simulations as the lensing model."""
+    """Load the shipped linear model fitted to the same simulations as the lensing model.
+
+    Raises
+    ------
+    ValueError, TypeError
+        As for :func:`load_default_lensing`.
+    """
     return _load_default_model(LinearModel, "linear", element_a, element_b, zone_axis)
 
 
 def _load_default_model(cls, kind, a, b, zone_axis):
     from importlib import resources
 
-    from .simulate import _parse_zone_axis
+    from .simulate import _check_element, _parse_zone_axis
 
+    _check_element(a, "element_a")
+    _check_element(b, "element_b")
     key, _ = _parse_zone_axis(zone_axis)
     base = resources.files("atomscount") / "data" / "libraries"
     for pair in (a + b, b + a):

@@ -11,6 +11,7 @@ from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
 from ..io import read_hdf5, write_hdf5
+from ._files import check_finite, checking
 from .settings import MicroscopeSettings
 from .simulate import _lateral_repeats, _layers, clear_of_edges, haadf_exit_planes, local_client
 
@@ -72,9 +73,25 @@ class MixedColumns:
 
     @classmethod
     def from_hdf5(cls, path) -> MixedColumns:
+        """Read simulations written by :meth:`to_hdf5`.
+
+        Raises
+        ------
+        FileFormatError
+            (a ValueError) If the file does not hold mixed columns, or ``scs`` or
+            ``scs_sem`` (>= 0) are not finite at a site that holds an atom; the
+            message names the file and the field.
+        """
         arrays, attrs = read_hdf5(path, _KIND)
-        attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
-        return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
+        with checking(path, "mixed-column"):
+            filled = np.asarray(arrays["sequences"]).astype(str) != ""
+            for name, minimum in (("scs", None), ("scs_sem", 0.0)):
+                values = np.asarray(arrays[name], dtype=np.float64)
+                if values.shape != filled.shape:
+                    raise ValueError(f"{name} must have the shape of sequences {filled.shape}, got {values.shape}")
+                check_finite(np.where(filled, values, 0.0), name, minimum=minimum)
+            attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
+            return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
 
 
 def _supercell_columns(atoms: Atoms, tol=0.2):
@@ -222,7 +239,7 @@ def _uniform(seqs, crystal, settings, client, progress, cache_dir=None):
     from .simulate import simulate_column_scs
 
     lengths = (seqs != "").sum(axis=1)
-    if any(np.any(row[: k] == "") for row, k in zip(seqs, lengths, strict=True)):
+    if any(np.any(row[:k] == "") for row, k in zip(seqs, lengths, strict=True)):
         raise ValueError("layout='uniform' takes vacancies only at the end of a sequence")
     n_seq, width = seqs.shape
     mean = np.full((n_seq, width), np.nan)

@@ -9,9 +9,11 @@ import warnings
 import numpy as np
 
 from .. import __version__
+from .._checks import check_increasing, check_integer
 from ..io import read_hdf5, write_hdf5
+from ._files import check_curve, check_finite, check_scs_table, checking
 from .settings import MicroscopeSettings
-from .simulate import _parse_zone_axis, column_cell, simulate_column_scs, zone_axis_crystal
+from .simulate import _check_element, _parse_zone_axis, column_cell, simulate_column_scs, zone_axis_crystal
 
 __all__ = ["ScsLibrary", "available_defaults", "build_scs_library", "load_default", "thickness_curve"]
 
@@ -146,9 +148,34 @@ class ScsLibrary:
 
     @classmethod
     def from_hdf5(cls, path) -> ScsLibrary:
+        """Read a library written by :meth:`to_hdf5`.
+
+        Raises
+        ------
+        FileFormatError
+            (a ValueError) If the file is not a library, or its values are not
+            valid: ``n_atoms`` not the whole counts 1, 2, ...; ``scs`` not finite,
+            above zero and strictly increasing with thickness; ``scs_sem`` not
+            finite and >= 0; ``scs_per_config`` not finite; or ``curve`` lacking a
+            finite parameter. The message names the file and the field.
+        """
         arrays, attrs = read_hdf5(path, _KIND)
-        attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
-        return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
+        with checking(path, "library"):
+            _check_table(arrays, attrs)
+            attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
+            return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
+
+
+def _check_table(arrays, attrs) -> None:
+    """The values a library file must hold for :meth:`ScsLibrary.scs_at` to give finite, increasing SCS."""
+    n = check_increasing(arrays["n_atoms"], "n_atoms")
+    if n[0] < 1 or np.any(n != np.round(n)):
+        bad = int(np.flatnonzero((n < 1) | (n != np.round(n)))[0])
+        raise ValueError(f"n_atoms must hold whole counts from 1 up, got n_atoms[{bad}] = {n[bad]}")
+    check_scs_table(arrays["scs"], "scs")
+    check_finite(arrays["scs_sem"], "scs_sem", minimum=0.0)
+    check_finite(arrays["scs_per_config"], "scs_per_config")
+    check_curve(attrs["curve"], "curve")
 
 
 def _fit_curve(n, scs, sem):
@@ -206,8 +233,7 @@ def build_scs_library(element_or_atoms, zone_axis, max_atoms: int, settings: Mic
     """
     if not isinstance(settings, MicroscopeSettings):
         raise TypeError(f"settings must be a MicroscopeSettings, got {type(settings).__name__}")
-    if isinstance(max_atoms, bool) or int(max_atoms) != max_atoms or max_atoms < 1:
-        raise ValueError(f"max_atoms must be an integer >= 1, got {max_atoms!r}")
+    max_atoms = check_integer(max_atoms, "max_atoms", low=1)
     key, _ = _parse_zone_axis(zone_axis)
     crystal = zone_axis_crystal(element_or_atoms, zone_axis)
     # a column may hold several equally spaced atoms per period (bcc [111]: 2); an
@@ -263,13 +289,25 @@ def load_default(element: str, zone_axis: str) -> ScsLibrary:
     The settings and provenance are inside the file; ``simulations/build_libraries.py``
     with ``simulations/default_libraries.toml`` rebuilds it.
 
+    Parameters
+    ----------
+    element : str
+        Chemical symbol, e.g. ``"Au"``.
+    zone_axis : str or tuple of int
+        ``"001"``, ``"110"``... or ``(h, k, l)``.
+
     Raises
     ------
     ValueError
-        If no library ships for that element and zone axis (the message lists those that do).
+        If no library ships for that element and zone axis (the message lists
+        those that do), or the zone axis is not one (a string like ``"001"`` or
+        three integers, not all zero).
+    TypeError
+        If ``element`` is not a string, or ``zone_axis`` neither a string nor a sequence.
     """
     from importlib import resources
 
+    _check_element(element, "element")
     key, _ = _parse_zone_axis(zone_axis)
     path = resources.files("atomscount") / "data" / "libraries" / f"{element}_{key}.h5"
     if not path.is_file():

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_positive
+from .._checks import check_integer, check_positive, check_real
 
 __all__ = ["MicroscopeSettings", "electron_wavelength_angstrom"]
 
@@ -77,8 +77,11 @@ class MicroscopeSettings:
     Raises
     ------
     ValueError
-        For a non-positive quantity, ``inner >= outer``, or an outer angle beyond
+        For a non-positive quantity, a defocus, Cs or aberration that is not
+        finite, a negative seed, ``inner >= outer``, or an outer angle beyond
         what the sampling simulates (the message gives the sampling needed).
+    TypeError
+        If a quantity is not a real number, or the seed not an integer.
     """
 
     energy_ev: float = 300e3
@@ -100,8 +103,9 @@ class MicroscopeSettings:
     abtem_version: str = ""
 
     def __post_init__(self):
-        for name in ("energy_ev", "semiangle_mrad", "outer_angle_mrad", "sampling_angstrom", "scan_step_angstrom",
-                     "lateral_extent_angstrom"):
+        positive = ("energy_ev", "semiangle_mrad", "outer_angle_mrad", "sampling_angstrom", "scan_step_angstrom",
+                    "lateral_extent_angstrom")  # fmt: skip
+        for name in positive:
             check_positive(getattr(self, name), name)
         check_positive(self.inner_angle_mrad, "inner_angle_mrad", allow_zero=True)
         check_positive(self.source_size_angstrom, "source_size_angstrom", allow_zero=True)
@@ -109,6 +113,11 @@ class MicroscopeSettings:
             check_positive(self.slice_thickness_angstrom, "slice_thickness_angstrom")
         if int(self.num_configs) != self.num_configs or self.num_configs < 1:
             raise ValueError(f"num_configs must be an integer >= 1, got {self.num_configs!r}")
+        check_real(self.defocus_angstrom, "defocus_angstrom")
+        check_real(self.cs_angstrom, "cs_angstrom")
+        for key, value in dict(self.aberrations).items():
+            check_real(value, f"aberrations[{key!r}]")
+        check_integer(self.seed, "seed", low=0)
         if self.cell_integration not in ("exact", "grid"):
             raise ValueError(f"cell_integration must be 'exact' or 'grid', got {self.cell_integration!r}")
         if self.inner_angle_mrad >= self.outer_angle_mrad:

@@ -11,6 +11,7 @@ own explicit seed.
 from __future__ import annotations
 
 import contextlib
+import numbers
 import time
 import warnings
 
@@ -22,6 +23,7 @@ from matplotlib.path import Path as PolygonPath
 from scipy.spatial import Voronoi
 from tqdm.auto import tqdm
 
+from .._checks import check_integer
 from .settings import MicroscopeSettings
 
 __all__ = ["zone_axis_crystal", "column_cell", "simulate_column_scs"]
@@ -30,15 +32,29 @@ _AXES = {"001": (0, 0, 1), "110": (1, 1, 0), "111": (1, 1, 1), "100": (1, 0, 0),
 
 
 def _parse_zone_axis(zone_axis):
+    """(key, (h, k, l)) of a zone axis given as a string like "001" or three integers."""
     if isinstance(zone_axis, str):
         key = zone_axis.strip("[]() ")
         if key not in _AXES:
             raise ValueError(f"zone_axis must be one of {sorted(_AXES)} or a tuple (h, k, l), got {zone_axis!r}")
         return key, _AXES[key]
-    hkl = tuple(int(v) for v in zone_axis)
-    if len(hkl) != 3 or not any(hkl):
-        raise ValueError(f"zone_axis must be three integers, not all zero, got {zone_axis!r}")
+    try:
+        items = list(zone_axis)
+    except TypeError:
+        raise TypeError(f"zone_axis must be one of {sorted(_AXES)} or a tuple of three integers (h, k, l), got "
+                        f"{zone_axis!r} ({type(zone_axis).__name__})") from None  # fmt: skip
+    integers = all(isinstance(v, numbers.Integral) and not isinstance(v, bool | np.bool_) for v in items)
+    if len(items) != 3 or not integers or not any(items):
+        raise ValueError(f"zone_axis must be three integers (h, k, l), not all zero, got {zone_axis!r}")
+    hkl = tuple(int(v) for v in items)
     return "".join(str(v) for v in hkl), hkl
+
+
+def _check_element(element, name: str) -> str:
+    """Raise TypeError unless ``element`` is a string (a chemical symbol is checked where it is looked up)."""
+    if not isinstance(element, str):
+        raise TypeError(f"{name} must be a chemical symbol such as 'Au', got {element!r} ({type(element).__name__})")
+    return element
 
 
 def zone_axis_crystal(element_or_atoms, zone_axis) -> Atoms:
@@ -61,12 +77,18 @@ def zone_axis_crystal(element_or_atoms, zone_axis) -> Atoms:
     ------
     ValueError
         For an unknown element, a structure ASE cannot build, or a bad zone axis.
+    TypeError
+        If ``element_or_atoms`` is neither a string nor an ase.Atoms, or
+        ``zone_axis`` neither a string nor a sequence.
     """
     key, hkl = _parse_zone_axis(zone_axis)
     if isinstance(element_or_atoms, Atoms):
         unit = element_or_atoms.copy()
     else:
-        el = str(element_or_atoms)
+        if not isinstance(element_or_atoms, str):
+            raise TypeError(f"element_or_atoms must be a chemical symbol such as 'Au' or an ase.Atoms unit cell, "
+                            f"got {element_or_atoms!r} ({type(element_or_atoms).__name__})")  # fmt: skip
+        el = element_or_atoms
         if el not in atomic_numbers:
             raise ValueError(f"element must be a chemical symbol, got {el!r}")
         state = reference_states[atomic_numbers[el]]
@@ -343,8 +365,8 @@ def local_client(client=None, workers=None):
     Yields None (run in this process, one task after the other) when neither is
     given or ``workers`` is 1. A local cluster is closed on exit.
     """
-    if workers is not None and (isinstance(workers, bool) or int(workers) != workers or workers < 1):
-        raise ValueError(f"workers must be an integer >= 1, got {workers!r}")
+    if workers is not None:
+        workers = check_integer(workers, "workers", low=1)
     if client is not None or workers is None or workers == 1:
         yield client
         return
@@ -390,6 +412,11 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
     """
     import dask
 
+    if not isinstance(crystal, Atoms):
+        raise TypeError(f"crystal must be an ase.Atoms, got {type(crystal).__name__}")
+    if not isinstance(settings, MicroscopeSettings):
+        raise TypeError(f"settings must be a MicroscopeSettings, got {type(settings).__name__}")
+    max_periods = check_integer(max_periods, "max_periods", low=1)
     crystal = clear_of_edges(crystal)
     centre, polygon, per_period = column_cell(crystal)
     # scan the copy of the column in the middle of the supercell

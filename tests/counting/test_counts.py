@@ -1,9 +1,17 @@
+import dataclasses
 import warnings
 
 import numpy as np
 import pytest
 
-from atomscount.counting import ColumnCounts, count_atoms, count_by_library, count_hybrid, count_time_series
+from atomscount.counting import (
+    ColumnCounts,
+    count_atoms,
+    count_by_library,
+    count_hybrid,
+    count_time_series,
+    fit_mixtures,
+)
 from atomscount.library import load_default
 
 
@@ -70,7 +78,7 @@ def test_nan_scs_are_dropped_and_small_samples_limit_g(au):
         count_atoms(scs, method="magic")
     with pytest.raises(ValueError, match="needs a library"):
         count_atoms(scs, method="library")
-    with pytest.raises(ValueError, match="max_components must be within 1..150"):
+    with pytest.raises(ValueError, match="max_components must be an integer within 1..150, got 151"):
         count_atoms(scs, max_components=151)
 
 
@@ -170,9 +178,146 @@ def test_library_counting_refuses_unnormalised_scs_instead_of_capping(au):
 
 def test_first_count_must_be_a_positive_integer(au):
     truth, scs, err = _columns(au, 1, 4, 120, 0.05, 6)
-    for bad in (-5, 0, 2.5, True):
-        with pytest.raises(ValueError, match=f"first_count must be an integer >= 1 .* got {bad!r}"):
+    for bad, error in ((-5, ValueError), (0, ValueError), (2.5, TypeError), (True, TypeError)):
+        with pytest.raises(error, match=f"first_count must be an integer >= 1 .* got {bad!r}"):
             count_atoms(scs, first_count=bad, max_components=6)
     r = count_atoms(scs, first_count=3, scs_errors=err, max_components=6, rng=0)
     np.testing.assert_array_equal(r.count_values, [3, 4, 5, 6])
     np.testing.assert_array_equal(r.counts, truth + 2)
+
+
+def _seeded_scs(lib, seed=11, n=300):
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(2, 12, n)
+    sd = 0.08 * np.mean(np.diff(lib.scs))
+    return truth, lib.scs_at(truth) + rng.normal(0, sd, n), np.full(n, sd)
+
+
+# (function, keyword, bad value, error, message naming the argument and the value); issue 11
+BAD_ARGUMENTS = [
+    ("count_atoms", "dose", -1, ValueError, "dose must be > 0, got -1.0"),
+    ("count_atoms", "dose", float("nan"), ValueError, "dose must be finite, got nan"),
+    ("count_atoms", "dose", "1", TypeError, "dose must be a real number, got '1'"),
+    ("count_atoms", "max_components", 1.5, TypeError, "max_components must be an integer within 1..150, got 1.5"),
+    ("count_atoms", "max_components", True, TypeError, "max_components must be an integer within 1..150, got True"),
+    ("count_atoms", "max_components", 0, ValueError, "max_components must be an integer within 1..150, got 0"),
+    ("count_atoms", "n_starts", "3", TypeError, "n_starts must be an integer >= 2, got '3' (str)"),
+    ("count_atoms", "n_starts", 1, ValueError, "n_starts must be an integer >= 2, got 1"),
+    ("count_atoms", "n_components", 2.0, TypeError, "n_components must be an integer within 1..50, got 2.0"),
+    ("count_atoms", "n_components", 0, ValueError, "n_components must be an integer within 1..50, got 0"),
+    ("count_atoms", "first_count", "1", TypeError, "first_count must be an integer >= 1"),
+    ("count_atoms", "microscope", {"energy_ev": "300kV"}, TypeError, "microscope['energy_ev'] must be a real number"),
+    ("count_hybrid", "scale_prior_sd", 0, ValueError, "scale_prior_sd must be > 0, got 0.0"),
+    ("count_hybrid", "scale_prior_sd", float("inf"), ValueError, "scale_prior_sd must be finite, got inf"),
+    ("count_hybrid", "max_iter", 0, ValueError, "max_iter must be an integer >= 1, got 0"),
+    ("count_hybrid", "max_iter", 10.0, TypeError, "max_iter must be an integer >= 1, got 10.0 (float)"),
+    ("count_hybrid", "tol", -1e-9, ValueError, "tol must be >= 0, got -1e-09"),
+    ("count_hybrid", "fit_offset", 2, ValueError, "fit_offset must be one of [False, True], got 2"),
+    ("count_by_library", "max_count", 0, ValueError, "max_count must be an integer >= 1, got 0"),
+    ("count_by_library", "max_count", 2.5, TypeError, "max_count must be an integer >= 1, got 2.5 (float)"),
+    ("count_time_series", "stay_probability", 1, ValueError, "stay_probability must lie in (0, 1), got 1.0"),
+    ("count_time_series", "stay_probability", "high", TypeError, "stay_probability must be a real number, got 'high'"),
+    ("count_time_series", "max_components", 2.5, TypeError, "max_components must be an integer within 1..150, got 2.5"),
+]
+
+
+@pytest.mark.parametrize(("function", "keyword", "value", "error", "message"), BAD_ARGUMENTS)
+def test_every_numeric_argument_is_checked_by_name(au, function, keyword, value, error, message):
+    import re
+
+    import atomscount.counting as counting
+
+    truth, scs, err = _seeded_scs(au, n=60)
+    args = {"count_atoms": (scs,), "count_time_series": (scs[None],)}.get(function, (scs, au))
+    extra = {"library": au} if keyword == "microscope" else {}  # the microscope is compared with a library
+    with pytest.raises(error, match=re.escape(message)):
+        getattr(counting, function)(*args, **extra, **{keyword: value})
+
+
+def test_negative_scs_errors_are_refused_by_index(au):
+    truth, scs, err = _seeded_scs(au, n=60)
+    err[3] = -0.1
+    for method in ("icl", "library", "hybrid"):
+        said = r"scs_errors must be >= 0 \(NaN where unknown\), got scs_errors\[3\] = -0\.1"
+        with pytest.raises(ValueError, match=said):
+            count_atoms(scs, method=method, library=au, scs_errors=err, max_components=5)
+
+
+def test_scs_outside_the_float64_safe_range_are_refused_and_extremes_within_it_count(au):
+    import re
+
+    truth, scs, err = _seeded_scs(au)
+    top = f"{1e300 * scs.max():.3g}"  # 2.16e+299
+    beyond = r"scs must lie within ±1e\+12 \[Å², or detector counts × Å²\] .* got a value of magnitude "
+    beyond += re.escape(top)
+    for call in (lambda: count_atoms(1e300 * scs, max_components=5), lambda: count_hybrid(1e300 * scs, au),
+                 lambda: count_atoms(1e300 * scs, method="library", library=au),
+                 lambda: fit_mixtures(1e300 * scs, max_components=3)):  # fmt: skip
+        with pytest.raises(ValueError, match=beyond) as info:
+            call()
+        assert len(str(info.value)) < 300  # no 300-digit numbers
+    with pytest.raises(ValueError, match=r"scs must reach a magnitude of at least 1e-12 .* got at most "
+                       + re.escape(f"{1e-300 * scs.max():.3g}")):  # fmt: skip
+        count_hybrid(1e-300 * scs, au)
+    with pytest.raises(ValueError, match=r"library must lie within ±1e\+12 .* magnitude 6\.37e\+299"):
+        count_by_library(scs, 1e300 * au.scs)
+    # far beyond the library but within range: the ratio reads in three digits, not a string of them
+    with pytest.raises(ValueError, match=r"median SCS 1\.\d+e\+07 Å² is 1\.8e\+07 times the library's largest") as info:
+        count_atoms(1e8 * scs, method="library", library=au)
+    assert not re.search(r"\d{4}", str(info.value).split("times")[0])
+    # at both ends of the range the counts are right and every probability is finite
+    for factor in (1e11, 3e-11):
+        hybrid = count_hybrid(factor * scs, au)
+        icl = count_atoms(factor * scs, max_components=15, rng=0)
+        assert np.mean(hybrid.counts == truth) == 1.0 and np.all(np.isfinite(hybrid.posterior))
+        assert np.all(icl.counts - icl.counts.min() == truth - truth.min()) and np.all(np.isfinite(icl.posterior))
+
+
+def test_library_arrays_must_be_finite_and_strictly_increasing(au):
+    truth, scs, err = _seeded_scs(au, n=60)
+    flat = au.scs.copy()
+    flat[4] = flat[3]
+    said = r"library must increase strictly, got library\[4\] = 0\.0\d+ after library\[3\]"
+    with pytest.raises(ValueError, match=said):
+        count_by_library(scs, flat)
+    holed = au.scs.copy()
+    holed[7] = np.nan
+    for method in ("icl", "library", "hybrid"):
+        with pytest.raises(ValueError, match=r"library must be finite, got 1 NaN/inf \(first library\[7\] = nan\)"):
+            count_atoms(scs, method=method, library=holed, max_components=5)
+    with pytest.raises(TypeError, match="library must hold real numbers, got dtype <U"):
+        count_by_library(scs, ["0.1", "0.2"])
+    # an ScsLibrary built or edited in memory is checked as well
+    bad = dataclasses.replace(au, scs=np.where(np.arange(au.max_atoms) == 9, np.nan, au.scs))
+    said = r"library\.scs must be finite, got 1 NaN/inf \(first library\.scs\[9\] = nan\)"
+    with pytest.raises(ValueError, match=said):
+        count_hybrid(scs, bad)
+
+
+def test_empty_nan_single_and_infinite_scs(au):
+    for method in ("icl", "library", "hybrid"):
+        with pytest.raises(ValueError, match="scs must not be empty"):
+            count_atoms([], method=method, library=au)
+        with pytest.raises(ValueError, match=r"scs holds no finite values \(all 3 are NaN/inf\)"):
+            count_atoms([np.nan, np.inf, -np.inf], method=method, library=au)
+        with pytest.raises(ValueError, match=r"scs must be a 1D array, got shape \(1, 2\)"):
+            count_atoms([[0.1, 0.2]], method=method, library=au)
+        with pytest.raises(TypeError, match="scs must hold real numbers, got dtype object"):
+            count_atoms([0.1, None], method=method, library=au)
+    # one column: one component (with a warning that G_max was limited), or its library count
+    with pytest.warns(UserWarning, match="max_components limited to 1"):
+        single = count_atoms([float(au.scs[4])])
+    assert single.counts.tolist() == [1] and single.probability.tolist() == [1.0]
+    for method in ("library", "hybrid"):
+        assert count_atoms([float(au.scs[4])], method=method, library=au).counts.tolist() == [5]
+    # NaN and inf are dropped: counted -1 with probability 0, once warned
+    truth, scs, err = _seeded_scs(au, n=60)
+    scs[[0, 1, 2]] = [np.inf, -np.inf, np.nan]
+    for method in ("icl", "library", "hybrid"):
+        with pytest.warns(UserWarning, match=r"dropped 3 NaN/inf SCS values \(count -1\)") as record:
+            r = count_atoms(scs, method=method, library=au, max_components=12, rng=0)
+        assert len(record) == 1
+        assert r.counts[:3].tolist() == [-1, -1, -1] and r.probability[:3].tolist() == [0.0, 0.0, 0.0]
+        assert np.all(r.counts[3:] == truth[3:]) and np.all(np.isfinite(r.posterior))
+    with pytest.raises(ValueError, match=r"scs_frames must not be empty, got shape \(0, 4\)"):
+        count_time_series(np.zeros((0, 4)))

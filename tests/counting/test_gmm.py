@@ -63,6 +63,29 @@ def test_bad_input_is_named():
         fit_mixtures([1.0, 2.0], n_starts=1)
 
 
+@pytest.mark.parametrize(("keyword", "value", "error", "message"), [
+    ("dose", 0, ValueError, "dose must be > 0, got 0.0"),
+    ("burn_in", -1, ValueError, "burn_in must be an integer >= 0, got -1"),
+    ("max_iter", 0, ValueError, "max_iter must be an integer >= 1, got 0"),
+    ("max_iter", "100", TypeError, "max_iter must be an integer >= 1, got '100' (str)"),
+    ("tol", float("nan"), ValueError, "tol must be finite, got nan"),
+    ("n_finish", 0, ValueError, "n_finish must be an integer >= 1, got 0"),
+    ("max_components", 2.0, TypeError, "max_components must be an integer >= 1, got 2.0 (float)"),
+    ("bins", 10.5, TypeError, "bins must be 'auto', None or an integer >= 10, got 10.5"),
+    ("sample_weights", np.zeros(600), ValueError, "sample_weights must be finite, >= 0 and not all zero"),
+    ("sample_weights", np.full(600, np.nan), ValueError, "sample_weights must be finite, >= 0 and not all zero"),
+])  # fmt: skip
+def test_every_numeric_argument_of_fit_mixtures_is_checked_by_name(keyword, value, error, message):
+    import re
+
+    x, _ = _three_components()
+    with pytest.raises(error, match=re.escape(message)):
+        fit_mixtures(x, **{"max_components": 3, "rng": 0, keyword: value})
+    scan = fit_mixtures(x, max_components=3, rng=0)
+    with pytest.raises(ValueError, match=re.escape("g must be an integer within 1..3, got 4")):
+        scan.posterior(x, 4)
+
+
 def test_local_minima_include_ends_and_interior():
     np.testing.assert_array_equal(local_minima([3, 2, 4, 1, 5, 0]), [1, 3, 5])
     np.testing.assert_array_equal(local_minima([1, 2, 3]), [0])

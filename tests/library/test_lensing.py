@@ -155,3 +155,36 @@ def test_shipped_lensing_model_beats_the_linear_model_on_held_out_multislice_col
     assert err_lens < 0.035 and err_lens < 0.7 * err_lin
     with pytest.raises(ValueError, match="no shipped lensing model"):
         load_default_lensing("Au", "Pt", "001")
+
+
+def test_model_and_mixed_column_files_with_invalid_values_are_refused_naming_file_and_field(tmp_path):
+    import dataclasses
+    import re
+
+    from atomscount.io import FileFormatError
+    from atomscount.library import MixedColumns
+
+    def refused(obj, cls, kind, said):
+        path = tmp_path / f"{kind.replace(' ', '_')}.h5"
+        obj.to_hdf5(path)
+        where = re.escape(str(path))
+        with pytest.raises(FileFormatError, match=rf"{kind} file '{where}' holds invalid values: {said}"):
+            cls.from_hdf5(path)
+
+    m = synthetic_model()
+    tables = m.tables.copy()
+    tables[1, 6] = tables[1, 4]  # Au no longer increases with thickness
+    refused(dataclasses.replace(m, tables=tables), LensingModel, "lensing model",
+            r"tables\[1\] must increase strictly, got tables\[1\]\[6\] = 0\.\d+ after tables\[1\]\[5\]")  # fmt: skip
+    tables[1, 6] = np.nan
+    refused(dataclasses.replace(m, tables=tables), LensingModel, "lensing model",
+            r"tables\[1\] must be finite, got 1 NaN/inf \(first tables\[1\]\[6\] = nan\)")  # fmt: skip
+    refused(LinearModel(("Ag", "Au"), np.array([0.02, -0.05])), LinearModel, "linear model",
+            r"per_atom must be > 0, got per_atom\[1\] = -0\.05")  # fmt: skip
+    mixed = MixedColumns(np.array([["Au", "Ag"], ["Ag", ""]]), np.array([[0.02, np.nan], [0.01, np.nan]]),
+                         np.full((2, 2), 1e-4), {}, np.zeros(1, dtype=np.uint64))  # fmt: skip
+    refused(mixed, MixedColumns, "mixed-column", r"scs must be finite, got scs\[0, 1\] = nan \(1 such value\)")
+    # NaN at a vacant site is how shorter sequences are stored: that file loads
+    ok = dataclasses.replace(mixed, scs=np.array([[0.02, 0.035], [0.01, np.nan]]))
+    ok.to_hdf5(tmp_path / "ok.h5")
+    assert np.isnan(MixedColumns.from_hdf5(tmp_path / "ok.h5").scs[1, 1])

@@ -1,3 +1,6 @@
+import dataclasses
+import re
+
 import h5py
 import numpy as np
 import pytest
@@ -187,3 +190,51 @@ def test_every_exit_plane_is_one_period_even_when_the_slice_count_rounds_badly()
                            scan_step_angstrom=1.0, lateral_extent_angstrom=6.0)  # fmt: skip
     lib = build_scs_library("Pt", "001", 40, s, progress=False)
     assert lib.scs.shape == (40,) and np.all(np.diff(lib.scs[:10]) > 0) and np.all(np.isfinite(lib.scs))
+
+
+def test_load_default_names_a_zone_axis_or_element_of_the_wrong_kind():
+    from atomscount.library import load_default, load_default_lensing, load_default_linear
+
+    said = r"zone_axis must be one of \['0001', '001', '100', '110', '111'\] or a tuple of three integers .* "
+    said += r"got 1 \(int\)"
+    with pytest.raises(TypeError, match=said):
+        load_default("Au", 1)  # said "'int' object is not iterable" before (issue 11)
+    with pytest.raises(TypeError, match=said):
+        load_default_lensing("Au", "Ag", 1)
+    with pytest.raises(TypeError, match=said):
+        load_default_linear("Au", "Ag", 1)
+    for bad in ((1.5, 0, 0), (0, 0, 0), (True, 0, 0), (0, 1)):
+        with pytest.raises(ValueError, match=rf"zone_axis must be three integers \(h, k, l\), not all zero, got "
+                                             rf"{re.escape(repr(bad))}"):  # fmt: skip
+            load_default("Au", bad)
+    with pytest.raises(TypeError, match=r"element must be a chemical symbol such as 'Au', got 79 \(int\)"):
+        load_default(79, "001")
+    with pytest.raises(TypeError, match=r"element_b must be a chemical symbol such as 'Au', got None \(NoneType\)"):
+        load_default_linear("Au", None, "001")
+    assert load_default("Au", (0, 0, 1)).zone_axis == "001"
+
+
+@pytest.mark.parametrize(("field", "edit", "said"), [
+    ("scs", lambda a: a.__setitem__(5, np.nan), r"scs must be finite, got 1 NaN/inf \(first scs\[5\] = nan\)"),
+    ("scs", lambda a: a.__setitem__(12, a[10]),
+     r"scs must increase strictly, got scs\[12\] = 0\.2\d+ after scs\[11\] = 0\.2\d+"),
+    ("scs_sem", lambda a: a.__setitem__(3, -1.0), r"scs_sem must be finite and >= 0, got scs_sem\[3\] = -1\.0 \(1 such "
+                                                   r"value\)"),
+    ("scs_per_config", lambda a: a.__setitem__((2, 7), np.inf),
+     r"scs_per_config must be finite, got scs_per_config\[2, 7\] = inf \(1 such value\)"),
+    ("n_atoms", lambda a: a.__setitem__(0, 0), r"n_atoms must hold whole counts from 1 up, got n_atoms\[0\] = 0"),
+])  # fmt: skip
+def test_a_library_file_with_invalid_values_is_refused_naming_file_and_field(tmp_path, field, edit, said):
+    from atomscount.library import load_default
+
+    au = load_default("Au", "001")
+    values = np.array(getattr(au, field))
+    edit(values)
+    path = tmp_path / "edited.h5"
+    dataclasses.replace(au, **{field: values}).to_hdf5(path)
+    with pytest.raises(FileFormatError, match=rf"library file '{re.escape(str(path))}' holds invalid values: {said}"):
+        ScsLibrary.from_hdf5(path)  # loaded before, and scs_at gave NaN (issue 11)
+    bad_curve = dataclasses.replace(au, curve={**au.curve, "n_sat": float("nan")})
+    bad_curve.to_hdf5(path)
+    with pytest.raises(FileFormatError, match=r"holds invalid values: curve\['n_sat'\] must be finite"):
+        ScsLibrary.from_hdf5(path)

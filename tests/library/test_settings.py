@@ -22,11 +22,21 @@ def test_outer_angle_beyond_simulated_angle_names_the_sampling_needed():
         ({"energy_ev": -1.0}, "energy_ev must be > 0, got -1.0"),
         ({"rms_displacement_angstrom": {"Au": -0.1}}, r"rms_displacement_angstrom\['Au'\] must be >= 0"),
         ({"cell_integration": "midpoint"}, "cell_integration must be 'exact' or 'grid', got 'midpoint'"),
+        ({"defocus_angstrom": float("nan")}, "defocus_angstrom must be finite, got nan"),
+        ({"aberrations": {"C12": float("inf")}}, r"aberrations\['C12'\] must be finite, got inf"),
+        ({"seed": -1}, "seed must be an integer >= 0, got -1"),
     ],
 )
 def test_bad_settings_are_named(kwargs, match):
     with pytest.raises(ValueError, match=match):
         MicroscopeSettings(**kwargs)
+
+
+def test_settings_of_the_wrong_type_are_named():
+    with pytest.raises(TypeError, match=r"seed must be an integer >= 0, got 1\.5 \(float\)"):
+        MicroscopeSettings(seed=1.5)
+    with pytest.raises(TypeError, match="cs_angstrom must be a real number, got '1 mm'"):
+        MicroscopeSettings(cs_angstrom="1 mm")
 
 
 def test_seeds_are_explicit_distinct_and_reproducible():
