@@ -28,6 +28,8 @@ from atomscount.counting import ColumnCounts, count_atoms
 
 DOCUMENTED = (ValueError, TypeError)
 HEADROOM = 3 * 2**30  # bytes of address space allowed above the process's size at the start
+
+
 def fuzz(max_examples: int):
     return settings(max_examples=max_examples, derandomize=True, deadline=None, database=None,
                     suppress_health_check=list(HealthCheck))  # fmt: skip
@@ -126,7 +128,7 @@ def _check_fit(fit: ColumnFit, image: HAADFImage):
     assert np.all(fit.widths[ok] > 0)
 
 
-@fuzz(150)
+@fuzz(100)
 @given(data=st.data())
 def test_fit_columns_on_random_small_images(data, tmp_path_factory):
     image, truth = data.draw(images())

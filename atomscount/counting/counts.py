@@ -714,6 +714,8 @@ def _free_scale(xs, library, tab0, off):
     from ._em import run_em
     from .gmm import _bin
 
+    if np.unique(xs).size < 3:
+        raise ValueError(f"scs: a free library scale needs at least 3 distinct SCS values, got {np.unique(xs).size}")
     x, w = _bin(np.sort(xs), np.ones(xs.size), 2000)
     n = xs.size
     n_top = 2 * len(tab0) if isinstance(library, ScsLibrary) else len(tab0)
