@@ -12,7 +12,11 @@ __all__ = [
     "check_positions",
     "check_rng",
     "check_choice",
-    "check_int",
+    "check_integer",
+    "check_real",
+    "check_increasing",
+    "check_magnitude",
+    "check_real_array",
     "memory_limit_bytes",
     "check_memory",
 ]
@@ -30,18 +34,6 @@ def check_positive(value, name: str, *, allow_zero: bool = False) -> float:
             raise ValueError(f"{name} must be >= 0, got {value}")
     elif value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
-    return value
-
-
-def check_int(value, name: str, *, minimum: int | None = None, maximum: int | None = None) -> int:
-    """Return ``value`` as an int, raising unless it is an integer (not a bool) within the bounds."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    value = int(value)
-    if minimum is not None and value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value}")
-    if maximum is not None and value > maximum:
-        raise ValueError(f"{name} must be <= {maximum}, got {value}")
     return value
 
 

@@ -27,7 +27,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from skimage.feature import peak_local_max
 
-from .._checks import check_2d_image, check_int, check_positive
+from .._checks import check_2d_image, check_integer, check_positive
 from ..image import HAADFImage
 from ..io import read_hdf5, write_hdf5
 from .detect import _enforce_spacing, check_distance
@@ -188,7 +188,7 @@ def detect_columns(
     if not isinstance(image, HAADFImage):
         raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
     data = check_2d_image(image.data, "image.data", allow_nonfinite=True)
-    max_rounds = check_int(max_rounds, "max_rounds", minimum=1)
+    max_rounds = check_integer(max_rounds, "max_rounds", low=1)
     check_distance(min_distance_angstrom, "min_distance_angstrom", image, optional=True)
     check_distance(exclude_border_angstrom, "exclude_border_angstrom", image, allow_zero=True)
     pixel = image.pixel_size_angstrom

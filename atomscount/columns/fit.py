@@ -12,7 +12,7 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from .._checks import check_2d_image, check_choice, check_int, check_positions, check_positive
+from .._checks import check_2d_image, check_choice, check_integer, check_positions, check_positive
 from ..image import HAADFImage
 from ..io import atomic_path, read_hdf5, write_hdf5
 from . import _solver
@@ -373,7 +373,7 @@ def fit_columns(
     check_choice(width, "width", {"shared", "free"})
     check_choice(background, "background", {"constant", "plane"})
     check_choice(noise, "noise", {"gaussian", "poisson"})
-    max_iter = check_int(max_iter, "max_iter", minimum=1)
+    max_iter = check_integer(max_iter, "max_iter", low=1)
     if width_init_angstrom is not None:
         check_positive(width_init_angstrom, "width_init_angstrom")
     if not 0 < check_positive(tol, "tol") <= 1:

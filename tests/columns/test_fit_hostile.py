@@ -119,7 +119,7 @@ def test_a_column_whose_scs_error_exceeds_its_scs_is_flagged(setup_s):
 @pytest.mark.parametrize("bad", ["5", 1.5, float("nan"), True])
 def test_max_iter_must_be_an_integer(setup_s, bad):
     img, pos = setup_s
-    with pytest.raises(TypeError, match="max_iter must be an integer"):
+    with pytest.raises(TypeError, match="max_iter must be an integer >= 1"):
         quiet_fit(img, pos, max_iter=bad)
 
 
