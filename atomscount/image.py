@@ -9,25 +9,118 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import numbers
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
 from ._checks import check_2d_image, check_positive
 
-__all__ = ["HAADFImage", "normalise", "pixels_to_angstrom", "angstrom_to_pixels"]
+__all__ = [
+    "HAADFImage",
+    "normalise",
+    "pixels_to_angstrom",
+    "angstrom_to_pixels",
+    "check_pixel_size",
+    "PIXEL_SIZE_RANGE_ANGSTROM",
+]
+
+#: Pixel sizes accepted [Å]: from well below any STEM's sampling to 10 µm (an overview image).
+PIXEL_SIZE_RANGE_ANGSTROM = (1e-4, 1e5)
+
+
+def check_pixel_size(value, name: str = "pixel_size_angstrom") -> float:
+    """Return ``value`` as a float, raising unless it lies in :data:`PIXEL_SIZE_RANGE_ANGSTROM`.
+
+    Parameters
+    ----------
+    value : float
+        Pixel size [Å].
+    name : str
+        The argument's name, for the message.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    TypeError
+        If ``value`` is not a real number.
+    ValueError
+        If it is not finite, not positive, or outside the range.
+
+    Examples
+    --------
+    >>> check_pixel_size(0.1)
+    0.1
+    """
+    value = check_positive(value, name)
+    low, high = PIXEL_SIZE_RANGE_ANGSTROM
+    if not low <= value <= high:
+        raise ValueError(f"{name} must lie between {low:g} and {high:g} Å, got {value:g}")
+    return value
+
+
+def _as_pairs(values, name: str) -> np.ndarray:
+    """``values`` as an ``(n, 2)`` float array; one pair may be given as shape ``(2,)``."""
+    arr = np.asarray(values, dtype=np.float64)
+    if arr.size == 0:
+        return np.zeros((0, 2))
+    if arr.shape == (2,):
+        return arr.reshape(1, 2)
+    if arr.ndim != 2 or arr.shape[1] != 2:
+        raise ValueError(f"{name} must have shape (n, 2), got {arr.shape}")
+    return arr
 
 
 def pixels_to_angstrom(rows_cols, pixel_size_angstrom: float) -> np.ndarray:
-    """Convert ``(n, 2)`` array indices ``[row, col]`` to positions ``(x, y)`` in Å."""
-    rc = np.asarray(rows_cols, dtype=np.float64).reshape(-1, 2)
-    return rc[:, ::-1] * pixel_size_angstrom
+    """Convert ``(n, 2)`` array indices ``[row, col]`` to positions ``(x, y)`` in Å.
+
+    Parameters
+    ----------
+    rows_cols : array_like, shape (n, 2) or (2,)
+        Fractional array indices.
+    pixel_size_angstrom : float
+        Pixel size [Å].
+
+    Returns
+    -------
+    ndarray, shape (n, 2)
+        Positions (x, y) [Å].
+
+    Examples
+    --------
+    >>> pixels_to_angstrom([[2, 3]], 0.5)
+    array([[1.5, 1. ]])
+    """
+    rc = _as_pairs(rows_cols, "rows_cols")
+    return rc[:, ::-1] * check_pixel_size(pixel_size_angstrom)
 
 
 def angstrom_to_pixels(positions, pixel_size_angstrom: float) -> np.ndarray:
-    """Convert ``(n, 2)`` positions ``(x, y)`` in Å to fractional ``[row, col]`` indices."""
-    xy = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-    return xy[:, ::-1] / pixel_size_angstrom
+    """Convert ``(n, 2)`` positions ``(x, y)`` in Å to fractional ``[row, col]`` indices.
+
+    Parameters
+    ----------
+    positions : array_like, shape (n, 2) or (2,)
+        Positions (x, y) [Å].
+    pixel_size_angstrom : float
+        Pixel size [Å].
+
+    Returns
+    -------
+    ndarray, shape (n, 2)
+        Fractional array indices [row, col].
+
+    Examples
+    --------
+    >>> angstrom_to_pixels([[1.5, 1.0]], 0.5)
+    array([[2., 3.]])
+    """
+    xy = _as_pairs(positions, "positions")
+    return xy[:, ::-1] / check_pixel_size(pixel_size_angstrom)
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -39,9 +132,10 @@ class HAADFImage:
     data : ndarray, shape (rows, cols)
         Intensities. After :func:`normalise` they are fractions of the incident beam.
     pixel_size_angstrom : float
-        Pixel size [Å].
+        Pixel size [Å], within :data:`PIXEL_SIZE_RANGE_ANGSTROM`.
     metadata : dict, optional
         Free-form metadata (source file, microscope settings, ``normalised`` flag...).
+        ``metadata["normalised"]``, when present, must be a bool.
 
     Examples
     --------
@@ -60,10 +154,14 @@ class HAADFImage:
         data = data.copy()
         data.flags.writeable = False
         object.__setattr__(self, "data", data)
-        object.__setattr__(
-            self, "pixel_size_angstrom", check_positive(self.pixel_size_angstrom, "pixel_size_angstrom")
-        )
-        object.__setattr__(self, "metadata", dict(self.metadata or {}))
+        object.__setattr__(self, "pixel_size_angstrom", check_pixel_size(self.pixel_size_angstrom))
+        if self.metadata is not None and not isinstance(self.metadata, Mapping):
+            raise TypeError(f"metadata must be a dict, got {self.metadata!r}")
+        metadata = dict(self.metadata or {})
+        flag = metadata.get("normalised", False)
+        if not isinstance(flag, bool | np.bool_):  # bool("false") is True: take no other type
+            raise TypeError(f"metadata['normalised'] must be a bool, got {flag!r}")
+        object.__setattr__(self, "metadata", metadata)
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -87,12 +185,25 @@ class HAADFImage:
         return angstrom_to_pixels(positions, self.pixel_size_angstrom)
 
     def contains(self, positions, *, margin_angstrom: float = 0.0) -> np.ndarray:
-        """Boolean mask of positions that lie within the image (pixel centres' hull)."""
-        xy = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+        """Boolean mask of positions that lie within the image (pixel centres' hull).
+
+        Parameters
+        ----------
+        positions : array_like, shape (n, 2) or (2,)
+            Positions (x, y) [Å].
+        margin_angstrom : float
+            How far beyond the outer pixel centres a position still counts as
+            inside [Å]; negative to keep away from the edges.
+
+        Returns
+        -------
+        ndarray (n,) of bool
+        """
+        xy = _as_pairs(positions, "positions")
+        m = _check_real(margin_angstrom, "margin_angstrom")
         p = self.pixel_size_angstrom
         xmax = (self.shape[1] - 1) * p
         ymax = (self.shape[0] - 1) * p
-        m = margin_angstrom
         return (xy[:, 0] >= -m) & (xy[:, 0] <= xmax + m) & (xy[:, 1] >= -m) & (xy[:, 1] <= ymax + m)
 
     def normalise(self, *, detector_vacuum: float, detector_black: float) -> HAADFImage:
@@ -133,6 +244,8 @@ def normalise(image: HAADFImage, *, detector_vacuum: float, detector_black: floa
 
     Raises
     ------
+    TypeError
+        If ``image`` is not a :class:`HAADFImage` or a reading is not a real number.
     ValueError
         If ``detector_vacuum <= detector_black`` or either is not finite.
 
@@ -151,16 +264,22 @@ def normalise(image: HAADFImage, *, detector_vacuum: float, detector_black: floa
     """
     if not isinstance(image, HAADFImage):
         raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
-    for name, v in (("detector_vacuum", detector_vacuum), ("detector_black", detector_black)):
-        if not np.isfinite(v):
-            raise ValueError(f"{name} must be finite, got {v}")
+    detector_vacuum = _check_real(detector_vacuum, "detector_vacuum")
+    detector_black = _check_real(detector_black, "detector_black")
     if detector_vacuum <= detector_black:
-        raise ValueError(
-            f"detector_vacuum must be > detector_black ({detector_black}), got {detector_vacuum}"
-        )
+        raise ValueError(f"detector_vacuum must be > detector_black ({detector_black}), got {detector_vacuum}")
     if image.is_normalised:
         raise ValueError("image is already normalised (metadata['normalised'] is True)")
     data = (image.data - detector_black) / (detector_vacuum - detector_black)
     meta = dict(image.metadata)
     meta.update(normalised=True, detector_vacuum=float(detector_vacuum), detector_black=float(detector_black))
     return HAADFImage(data, image.pixel_size_angstrom, meta)
+
+
+def _check_real(value, name: str) -> float:
+    """``value`` as a float, raising unless it is a finite real number (bools are not)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return float(value)
