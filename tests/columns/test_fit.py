@@ -203,7 +203,7 @@ def test_fit_of_non_gaussian_columns_stops_early_and_flags_nothing():
 @pytest.mark.parametrize(
     "kwargs,match",
     [({"width": "per-column"}, "width must be one of"), ({"background": "poly"}, "background must be one of"),
-     ({"noise": "white"}, "noise must be one of"), ({"max_iter": 0}, "max_iter must be >= 1, got 0")],
+     ({"noise": "white"}, "noise must be one of"), ({"max_iter": 0}, "max_iter must be an integer >= 1, got 0")],
 )  # fmt: skip
 def test_bad_options_are_named(small_model, kwargs, match):
     with pytest.raises(ValueError, match=match):
