@@ -184,7 +184,7 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     Parameters
     ----------
     scs : array_like (n,)
-        Finite, the largest |SCS| within 1e-12..1e12 [Å²].
+        Finite, the largest absolute value within 1e-12..1e12 [Å²].
     max_components : int
         G_max (>= 1).
     n_starts : int
