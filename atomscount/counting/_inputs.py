@@ -18,7 +18,7 @@ SCS_BITS = 20
 
 
 def check_scs_magnitude(values, name: str) -> None:
-    """Raise ValueError unless the largest finite |value| lies within SCS_SMALLEST..SCS_LARGEST."""
+    """Raise ValueError unless the largest finite absolute value lies within SCS_SMALLEST..SCS_LARGEST."""
     check_magnitude(values, name, largest=SCS_LARGEST, smallest=SCS_SMALLEST,
                     why=" [Å², or detector counts × Å²] (outside 1e-12..1e12 the fits' variances overflow or "
                         "underflow float64)")  # fmt: skip
