@@ -24,7 +24,33 @@ from .columns import (
 from .image import HAADFImage, normalise
 from .io import read_image
 
+#: Subpackages and modules loaded on first attribute access (``ac.library``), so that
+#: ``import atomscount`` stays quick and does not import abTEM or ASE.
+_SUBMODULES = {"columns", "counting", "library", "plot", "io", "image", "cli", "demo"}
+#: Names exported from a lazily loaded subpackage: name -> subpackage.
+_LAZY = {"count_atoms": "counting", "ColumnCounts": "counting", "load_default": "library",
+         "ScsLibrary": "library"}  # fmt: skip
+
+
+def __getattr__(name):
+    import importlib
+
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    if name in _LAZY:
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'atomscount' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | _SUBMODULES | set(_LAZY))
+
+
 __all__ = [
+    "ColumnCounts",
+    "ScsLibrary",
+    "count_atoms",
+    "load_default",
     "ColumnCRLB",
     "ColumnDetection",
     "ColumnFit",
