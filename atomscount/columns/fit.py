@@ -72,6 +72,10 @@ class ColumnFit:
     residual : ndarray or None
         ``data - model`` when requested.
     metadata : dict
+    normalised : bool or None
+        Whether the image was normalised to the incident beam (SCS in Å²) or not
+        (raw detector units: SCS in counts·Å²), as its metadata states; None when
+        it does not (an array wrapped without metadata, files that predate the flag).
     """
 
     positions: np.ndarray
@@ -98,6 +102,7 @@ class ColumnFit:
     noise: str = "gaussian"
     residual: np.ndarray | None = None
     metadata: dict = dataclasses.field(default_factory=dict)
+    normalised: bool | None = None
 
     _ARRAYS = (
         "positions", "positions_error", "types", "heights", "heights_error", "widths", "widths_error",
@@ -122,6 +127,11 @@ class ColumnFit:
                 object.__setattr__(self, name, v)
         object.__setattr__(self, "type_names", tuple(str(t) for t in self.type_names))
         object.__setattr__(self, "image_shape", tuple(int(s) for s in self.image_shape))
+
+    @property
+    def scs_unit(self) -> str:
+        """``"Å²"`` (normalised image), ``"counts·Å²"`` (raw detector units) or ``"image units·Å²"`` (not stated)."""
+        return {True: "Å²", False: "counts·Å²"}.get(self.normalised, "image units·Å²")
 
     @property
     def n_columns(self) -> int:
@@ -411,7 +421,7 @@ def fit_columns(
         meta["microscope"] = dict(image.metadata["microscope"])  # lets counting check the library's settings
     if n == 0:
         warnings.warn("no columns to fit: returning an empty ColumnFit", stacklevel=2)
-        return _empty_fit(data, finite, pixel, tnames, width, background, noise, meta)
+        return _empty_fit(data, finite, pixel, tnames, width, background, noise, meta, _normalised_flag(image))
     n_par = n * (4 if width == "free" else 3) + n_bg + (0 if width == "free" else len(tnames))
     if n_par >= int(finite.sum()):
         raise ValueError(f"positions: {n} columns make {n_par} parameters, but the image has only "
@@ -474,6 +484,12 @@ def failed_columns(fit: ColumnFit, *, ignore=()) -> np.ndarray:
         if reason not in ignore:
             bad[np.asarray(idx, dtype=np.int64)] = True
     return bad
+
+
+def _normalised_flag(image: HAADFImage) -> bool | None:
+    """True or False where the image's metadata states it (readers, :func:`normalise`), else None."""
+    flag = image.metadata.get("normalised") if isinstance(image.metadata, dict) else None
+    return None if flag is None else bool(flag)
 
 
 def _first_of_duplicates(pos, pixel):
@@ -597,11 +613,11 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, to
         background=bg, background_error=bg_err, converged=col_ok, input_index=input_index,
         reduced_chi2=float(red), n_iterations=int(total_it), image_shape=prob.data.shape,
         pixel_size_angstrom=prob.pixel, width_mode=width, background_model=background, noise=noise,
-        residual=residual, metadata=meta,
+        residual=residual, metadata=meta, normalised=_normalised_flag(image),
     )  # fmt: skip
 
 
-def _empty_fit(data, finite, pixel, tnames, width, background, noise, meta):
+def _empty_fit(data, finite, pixel, tnames, width, background, noise, meta, normalised):
     e1 = np.zeros(0)
     e2 = np.zeros((0, 2))
     bg = np.array([float(np.mean(data[finite])), 0.0, 0.0])
@@ -611,7 +627,7 @@ def _empty_fit(data, finite, pixel, tnames, width, background, noise, meta):
         background=bg, background_error=np.zeros(3), converged=np.zeros(0, dtype=bool),
         input_index=np.zeros(0, dtype=np.int64), reduced_chi2=float("nan"), n_iterations=0,
         image_shape=data.shape, pixel_size_angstrom=pixel, width_mode=width, background_model=background,
-        noise=noise, metadata=meta,
+        noise=noise, metadata=meta, normalised=normalised,
     )  # fmt: skip
 
 
