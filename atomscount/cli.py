@@ -12,82 +12,141 @@ from ._cli_run import Signals, check_output_folder, final_paths, interruption, o
 
 
 def _parser() -> argparse.ArgumentParser:
+    fmt = argparse.ArgumentDefaultsHelpFormatter
     p = argparse.ArgumentParser(
-        prog="atomscount",
+        prog="atomscount", formatter_class=fmt,
         description="Quantitative atomic-resolution HAADF-STEM: column fitting, atom counting and more.",
-    )
+    )  # fmt: skip
     p.add_argument("--version", action="version", version=f"atomscount {__version__}")
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
 
-    d = sub.add_parser("demo", help="fit the bundled example image and write results and figures")
-    d.add_argument(
-        "--out", type=Path, default=Path("atomscount-demo"), help="output folder (default ./atomscount-demo)"
-    )
+    d = sub.add_parser("demo", formatter_class=fmt, help="fit the bundled example image and write results and figures")
+    d.add_argument("--out", type=Path, default=Path("atomscount-demo"), help="output folder")
 
-    f = sub.add_parser("fit", help="detect and fit the atomic columns of an image")
-    f.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser")
-    f.add_argument("--pixel-size", type=float, default=None, help="pixel size in Å (default: from the file)")
-    f.add_argument(
-        "--min-distance",
-        type=float,
-        default=None,
-        help="smallest column spacing in Å (default: 0.7 x the spacing estimated from the image)",
+    def image_options(q):
+        q.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser .hspy .mrc")
+        q.add_argument("--pixel-size", type=float, default=None,
+                       help="pixel size in Å; the file's calibration when not given")  # fmt: skip
+        q.add_argument(
+            "--signal",
+            default=None,
+            help="which signal of a multi-signal file, by title or index; the HAADF/ADF one when not given",
+        )
+        q.add_argument("--frame", default="0", help="which frame of a stack (an index), or 'mean' to average them")
+        q.add_argument(
+            "--detector-vacuum",
+            type=float,
+            default=None,
+            help="detector reading of the full beam, to normalise the image (give with --detector-black)",
+        )
+        q.add_argument("--detector-black", type=float, default=None, help="detector reading with no beam")
+        q.add_argument("--mask-invalid", action="store_true", help="ignore NaN/inf pixels instead of refusing them")
+
+    def detect_options(q):
+        q.add_argument(
+            "--min-distance",
+            type=float,
+            default=None,
+            help="smallest column spacing in Å; 0.7 x the spacing estimated from the image when not given",
+        )
+        q.add_argument("--threshold", type=float, default=None,
+                       help="use the plain detector with this relative threshold (0-1) instead of model-based "
+                            "detection")  # fmt: skip
+        q.add_argument(
+            "--exclude-border", type=float, default=0.0, help="drop columns closer than this to the edge [Å]"
+        )
+
+    dt = sub.add_parser(
+        "detect",
+        formatter_class=fmt,
+        help="find the atomic columns only, and draw them over the image to check before fitting",
     )
+    image_options(dt)
+    detect_options(dt)
+    dt.add_argument("--out", type=Path, required=True, help="output folder")
+
+    f = sub.add_parser("fit", formatter_class=fmt, help="detect and fit the atomic columns of an image")
+    image_options(f)
+    detect_options(f)
+    f.add_argument("--positions", type=Path, default=None,
+                   help="CSV of starting positions (columns x_angstrom, y_angstrom, optional type) instead of "
+                        "detection, e.g. the columns.csv of `atomscount detect`, edited")  # fmt: skip
     f.add_argument(
-        "--threshold",
-        type=float,
+        "--types",
+        type=Path,
         default=None,
-        help="use the plain detector with this relative threshold (default: model-based detection, no threshold)",
+        help="CSV of positions with a 'type' column (element or sublattice): widths are shared per type",
     )
-    f.add_argument("--max-iter", type=int, default=100, help="most fit iterations per pass (default 100)")
-    f.add_argument("--width", choices=["shared", "free"], default="shared")
-    f.add_argument("--background", choices=["constant", "plane"], default="constant")
-    f.add_argument("--noise", choices=["gaussian", "poisson"], default="gaussian")
-    f.add_argument("--detector-vacuum", type=float, default=None, help="detector reading of the full beam")
-    f.add_argument("--detector-black", type=float, default=None, help="detector reading with no beam")
-    f.add_argument("--mask-invalid", action="store_true", help="ignore NaN/inf pixels")
-    f.add_argument("--no-figures", action="store_true")
+    f.add_argument("--max-iter", type=int, default=100, help="most fit iterations per pass")
+    f.add_argument("--width", choices=["shared", "free"], default="shared",
+                   help="one Gaussian width per column type, or one per column")  # fmt: skip
+    f.add_argument("--background", choices=["constant", "plane"], default="constant",
+                   help="background under the columns: a constant level, or a tilted plane")  # fmt: skip
+    f.add_argument(
+        "--noise",
+        choices=["gaussian", "poisson"],
+        default="gaussian",
+        help="least squares (as StatSTEM), or Poisson maximum likelihood for counting-noise images",
+    )
+    f.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
     f.add_argument("--out", type=Path, required=True, help="output folder")
-    c = sub.add_parser("count", help="count the atoms in every column of a fit")
+
+    c = sub.add_parser("count", formatter_class=fmt, help="count the atoms in every column of a fit")
     c.add_argument("fit", type=Path, help="fit.h5 written by `atomscount fit` (unconverged columns are not counted)")
     c.add_argument("--library", default=None,
-                   help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Au:001)")  # fmt: skip
-    c.add_argument("--method", choices=["icl", "library", "hybrid"], default="icl")
-    c.add_argument("--max-components", type=int, default=50, help="G_max of the mixture scan (default 50)")
-    c.add_argument("--components", type=int, default=None, help="force this number of components")
-    c.add_argument("--first-count", type=int, default=None, help="count of the lowest component (no library)")
-    c.add_argument("--crystal", default=None, help="element for the 3D model (default: the library's)")
-    c.add_argument("--zone-axis", default=None, help="zone axis for the 3D model (default: the library's)")
-    c.add_argument("--alignment", choices=["centre", "top", "bottom"], default="centre")
-    c.add_argument("--seed", type=int, default=0, help="seed of the random EM starts")
-    c.add_argument("--out", type=Path, required=True, help="output folder")
-    lib = sub.add_parser("library", help="build or inspect abTEM simulation libraries")
-    lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", required=True)
-    lb = lsub.add_parser("build", help="simulate a pure-column SCS library from a settings file")
-    lb.add_argument("settings", type=Path, help="TOML with [microscope] and [library] (element, zone_axis, max_atoms)")
-    lb.add_argument("--out", type=Path, required=True, help="output HDF5 file")
-    lb.add_argument(
-        "--workers",
+                   help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Au:001; see `atomscount "
+                        "library list`)")  # fmt: skip
+    c.add_argument("--method", choices=["icl", "library", "hybrid"], default="icl",
+                   help="Gaussian mixture with ICL selection, nearest library SCS, or a mixture tied to the library "
+                        "with a free scale")  # fmt: skip
+    c.add_argument("--max-components", type=int, default=50, help="largest number of mixture components scanned")
+    c.add_argument("--components", type=int, default=None,
+                   help="force this number of components; chosen by ICL when not given")  # fmt: skip
+    c.add_argument(
+        "--first-count",
         type=int,
         default=None,
-        help="local dask worker processes for the phonon configurations "
-        "(default: one per core, at most one per configuration)",
+        help="atoms in the lowest component; from the library, or 1 without one, when not given",
     )
+    c.add_argument("--crystal", default=None, help="element for the 3D model; the library's when not given")
+    c.add_argument("--zone-axis", default=None, help="zone axis for the 3D model; the library's when not given")
+    c.add_argument("--alignment", choices=["centre", "top", "bottom"], default="centre",
+                   help="where each column's atoms sit along the beam in the 3D model")  # fmt: skip
+    c.add_argument("--seed", type=int, default=0, help="seed of the random EM starts")
+    c.add_argument("--out", type=Path, required=True, help="output folder")
+
+    lib = sub.add_parser("library", formatter_class=fmt, help="build or inspect abTEM simulation libraries")
+    lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", required=True)
+    lb = lsub.add_parser("build", formatter_class=fmt, help="simulate pure-column SCS libraries from a settings file")
+    lb.add_argument("settings", type=Path,
+                    help="TOML with [microscope] and [library] (element, zone_axis, max_atoms) or [libraries] "
+                         "(elements, zone_axes, max_atoms), e.g. simulations/default_libraries.toml")  # fmt: skip
+    lb.add_argument("--element", default=None, help="build only this element of a [libraries] table")
+    lb.add_argument("--zone-axis", default=None, help="build only this zone axis of a [libraries] table")
+    lb.add_argument(
+        "--out",
+        type=Path,
+        required=True,
+        help="output HDF5 file for one library, or folder (ELEMENT_AXIS.h5 files) for several",
+    )
+    lb.add_argument("--workers", type=int, default=None,
+                    help="local dask worker processes for the phonon configurations; one per core (at most one "
+                         "per configuration) when not given")  # fmt: skip
     lb.add_argument(
         "--cache",
         type=Path,
         default=None,
         help="keep finished configurations in this folder, so that a build cut short resumes",
     )
-    ls = lsub.add_parser("show", help="print a library's table and plot SCS against thickness")
+    ls = lsub.add_parser("show", formatter_class=fmt, help="print a library's table and plot SCS against thickness")
     ls.add_argument("file", help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Pt:110)")
     ls.add_argument(
         "--plot",
         type=Path,
         default=None,
-        help="PNG path (default: beside the file, or ELEMENT_AXIS.png here for a shipped one)",
+        help="PNG path; beside the file, or ELEMENT_AXIS.png here for a shipped one, when not given",
     )
-    lsub.add_parser("list", help="the shipped libraries and lensing models, with key SCS values")
+    lsub.add_parser("list", formatter_class=fmt, help="the shipped libraries and lensing models, with key SCS values")
     return p
 
 
@@ -97,24 +156,28 @@ def _cmd_library(args) -> int:
     from .library import MicroscopeSettings, build_scs_library
 
     if args.library_command == "build":
+        import os
+
         if not args.settings.is_file():
             raise FileNotFoundError(f"settings file does not exist: {str(args.settings)!r}")
         cfg = tomllib.loads(args.settings.read_text())
         settings = MicroscopeSettings.from_dict(cfg.get("microscope", {}))
-        spec = cfg.get("library", {})
-        missing = {"element", "zone_axis", "max_atoms"} - set(spec)
-        if missing:
-            raise ValueError(f"settings [library] table lacks {sorted(missing)}")
-        import os
-
-        parent = args.out.absolute().parent
-        if args.out.is_dir() or not parent.is_dir() or not os.access(parent, os.W_OK):
-            raise ValueError(f"--out must be a file in a writable folder, got {str(args.out)!r}")
+        jobs = _library_jobs(cfg, args)
+        several = len(jobs) > 1
+        if several and args.out.suffix.lower() in (".h5", ".hdf5"):
+            raise ValueError(f"--out must be a folder for {len(jobs)} libraries, got the file name {str(args.out)!r}")
+        target = args.out if several else args.out.absolute().parent
+        if several:
+            target.mkdir(parents=True, exist_ok=True)
+        if (not several and args.out.is_dir()) or not target.is_dir() or not os.access(target, os.W_OK):
+            raise ValueError(f"--out must be {'a writable folder' if several else 'a file in a writable folder'}, "
+                             f"got {str(args.out)!r}")  # fmt: skip
         workers = args.workers or max(1, min(settings.num_configs, os.cpu_count() or 1))
-        lib = build_scs_library(spec["element"], spec["zone_axis"], spec["max_atoms"], settings,
-                                workers=workers, cache_dir=args.cache)  # fmt: skip
-        lib.to_hdf5(args.out)
-        print(f"{lib} written to {args.out.resolve()}")
+        for element, axis, max_atoms in jobs:
+            out = args.out / f"{element}_{axis}.h5" if several else args.out
+            lib = build_scs_library(element, axis, max_atoms, settings, workers=workers, cache_dir=args.cache)
+            lib.to_hdf5(out)
+            print(f"{lib} written to {out.resolve()}")
         return 0
     if args.library_command == "list":
         print(_shipped_table())
@@ -136,9 +199,34 @@ def _cmd_library(args) -> int:
     return 0
 
 
+def _library_jobs(cfg: dict, args) -> list:
+    """(element, zone axis, max atoms) of each library a settings file asks for, filtered by --element/--zone-axis."""
+    if "library" in cfg:
+        spec = cfg["library"]
+        missing = {"element", "zone_axis", "max_atoms"} - set(spec)
+        if missing:
+            raise ValueError(f"settings [library] table lacks {sorted(missing)}")
+        jobs = [(spec["element"], str(spec["zone_axis"]), spec["max_atoms"])]
+    elif "libraries" in cfg:
+        spec = cfg["libraries"]
+        missing = {"elements", "zone_axes", "max_atoms"} - set(spec)
+        if missing:
+            raise ValueError(f"settings [libraries] table lacks {sorted(missing)}")
+        jobs = [(e, str(a), spec["max_atoms"]) for e in spec["elements"] for a in spec["zone_axes"]]
+    else:
+        raise ValueError(f"settings file {str(args.settings)!r} has neither a [library] nor a [libraries] table")
+    chosen = [j for j in jobs if args.element in (None, j[0]) and args.zone_axis in (None, j[1])]
+    if not chosen:
+        raise ValueError(f"--element {args.element!r} / --zone-axis {args.zone_axis!r} match none of "
+                         f"{[f'{e}:{a}' for e, a, _ in jobs]}")  # fmt: skip
+    return chosen
+
+
 def _cmd_demo(args) -> int:
     from .demo import run_demo
 
+    check_output_folder(args.out)
+    _warm_up()
     with output_folder(args.out, command="demo", signals=args.signals) as tmp:
         s = run_demo(tmp)
     s["files"] = {k: str(v) for k, v in final_paths(s["files"], tmp, args.out).items()}
@@ -154,36 +242,144 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _cmd_fit(args) -> int:
+def _frame(text: str):
+    if text == "mean":
+        return "mean"
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"--frame must be an index (0, 1, ...) or 'mean', got {text!r}") from None
+
+
+def _signal(text):
+    if text is None:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else text
+
+
+def _read(args):
+    """The image of ``args``, normalised if asked, and the copy that detection sees (NaN filled)."""
     import numpy as np
 
-    from .columns import find_columns, fit_columns
-    from .columns.fit import save_fit
+    from .image import HAADFImage
     from .io import read_image
 
     if (args.detector_vacuum is None) != (args.detector_black is None):
         raise ValueError("--detector-vacuum and --detector-black go together: give both or neither")
-    check_output_folder(args.out)
-    image = read_image(args.image, pixel_size_angstrom=args.pixel_size)
+    kwargs = {"pixel_size_angstrom": args.pixel_size, "frame": _frame(args.frame)}
+    if args.signal is not None:
+        kwargs["signal"] = _signal(args.signal)
+    try:
+        image = read_image(args.image, **kwargs)
+    except ValueError as exc:
+        if "pixel_size_angstrom must be given" in str(exc):
+            raise ValueError(f"{exc}: give --pixel-size (in Å)") from None
+        raise
     if args.mask_invalid and not np.isfinite(image.data).any():
         raise ValueError(f"image {str(args.image)!r} has no finite pixels: --mask-invalid leaves nothing")
-    with output_folder(args.out, command="fit", signals=args.signals) as tmp:
-        if args.detector_vacuum is not None:
-            image = image.normalise(detector_vacuum=args.detector_vacuum, detector_black=args.detector_black)
-        elif not image.is_normalised:
-            warnings.warn("image is not normalised to the incident beam: SCS are in image units × Å²", stacklevel=1)
-        if args.mask_invalid:
-            from .image import HAADFImage
+    if args.detector_vacuum is not None:
+        image = image.normalise(detector_vacuum=args.detector_vacuum, detector_black=args.detector_black)
+    elif not image.is_normalised:
+        warnings.warn("image is not normalised to the incident beam: SCS are in counts·Å² (give --detector-vacuum "
+                      "and --detector-black to normalise)", stacklevel=1)  # fmt: skip
+    det = image
+    if args.mask_invalid:
+        finite = np.isfinite(image.data)
+        det = HAADFImage(np.where(finite, image.data, np.median(image.data[finite])), image.pixel_size_angstrom,
+                         image.metadata)  # fmt: skip
+    return image, det
 
-            finite = np.isfinite(image.data)
-            det = HAADFImage(np.where(finite, image.data, np.median(image.data[finite])), image.pixel_size_angstrom,
-                             image.metadata)  # fmt: skip
+
+def _detect(args, det):
+    """(positions, ColumnDetection or None) by the options of ``args``."""
+    from .columns import detect_columns, find_columns
+
+    if args.threshold is not None:
+        pos = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold,
+                           exclude_border_angstrom=args.exclude_border)  # fmt: skip
+        return pos, None
+    detection = detect_columns(det, min_distance_angstrom=args.min_distance,
+                               exclude_border_angstrom=args.exclude_border, progress=True)  # fmt: skip
+    return detection.positions, detection
+
+
+def _cmd_detect(args) -> int:
+    import csv
+
+    from .plot import save_detection_figure
+
+    check_output_folder(args.out)
+    _warm_up()
+    image, det = _read(args)
+    with output_folder(args.out, command="detect", signals=args.signals) as tmp:
+        positions, detection = _detect(args, det)
+        files = {"csv": tmp / "columns.csv"}
+        with open(files["csv"], "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["x_angstrom", "y_angstrom", "type"])
+            for x, y in positions:
+                w.writerow([f"{x:.6f}", f"{y:.6f}", "column"])
+        if detection is not None:
+            files["hdf5"] = tmp / "detection.h5"
+            detection.to_hdf5(files["hdf5"])
+        files["figure"] = save_detection_figure(image, positions, tmp / "detection.png", detection=detection)
+    print(f"{len(positions)} columns found" + (f" ({'; '.join(detection.notes)})" if detection is not None else ""))
+    print("check detection.png; edit columns.csv (add rows, delete rows, set types) and pass it to "
+          "`atomscount fit --positions` (or --types)")  # fmt: skip
+    _print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def read_positions_csv(path, option: str):
+    """(positions (n, 2) [Å], types or None) from a CSV with x_angstrom/y_angstrom (or x/y) and an optional type."""
+    import csv
+
+    import numpy as np
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{option} file does not exist: {str(path)!r}")
+    with open(path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    if not rows:
+        raise ValueError(f"{option} file {str(path)!r} holds no rows")
+    keys = {k.strip().lower(): k for k in rows[0] if k}
+    xk = keys.get("x_angstrom", keys.get("x"))
+    yk = keys.get("y_angstrom", keys.get("y"))
+    if xk is None or yk is None:
+        raise ValueError(f"{option} file {str(path)!r} needs columns x_angstrom and y_angstrom (or x and y), "
+                         f"got {sorted(keys)}")  # fmt: skip
+    try:
+        pos = np.array([[float(r[xk]), float(r[yk])] for r in rows])
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{option} file {str(path)!r} has a position that is not a number: {exc}") from None
+    tk = keys.get("type")
+    types = [r[tk].strip() for r in rows] if tk is not None else None
+    return pos, types
+
+
+def _cmd_fit(args) -> int:
+    from .columns import fit_columns
+    from .columns.fit import save_fit
+
+    check_output_folder(args.out)
+    if args.positions is not None and args.types is not None:
+        raise ValueError("give --positions or --types, not both (--types is a positions file with a type column)")
+    given = None
+    if args.positions is not None or args.types is not None:
+        option = "--positions" if args.positions is not None else "--types"
+        given = read_positions_csv(args.positions or args.types, option)
+        if option == "--types" and given[1] is None:
+            raise ValueError(f"--types file {str(args.types)!r} has no 'type' column")
+    _warm_up()
+    image, det = _read(args)
+    with output_folder(args.out, command="fit", signals=args.signals) as tmp:
+        if given is None:
+            positions, types = _detect(args, det)[0], None
         else:
-            det = image
-        positions = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold,
-                                 progress=True)  # fmt: skip
+            positions, types = given
         fit = fit_columns(
-            image, positions, width=args.width, background=args.background, noise=args.noise,
+            image, positions, types=types, width=args.width, background=args.background, noise=args.noise,
             mask_invalid=args.mask_invalid, max_iter=args.max_iter, progress=True,
         )  # fmt: skip
         files = save_fit(fit, tmp)
@@ -194,6 +390,16 @@ def _cmd_fit(args) -> int:
     print(fit.report())
     _print_files(final_paths(files, tmp, args.out), args.out)
     return 0
+
+
+def _warm_up() -> None:
+    """Compile the numba kernels with a progress bar on the first run (otherwise a silent minute)."""
+    from ._warmup import compile_kernels, kernels_compiled
+
+    if not kernels_compiled():
+        print("atomscount: first run on this machine: compiling the numerical kernels (about a minute, once)",
+              file=sys.stderr)  # fmt: skip
+        compile_kernels(progress=True)
 
 
 def _print_files(files: dict, out: Path) -> None:
@@ -251,6 +457,11 @@ def _cmd_count(args) -> int:
     check_output_folder(args.out)
     fit = ColumnFit.from_hdf5(args.fit)
     library = _load_library(args.library)
+    if library is not None and fit.normalised is False and args.method != "hybrid":
+        raise ValueError(f"{str(args.fit)!r} holds the SCS of an unnormalised image (counts·Å²), the library's are "
+                         f"in Å² of a normalised one: use --method hybrid (it fits the scale between them), or fit "
+                         f"the image again with --detector-vacuum and --detector-black to normalise it")  # fmt: skip
+    _warm_up()
     crystal = args.crystal or (library.element if library is not None else None)
     axis = args.zone_axis or (library.zone_axis if library is not None else None)
     if crystal and axis:
@@ -302,7 +513,7 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"demo": _cmd_demo, "fit": _cmd_fit, "count": _cmd_count, "library": _cmd_library}
+    handlers = {"demo": _cmd_demo, "detect": _cmd_detect, "fit": _cmd_fit, "count": _cmd_count, "library": _cmd_library}
     with Signals() as signals:
         args.signals = signals
         try:

@@ -442,7 +442,8 @@ def fit_columns(
     st = _initial_state(prob, pos, width_init_angstrom, nn)
     if progress is None:
         progress = data.size > 1_000_000
-    bar = tqdm(total=max_iter, desc="fitting columns", unit="it", disable=not progress, leave=False)
+    # no total: the fit usually stops long before max_iter, and an estimate from it would mislead
+    bar = tqdm(desc=f"fitting {n:,} columns", unit=" iterations", disable=not progress, leave=False)
     with bar:
         if noise == "poisson":
             # a rough least-squares pass first (steps down to a third of the errors): a
