@@ -56,7 +56,8 @@ def test_count_command_counts_a_fitted_image(tmp_path, capsys):
     _, idx = cKDTree(pos).query(fit.positions)
     np.testing.assert_array_equal(counts.counts, truth[idx])
     assert {"counts.csv", "model.xyz", "model.cif", "count_map.png", "model_3d.png", "summary.json"} <= {
-        p.name for p in out.iterdir()}
+        p.name for p in out.iterdir()
+    }
     assert main(["count", str(tmp_path / "fit" / "fit.h5"), "--library", "Xx:001", "--out", str(tmp_path / "c2")]) == 2
     assert "error" in capsys.readouterr().err
 
@@ -104,3 +105,122 @@ def test_mask_invalid_on_an_all_nan_image_says_so(tmp_path, capsys):
     assert code == 2
     assert "has no finite pixels: --mask-invalid leaves nothing" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+def _subparsers(parser, prefix=()):
+    import argparse
+
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield (*prefix, name), sub
+                yield from _subparsers(sub, (*prefix, name))
+
+
+def test_every_option_of_every_subcommand_has_help_and_shows_its_default(capsys):
+    import argparse
+
+    import pytest
+
+    from atomscount.cli import _parser
+
+    seen = 0
+    for path, sub in _subparsers(_parser()):
+        with pytest.raises(SystemExit) as exc:
+            main([*path, "--help"])
+        assert exc.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        for action in sub._actions:
+            if isinstance(action, argparse._HelpAction | argparse._SubParsersAction) or not action.option_strings:
+                continue
+            assert action.help, f"{' '.join(path)} {action.option_strings[0]} has no help text"
+            if action.default is not argparse.SUPPRESS and action.required is False:
+                assert f"(default: {action.default})" in text, f"{' '.join(path)} {action.option_strings[0]}"
+            seen += 1
+    assert seen > 40
+
+
+def test_cli_defaults_equal_the_api_defaults():
+    import inspect
+
+    from atomscount import fit_columns
+    from atomscount.cli import _parser
+
+    sub = dict(_subparsers(_parser()))[("fit",)]
+    api = inspect.signature(fit_columns).parameters
+    for option, name in [("width", "width"), ("background", "background"), ("noise", "noise"),
+                         ("max_iter", "max_iter")]:  # fmt: skip
+        assert sub.get_default(option) == api[name].default, option
+
+
+def test_a_missing_pixel_size_names_the_option(tmp_path, capsys):
+    np.save(tmp_path / "img.npy", np.ones((32, 32)))
+    assert main(["fit", str(tmp_path / "img.npy"), "--out", str(tmp_path / "out")]) == 2
+    assert "give --pixel-size" in capsys.readouterr().err
+
+
+def test_detect_then_fit_with_edited_positions_and_types(tmp_path, capsys):
+    import csv
+
+    pos = square_lattice((80, 80), 0.1, 2.0)
+    heights = np.where(np.arange(len(pos)) % 2 == 0, 0.3, 0.6)
+    m = ColumnModel((80, 80), 0.1, pos, heights, 0.45, background=(0.02,))
+    path = tmp_path / "img.tif"
+    tifffile.imwrite(path, m.image().astype(np.float32), description=json.dumps({"pixel_size_angstrom": 0.1,
+                     "normalised": True}))  # fmt: skip
+    assert main(["detect", str(path), "--out", str(tmp_path / "det")]) == 0
+    assert {"columns.csv", "detection.h5", "detection.png", "atomscount-run.json"} <= {
+        p.name for p in (tmp_path / "det").iterdir()}  # fmt: skip
+    with open(tmp_path / "det" / "columns.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert len(rows) == len(pos)
+    # the user labels the two sublattices by brightness and fits with one width per type
+    from scipy.spatial import cKDTree
+
+    found = np.array([[float(r["x_angstrom"]), float(r["y_angstrom"])] for r in rows])
+    _, idx = cKDTree(pos).query(found)
+    for r, i in zip(rows, idx, strict=True):
+        r["type"] = "bright" if heights[i] > 0.5 else "faint"
+    with open(tmp_path / "typed.csv", "w", newline="") as fh:
+        w = csv.DictWriter(fh, fieldnames=["x_angstrom", "y_angstrom", "type"])
+        w.writeheader()
+        w.writerows(rows)
+    assert main(["fit", str(path), "--types", str(tmp_path / "typed.csv"), "--no-figures",
+                 "--out", str(tmp_path / "fit")]) == 0  # fmt: skip
+    from atomscount import ColumnFit
+
+    fit = ColumnFit.from_hdf5(tmp_path / "fit" / "fit.h5")
+    assert fit.type_names == ("bright", "faint")
+    np.testing.assert_allclose(np.sort(fit.scs), np.sort(m.scs), rtol=1e-4)
+
+
+def test_count_refuses_a_library_for_an_unnormalised_fit_unless_hybrid(tmp_path, capsys):
+    from atomscount.library import load_default
+
+    lib = load_default("Au", "001")
+    pos = square_lattice((100, 100), 0.1, 2.04)
+    truth = np.random.default_rng(0).integers(2, 7, len(pos))
+    heights = lib.scs_at(truth) / (2 * np.pi * 0.45**2)
+    raw = ColumnModel((100, 100), 0.1, pos, heights, 0.45, background=(0.01,)).image() * 5e4 + 1e3
+    tifffile.imwrite(tmp_path / "raw.tif", raw.astype(np.float32),
+                     description=json.dumps({"pixel_size_angstrom": 0.1, "normalised": False}))  # fmt: skip
+    import pytest
+
+    with pytest.warns(UserWarning, match="not normalised"):
+        assert main(["fit", str(tmp_path / "raw.tif"), "--out", str(tmp_path / "fit"), "--no-figures"]) == 0
+    fit_h5 = str(tmp_path / "fit" / "fit.h5")
+    assert main(["count", fit_h5, "--library", "Au:001", "--method", "library", "--out", str(tmp_path / "c")]) == 2
+    assert "use --method hybrid" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+    assert main(["count", fit_h5, "--library", "Au:001", "--method", "hybrid", "--out", str(tmp_path / "h")]) == 0
+    from atomscount import ColumnFit
+    from atomscount.counting import ColumnCounts
+
+    counts = ColumnCounts.from_hdf5(tmp_path / "h" / "counts.h5")
+    fit = ColumnFit.from_hdf5(fit_h5)
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(pos).query(fit.positions)
+    assert np.mean(counts.counts == truth[idx]) > 0.95
+    assert counts.counts.max() < 10  # never capped at the library's end
+    assert counts.library_scale == pytest.approx(5e4, rel=0.05)
