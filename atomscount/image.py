@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import numbers
 from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 
-from ._checks import check_2d_image, check_positive
+from ._checks import check_2d_image, check_positive, check_real
 
 __all__ = [
     "HAADFImage",
@@ -56,11 +55,8 @@ def check_pixel_size(value, name: str = "pixel_size_angstrom") -> float:
     >>> check_pixel_size(0.1)
     0.1
     """
-    value = check_positive(value, name)
     low, high = PIXEL_SIZE_RANGE_ANGSTROM
-    if not low <= value <= high:
-        raise ValueError(f"{name} must lie between {low:g} and {high:g} Å, got {value:g}")
-    return value
+    return check_real(check_positive(value, name), name, low=low, high=high, why=" Å")
 
 
 def _as_pairs(values, name: str) -> np.ndarray:
@@ -200,7 +196,7 @@ class HAADFImage:
         ndarray (n,) of bool
         """
         xy = _as_pairs(positions, "positions")
-        m = _check_real(margin_angstrom, "margin_angstrom")
+        m = check_real(margin_angstrom, "margin_angstrom")
         p = self.pixel_size_angstrom
         xmax = (self.shape[1] - 1) * p
         ymax = (self.shape[0] - 1) * p
@@ -264,8 +260,8 @@ def normalise(image: HAADFImage, *, detector_vacuum: float, detector_black: floa
     """
     if not isinstance(image, HAADFImage):
         raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
-    detector_vacuum = _check_real(detector_vacuum, "detector_vacuum")
-    detector_black = _check_real(detector_black, "detector_black")
+    detector_vacuum = check_real(detector_vacuum, "detector_vacuum")
+    detector_black = check_real(detector_black, "detector_black")
     if detector_vacuum <= detector_black:
         raise ValueError(f"detector_vacuum must be > detector_black ({detector_black}), got {detector_vacuum}")
     if image.is_normalised:
@@ -274,12 +270,3 @@ def normalise(image: HAADFImage, *, detector_vacuum: float, detector_black: floa
     meta = dict(image.metadata)
     meta.update(normalised=True, detector_vacuum=float(detector_vacuum), detector_black=float(detector_black))
     return HAADFImage(data, image.pixel_size_angstrom, meta)
-
-
-def _check_real(value, name: str) -> float:
-    """``value`` as a float, raising unless it is a finite real number (bools are not)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value}")
-    return float(value)

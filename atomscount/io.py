@@ -23,6 +23,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ._checks import check_integer
 from .image import HAADFImage, check_pixel_size
 
 __all__ = ["read_image", "atomic_path", "write_hdf5", "read_hdf5", "FORMAT_VERSION", "FileFormatError"]
@@ -100,10 +101,7 @@ def read_image(path, *, pixel_size_angstrom: float | None = None, frame: int = 0
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"path must be a str or Path, got {path!r}")
     path = Path(path)
-    if isinstance(frame, bool) or not isinstance(frame, numbers.Integral):
-        raise TypeError(f"frame must be an integer, got {frame!r}")
-    if frame < 0:
-        raise ValueError(f"frame must be >= 0, got {frame}")
+    frame = check_integer(frame, "frame", low=0)
     if pixel_size_angstrom is not None:
         pixel_size_angstrom = check_pixel_size(pixel_size_angstrom)
     if not path.is_file():
@@ -342,22 +340,29 @@ def write_hdf5(path, kind: str, arrays: dict, attrs: dict) -> None:
         "attrs": {k: _digest(v) for k, v in json.loads(attrs_json).items()},
         "arrays": {n: _digest(a) for n, a in stored.items()},
     }
+    from . import __version__
+
     # HDF5 1.8's layout checksums the file's own structure, so HDF5 reports damage there instead of
-    # following it: with the oldest layout one changed byte could crash or hang the reader.
+    # following it (with the oldest layout one changed byte could crash or hang the reader). Strings are
+    # stored with a fixed length for the same reason: variable-length ones live in a heap without a
+    # checksum, where a changed length sent HDF5 into an endless loop.
     with atomic_path(path) as tmp, h5py.File(tmp, "w", libver=("v108", "latest")) as f:
-        f.attrs["atomscount_kind"] = kind
         f.attrs["atomscount_format"] = FORMAT_VERSION
         f.attrs["atomscount_min_reader_format"] = FORMAT_VERSION
-        from . import __version__
-
-        f.attrs["atomscount_version"] = __version__
-        f.attrs["attrs_json"] = attrs_json
-        f.attrs["atomscount_checksums"] = json.dumps(checksums)
+        for name, text in (("atomscount_kind", kind), ("atomscount_version", __version__),
+                           ("attrs_json", attrs_json), ("atomscount_checksums", json.dumps(checksums))):  # fmt: skip
+            f.attrs[name] = _fixed_length(np.array(text))
         grp = f.create_group("arrays")
         for name, arr in stored.items():
             if arr.dtype.kind == "U":
-                arr = arr.astype(h5py.string_dtype())
+                arr = _fixed_length(arr)
             grp.create_dataset(name, data=arr, compression="gzip" if arr.size > 4096 else None)
+
+
+def _fixed_length(text: np.ndarray) -> np.ndarray:
+    """Strings as fixed-length UTF-8, the HDF5 type that keeps them beside the other data."""
+    encoded = np.char.encode(text, "utf-8")
+    return encoded.astype(h5py.string_dtype("utf-8", encoded.dtype.itemsize))
 
 
 def read_hdf5(path, kind: str, *, result_type=None) -> tuple[dict, dict]:
@@ -407,17 +412,17 @@ def read_hdf5(path, kind: str, *, result_type=None) -> tuple[dict, dict]:
     except Exception as exc:  # h5py reports damage in the superblock with several types
         raise FileFormatError(f"{where!r} is not a readable HDF5 file: {exc}") from exc
     with f:
-        got_kind = _field(where, "attribute 'atomscount_kind'", lambda: f.attrs["atomscount_kind"])
+        got_kind = _field(where, "attribute 'atomscount_kind'", lambda: _text(f.attrs["atomscount_kind"]))
         if not isinstance(got_kind, str) or got_kind != kind:
             raise FileFormatError(f"{where!r} holds {got_kind!r}, expected {kind!r}")
         version = _check_version(f, where)
-        attrs_json = _field(where, "attribute 'attrs_json'", lambda: f.attrs["attrs_json"])
+        attrs_json = _field(where, "attribute 'attrs_json'", lambda: _text(f.attrs["attrs_json"]))
         group = _field(where, "group 'arrays'", lambda: f["arrays"])
         names = _field(where, "group 'arrays'", lambda: list(group))
         arrays = {n: _field(where, f"dataset {n!r}", lambda n=n: _dataset(group[n])) for n in names}
         if version >= 2:
             checksums = _field(where, "attribute 'atomscount_checksums'",
-                               lambda: _checksums(f.attrs["atomscount_checksums"]))  # fmt: skip
+                               lambda: _checksums(_text(f.attrs["atomscount_checksums"])))  # fmt: skip
     attrs = _field(where, "attribute 'attrs_json'", lambda: _json_object(attrs_json))
     if version >= 2:
         _verify(where, checksums["attrs"], attrs, "attribute")
@@ -486,11 +491,22 @@ def _check_version(f, where: str) -> int:
     return version
 
 
+def _text(value) -> str:
+    """A string attribute: fixed-length ones come back as bytes, variable-length ones (format 1) as str."""
+    if isinstance(value, bytes):
+        return value.decode("utf-8")
+    if isinstance(value, str):
+        return value
+    raise TypeError(f"a string expected, got {type(value).__name__}")
+
+
 def _dataset(ds) -> np.ndarray:
     arr = ds[()]
-    if ds.dtype.kind == "O":  # variable-length strings come back as bytes
+    if ds.dtype.kind == "O":  # variable-length strings (format 1) come back as bytes
         arr = np.array([a.decode() if isinstance(a, bytes) else a for a in np.ravel(arr)], dtype=str)
         arr = arr.reshape(ds.shape)
+    elif ds.dtype.kind == "S" and h5py.check_string_dtype(ds.dtype).encoding == "utf-8":
+        arr = np.char.decode(arr, "utf-8")
     return np.asarray(arr)
 
 
