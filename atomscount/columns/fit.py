@@ -186,11 +186,34 @@ class ColumnFit:
         )
 
     def report(self) -> str:
-        """A short text report."""
-        s = self.summary()
-        lines = [repr(self)]
-        for k, v in s.items():
-            lines.append(f"  {k:32s} {v}")
+        """A short text report in words a microscopist reads (no reduced χ²: see ``summary()`` for it)."""
+        ok = self.converged
+        flagged = {k: v for k, v in self.metadata.get("flagged", {}).items() if v}
+        lines = [f"ColumnFit: {self.n_columns} columns, {int(ok.sum())} converged"
+                 + (f" ({', '.join(f'{v} {k}' for k, v in flagged.items())})" if flagged else "")
+                 + f"; {self.n_iterations} iterations"]  # fmt: skip
+        lines.append(f"  model: {self.width_mode} width, {self.background_model} background, {self.noise} noise, "
+                     f"pixel {self.pixel_size_angstrom:.4g} Å, image {self.image_shape[1]} x {self.image_shape[0]}")
+        if ok.any():
+            scs = self.scs[ok]
+            rel = np.median(self.scs_error[ok] / np.abs(scs))
+            lines.append(f"  SCS: median {np.median(scs):.4g} {self.scs_unit}, range {scs.min():.4g} to "
+                         f"{scs.max():.4g}, median error {100 * rel:.2g} %")  # fmt: skip
+            lines.append(f"  positions: median error {1000 * np.median(self.positions_error[ok]):.3g} pm")
+            widths = ", ".join(f"{name} {np.median(self.widths[self.types == k]):.3f} Å"
+                               for k, name in enumerate(self.type_names) if np.any(self.types == k))  # fmt: skip
+            lines.append(f"  widths: {widths}")
+        rms = self.metadata.get("residual_rms")
+        peak = self.metadata.get("mean_peak_height")
+        if rms is not None and np.isfinite(rms):
+            line = f"  residual RMS {rms:.3g} (image units)"
+            if peak is not None and np.isfinite(peak) and peak > 0:
+                line += f" = {100 * rms / peak:.2g} % of the mean peak height"
+            lines.append(line)
+        dose = self.metadata.get("dose_estimate_e_per_angstrom2")
+        if dose is not None and np.isfinite(dose) and self.normalised:
+            lines.append(f"  the residual is Poisson noise at {dose:.3g} e/Å² (compare with the dose you used: "
+                         "lower means structure the model misses)")  # fmt: skip
         return "\n".join(lines)
 
     # ------------------------------------------------------------------ files
@@ -602,9 +625,12 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, to
     if voronoi:
         mask = prob.weights == 0
         vor = voronoi_scs(prob.data, prob.pixel, pos, background=st.bg, mask=mask if mask.any() else None)
-    residual = None
-    if keep_residual:
-        residual = np.where(prob.weights > 0, prob.data - _solver.render_state(prob, st), np.nan)
+    valid = (prob.mask if prob.mask is not None else prob.weights) > 0
+    diff = prob.data - _solver.render_state(prob, st)
+    residual = np.where(valid, diff, np.nan) if keep_residual else None
+    ok_eta = st.eta[col_ok]
+    meta = dict(meta, residual_rms=float(np.sqrt(np.mean(diff[valid] ** 2))) if valid.any() else float("nan"),
+                mean_peak_height=float(np.mean(ok_eta)) if ok_eta.size else float("nan"))  # fmt: skip
     meta = dict(meta, lm_converged=bool(ok))
     bg = st.bg.copy()
     return ColumnFit(

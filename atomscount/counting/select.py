@@ -361,6 +361,9 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
     for r in rows:
         if r["penalty"] < TIE and r["judged"]:
             r["reasons"].append("physically consistent")
+        if not r["reasons"]:  # a note never ends on an empty reason
+            r["reasons"].append("no physical objection found" if r["judged"] else
+                                "too few components to judge, and none better judged")  # fmt: skip
         cands.append(Candidate(r["g"], float(icl[r["i"]]), r["penalty"], r["spacing"], r["scale"], r["width_ratio"],
                                r["over_step"], r["empty"], r["dup"], int(r["counts"][0]),
                                tuple(int(c) for c in r["counts"]), "; ".join(r["reasons"])))  # fmt: skip

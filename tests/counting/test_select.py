@@ -122,3 +122,18 @@ def test_the_choice_does_not_hinge_on_floating_point_noise_in_the_scs(au, seed, 
     assert [{**c, "icl": 0} for c in a.candidates] == [{**c, "icl": 0} for c in b.candidates]
     np.testing.assert_allclose(a.icl, b.icl, rtol=1e-12, atol=1e-8)
     assert np.mean(a.counts - a.counts.min() == truth - truth.min()) > 0.9
+
+
+def test_no_note_or_candidate_has_an_empty_reason():
+    from atomscount.counting import count_atoms
+    from atomscount.library import load_default
+
+    lib = load_default("Au", "001")
+    for seed in range(6):
+        rng = np.random.default_rng(seed)
+        n = rng.integers(1, 4 + 2 * seed, 150)
+        scs = lib.scs_at(n) * (1 + rng.normal(0, 0.03, n.size))
+        for library in (None, lib):
+            counts = count_atoms(scs, library=library, max_components=12, rng=0)
+            assert all(not note.rstrip().endswith(":") for note in counts.notes), counts.notes
+            assert all(c["reason"].strip() for c in counts.candidates), counts.candidates
