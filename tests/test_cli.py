@@ -95,7 +95,7 @@ def test_fit_command_on_blank_image_writes_empty_result(tmp_path, capsys):
     from atomscount import ColumnFit
 
     assert ColumnFit.from_hdf5(out / "fit.h5").n_columns == 0
-    assert "n_columns" in capsys.readouterr().out
+    assert "ColumnFit: 0 columns" in capsys.readouterr().out
 
 
 def test_mask_invalid_on_an_all_nan_image_says_so(tmp_path, capsys):
