@@ -277,7 +277,7 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     min_var = (1e-4 * spread) ** 2
     results = {k: [] for k in ("loglik", "entropy", "means", "weights", "width", "iterations")}
     prev = None
-    for g in tqdm(range(1, max_components + 1), desc="mixtures", disable=not progress):
+    for g in tqdm(range(1, max_components + 1), desc="Gaussian mixtures", unit=" G", disable=not progress):
         if g == 1:
             mean = np.average(x, weights=w)
             starts = [(np.array([mean]), np.array([1.0]), max(np.average((x - mean) ** 2, weights=w), min_var))]

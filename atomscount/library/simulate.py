@@ -447,12 +447,14 @@ def simulate_column_scs(crystal: Atoms, settings: MicroscopeSettings, max_period
 
             done = {}
             order = {f.key: i for i, f in enumerate(futures)}
-            for fut in tqdm(as_completed(futures), total=len(futures), desc="phonon configs", disable=not progress):
+            bar = tqdm(as_completed(futures), total=len(futures), desc="phonon configurations", unit=" config",
+                       disable=not progress)  # fmt: skip
+            for fut in bar:
                 done[order[fut.key]] = fut.result()
             rows = [done[i] for i in range(len(futures))]
         else:
             rows = []
-            for task in tqdm(tasks, desc="phonon configs", disable=not progress):
+            for task in tqdm(tasks, desc="phonon configurations", unit=" config", disable=not progress):
                 rows.append(task.compute(scheduler="synchronous"))
     info = {
         "n_scan_points": int(len(points)),
