@@ -138,7 +138,7 @@ def _fuzz(n_fit: int, n_find: int, n_count: int) -> dict:
     import numpy as np
     from hypothesis import HealthCheck, given, settings
     from hypothesis import strategies as st
-    from test_fuzz import DOCUMENTED, _check_fit, images, scs_values, start_positions
+    from test_fuzz import DOCUMENTED, _check_fit, images, scs_sets, start_positions
 
     from atomscount import find_columns, fit_columns
     from atomscount.counting import count_atoms
@@ -191,12 +191,7 @@ def _fuzz(n_fit: int, n_find: int, n_count: int) -> dict:
     @cfg(n_count)
     @given(data=st.data())
     def counts(data):
-        if data.draw(st.booleans()):  # clusters near integer multiples, as in tests/test_fuzz.py
-            rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-            n = data.draw(st.integers(1, 80))
-            scs = rng.integers(1, 10, n) * data.draw(st.floats(0.01, 1e4)) * (1 + rng.normal(0, 0.05, n))
-        else:
-            scs = np.array(data.draw(st.lists(scs_values, min_size=0, max_size=40)))
+        scs = data.draw(scs_sets())
         method = data.draw(st.sampled_from(["icl", "library", "hybrid"]))
         library = None if method == "icl" else data.draw(st.floats(0.01, 10.0)) * np.arange(1, 30.0)
 

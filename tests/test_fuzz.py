@@ -177,15 +177,20 @@ scs_values = st.one_of(
 )
 
 
+@st.composite
+def scs_sets(draw):
+    """Realistic sets (clusters near integer multiples of a step) or arbitrary floats, half each."""
+    if draw(st.booleans()):
+        rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+        n = draw(st.integers(1, 80))
+        return rng.integers(1, 10, n) * draw(st.floats(0.01, 1e4)) * (1 + rng.normal(0, 0.05, n))
+    return np.array(draw(st.lists(scs_values, min_size=0, max_size=40)))
+
+
 @fuzz(120)
 @given(data=st.data())
 def test_count_atoms_on_random_scs_sets(data, tmp_path_factory):
-    if data.draw(st.booleans()):  # a realistic set: clusters near integer multiples
-        rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
-        n = data.draw(st.integers(1, 80))
-        scs = rng.integers(1, 10, n) * data.draw(st.floats(0.01, 1e4)) * (1 + rng.normal(0, 0.05, n))
-    else:
-        scs = np.array(data.draw(st.lists(scs_values, min_size=0, max_size=40)))
+    scs = data.draw(scs_sets())
     method = data.draw(st.sampled_from(["icl", "library", "hybrid"]))
     library = None
     if method != "icl" or data.draw(st.booleans()):
