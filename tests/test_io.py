@@ -339,10 +339,11 @@ def test_rgb_npy_is_never_read_as_frames(tmp_path):
 
 
 @pytest.mark.parametrize("frame,exc,match", [
-    (1.5, TypeError, r"frame must be an integer >= 0, got 1.5 \(float\)"),
-    (True, TypeError, r"frame must be an integer >= 0, got True \(bool\)"),
-    ("0", TypeError, r"frame must be an integer >= 0, got '0' \(str\)"),
-    (-1, ValueError, "frame must be an integer >= 0, got -1"),
+    (1.5, TypeError, r"frame must be an integer >= 0 or 'mean', got 1.5 \(float\)"),
+    (True, TypeError, r"frame must be an integer >= 0 or 'mean', got True \(bool\)"),
+    ("0", ValueError, r"frame must be an integer >= 0 or 'mean', got '0'"),
+    ("average", ValueError, r"frame must be an integer >= 0 or 'mean', got 'average'"),
+    (-1, ValueError, "frame must be an integer >= 0 or 'mean', got -1"),
     (3, ValueError, "frame must be < 3: .*stack.npy' holds 3 frames, got 3"),
 ])  # fmt: skip
 def test_frame_is_checked_by_name(tmp_path, frame, exc, match):
@@ -416,3 +417,21 @@ def test_strings_are_stored_without_a_heap_hdf5_cannot_check(tmp_path):
     assert b"GCOL" not in path.read_bytes()
     arrays, attrs = read_hdf5(path, "Thing")
     assert arrays["names"].tolist() == ["ab", "Å", ""] and arrays["none"].shape == (0,) and attrs == {"note": "Å"}
+
+
+def test_library_files_from_a_newer_version_are_read_with_a_warning(tmp_path):
+    from atomscount.library import MixedColumns, ScsLibrary
+
+    n = np.arange(1, 5)
+    lib = ScsLibrary("Au", "001", n, 0.1 * n, np.zeros(4), (0.1 * n)[None], {}, np.zeros(1, np.uint64),
+                     {"amplitude": 0.0, "n_sat": 1.0, "slope": 0.1, "offset": 0.0})  # fmt: skip
+    mixed = MixedColumns(np.array([["Au", "Ag"]]), np.array([[0.1, 0.2]]), np.zeros((1, 2)), {},
+                         np.zeros(1, np.uint64))  # fmt: skip
+    for res, kind in ((lib, "ScsLibrary"), (mixed, "MixedColumns")):
+        path = tmp_path / f"{kind}.h5"
+        res.to_hdf5(path)
+        arrays, attrs = read_hdf5(path, kind)
+        write_hdf5(path, kind, {**arrays, "new_array": np.ones(2)}, {**attrs, "new_setting": 1})
+        with pytest.warns(UserWarning, match=r"ignoring fields \['new_array', 'new_setting'\].*" + kind):
+            back = type(res).from_hdf5(path)
+        np.testing.assert_array_equal(back.scs, res.scs)

@@ -82,7 +82,7 @@ class MixedColumns:
             ``scs_sem`` (>= 0) are not finite at a site that holds an atom; the
             message names the file and the field.
         """
-        arrays, attrs = read_hdf5(path, _KIND)
+        arrays, attrs = read_hdf5(path, _KIND, result_type=cls)
         with checking(path, "mixed-column"):
             filled = np.asarray(arrays["sequences"]).astype(str) != ""
             for name, minimum in (("scs", None), ("scs_sem", 0.0)):

@@ -159,7 +159,7 @@ class ScsLibrary:
             finite and >= 0; ``scs_per_config`` not finite; or ``curve`` lacking a
             finite parameter. The message names the file and the field.
         """
-        arrays, attrs = read_hdf5(path, _KIND)
+        arrays, attrs = read_hdf5(path, _KIND, result_type=cls)
         with checking(path, "library"):
             _check_table(arrays, attrs)
             attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
