@@ -32,7 +32,9 @@ def _parser() -> argparse.ArgumentParser:
             default=None,
             help="which signal of a multi-signal file, by title or index; the HAADF/ADF one when not given",
         )
-        q.add_argument("--frame", default="0", help="which frame of a stack (an index), or 'mean' to average them")
+        q.add_argument("--frame", default=None,
+                       help="which frame of a stack (an index), or 'mean' to average them; frame 0, with a "
+                            "warning, when not given")  # fmt: skip
         q.add_argument(
             "--detector-vacuum",
             type=float,
@@ -242,9 +244,9 @@ def _cmd_demo(args) -> int:
     return 0
 
 
-def _frame(text: str):
-    if text == "mean":
-        return "mean"
+def _frame(text):
+    if text is None or text == "mean":
+        return text
     try:
         return int(text)
     except ValueError:

@@ -224,3 +224,28 @@ def test_count_refuses_a_library_for_an_unnormalised_fit_unless_hybrid(tmp_path,
     assert np.mean(counts.counts == truth[idx]) > 0.95
     assert counts.counts.max() < 10  # never capped at the library's end
     assert counts.library_scale == pytest.approx(5e4, rel=0.05)
+
+
+def test_frame_option_picks_or_averages_a_stack(tmp_path, capsys):
+    import pytest
+
+    pos = square_lattice((64, 64), 0.1, 1.6)
+    frames = [ColumnModel((64, 64), 0.1, pos, np.full(len(pos), h), 0.4, background=(0.02,)).image()
+              for h in (0.2, 0.4, 0.6)]  # fmt: skip
+    np.save(tmp_path / "stack.npy", np.stack(frames))
+    args = ["--pixel-size", "0.1", "--threshold", "0.2", "--min-distance", "1.2", "--no-figures"]
+    from atomscount import ColumnFit
+
+    with pytest.warns(UserWarning):
+        assert main(["fit", str(tmp_path / "stack.npy"), *args, "--frame", "mean", "--out", str(tmp_path / "m")]) == 0
+        assert main(["fit", str(tmp_path / "stack.npy"), *args, "--frame", "2", "--out", str(tmp_path / "f2")]) == 0
+    mean = ColumnFit.from_hdf5(tmp_path / "m" / "fit.h5")
+    last = ColumnFit.from_hdf5(tmp_path / "f2" / "fit.h5")
+    np.testing.assert_allclose(np.median(mean.heights), 0.4, rtol=1e-3)
+    np.testing.assert_allclose(np.median(last.heights), 0.6, rtol=1e-3)
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["fit", str(tmp_path / "stack.npy"), *args, "--out", str(tmp_path / "f0")]) == 0
+    assert any("3 frames" in str(w.message) for w in caught)
