@@ -1,0 +1,147 @@
+"""The result of the core-shell search: a 3D model with an element and a probability per site."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+from ase import Atoms
+
+from ..io import read_hdf5, write_hdf5
+
+__all__ = ["CoreShellModel"]
+
+_KIND = "CoreShellModel"
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class CoreShellModel:
+    """A core-shell particle found by :func:`~atomscount.coreshell.search_core_shell`.
+
+    Attributes
+    ----------
+    atoms : ase.Atoms
+        One atom per occupied site, in the first view's frame [Å] (x, y as in its
+        image, z along its beam), with the best configuration's elements.
+    probability : ndarray (m,)
+        Per site, the fraction of the sampled low-χ² states in which it holds the core element.
+    core : dict
+        The parametric core (``shape``, ``centre`` [Å], ``radii`` [Å]) and the
+        centroid of the final core sites (``centroid`` [Å]).
+    chi2 : ndarray (v,)
+        χ² of the best configuration per view.
+    n_columns : ndarray (v,) of int
+        Measured columns per view.
+    core_counts, core_counts_std : tuple of ndarray
+        Per view, the core atoms of each measured column (in the input order) in the
+        best configuration, and their spread over the sampled states.
+    core_element, shell_element : str
+    zone_axes : tuple of str
+    converged : bool
+        False when the annealing's final acceptance shows it had not settled.
+    info : dict
+        Search settings and timings.
+    """
+
+    atoms: Atoms
+    probability: np.ndarray
+    core: dict
+    chi2: np.ndarray
+    n_columns: np.ndarray
+    core_counts: tuple
+    core_counts_std: tuple
+    core_element: str
+    shell_element: str
+    zone_axes: tuple
+    converged: bool = True
+    info: dict = dataclasses.field(default_factory=dict)
+
+    def __post_init__(self):
+        m = len(self.atoms)
+        object.__setattr__(self, "probability", np.asarray(self.probability, dtype=np.float64))
+        if self.probability.shape != (m,):
+            raise ValueError(f"probability must have one entry per atom ({m}), got shape {self.probability.shape}")
+        object.__setattr__(self, "chi2", np.asarray(self.chi2, dtype=np.float64))
+        object.__setattr__(self, "n_columns", np.asarray(self.n_columns, dtype=np.int64))
+        object.__setattr__(self, "core_counts", tuple(np.asarray(c, dtype=np.int64) for c in self.core_counts))
+        object.__setattr__(
+            self, "core_counts_std", tuple(np.asarray(c, dtype=np.float64) for c in self.core_counts_std)
+        )
+        object.__setattr__(self, "zone_axes", tuple(self.zone_axes))
+        n_views = len(self.zone_axes)
+        if not (len(self.chi2) == len(self.n_columns) == len(self.core_counts) == len(self.core_counts_std) == n_views):
+            raise ValueError(f"chi2, n_columns, core_counts and core_counts_std need one entry per view ({n_views})")
+
+    @property
+    def is_core(self) -> np.ndarray:
+        return np.array(self.atoms.get_chemical_symbols()) == self.core_element
+
+    def __repr__(self) -> str:
+        chi = ", ".join(f"{c:.1f}/{n}" for c, n in zip(self.chi2, self.n_columns, strict=True))
+        return (f"CoreShellModel({len(self.atoms)} sites, {int(self.is_core.sum())} {self.core_element} core, "
+                f"{'/'.join(self.zone_axes)}, χ²/columns {chi})")  # fmt: skip
+
+    def summary(self) -> dict:
+        return {"n_sites": len(self.atoms), "n_core": int(self.is_core.sum()), "core_element": self.core_element,
+                "shell_element": self.shell_element, "zone_axes": list(self.zone_axes),
+                "chi2": self.chi2.tolist(), "n_columns": self.n_columns.tolist(), "converged": bool(self.converged),
+                "core": _plain(self.core), "uncertain_sites": int(np.sum((self.probability > 0.05)
+                                                                         & (self.probability < 0.95)))}  # fmt: skip
+
+    def to_hdf5(self, path) -> None:
+        """Write every field to ``path`` (atomically)."""
+        arrays = {"positions": self.atoms.positions, "numbers": self.atoms.numbers, "probability": self.probability,
+                  "chi2": self.chi2, "n_columns": self.n_columns}  # fmt: skip
+        for v, (c, s) in enumerate(zip(self.core_counts, self.core_counts_std, strict=True)):
+            arrays[f"core_counts_{v}"] = c
+            arrays[f"core_counts_std_{v}"] = s
+        attrs = {"core": _plain(self.core), "core_element": self.core_element, "shell_element": self.shell_element,
+                 "zone_axes": list(self.zone_axes), "converged": bool(self.converged), "info": _plain(self.info)}  # fmt: skip
+        write_hdf5(path, _KIND, arrays, attrs)
+
+    @classmethod
+    def from_hdf5(cls, path) -> CoreShellModel:
+        """Read a file written by :meth:`to_hdf5`."""
+        arrays, attrs = read_hdf5(path, _KIND)
+        n_views = len(attrs["zone_axes"])
+        atoms = Atoms(numbers=arrays["numbers"], positions=arrays["positions"])
+        return cls(atoms, arrays["probability"], attrs["core"], arrays["chi2"], arrays["n_columns"],
+                   tuple(arrays[f"core_counts_{v}"] for v in range(n_views)),
+                   tuple(arrays[f"core_counts_std_{v}"] for v in range(n_views)), attrs["core_element"],
+                   attrs["shell_element"], tuple(attrs["zone_axes"]), bool(attrs["converged"]), attrs["info"])  # fmt: skip
+
+    def _export_atoms(self) -> Atoms:
+        atoms = self.atoms.copy()
+        pad = 5.0
+        atoms.positions -= atoms.positions.min(axis=0) - pad
+        atoms.set_cell(atoms.positions.max(axis=0) + pad)
+        return atoms
+
+    def write_xyz(self, path) -> Path:
+        """Extended XYZ with the per-site core probability (``core_probability``)."""
+        import ase.io
+
+        atoms = self._export_atoms()
+        atoms.arrays["core_probability"] = self.probability.copy()
+        ase.io.write(str(path), atoms, format="extxyz")
+        return Path(path)
+
+    def write_cif(self, path) -> Path:
+        """CIF of the best configuration (elements only)."""
+        import ase.io
+
+        ase.io.write(str(path), self._export_atoms(), format="cif")
+        return Path(path)
+
+
+def _plain(value):
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
