@@ -97,7 +97,8 @@ class CoreShellModel:
             arrays[f"core_counts_{v}"] = c
             arrays[f"core_counts_std_{v}"] = s
         attrs = {"core": _plain(self.core), "core_element": self.core_element, "shell_element": self.shell_element,
-                 "zone_axes": list(self.zone_axes), "converged": bool(self.converged), "info": _plain(self.info)}  # fmt: skip
+                 "zone_axes": list(self.zone_axes), "converged": bool(self.converged),
+                 "info": _plain(self.info)}  # fmt: skip
         write_hdf5(path, _KIND, arrays, attrs)
 
     @classmethod
@@ -109,7 +110,8 @@ class CoreShellModel:
         return cls(atoms, arrays["probability"], attrs["core"], arrays["chi2"], arrays["n_columns"],
                    tuple(arrays[f"core_counts_{v}"] for v in range(n_views)),
                    tuple(arrays[f"core_counts_std_{v}"] for v in range(n_views)), attrs["core_element"],
-                   attrs["shell_element"], tuple(attrs["zone_axes"]), bool(attrs["converged"]), attrs["info"])  # fmt: skip
+                   attrs["shell_element"], tuple(attrs["zone_axes"]), bool(attrs["converged"]),
+                   attrs["info"])  # fmt: skip
 
     def _export_atoms(self) -> Atoms:
         atoms = self.atoms.copy()

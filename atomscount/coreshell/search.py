@@ -4,7 +4,7 @@
    differential evolution on the χ² of every column of every view, then refined locally.
 2. **Site level**: Metropolis annealing with swaps of a core boundary site and a shell
    boundary site (composition kept), under a compactness penalty (``penalty`` per
-   core-shell nearest-neighbour contact), with the incremental χ² of
+   exposed core bond, to a shell site or to the outside), with the incremental χ² of
    :class:`~.forward.ForwardModel`.
 3. **Uncertainty**: the chain is then sampled at temperature 1 (the posterior of a
    Gaussian likelihood times the compactness prior); the fraction of samples in which
@@ -84,8 +84,10 @@ def _match(pred_xy, meas_xy, v, tol=0.6):
         shift += np.mean(meas_xy[idx] - (pred_xy + shift), axis=0)
     d, idx = tree.query(pred_xy + shift)
     if np.any(d > tol) or len(np.unique(idx)) != len(idx):
-        raise ValueError(f"view {v}: {int(np.sum(d > tol))} of {len(pred_xy)} projected columns have no measured "
-                         f"column within {tol} Å (worst {d.max():.2f} Å); the views disagree on the particle")  # fmt: skip
+        raise ValueError(
+            f"view {v}: {int(np.sum(d > tol))} of {len(pred_xy)} projected columns have no measured "
+            f"column within {tol} Å (worst {d.max():.2f} Å); the views disagree on the particle"
+        )
     return idx, shift
 
 
@@ -114,7 +116,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         Keep the core centred on the particle's mid-plane (z = 0) in the parametric stage.
     rng : numpy.random.Generator, int or None
     penalty : float
-        Cost added to χ² per core-shell nearest-neighbour contact.
+        Cost added to χ² per exposed core bond (to a shell site or the outside): a compact, buried core.
     n_anneal, n_sample : int
         Proposals in the annealing and in the sampling at temperature 1.
 
@@ -234,12 +236,17 @@ def _adjacency(pairs, m):
 
 
 def _contacts_of(codes, nbr_start, nbr, sites):
-    """Core-shell contacts on the bonds touching ``sites`` (a bond between two of them once)."""
+    """Exposed core bonds (to shell sites or to the outside) touching ``sites`` (a bond between two of them once)."""
     total = 0
     seen = set(int(s) for s in sites)
     for s in seen:
         ns = nbr[nbr_start[s] : nbr_start[s + 1]]
-        diff = codes[ns] != codes[s]
+        # a core site's bond to a non-core neighbour or to a missing one (outside the particle) is exposed
+        if codes[s] != CORE:
+            diff = codes[ns] == CORE
+        else:
+            total += 12 - len(ns)
+            diff = codes[ns] != CORE
         for n_, d in zip(ns, diff, strict=True):
             if d and not (n_ in seen and n_ < s):
                 total += 1
