@@ -64,7 +64,7 @@ def _particle_sites(pos0, counts0, crystal, axis0):
     col = atoms.arrays["column"]
     xyz[:, :2] += np.median(pos0[col] - xyz[:, :2], axis=0)
     xyz[:, 2] -= xyz[:, 2].mean()
-    return xyz, float(atoms.cell.lengths().max()) and _lattice_constant(crystal)
+    return xyz, _lattice_constant(crystal)
 
 
 def _lattice_constant(crystal) -> float:
@@ -169,8 +169,6 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         sigma.append(err[idx])
         offsets.append(float(np.sum((scs[unmatched] / err[unmatched]) ** 2)))
         meas_index.append(idx)
-    if len(parsed) > 1 and len(counts_list) == 1:
-        pass  # later views' totals follow from the sites
 
     fm = ForwardModel(np.full(len(xyz), SHELL), columns, tables, measured, sigma, offsets)
 
