@@ -48,10 +48,28 @@ def test_two_view_search_recovers_most_sites_and_the_core_centre(particle, two_v
     assert d.max() < 1e-6  # the sites are the true sites
     correct = np.mean(two_view.is_core == (truth[idx] == CORE))
     centre_error = np.linalg.norm(np.array(two_view.core["centroid"]) - [1.5 + SHIFT[0], -1.0 + SHIFT[1], 0.5])
-    # measured: about 0.90 correct and 1.5 Å; the issue's targets (0.95, 1 Å) are not met yet
-    assert correct >= 0.85, correct
-    assert centre_error < 2.5, centre_error
+    # measured: 0.913 correct and 1.78 Å. The search fits these data better than the truth
+    # does (see below), so this noise draw, not the geometry, sets the limit; over noise seeds
+    # 1-5 two views average 0.92 and 1.5 Å, one view 0.86 and 2.6 Å (issue 13's targets: 0.95, 1 Å)
+    assert correct >= 0.90, correct
+    assert centre_error < 2.0, centre_error
     assert two_view.probability.shape == (len(pos),)
+
+
+def test_two_view_fit_is_no_worse_than_the_truth_and_the_truth_fits_each_view(particle, two_view):
+    # guards the second view's geometry (tilt sign, beam order, registration) and the search:
+    # the true occupancy must fit each view to within noise, and be no better than what was found
+    lensing, pos, truth, views, _ = particle
+    t = LensingTables(lensing, core="Au", shell="Ag")
+    truth_chi2 = []
+    for v, (_, scs, err, axis) in enumerate(views):
+        cols = group_columns(pos, None if v == 0 else tilt_rotation("001", axis))
+        truth_chi2.append(ForwardModel(truth, [cols], [t], [scs], [err]).chi2())
+        mirrored = core_codes(pos * [1, 1, -1], [1.5, -1.0, 0.5], [6.5, 6.5, 6.5])
+        if v == 1:  # z along view 0's beam is an image axis of view 1: a mirrored core must fit worse
+            assert ForwardModel(mirrored, [cols], [t], [scs], [err]).chi2() > truth_chi2[-1] + 5.0
+        assert truth_chi2[-1] < 1.5 * cols.n_columns, (v, truth_chi2[-1])
+    assert two_view.chi2.sum() <= sum(truth_chi2), (two_view.chi2, truth_chi2)
 
 
 def test_model_round_trips_and_exports(two_view, tmp_path):
