@@ -117,6 +117,32 @@ def _parser() -> argparse.ArgumentParser:
     c.add_argument("--seed", type=int, default=0, help="seed of the random EM starts")
     c.add_argument("--out", type=Path, required=True, help="output folder")
 
+    cs = sub.add_parser("coreshell", formatter_class=fmt,
+                        help="find the core and shell sites of a bimetallic particle from one or two fits")  # fmt: skip
+    cs.add_argument("fits", type=Path, nargs="+", metavar="FIT",
+                    help="fit.h5 of `atomscount fit`, one per view (two at most); first sets the frame")  # fmt: skip
+    cs.add_argument("--lensing", action="append", required=True,
+                    help="lensing model HDF5 file, or A:B:AXIS for a shipped one (e.g. Au:Ag:001); once per zone "
+                         "axis")  # fmt: skip
+    cs.add_argument("--counts", type=Path, action="append", required=True,
+                    help="counts.h5 of `atomscount count` for the first fit (atoms per column: the particle's "
+                         "shape); again for the second fit to check its total")  # fmt: skip
+    cs.add_argument("--zone-axis", default="001", help="zone axis of the first fit")
+    cs.add_argument("--zone-axis2", default="110", help="zone axis of the second fit")
+    cs.add_argument("--crystal", default="Au", help="element whose fcc lattice holds the sites")
+    cs.add_argument("--core-element", default="Au", help="element of the core")
+    cs.add_argument("--shell-element", default="Ag", help="element of the shell")
+    cs.add_argument("--core", choices=["ellipsoid", "sphere"], default="ellipsoid",
+                    help="shape of the parametric core that seeds the site-level search")  # fmt: skip
+    cs.add_argument("--symmetric", action="store_true", help="keep the core centred on the particle's mid-plane")
+    cs.add_argument("--penalty", type=float, default=0.5, help="cost added to chi2 per exposed core bond")
+    cs.add_argument("--n-anneal", type=int, default=20000, help="swap proposals in the annealing")
+    cs.add_argument("--n-sample", type=int, default=10000,
+                    help="swap proposals sampled at temperature 1 for the per-site probabilities")  # fmt: skip
+    cs.add_argument("--seed", type=int, default=0, help="seed of the search")
+    cs.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
+    cs.add_argument("--out", type=Path, required=True, help="output folder")
+
     lib = sub.add_parser("library", formatter_class=fmt, help="build or inspect abTEM simulation libraries")
     lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", required=True)
     lb = lsub.add_parser("build", formatter_class=fmt, help="simulate pure-column SCS libraries from a settings file")
@@ -492,6 +518,89 @@ def _cmd_count(args) -> int:
     return 0
 
 
+def _load_lensing(spec: str):
+    from .library import load_default_lensing
+    from .library.lensing import LensingModel
+
+    path = Path(spec)
+    if path.suffix.lower() in (".h5", ".hdf5") or path.exists():
+        return LensingModel.from_hdf5(path)
+    parts = spec.split(":")
+    if len(parts) == 3:
+        return load_default_lensing(*parts)
+    raise ValueError(f"--lensing must be an HDF5 file or A:B:AXIS (e.g. Au:Ag:001), got {spec!r}")
+
+
+def _cmd_coreshell(args) -> int:
+    import json
+
+    import numpy as np
+
+    from .columns import ColumnFit
+    from .coreshell.search import search_core_shell
+    from .counting import ColumnCounts
+
+    check_output_folder(args.out)
+    if len(args.fits) > 2:
+        raise ValueError(f"give one or two fits (views), got {len(args.fits)}")
+    if len(args.counts) > len(args.fits):
+        raise ValueError(f"--counts given {len(args.counts)} times for {len(args.fits)} fits")
+    axes = [str(a).strip("[]") for a in (args.zone_axis, args.zone_axis2)][: len(args.fits)]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"the two fits need different zone axes, got --zone-axis {axes[0]} --zone-axis2 {axes[1]}")
+    _check_crystal(args.crystal, axes[0])
+    pair = sorted((args.core_element, args.shell_element))
+    models = {}
+    for spec in args.lensing:
+        model = _load_lensing(spec)
+        if sorted(model.elements) != pair or args.core_element == args.shell_element:
+            raise ValueError(f"--lensing {spec!r} is a model for {'/'.join(model.elements)}, but the particle is "
+                             f"{args.core_element} (core) / {args.shell_element} (shell)")  # fmt: skip
+        models[str(model.zone_axis).strip("[]")] = model
+    missing = [a for a in axes if a not in models]
+    if missing:
+        raise ValueError(f"no --lensing model for zone axis {', '.join(missing)} (given: {sorted(models) or 'none'})")
+    fits = [ColumnFit.from_hdf5(f) for f in args.fits]
+    counts = []
+    for v, path in enumerate(args.counts):
+        c = ColumnCounts.from_hdf5(path).counts
+        if c.ndim != 1:
+            raise ValueError(f"--counts {str(path)!r} holds {c.shape[0]} frames; count a single frame")
+        if len(c) != fits[v].n_columns:
+            raise ValueError(f"--counts {str(path)!r} has {len(c)} columns, fit {str(args.fits[v])!r} "
+                             f"{fits[v].n_columns}")  # fmt: skip
+        counts.append(c)
+    _warm_up()
+    views = [(fit, axis) for fit, axis in zip(fits, axes, strict=True)]
+    lensing = {a: models[a] for a in axes}
+    with output_folder(args.out, command="coreshell", signals=args.signals) as tmp:
+        model = search_core_shell(views, lensing, args.crystal, core=args.core, counts=counts,
+                                  symmetric=args.symmetric, rng=args.seed, core_element=args.core_element,
+                                  shell_element=args.shell_element, penalty=args.penalty, n_anneal=args.n_anneal,
+                                  n_sample=args.n_sample)  # fmt: skip
+        files = {"model": tmp / "model.h5", "model_xyz": tmp / "model.xyz", "model_cif": tmp / "model.cif"}
+        model.to_hdf5(files["model"])
+        model.write_xyz(files["model_xyz"])
+        model.write_cif(files["model_cif"])
+        if not args.no_figures:
+            from .coreshell.plot import save_coreshell_figures
+
+            files.update(save_coreshell_figures(model, tmp, views=views, lensing=lensing))
+        summary = model.summary()
+        summary["core_counts"] = [c.tolist() for c in model.core_counts]
+        summary["core_counts_std"] = [np.round(s, 4).tolist() for s in model.core_counts_std]
+        summary["inputs"] = {"fits": [str(f) for f in args.fits], "counts": [str(c) for c in args.counts],
+                             "lensing": list(args.lensing), "zone_axes": axes}  # fmt: skip
+        files["summary"] = tmp / "summary.json"
+        files["summary"].write_text(json.dumps(summary, indent=2))
+    print(repr(model))
+    if not model.converged:
+        print(f"  - the search did not settle (final acceptance {model.info['acceptance_final']:.2f}); best chi2 "
+              f"{float(model.chi2.sum()):.1f}: try a larger --n-anneal")  # fmt: skip
+    _print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
 def _check_crystal(crystal, axis) -> None:
     """Refuse an unknown element or zone axis for the 3D model before any work."""
     from .library import zone_axis_crystal
@@ -515,7 +624,14 @@ def main(argv=None) -> int:
     if args.command is None:
         parser.print_help()
         return 0
-    handlers = {"demo": _cmd_demo, "detect": _cmd_detect, "fit": _cmd_fit, "count": _cmd_count, "library": _cmd_library}
+    handlers = {
+        "demo": _cmd_demo,
+        "detect": _cmd_detect,
+        "fit": _cmd_fit,
+        "count": _cmd_count,
+        "library": _cmd_library,
+        "coreshell": _cmd_coreshell,
+    }
     with Signals() as signals:
         args.signals = signals
         try:
