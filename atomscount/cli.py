@@ -124,21 +124,28 @@ def _parser() -> argparse.ArgumentParser:
     cs.add_argument("--lensing", action="append", required=True,
                     help="lensing model HDF5 file, or A:B:AXIS for a shipped one (e.g. Au:Ag:001); once per zone "
                          "axis")  # fmt: skip
-    cs.add_argument("--counts", type=Path, action="append", required=True,
+    cs.add_argument("--counts", type=Path, action="append", default=[],
                     help="counts.h5 of `atomscount count` for the first fit (atoms per column: the particle's "
-                         "shape); again for the second fit to check its total")  # fmt: skip
+                         "shape); again for the second fit to check its total. Without it the shape is fitted "
+                         "too")  # fmt: skip
     cs.add_argument("--zone-axis", default="001", help="zone axis of the first fit")
     cs.add_argument("--zone-axis2", default="110", help="zone axis of the second fit")
     cs.add_argument("--crystal", default="Au", help="element whose fcc lattice holds the sites")
     cs.add_argument("--core-element", default="Au", help="element of the core")
     cs.add_argument("--shell-element", default="Ag", help="element of the shell")
-    cs.add_argument("--core", choices=["ellipsoid", "sphere"], default="ellipsoid",
+    cs.add_argument("--core", choices=["ellipsoid", "sphere", "star"], default="ellipsoid",
                     help="shape of the parametric core that seeds the site-level search")  # fmt: skip
-    cs.add_argument("--symmetric", action="store_true", help="keep the core centred on the particle's mid-plane")
+    cs.add_argument("--symmetric", action="store_true",
+                    help="mirror symmetry about the particle's mid-plane")  # fmt: skip
+    cs.add_argument("--n-core", type=int, default=None, help="known composition: the number of core atoms")
+    cs.add_argument("--fit-shape", action="store_true",
+                    help="let the search add and remove surface atoms even with --counts")  # fmt: skip
     cs.add_argument("--penalty", type=float, default=0.5, help="cost added to chi2 per exposed core bond")
-    cs.add_argument("--n-anneal", type=int, default=20000, help="swap proposals in the annealing")
-    cs.add_argument("--n-sample", type=int, default=10000,
-                    help="swap proposals sampled at temperature 1 for the per-site probabilities")  # fmt: skip
+    cs.add_argument("--n-anneal", type=int, default=None,
+                    help="proposals in the annealing (default 100 per site, at least 50,000)")  # fmt: skip
+    cs.add_argument("--n-sample", type=int, default=None,
+                    help="proposals sampled at temperature 1 for the per-site probabilities (default 50 per site, "
+                         "at least 20,000)")  # fmt: skip
     cs.add_argument("--seed", type=int, default=0, help="seed of the search")
     cs.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
     cs.add_argument("--out", type=Path, required=True, help="output folder")
@@ -537,7 +544,7 @@ def _cmd_coreshell(args) -> int:
     import numpy as np
 
     from .columns import ColumnFit
-    from .coreshell.search import search_core_shell
+    from .coreshell.search import SearchWarning, search_core_shell
     from .counting import ColumnCounts
 
     check_output_folder(args.out)
@@ -574,10 +581,13 @@ def _cmd_coreshell(args) -> int:
     views = [(fit, axis) for fit, axis in zip(fits, axes, strict=True)]
     lensing = {a: models[a] for a in axes}
     with output_folder(args.out, command="coreshell", signals=args.signals) as tmp:
-        model = search_core_shell(views, lensing, args.crystal, core=args.core, counts=counts,
-                                  symmetric=args.symmetric, rng=args.seed, core_element=args.core_element,
-                                  shell_element=args.shell_element, penalty=args.penalty, n_anneal=args.n_anneal,
-                                  n_sample=args.n_sample)  # fmt: skip
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SearchWarning)  # reported below, with the reason
+            model = search_core_shell(views, lensing, args.crystal, core=args.core, counts=counts or None,
+                                      symmetric=args.symmetric, rng=args.seed, core_element=args.core_element,
+                                      shell_element=args.shell_element, penalty=args.penalty,
+                                      n_anneal=args.n_anneal, n_sample=args.n_sample, n_core=args.n_core,
+                                      fit_shape=True if args.fit_shape else None)  # fmt: skip
         files = {"model": tmp / "model.h5", "model_xyz": tmp / "model.xyz", "model_cif": tmp / "model.cif"}
         model.to_hdf5(files["model"])
         model.write_xyz(files["model_xyz"])
@@ -595,8 +605,8 @@ def _cmd_coreshell(args) -> int:
         files["summary"].write_text(json.dumps(summary, indent=2))
     print(repr(model))
     if not model.converged:
-        print(f"  - the search did not settle (final acceptance {model.info['acceptance_final']:.2f}); best chi2 "
-              f"{float(model.chi2.sum()):.1f}: try a larger --n-anneal")  # fmt: skip
+        print(f"  - the search did not converge: best chi2 {float(model.chi2.sum()):.1f} over "
+              f"{int(model.n_columns.sum())} columns; {model.info['convergence']}")  # fmt: skip
     _print_files(final_paths(files, tmp, args.out), args.out)
     return 0
 

@@ -162,7 +162,7 @@ def score(result, xyz, is_core, views, axes):
 
 def run_particle(name, xyz, is_core, lensing, quick, seed):
     views = measure(xyz, is_core, lensing, seed)
-    settings = {"n_anneal": 10000, "n_sample": 4000} if quick else {"n_anneal": 20000, "n_sample": 10000}
+    settings = {}  # the search's defaults: 50 annealing and 25 sampling proposals per site
     out = {"n_sites": int(len(xyz)), "n_core_sites": int(is_core.sum()),
            "n_columns": {a: int(views[a]["cols"].n_columns) for a in AXES},
            "scs_relative_sigma_median": {a: views[a]["relative_sigma"] for a in AXES}, "search": settings}  # fmt: skip

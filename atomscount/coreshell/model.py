@@ -13,6 +13,7 @@ from ..io import read_hdf5, write_hdf5
 __all__ = ["CoreShellModel"]
 
 _KIND = "CoreShellModel"
+_PER_VIEW = ("atom_counts", "atom_counts_std", "measured_scs", "predicted_scs", "scs_error")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -39,9 +40,17 @@ class CoreShellModel:
     core_element, shell_element : str
     zone_axes : tuple of str
     converged : bool
-        False when the annealing's final acceptance shows it had not settled.
+        False when the search did not settle or does not explain the data
+        (``info["convergence"]`` says why).
     info : dict
         Search settings and timings.
+    occupancy : ndarray (m,), optional
+        Per site, the fraction of the samples in which it holds an atom (1 unless the shape was fitted).
+    atom_counts, atom_counts_std : tuple of ndarray, optional
+        Per view, the atoms of each measured column in the best configuration and their spread.
+    measured_scs, predicted_scs, scs_error : tuple of ndarray, optional
+        Per view, each measured column's SCS, the lensing-model SCS of the best
+        configuration and the SCS standard error [Å²] (input order).
     """
 
     atoms: Atoms
@@ -56,12 +65,26 @@ class CoreShellModel:
     zone_axes: tuple
     converged: bool = True
     info: dict = dataclasses.field(default_factory=dict)
+    occupancy: np.ndarray | None = None
+    atom_counts: tuple = ()
+    atom_counts_std: tuple = ()
+    measured_scs: tuple = ()
+    predicted_scs: tuple = ()
+    scs_error: tuple = ()
 
     def __post_init__(self):
         m = len(self.atoms)
         object.__setattr__(self, "probability", np.asarray(self.probability, dtype=np.float64))
         if self.probability.shape != (m,):
             raise ValueError(f"probability must have one entry per atom ({m}), got shape {self.probability.shape}")
+        occ = np.ones(m) if self.occupancy is None else np.asarray(self.occupancy, dtype=np.float64)
+        if occ.shape != (m,):
+            raise ValueError(f"occupancy must have one entry per atom ({m}), got shape {occ.shape}")
+        object.__setattr__(self, "occupancy", occ)
+        for name in _PER_VIEW:
+            value = tuple(np.asarray(c, dtype=np.int64 if name == "atom_counts" else np.float64)
+                          for c in getattr(self, name))  # fmt: skip
+            object.__setattr__(self, name, value)
         object.__setattr__(self, "chi2", np.asarray(self.chi2, dtype=np.float64))
         object.__setattr__(self, "n_columns", np.asarray(self.n_columns, dtype=np.int64))
         object.__setattr__(self, "core_counts", tuple(np.asarray(c, dtype=np.int64) for c in self.core_counts))
@@ -72,6 +95,9 @@ class CoreShellModel:
         n_views = len(self.zone_axes)
         if not (len(self.chi2) == len(self.n_columns) == len(self.core_counts) == len(self.core_counts_std) == n_views):
             raise ValueError(f"chi2, n_columns, core_counts and core_counts_std need one entry per view ({n_views})")
+        for name in _PER_VIEW:
+            if len(getattr(self, name)) not in (0, n_views):
+                raise ValueError(f"{name} needs one entry per view ({n_views}) or none")
 
     @property
     def is_core(self) -> np.ndarray:
@@ -87,7 +113,8 @@ class CoreShellModel:
                 "shell_element": self.shell_element, "zone_axes": list(self.zone_axes),
                 "chi2": self.chi2.tolist(), "n_columns": self.n_columns.tolist(), "converged": bool(self.converged),
                 "core": _plain(self.core), "uncertain_sites": int(np.sum((self.probability > 0.05)
-                                                                         & (self.probability < 0.95)))}  # fmt: skip
+                                                                         & (self.probability < 0.95))),
+                "convergence": self.info.get("convergence", "")}  # fmt: skip
 
     def to_hdf5(self, path) -> None:
         """Write every field to ``path`` (atomically)."""
@@ -96,6 +123,10 @@ class CoreShellModel:
         for v, (c, s) in enumerate(zip(self.core_counts, self.core_counts_std, strict=True)):
             arrays[f"core_counts_{v}"] = c
             arrays[f"core_counts_std_{v}"] = s
+        arrays["occupancy"] = self.occupancy
+        for name in _PER_VIEW:
+            for v, values in enumerate(getattr(self, name)):
+                arrays[f"{name}_{v}"] = values
         attrs = {"core": _plain(self.core), "core_element": self.core_element, "shell_element": self.shell_element,
                  "zone_axes": list(self.zone_axes), "converged": bool(self.converged),
                  "info": _plain(self.info)}  # fmt: skip
@@ -111,7 +142,9 @@ class CoreShellModel:
                    tuple(arrays[f"core_counts_{v}"] for v in range(n_views)),
                    tuple(arrays[f"core_counts_std_{v}"] for v in range(n_views)), attrs["core_element"],
                    attrs["shell_element"], tuple(attrs["zone_axes"]), bool(attrs["converged"]),
-                   attrs["info"])  # fmt: skip
+                   attrs["info"], arrays.get("occupancy"),
+                   **{name: tuple(arrays[f"{name}_{v}"] for v in range(n_views) if f"{name}_{v}" in arrays)
+                      for name in _PER_VIEW})  # fmt: skip
 
     def _export_atoms(self) -> Atoms:
         atoms = self.atoms.copy()

@@ -1,32 +1,46 @@
 """The core-shell configuration search: a parametric core, then site-level annealing.
 
-1. **Parametric**: an ellipsoidal (or spherical) core, its centre and radii found by
-   differential evolution on the χ² of every column of every view, then refined locally.
-2. **Site level**: Metropolis annealing with swaps of a core boundary site and a shell
-   boundary site (composition kept), under a compactness penalty (``penalty`` per
-   exposed core bond, to a shell site or to the outside), with the incremental χ² of
-   :class:`~.forward.ForwardModel`.
+1. **Parametric**: a core shape (sphere, ellipsoid with free orientation, or a
+   star-shaped region; :mod:`.shapes`) found by differential evolution on the χ² of
+   every column of every view, then refined locally (Powell).
+2. **Site level**: Metropolis annealing (:mod:`._anneal`, one numba loop) seeded with
+   the parametric core: swaps of a core and a shell boundary site, flips of one
+   boundary site when the composition is free, and growth or removal of surface
+   sites when the shape is fitted, under a compactness penalty (``penalty`` per
+   exposed core bond) and a surface penalty (``surface_penalty`` per bond to the
+   outside), with an incremental χ² (only the columns a move touches change).
 3. **Uncertainty**: the chain is then sampled at temperature 1 (the posterior of a
-   Gaussian likelihood times the compactness prior); the fraction of samples in which
-   a site holds the core element is its probability.
+   Gaussian likelihood times the bond prior); the fraction of samples in which a
+   site holds the core element is its probability, and the spread of each
+   column's core count over the samples is its uncertainty.
 """
 
 from __future__ import annotations
 
 import time
+import warnings
 
 import numpy as np
 from scipy.optimize import differential_evolution, minimize
+from scipy.spatial import cKDTree
 
-from .._checks import check_choice, check_positive, check_rng
-from .forward import CORE, SHELL, ForwardModel, LensingTables
+from .._checks import check_choice, check_integer, check_positive, check_rng
+from . import _anneal
+from .forward import CORE, EMPTY, SHELL, ForwardModel, LensingTables
 from .model import CoreShellModel
+from .shapes import SHAPES, CoreShape
 from .sites import group_columns, neighbour_pairs, tilt_rotation
 
-__all__ = ["search_core_shell", "core_codes"]
+__all__ = ["search_core_shell", "core_codes", "SearchWarning"]
 
 #: Two views' totals may differ by this fraction (counting errors) before they are refused.
 TOTAL_TOLERANCE = 0.03
+#: A search whose best χ² per measured column exceeds this does not explain the data.
+MAX_REDUCED_CHI2 = 4.0
+
+
+class SearchWarning(UserWarning):
+    """The core-shell search did not converge; the model is its best state, with ``converged`` False."""
 
 
 def core_codes(positions, centre, radii) -> np.ndarray:
@@ -50,21 +64,11 @@ def _parse_view(view, v):
     if pos.ndim != 2 or pos.shape[1] != 2 or scs.shape != (len(pos),) or err.shape != (len(pos),):
         raise ValueError(f"views[{v}]: positions must be (n, 2) and scs, scs_error (n,), got {pos.shape}, "
                          f"{scs.shape}, {err.shape}")  # fmt: skip
-    if not (np.all(np.isfinite(scs)) and np.all(err > 0)):
-        raise ValueError(f"views[{v}]: scs must be finite and scs_error > 0")
+    if len(pos) == 0:
+        raise ValueError(f"views[{v}] has no columns")
+    if not (np.all(np.isfinite(scs)) and np.all(np.isfinite(err)) and np.all(err > 0)):
+        raise ValueError(f"views[{v}]: scs must be finite and scs_error finite and > 0")
     return pos, scs, err, str(axis).strip("[]")
-
-
-def _particle_sites(pos0, counts0, crystal, axis0):
-    """Sites of view 0's columns, each filled with its count, centred along the beam."""
-    from ..counting import model_from_counts
-
-    atoms = model_from_counts(pos0, counts0, crystal, axis0, alignment="centre", positions="lattice")
-    xyz = atoms.positions.copy()
-    col = atoms.arrays["column"]
-    xyz[:, :2] += np.median(pos0[col] - xyz[:, :2], axis=0)
-    xyz[:, 2] -= xyz[:, 2].mean()
-    return xyz, _lattice_constant(crystal)
 
 
 def _lattice_constant(crystal) -> float:
@@ -73,69 +77,171 @@ def _lattice_constant(crystal) -> float:
     return float(zone_axis_crystal(crystal, "001").cell.lengths()[0])
 
 
-def _match(pred_xy, meas_xy, v, tol=0.6):
-    """Index of the measured column under each predicted column, after fitting a translation."""
-    from scipy.spatial import cKDTree
+def _particle_sites(pos0, counts0, crystal, axis0, margin):
+    """Sites of view 0's columns, each filled with its count plus ``margin`` empty sites at either end,
+    centred along the beam; returns the sites and which of them start empty."""
+    from ..counting import model_from_counts
 
+    counts0 = np.asarray(counts0, dtype=np.int64)
+    padded = np.where(counts0 > 0, counts0 + 2 * margin, 0)
+    atoms = model_from_counts(pos0, padded, crystal, axis0, alignment="centre", positions="lattice")
+    xyz = atoms.positions.copy()
+    col = atoms.arrays["column"]
+    xyz[:, :2] += np.median(pos0[col] - xyz[:, :2], axis=0)
+    empty = np.zeros(len(xyz), dtype=bool)
+    if margin:
+        order = np.lexsort((xyz[:, 2], col))
+        rank = np.empty(len(xyz), dtype=np.int64)
+        start = np.concatenate([[0], np.cumsum(np.bincount(col[order], minlength=len(counts0)))])
+        rank[order] = np.arange(len(xyz)) - start[col[order]]
+        n_col = padded[col]
+        empty = (rank < margin) | (rank >= n_col - margin)
+    xyz[:, 2] -= xyz[~empty, 2].mean()
+    return xyz, empty
+
+
+def _match(pred_xy, meas_xy, v, tol=0.6, *, allow_unmatched=False):
+    """Index of the measured column under each predicted column, after fitting a translation.
+
+    With ``allow_unmatched``, a predicted column with no measured column within ``tol``
+    gets -1 (it should hold no atoms); otherwise it is an error naming the view.
+    """
     tree = cKDTree(meas_xy)
     shift = meas_xy.mean(axis=0) - pred_xy.mean(axis=0)
-    for _ in range(5):
+    for _ in range(8):
         d, idx = tree.query(pred_xy + shift)
-        shift += np.mean(meas_xy[idx] - (pred_xy + shift), axis=0)
+        near = d < max(tol, 0.5 * np.median(d) + tol) if _ == 0 else d < tol
+        if not np.any(near):
+            near = d <= np.median(d)
+        shift += np.mean(meas_xy[idx[near]] - (pred_xy[near] + shift), axis=0)
     d, idx = tree.query(pred_xy + shift)
-    if np.any(d > tol) or len(np.unique(idx)) != len(idx):
+    far = d > tol
+    if (np.any(far) and not allow_unmatched) or len(np.unique(idx[~far])) != int(np.sum(~far)):
         raise ValueError(
-            f"view {v}: {int(np.sum(d > tol))} of {len(pred_xy)} projected columns have no measured "
+            f"view {v}: {int(np.sum(far))} of {len(pred_xy)} projected columns have no measured "
             f"column within {tol} Å (worst {d.max():.2f} Å); the views disagree on the particle"
         )
-    return idx, shift
+    return np.where(far, -1, idx), shift
+
+
+def _estimate_counts(scs, table, n_max=400):
+    """Atoms per column if every column were pure shell (a start for the shape fit)."""
+    from ._kernels import columns_scs
+
+    n = np.arange(n_max + 1)
+    start = np.concatenate([[0], np.cumsum(n)]).astype(np.int64)
+    order = np.arange(start[-1], dtype=np.int64)
+    codes = np.full(start[-1], SHELL, dtype=np.int64)
+    out = np.zeros(len(n))
+    columns_scs(n.astype(np.int64), start, order, codes, table.element_of_code, table.inc, table.curves, table.lam,
+                out)  # fmt: skip
+    return np.clip(np.rint(np.interp(scs, out, n)), 0, n_max).astype(np.int64)
+
+
+def _mirror_map(xyz, lattice_constant):
+    """Each site's image in the best mid-plane z = z_c (or -1), and z_c; z_c on the quarter-lattice grid."""
+    tree = cKDTree(xyz)
+    best = (-1, None, 0.0)
+    centre = xyz[:, 2].mean()
+    for k in range(-2, 3):
+        zc = np.round(centre / (lattice_constant / 4.0)) * lattice_constant / 4.0 + k * lattice_constant / 4.0
+        img = xyz * [1.0, 1.0, -1.0] + [0.0, 0.0, 2.0 * zc]
+        d, idx = tree.query(img)
+        mirror = np.where(d < 0.1, idx, -1)
+        score = int(np.sum(mirror >= 0))
+        if score > best[0]:
+            best = (score, mirror, zc)
+    return best[1].astype(np.int64), float(best[2])
+
+
+def _adjacency(pairs, m):
+    if len(pairs) == 0:
+        return np.zeros(m + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    both = np.concatenate([pairs, pairs[:, ::-1]])
+    both = both[np.argsort(both[:, 0], kind="stable")]
+    start = np.concatenate([[0], np.cumsum(np.bincount(both[:, 0], minlength=m))])
+    return start.astype(np.int64), both[:, 1].astype(np.int64)
 
 
 def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", counts=None, symmetric: bool = False,
-                      rng=None, core_element: str = "Au", shell_element: str = "Ag", penalty: float = 0.5,
-                      n_anneal: int = 20000, n_sample: int = 10000, start_temperature: float = 20.0,
-                      de_maxiter: int = 60) -> CoreShellModel:  # fmt: skip
-    """Find which sites of a core-shell particle hold the core element.
+                      rng=None, core_element: str = "Au", shell_element: str = "Ag", n_core: int | None = None,
+                      fit_shape: bool | None = None, penalty: float = 0.5, surface_penalty: float = 1.0,
+                      n_anneal: int | None = None, n_sample: int | None = None, start_temperature: float = 20.0,
+                      de_maxiter: int = 60, progress: bool = False) -> CoreShellModel:  # fmt: skip
+    """Find which sites of a core-shell particle hold the core element (and, optionally, its shape).
 
     Parameters
     ----------
     views : list
         One or more views: ``(ColumnFit, zone_axis)`` or ``(positions (n, 2) [Å], scs (n,) [Å²],
-        scs_error (n,) [Å²], zone_axis)``. The first view fixes the frame. A later
-        view's image must have the shared in-plane direction ([1-10] for [001] and
-        [110]) along x, as the first; its translation is fitted.
+        scs_error (n,) [Å²], zone_axis)``. The first view fixes the frame: x and y as in its
+        image, z along its beam. A later view's image must have the shared in-plane
+        direction ([1-10] for [001] and [110]) along x, as the first; its translation is fitted.
     lensing : LensingModel or dict of zone axis to LensingModel
+        One model per zone axis, for the core and shell elements.
     crystal : str or ase.Atoms
         The host lattice (as for :func:`atomscount.library.zone_axis_crystal`).
-    core : {"ellipsoid", "sphere"}
-        The parametric core (axis-aligned in the first view's frame).
-    counts : array_like or list of array_like
+    core : {"ellipsoid", "sphere", "star"}
+        The parametric core of the first stage (see :mod:`atomscount.coreshell.shapes`):
+        an ellipsoid with free centre, radii and orientation; a sphere; or a star-shaped
+        region whose radius varies with direction (harmonics of degree 1 and 2).
+    counts : array_like or list of array_like, optional
         Atoms per column of the first view (the particle's shape), or one array per
-        view; later views' totals are checked against the first.
+        view; later views' totals are checked against the first. Without counts the
+        shape is fitted: each column starts with the count of a pure-shell column of
+        its SCS and grows or shrinks at its ends.
     symmetric : bool
-        Keep the core centred on the particle's mid-plane (z = 0) in the parametric stage.
+        Mirror symmetry about the particle's mid-plane (normal to the first view's
+        beam): the parametric core is symmetric about it, and every site-level move
+        also changes the site's mirror image.
     rng : numpy.random.Generator, int or None
+    core_element, shell_element : str
+    n_core : int, optional
+        Known composition: the number of core atoms. Every state then holds exactly
+        this many (the parametric core is the ``n_core`` sites deepest inside the
+        shape, and the annealing only swaps).
+    fit_shape : bool, optional
+        Let the annealing add and remove surface atoms (default: only without counts).
     penalty : float
-        Cost added to χ² per exposed core bond (to a shell site or the outside): a compact, buried core.
-    n_anneal, n_sample : int
-        Proposals in the annealing and in the sampling at temperature 1.
+        Cost added to χ² per exposed core bond (to a shell site or the outside).
+    surface_penalty : float
+        Cost added to χ² per bond between an atom and an empty site (shape fitting).
+    n_anneal, n_sample : int, optional
+        Proposals in the annealing and in the sampling at temperature 1 (default
+        100 and 50 per candidate site, at least 50,000 and 20,000).
+    start_temperature : float
+    de_maxiter : int
+        Generations of the differential evolution.
+    progress : bool
+        Print the stages and their timings.
+
+    Returns
+    -------
+    CoreShellModel
+        ``converged`` is False (and a :class:`SearchWarning` names the best χ²) when the
+        best χ² per column is over :data:`MAX_REDUCED_CHI2` or the sampling found a
+        state much better than the annealing's.
 
     Raises
     ------
     ValueError
-        For a lensing model of other elements, a view without a model, counts
-        missing, or views that disagree on the particle (named in the message).
+        For a lensing model of other elements, a view without a model, a known
+        composition larger than the particle, or views that disagree on the
+        particle (named in the message).
 
     References
     ----------
     van den Bos et al., PRL 116, 246101 (2016), doi:10.1103/PhysRevLett.116.246101.
     """
     t_start = time.perf_counter()
-    check_choice(core, "core", {"ellipsoid", "sphere"})
+    check_choice(core, "core", set(SHAPES))
     penalty = check_positive(penalty, "penalty", allow_zero=True)
+    surface_penalty = check_positive(surface_penalty, "surface_penalty", allow_zero=True)
+    start_temperature = check_positive(start_temperature, "start_temperature")
+    de_maxiter = check_integer(de_maxiter, "de_maxiter", low=1)
     gen = check_rng(rng)
     if not isinstance(views, list | tuple) or len(views) == 0:
-        raise ValueError("views must be a non-empty list")
+        raise ValueError("views must be a non-empty list of (ColumnFit, zone_axis) pairs")
     parsed = [_parse_view(view, v) for v, view in enumerate(views)]
     axes = [p[3] for p in parsed]
     models = lensing if isinstance(lensing, dict) else {a: lensing for a in axes}
@@ -145,165 +251,179 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         if a not in models:
             raise ValueError(f"views[{v}] is along [{a}], but lensing has models for {sorted(models)} only")
         tables.append(LensingTables(models[a], core=core_element, shell=shell_element))
+
     if counts is None:
-        raise ValueError("counts (atoms per column of the first view) are needed; shape fitting is not built yet")
-    counts_list = list(counts) if isinstance(counts, list | tuple) else [counts]
-    counts_list = [np.asarray(c) for c in counts_list]
+        counts_list = [_estimate_counts(parsed[0][1], tables[0])]
+        fit_shape = True if fit_shape is None else bool(fit_shape)
+    else:
+        counts_list = list(counts) if isinstance(counts, list | tuple) else [counts]
+        counts_list = [np.asarray(c) for c in counts_list]
+        fit_shape = False if fit_shape is None else bool(fit_shape)
     if len(counts_list) > len(parsed):
         raise ValueError(f"counts has {len(counts_list)} arrays for {len(parsed)} views")
+    for v, c in enumerate(counts_list):
+        if c.shape != (len(parsed[v][0]),):
+            raise ValueError(f"counts[{v}] must have one entry per column of view {v} ({len(parsed[v][0])}), "
+                             f"got shape {c.shape}")  # fmt: skip
     totals = [int(np.sum(np.clip(c, 0, None))) for c in counts_list]
+    if totals[0] == 0:
+        raise ValueError("counts of view 0 hold no atoms")
     for v in range(1, len(totals)):
         if abs(totals[v] - totals[0]) > max(3, TOTAL_TOLERANCE * totals[0]):
             raise ValueError(f"views 0 and {v} disagree on the particle: view 0 counts {totals[0]} atoms, "
                              f"view {v} counts {totals[v]}")  # fmt: skip
+    if n_core is not None:
+        n_core = check_integer(n_core, "n_core", low=0, high=totals[0])
 
-    xyz, a = _particle_sites(parsed[0][0], counts_list[0], crystal, axes[0])
-    columns, measured, sigma, offsets, meas_index = [], [], [], [], []
+    a = _lattice_constant(crystal)
+    xyz, empty = _particle_sites(parsed[0][0], counts_list[0], crystal, axes[0], 1 if fit_shape else 0)
+    m = len(xyz)
+    columns, measured, sigma, meas_index = [], [], [], []
     for v, (pos, scs, err, axis) in enumerate(parsed):
-        rot = None if v == 0 else tilt_rotation(axes[0], axis)
-        cols = group_columns(xyz, rot)
-        idx, _ = _match(cols.xy, pos, v)
-        unmatched = np.setdiff1d(np.arange(len(pos)), idx)
+        cols = group_columns(xyz, None if v == 0 else tilt_rotation(axes[0], axis))
+        idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
+        hit = idx >= 0
+        # a projected column with no measured column should be empty: SCS 0 within the smallest error
+        measured.append(np.where(hit, scs[np.maximum(idx, 0)], 0.0))
+        sigma.append(np.where(hit, err[np.maximum(idx, 0)], np.min(err)))
         columns.append(cols)
-        measured.append(scs[idx])
-        sigma.append(err[idx])
-        offsets.append(float(np.sum((scs[unmatched] / err[unmatched]) ** 2)))
         meas_index.append(idx)
-
-    fm = ForwardModel(np.full(len(xyz), SHELL), columns, tables, measured, sigma, offsets)
+    offsets = []
+    for v, (pos, scs, err, _) in enumerate(parsed):
+        unmatched = np.setdiff1d(np.arange(len(pos)), meas_index[v])
+        offsets.append(float(np.sum((scs[unmatched] / err[unmatched]) ** 2)))
+    if progress:
+        print(f"core-shell search: {m} sites, {[c.n_columns for c in columns]} columns, views {axes}")
 
     # stage 1: parametric core
-    lo, hi = xyz.min(axis=0), xyz.max(axis=0)
-    r_min, r_max = a / 2.0, float(np.max(hi - lo)) / 2.0
-    n_r = 1 if core == "sphere" else 3
+    mirror, plane = _mirror_map(xyz, a) if symmetric else (np.full(m, -1, dtype=np.int64), 0.0)
+    shape = CoreShape(core, xyz, a, symmetric=symmetric, plane=plane)
+    base = np.where(empty, EMPTY, SHELL).astype(np.int64)
+    fm = ForwardModel(base, columns, tables, measured, sigma, offsets)
 
-    def unpack(p):
-        centre = np.array([p[0], p[1], 0.0 if symmetric else p[2]])
-        radii = np.full(3, p[-1]) if n_r == 1 else np.asarray(p[-3:])
-        return centre, radii
+    def state(p, family=shape):
+        rho = family.rho(p)
+        rho[empty] = np.inf
+        if n_core is None:
+            is_core = rho <= 1.0
+        else:
+            is_core = np.zeros(m, dtype=bool)
+            if n_core:
+                is_core[np.argpartition(rho, n_core - 1)[:n_core]] = True
+        return np.where(is_core, CORE, base)
 
-    def objective(p):
-        fm.set_codes(core_codes(xyz, *unpack(p)))
-        return fm.chi2()
+    def de_search(family, x0=None):
+        def objective(p):
+            fm.set_codes(state(p, family))
+            return fm.chi2()
 
-    bounds = [(lo[0], hi[0]), (lo[1], hi[1])] + ([] if symmetric else [(lo[2], hi[2])]) + [(r_min, r_max)] * n_r
-    de = differential_evolution(objective, bounds, rng=gen, maxiter=de_maxiter, popsize=15, tol=1e-6,
-                                polish=False, init="sobol")  # fmt: skip
-    local = minimize(objective, de.x, method="Powell", bounds=bounds, options={"xtol": 1e-2, "ftol": 1e-6})
-    best_p = local.x if local.fun <= de.fun else de.x
-    centre, radii = unpack(best_p)
-    fm.set_codes(core_codes(xyz, centre, radii))
+        bounds = family.bounds()
+        if x0 is not None:
+            x0 = np.clip(x0, [b[0] for b in bounds], [b[1] for b in bounds])
+        de = differential_evolution(objective, bounds, rng=gen, maxiter=de_maxiter, popsize=15, tol=1e-6,
+                                    polish=False, init="sobol", x0=x0)  # fmt: skip
+        local = minimize(objective, de.x, method="Powell", bounds=bounds, options={"xtol": 1e-2, "ftol": 1e-6})
+        return (local.x, local.fun) if local.fun <= de.fun else (de.x, de.fun)
+
+    # a sphere first; a richer family starts from it (it contains the sphere), so it can only do better
+    sphere = CoreShape("sphere", xyz, a, symmetric=symmetric, plane=plane)
+    best_p, best_f = de_search(sphere)
+    if core != "sphere":
+        p_rich, f_rich = de_search(shape, shape.from_sphere(best_p))
+        best_p = p_rich if f_rich <= best_f else shape.from_sphere(best_p)
+    codes0 = state(best_p)
+    fm.set_codes(codes0)
     chi2_parametric = fm.chi2()
     t_parametric = time.perf_counter() - t_start
+    if progress:
+        print(f"  parametric {core}: chi2 {chi2_parametric:.1f} in {t_parametric:.1f} s")
 
     # stage 2 and 3: annealing, then sampling at temperature 1
-    pairs = neighbour_pairs(xyz, a)
-    nbr_start, nbr = _adjacency(pairs, len(xyz))
-    codes, stats = _anneal(fm, nbr_start, nbr, penalty, gen, n_anneal, n_sample, start_temperature)
+    n_anneal = max(50000, 100 * m) if n_anneal is None else check_integer(n_anneal, "n_anneal", low=0)
+    n_sample = max(20000, 50 * m) if n_sample is None else check_integer(n_sample, "n_sample", low=0)
+    nbr_start, nbr = _adjacency(neighbour_pairs(xyz, a), m)
+    packed = _anneal.pack(columns, tables, measured, sigma)
+    moves = np.array([1.0, 0.0 if n_core is not None else 1.0, 0.5 if fit_shape else 0.0,
+                      0.5 if fit_shape else 0.0])  # fmt: skip
+    thin = max(10, n_sample // 2000)
+    core_centre = xyz[codes0 == CORE].mean(axis=0) if np.any(codes0 == CORE) else xyz[~empty].mean(axis=0)
+    core_ref = _anneal.compact_reference(xyz, core_centre, nbr_start, nbr)
+    occ_ref = _anneal.compact_reference(xyz, xyz[~empty].mean(axis=0), nbr_start, nbr)
+    codes = codes0.copy()
+    t_anneal = time.perf_counter()
+    (best_codes, best_chi2, _, best_energy, p_core, p_occ, _, var_core, _, var_occ, acceptance, best_chi2_sampling,
+     energy_anneal) = _anneal.anneal(
+        codes, np.zeros(m, dtype=np.bool_), mirror, nbr_start, nbr, packed["col_of_site"], packed["gstart"],
+        packed["gorder"], packed["view_of_col"], packed["eoc"], packed["inc"], packed["nlen"], packed["curves"],
+        packed["lam"], packed["measured"], packed["weight"], penalty, surface_penalty, core_ref, occ_ref, moves,
+        n_anneal, n_sample, start_temperature, thin, int(gen.integers(2**31 - 1)))  # fmt: skip
+    t_anneal = time.perf_counter() - t_anneal
+    fm.set_codes(best_codes)
+    chi2_views = fm.chi2_per_view()
+    if progress:
+        print(f"  annealing and sampling: {n_anneal} + {n_sample} proposals, chi2 {fm.chi2():.1f} in {t_anneal:.1f} s")
 
-    fm.set_codes(codes)
-    symbols = np.where(codes == CORE, core_element, shell_element)
+    # the result, on the occupied sites of the best state
+    occupied = best_codes != EMPTY
+    symbols = np.where(best_codes[occupied] == CORE, core_element, shell_element)
     from ase import Atoms
 
-    atoms = Atoms(list(symbols), positions=xyz)
-    core_counts, core_std = [], []
+    atoms = Atoms(list(symbols), positions=xyz[occupied])
+    offsets_cols = np.cumsum([0] + [c.n_columns for c in columns])
+    core_counts, core_std, atom_counts, atom_std, meas_out, pred_out, err_out = [], [], [], [], [], [], []
     for v, cols in enumerate(columns):
-        n_meas = len(parsed[v][0])
-        best = np.zeros(n_meas, dtype=np.int64)
-        np.add.at(best, meas_index[v][cols.column_of_site], codes == CORE)
-        std = np.zeros(n_meas)
-        std[meas_index[v]] = stats["column_std"][v]
-        core_counts.append(best)
-        core_std.append(std)
-    core_dict = {"shape": core, "centre": centre.tolist(), "radii": radii.tolist(),
-                 "centroid": xyz[codes == CORE].mean(axis=0).tolist() if np.any(codes == CORE) else None,
-                 "chi2_parametric": chi2_parametric}  # fmt: skip
-    info = {"penalty": penalty, "n_anneal": n_anneal, "n_sample": n_sample, "lattice_constant": a,
-            "seconds_parametric": t_parametric, "seconds_total": time.perf_counter() - t_start,
-            "acceptance_final": stats["acceptance"], "n_views": len(parsed)}  # fmt: skip
-    return CoreShellModel(atoms, stats["probability"], core_dict, fm.chi2_per_view(),
-                          [len(p[0]) for p in parsed], core_counts, core_std, core_element, shell_element,
-                          tuple(axes), converged=bool(stats["acceptance"] < 0.5), info=info)  # fmt: skip
+        pos, scs, err, _ = parsed[v]
+        idx = meas_index[v]
+        hit = idx >= 0
+        sl = slice(offsets_cols[v], offsets_cols[v + 1])
+        n_meas = len(pos)
+        per_col_core = np.bincount(cols.column_of_site, weights=best_codes == CORE, minlength=cols.n_columns)
+        per_col_atoms = np.bincount(cols.column_of_site, weights=occupied, minlength=cols.n_columns)
+        cc, ac = np.zeros(n_meas, dtype=np.int64), np.zeros(n_meas, dtype=np.int64)
+        cs_, as_, pred = np.zeros(n_meas), np.zeros(n_meas), np.zeros(n_meas)
+        cc[idx[hit]] = np.rint(per_col_core[hit]).astype(np.int64)
+        ac[idx[hit]] = np.rint(per_col_atoms[hit]).astype(np.int64)
+        cs_[idx[hit]] = np.sqrt(var_core[sl][hit])
+        as_[idx[hit]] = np.sqrt(var_occ[sl][hit])
+        pred[idx[hit]] = fm.predicted[v][hit]
+        core_counts.append(cc)
+        core_std.append(cs_)
+        atom_counts.append(ac)
+        atom_std.append(as_)
+        meas_out.append(scs)
+        pred_out.append(pred)
+        err_out.append(err)
 
+    n_meas_total = sum(len(p[0]) for p in parsed)
+    reduced = float(chi2_views.sum()) / n_meas_total
+    reasons = []
+    if reduced > MAX_REDUCED_CHI2:
+        reasons.append(f"chi2 per column {reduced:.2f} is over {MAX_REDUCED_CHI2} (the model does not explain "
+                       "the SCS: check the counts, the lensing model and the zone axes)")  # fmt: skip
+    slack = max(10.0, 0.02 * best_energy)
+    if n_sample and energy_anneal - best_energy > slack:
+        reasons.append(f"sampling at temperature 1 found a state {energy_anneal - best_energy:.1f} below the "
+                       "annealing's best (anneal longer: n_anneal)")  # fmt: skip
+    converged = not reasons
+    if not converged:
+        warnings.warn(f"core-shell search did not converge (best chi2 {fm.chi2():.1f} over {n_meas_total} columns): "
+                      + "; ".join(reasons), SearchWarning, stacklevel=2)  # fmt: skip
 
-def _adjacency(pairs, m):
-    both = np.concatenate([pairs, pairs[:, ::-1]])
-    both = both[np.argsort(both[:, 0], kind="stable")]
-    start = np.concatenate([[0], np.cumsum(np.bincount(both[:, 0], minlength=m))])
-    return start, both[:, 1]
-
-
-def _contacts_of(codes, nbr_start, nbr, sites):
-    """Exposed core bonds (to shell sites or to the outside) touching ``sites`` (a bond between two of them once)."""
-    total = 0
-    seen = set(int(s) for s in sites)
-    for s in seen:
-        ns = nbr[nbr_start[s] : nbr_start[s + 1]]
-        # a core site's bond to a non-core neighbour or to a missing one (outside the particle) is exposed
-        if codes[s] != CORE:
-            diff = codes[ns] == CORE
-        else:
-            total += 12 - len(ns)
-            diff = codes[ns] != CORE
-        for n_, d in zip(ns, diff, strict=True):
-            if d and not (n_ in seen and n_ < s):
-                total += 1
-    return total
-
-
-def _boundary(codes, nbr_start, nbr, kind):
-    other = CORE if kind == SHELL else SHELL
-    is_other = codes == other
-    counts = np.add.reduceat(is_other[nbr].astype(np.int64), nbr_start[:-1]) if len(nbr) else np.zeros(len(codes))
-    return np.flatnonzero((codes == kind) & (counts > 0))
-
-
-def _anneal(fm, nbr_start, nbr, penalty, gen, n_anneal, n_sample, t0):
-    codes = fm.codes
-    energy = fm.chi2()
-    best_energy, best_codes = energy + penalty * 0, codes.copy()
-    contacts = _contacts_of(codes, nbr_start, nbr, range(len(codes))) // 1
-    energy = fm.chi2() + penalty * contacts
-    best_energy = energy
-    n_total = n_anneal + n_sample
-    prob = np.zeros(len(codes))
-    col_sum = [np.zeros(c.n_columns) for c in fm.columns]
-    col_sq = [np.zeros(c.n_columns) for c in fm.columns]
-    n_samples = 0
-    accepted_late = 0
-    core_b = shell_b = np.empty(0, dtype=np.int64)
-    for step in range(n_total):
-        if step % 50 == 0:
-            core_b = _boundary(codes, nbr_start, nbr, CORE)
-            shell_b = _boundary(codes, nbr_start, nbr, SHELL)
-        temperature = t0 * (1.0 / t0) ** (step / n_anneal) if step < n_anneal else 1.0
-        if len(core_b) and len(shell_b):
-            i = core_b[gen.integers(len(core_b))]
-            j = shell_b[gen.integers(len(shell_b))]
-            if codes[i] == CORE and codes[j] == SHELL:
-                before = _contacts_of(codes, nbr_start, nbr, (i, j))
-                d_chi2 = fm.change([i, j], [SHELL, CORE])
-                d_e = d_chi2 + penalty * (_contacts_of(codes, nbr_start, nbr, (i, j)) - before)
-                if d_e <= 0 or gen.random() < np.exp(-d_e / (2.0 * temperature)):
-                    energy += d_e
-                    if step >= n_anneal:
-                        accepted_late += 1
-                    if energy < best_energy - 1e-9:
-                        best_energy, best_codes = energy, codes.copy()
-                else:
-                    fm.change([i, j], [CORE, SHELL])
-        if step >= n_anneal and (step - n_anneal) % 10 == 0:
-            prob += codes == CORE
-            for v, c in enumerate(fm.columns):
-                per_col = np.bincount(c.column_of_site, weights=(codes == CORE), minlength=c.n_columns)
-                col_sum[v] += per_col
-                col_sq[v] += per_col**2
-            n_samples += 1
-    n_samples = max(n_samples, 1)
-    mean = [s / n_samples for s in col_sum]
-    std = [np.sqrt(np.maximum(q / n_samples - m**2, 0.0)) for q, m in zip(col_sq, mean, strict=True)]
-    if n_sample == 0:
-        prob = (best_codes == CORE).astype(np.float64)
-        n_samples = 1
-    return best_codes, {"probability": prob / n_samples, "column_std": std,
-                        "acceptance": accepted_late / max(n_sample, 1)}  # fmt: skip
+    params = shape.unpack(best_p)
+    core_dict = {k: (v.tolist() if isinstance(v, np.ndarray) else v) for k, v in params.items()}
+    core_dict["centroid"] = xyz[best_codes == CORE].mean(axis=0).tolist() if np.any(best_codes == CORE) else None
+    core_dict["chi2_parametric"] = chi2_parametric
+    core_dict["n_core_parametric"] = int(np.sum(codes0 == CORE))
+    info = {"penalty": penalty, "surface_penalty": surface_penalty, "n_anneal": n_anneal, "n_sample": n_sample,
+            "lattice_constant": a, "seconds_parametric": t_parametric, "seconds_anneal": t_anneal,
+            "seconds_total": time.perf_counter() - t_start, "acceptance_sampling": acceptance,
+            "n_views": len(parsed), "n_candidate_sites": m, "fit_shape": fit_shape, "symmetric": symmetric,
+            "mirror_plane_z": plane if symmetric else None, "n_core_fixed": n_core, "best_energy": best_energy,
+            "best_energy_annealing": energy_anneal,
+            "best_chi2_sampling": best_chi2_sampling if np.isfinite(best_chi2_sampling) else None,
+            "convergence": "; ".join(reasons) if reasons else "converged"}  # fmt: skip
+    return CoreShellModel(atoms, p_core[occupied], core_dict, chi2_views, [len(p[0]) for p in parsed], core_counts,
+                          core_std, core_element, shell_element, tuple(axes), converged=converged, info=info,
+                          occupancy=p_occ[occupied], atom_counts=tuple(atom_counts), atom_counts_std=tuple(atom_std),
+                          measured_scs=tuple(meas_out), predicted_scs=tuple(pred_out),
+                          scs_error=tuple(err_out))  # fmt: skip

@@ -37,7 +37,7 @@ def searched():
         views.append((cols.xy, scs + rng.normal(0, err), err, axis))
         counts.append(np.diff(cols.start))
     lens = {"001": lensing, "110": lensing}
-    model = search_core_shell(views, lens, "Au", counts=counts[0], rng=0, n_anneal=500, n_sample=200, de_maxiter=5)
+    model = search_core_shell(views, lens, "Au", counts=counts[0], rng=0, n_anneal=5000, n_sample=2000, de_maxiter=5)
     yield model, views, lens
     plt.close("all")
 
