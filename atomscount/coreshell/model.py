@@ -13,7 +13,7 @@ from ..io import read_hdf5, write_hdf5
 __all__ = ["CoreShellModel"]
 
 _KIND = "CoreShellModel"
-_PER_VIEW = ("atom_counts", "atom_counts_std", "measured_scs", "predicted_scs", "scs_error")
+_PER_VIEW = ("atom_counts", "atom_counts_std", "measured_scs", "predicted_scs", "scs_error", "rotations")
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -51,6 +51,9 @@ class CoreShellModel:
     measured_scs, predicted_scs, scs_error : tuple of ndarray, optional
         Per view, each measured column's SCS, the lensing-model SCS of the best
         configuration and the SCS standard error [Å²] (input order).
+    rotations : tuple of ndarray (3, 3), optional
+        Per view, the rotation from the first view's frame (the frame of ``atoms``)
+        to the view's image frame (identity for the first).
     """
 
     atoms: Atoms
@@ -71,6 +74,7 @@ class CoreShellModel:
     measured_scs: tuple = ()
     predicted_scs: tuple = ()
     scs_error: tuple = ()
+    rotations: tuple = ()
 
     def __post_init__(self):
         m = len(self.atoms)

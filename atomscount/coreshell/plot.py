@@ -17,6 +17,8 @@ _AXES = {"x": 0, "y": 1, "z": 2}
 
 
 def _rotation(model: CoreShellModel, v: int):
+    if model.rotations:
+        return None if v == 0 else model.rotations[v]
     return None if v == 0 else tilt_rotation(model.zone_axes[0], model.zone_axes[v])
 
 
@@ -24,12 +26,18 @@ def _codes(model: CoreShellModel) -> np.ndarray:
     return np.where(model.is_core, CORE, SHELL).astype(np.int64)
 
 
-def view_scs(model: CoreShellModel, views, lensing) -> list:
+def view_scs(model: CoreShellModel, views=None, lensing=None) -> list:
     """Per view, (measured (c,) [Å²], error (c,) [Å²], predicted (c,) [Å²]) of the model's columns.
 
-    ``views`` and ``lensing`` are as given to :func:`~.search.search_core_shell`;
-    each of the model's projected columns is paired with the measured column under it.
+    A model from :func:`~.search.search_core_shell` carries them (every measured
+    column, in input order). For a model without them, ``views`` and ``lensing`` as
+    given to the search are needed; each of the model's projected columns is then
+    paired with the measured column under it.
     """
+    if model.measured_scs:
+        return [(m, e, p) for m, e, p in zip(model.measured_scs, model.scs_error, model.predicted_scs, strict=True)]
+    if views is None or lensing is None:
+        raise ValueError("this model carries no SCS per view: give the views and lensing of its search")
     from .search import _match, _parse_view
 
     if len(views) != len(model.zone_axes):
@@ -147,8 +155,9 @@ def plot_core_count_map(model: CoreShellModel, view: int = 0, *, ax=None):
 def save_coreshell_figures(model: CoreShellModel, out_dir, *, views=None, lensing=None) -> dict:
     """Write the figures of ``model`` as PNGs in ``out_dir`` (each atomically); return name → path.
 
-    The measured-against-predicted SCS figures need the ``views`` and ``lensing``
-    given to the search; without them only the slices and the count maps are drawn.
+    The measured-against-predicted SCS figures use the SCS the model carries, or
+    else the ``views`` and ``lensing`` given to the search; without either only the
+    slices and the count maps are drawn.
     """
     from ..io import atomic_path
 
@@ -159,7 +168,7 @@ def save_coreshell_figures(model: CoreShellModel, out_dir, *, views=None, lensin
             lambda: plot_slice(model, color_by="probability")}  # fmt: skip
     for v, axis in enumerate(model.zone_axes):
         figs[f"core_counts_{v}_{axis}"] = lambda v=v: plot_core_count_map(model, v)
-    if views is not None and lensing is not None:
+    if model.measured_scs or (views is not None and lensing is not None):
         for v, (meas, err, pred) in enumerate(view_scs(model, views, lensing)):
             figs[f"scs_{v}_{model.zone_axes[v]}"] = lambda m=meas, e=err, p=pred, v=v: plot_scs_agreement(
                 m, e, p, title=f"[{model.zone_axes[v]}]: measured against predicted SCS"

@@ -28,8 +28,9 @@ from .._checks import check_choice, check_integer, check_positive, check_rng
 from . import _anneal
 from .forward import CORE, EMPTY, SHELL, ForwardModel, LensingTables
 from .model import CoreShellModel
+from .register import particle_sites, register_view, view_rotations
 from .shapes import SHAPES, CoreShape
-from .sites import group_columns, neighbour_pairs, tilt_rotation
+from .sites import group_columns, neighbour_pairs
 
 __all__ = ["search_core_shell", "core_codes", "SearchWarning"]
 
@@ -77,29 +78,6 @@ def _lattice_constant(crystal) -> float:
     return float(zone_axis_crystal(crystal, "001").cell.lengths()[0])
 
 
-def _particle_sites(pos0, counts0, crystal, axis0, margin):
-    """Sites of view 0's columns, each filled with its count plus ``margin`` empty sites at either end,
-    centred along the beam; returns the sites and which of them start empty."""
-    from ..counting import model_from_counts
-
-    counts0 = np.asarray(counts0, dtype=np.int64)
-    padded = np.where(counts0 > 0, counts0 + 2 * margin, 0)
-    atoms = model_from_counts(pos0, padded, crystal, axis0, alignment="centre", positions="lattice")
-    xyz = atoms.positions.copy()
-    col = atoms.arrays["column"]
-    xyz[:, :2] += np.median(pos0[col] - xyz[:, :2], axis=0)
-    empty = np.zeros(len(xyz), dtype=bool)
-    if margin:
-        order = np.lexsort((xyz[:, 2], col))
-        rank = np.empty(len(xyz), dtype=np.int64)
-        start = np.concatenate([[0], np.cumsum(np.bincount(col[order], minlength=len(counts0)))])
-        rank[order] = np.arange(len(xyz)) - start[col[order]]
-        n_col = padded[col]
-        empty = (rank < margin) | (rank >= n_col - margin)
-    xyz[:, 2] -= xyz[~empty, 2].mean()
-    return xyz, empty
-
-
 def _match(pred_xy, meas_xy, v, tol=0.6, *, allow_unmatched=False):
     """Index of the measured column under each predicted column, after fitting a translation.
 
@@ -122,6 +100,84 @@ def _match(pred_xy, meas_xy, v, tol=0.6, *, allow_unmatched=False):
             f"column within {tol} Å (worst {d.max():.2f} Å); the views disagree on the particle"
         )
     return np.where(far, -1, idx), shift
+
+
+def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen):
+    """The rotation from view 0's frame to view ``v``'s among the crystal-symmetric candidates.
+
+    Each candidate must put every projected column on a measured one; those left are
+    ranked by the rank correlation of their atoms per column with the measured SCS,
+    and the close ones by the χ² of a quick search over views 0 and ``v`` (a
+    spherical core, then a short annealing).
+    """
+    from scipy.stats import spearmanr
+
+    pos, scs, err, axis = parsed[v]
+    reg = register_view(pos, a, axis)
+    tried = []
+    for rot in view_rotations(reg0["frame"], reg["frame"], parsed[0][3], axis):
+        cols = group_columns(xyz, rot)
+        try:
+            idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
+        except ValueError:
+            continue
+        hit = idx >= 0
+        n_atoms = np.bincount(cols.column_of_site, weights=~empty, minlength=cols.n_columns)[hit]
+        rho = spearmanr(n_atoms, scs[idx[hit]]).statistic if hit.sum() > 2 and np.ptp(n_atoms) > 0 else 0.0
+        tried.append({"rotation": rot, "columns": cols, "index": idx, "rank_correlation": float(np.nan_to_num(rho))})
+    if not tried:
+        raise ValueError(f"view {v}: no orientation of the particle of view 0 along [{axis}] puts its columns on the "
+                         f"measured ones; the views disagree on the particle")  # fmt: skip
+    best_rho = max(t["rank_correlation"] for t in tried)
+    close = [t for t in tried if t["rank_correlation"] >= best_rho - 0.02]
+    if len(close) > 1:
+        cols0 = group_columns(xyz)
+        idx0, _ = _match(cols0.xy, parsed[0][0], 0, allow_unmatched=fit_shape)
+        for t in close:
+            t["chi2_quick"] = _quick_chi2(xyz, empty, [cols0, t["columns"]], [idx0, t["index"]],
+                                                  [parsed[0], parsed[v]], [tables[0], tables[v]], a, gen)  # fmt: skip
+        best = min(close, key=lambda t: t["chi2_quick"])
+    else:
+        best = close[0]
+    scores = [{"rank_correlation": t["rank_correlation"], "chi2_quick": t.get("chi2_quick"),
+               "chosen": t is best} for t in tried]  # fmt: skip
+    return best["rotation"], best["columns"], best["index"], scores
+
+
+def _quick_chi2(xyz, empty, columns, indices, views, tables, a, gen):
+    """χ² of a quick search (a spherical core, then a short annealing) with these columns: a candidate's score."""
+    from .shapes import CoreShape
+
+    measured = [np.where(i >= 0, vw[1][np.maximum(i, 0)], 0.0) for i, vw in zip(indices, views, strict=True)]
+    sigma = [np.where(i >= 0, vw[2][np.maximum(i, 0)], np.min(vw[2])) for i, vw in zip(indices, views, strict=True)]
+    base = np.where(empty, EMPTY, SHELL).astype(np.int64)
+    fm = ForwardModel(base, columns, tables, measured, sigma)
+    sphere = CoreShape("sphere", xyz, a)
+
+    def codes_of(p):
+        rho = sphere.rho(p)
+        rho[empty] = np.inf
+        return np.where(rho <= 1.0, CORE, base)
+
+    def objective(p):
+        fm.set_codes(codes_of(p))
+        return fm.chi2()
+
+    res = differential_evolution(objective, sphere.bounds(), rng=gen, maxiter=15, popsize=10, polish=False,
+                                 init="sobol")  # fmt: skip
+    m = len(xyz)
+    codes = codes_of(res.x)
+    nbr_start, nbr = _adjacency(neighbour_pairs(xyz, a), m)
+    ref = _anneal.compact_reference(xyz, xyz[codes == CORE].mean(axis=0) if np.any(codes == CORE) else
+                                    xyz.mean(axis=0), nbr_start, nbr)  # fmt: skip
+    packed = _anneal.pack(columns, tables, measured, sigma)
+    out = _anneal.anneal(codes, np.zeros(m, dtype=np.bool_), np.full(m, -1, dtype=np.int64), nbr_start, nbr,
+                         packed["col_of_site"], packed["gstart"], packed["gorder"], packed["view_of_col"],
+                         packed["eoc"], packed["inc"], packed["nlen"], packed["curves"], packed["lam"],
+                         packed["measured"], packed["weight"], 0.5, 0.0, ref, np.zeros(m + 1),
+                         np.array([1.0, 1.0, 0.0, 0.0]), max(20000, 20 * m), 0, 10.0, 10,
+                         int(gen.integers(2**31 - 1)))  # fmt: skip
+    return float(out[1])
 
 
 def _estimate_counts(scs, table, n_max=400):
@@ -276,12 +332,17 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         n_core = check_integer(n_core, "n_core", low=0, high=totals[0])
 
     a = _lattice_constant(crystal)
-    xyz, empty = _particle_sites(parsed[0][0], counts_list[0], crystal, axes[0], 1 if fit_shape else 0)
+    xyz, empty, _, reg0 = particle_sites(parsed[0][0], counts_list[0], a, axes[0], margin=1 if fit_shape else 0)
     m = len(xyz)
-    columns, measured, sigma, meas_index = [], [], [], []
-    for v, (pos, scs, err, axis) in enumerate(parsed):
-        cols = group_columns(xyz, None if v == 0 else tilt_rotation(axes[0], axis))
-        idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
+    columns, measured, sigma, meas_index, rotations, orientation = [], [], [], [], [np.eye(3)], []
+    for v, (pos, scs, err, _) in enumerate(parsed):
+        if v == 0:
+            cols = group_columns(xyz)
+            idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
+        else:
+            rot, cols, idx, scores = _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen)
+            rotations.append(rot)
+            orientation.append(scores)
         hit = idx >= 0
         # a projected column with no measured column should be empty: SCS 0 within the smallest error
         measured.append(np.where(hit, scs[np.maximum(idx, 0)], 0.0))
@@ -421,9 +482,10 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             "mirror_plane_z": plane if symmetric else None, "n_core_fixed": n_core, "best_energy": best_energy,
             "best_energy_annealing": energy_anneal,
             "best_chi2_sampling": best_chi2_sampling if np.isfinite(best_chi2_sampling) else None,
-            "convergence": "; ".join(reasons) if reasons else "converged"}  # fmt: skip
+            "convergence": "; ".join(reasons) if reasons else "converged", "orientation_candidates": orientation,
+            "registration_rms_angstrom": reg0["rms"]}  # fmt: skip
     return CoreShellModel(atoms, p_core[occupied], core_dict, chi2_views, [len(p[0]) for p in parsed], core_counts,
                           core_std, core_element, shell_element, tuple(axes), converged=converged, info=info,
                           occupancy=p_occ[occupied], atom_counts=tuple(atom_counts), atom_counts_std=tuple(atom_std),
                           measured_scs=tuple(meas_out), predicted_scs=tuple(pred_out),
-                          scs_error=tuple(err_out))  # fmt: skip
+                          scs_error=tuple(err_out), rotations=tuple(rotations))  # fmt: skip

@@ -1,5 +1,7 @@
 """Figures of a CoreShellModel: axis labels, aspect and legends, not pixels (issue 13)."""
 
+import dataclasses
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -33,7 +35,7 @@ def searched():
     for v, axis in enumerate(["001", "110"]):
         cols = group_columns(pos, None if v == 0 else tilt_rotation("001", axis))
         scs = ForwardModel(truth, [cols], [t], [np.zeros(cols.n_columns)], [np.ones(cols.n_columns)]).predicted[0]
-        err = 0.01 * scs + 0.02
+        err = 0.02 * scs + 2e-4  # about the Cramér-Rao bound at 1e5 e/Å² (bench_coreshell.py)
         views.append((cols.xy, scs + rng.normal(0, err), err, axis))
         counts.append(np.diff(cols.start))
     lens = {"001": lensing, "110": lensing}
@@ -44,8 +46,16 @@ def searched():
 
 def test_scs_agreement_pairs_every_column_and_labels_units(searched):
     model, views, lens = searched
-    per_view = view_scs(model, views, lens)
+    per_view = view_scs(model)
     assert len(per_view) == 2
+    # the SCS the search stored equal a recomputation from the views and the lensing model
+    bare = dataclasses.replace(model, measured_scs=(), predicted_scs=(), scs_error=())
+    with pytest.raises(ValueError, match="views and lensing"):
+        view_scs(bare)
+    for (m1, _, p1), (m2, _, p2) in zip(per_view, view_scs(bare, views, lens), strict=True):
+        order = np.argsort(m1)
+        np.testing.assert_allclose(np.sort(m1), np.sort(m2))
+        np.testing.assert_allclose(p1[order], p2[np.argsort(m2)], rtol=1e-9)
     for (meas, err, pred), (_, scs, _, _) in zip(per_view, views, strict=True):
         assert meas.shape == err.shape == pred.shape == scs.shape
         assert np.all(pred > 0)
@@ -111,7 +121,10 @@ def test_save_coreshell_figures_writes_every_png_and_nothing_else(searched, tmp_
     for p in paths.values():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())
-    only = save_coreshell_figures(model, tmp_path)
+    carried = save_coreshell_figures(model, tmp_path)  # the model carries its SCS: no views needed
+    assert "scs_1_110" in carried
+    bare = dataclasses.replace(model, measured_scs=(), predicted_scs=(), scs_error=())
+    only = save_coreshell_figures(bare, tmp_path)
     assert "scs_0_001" not in only
     assert not plt.get_fignums()
 
