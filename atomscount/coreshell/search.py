@@ -36,6 +36,8 @@ __all__ = ["search_core_shell", "core_codes", "SearchWarning"]
 
 #: Two views' totals may differ by this fraction (counting errors) before they are refused.
 TOTAL_TOLERANCE = 0.03
+#: Fitted SCS scales outside this range mean the image and the lensing model do not belong together.
+SCALE_RANGE = (0.75, 1.33)
 #: A search whose best χ² per measured column exceeds this does not explain the data.
 MAX_REDUCED_CHI2 = 4.0
 
@@ -210,6 +212,18 @@ def _mirror_map(xyz, lattice_constant):
     return best[1].astype(np.int64), float(best[2])
 
 
+def _profiled(fm):
+    """χ² of a ForwardModel with each view's SCS scale fitted in closed form, and the scales."""
+    chi2, scales = 0.0, []
+    for v in range(len(fm.columns)):
+        w, y, p = fm.weight[v], fm.measured[v], fm.predicted[v]
+        den = float(np.sum(w * p * p))
+        s = float(np.sum(w * y * p)) / den if den > 0 else 1.0
+        scales.append(s)
+        chi2 += float(np.sum(w * (y - s * p) ** 2)) + fm.offset[v]
+    return chi2, np.array(scales)
+
+
 def _adjacency(pairs, m):
     if len(pairs) == 0:
         return np.zeros(m + 1, dtype=np.int64), np.zeros(0, dtype=np.int64)
@@ -223,7 +237,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
                       rng=None, core_element: str = "Au", shell_element: str = "Ag", n_core: int | None = None,
                       fit_shape: bool | None = None, penalty: float = 0.5, surface_penalty: float = 1.0,
                       n_anneal: int | None = None, n_sample: int | None = None, start_temperature: float = 20.0,
-                      de_maxiter: int = 60, progress: bool = False) -> CoreShellModel:  # fmt: skip
+                      de_maxiter: int = 60, scs_scale="fit", model_error: float | None = None,
+                      progress: bool = False) -> CoreShellModel:  # fmt: skip
     """Find which sites of a core-shell particle hold the core element (and, optionally, its shape).
 
     Parameters
@@ -268,6 +283,17 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     start_temperature : float
     de_maxiter : int
         Generations of the differential evolution.
+    scs_scale : "fit" or float
+        The measured SCS are compared with ``scale`` times the lensing model's. With
+        "fit" (the default when there are counts) each view gets its own scale, fitted
+        in closed form with the parametric core and again after the annealing (which
+        is rerun if it moved): an SCS from a Gaussian fit and one integrated in a
+        simulation cell differ by a few %. Without counts the scale is 1 unless given,
+        since a scale and the atoms per column trade against each other.
+    model_error : float, optional
+        Relative error of the lensing model itself, added in quadrature to each SCS's
+        standard error (default: the model's own fit error, its mean absolute relative
+        error times 1.25 to make it a standard deviation, or 0.03).
     progress : bool
         Print the stages and their timings.
 
@@ -308,8 +334,20 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             raise ValueError(f"views[{v}] is along [{a}], but lensing has models for {sorted(models)} only")
         tables.append(LensingTables(models[a], core=core_element, shell=shell_element))
 
+    if model_error is None:
+        errs = [getattr(models[a], "provenance", {}).get("fit_mean_abs_rel_error") for a in axes]
+        model_error = 1.25 * max(errs) if all(e is not None for e in errs) else 0.03
+    model_error = check_positive(model_error, "model_error", allow_zero=True)
+    parsed = [(pos, scs, np.sqrt(err**2 + (model_error * scs) ** 2), axis) for pos, scs, err, axis in parsed]
+    if isinstance(scs_scale, str):
+        check_choice(scs_scale, "scs_scale", {"fit"})
+        free_scale = counts is not None
+    else:
+        free_scale = False
+    fixed_scale = 1.0 if free_scale or isinstance(scs_scale, str) else check_positive(scs_scale, "scs_scale")
+
     if counts is None:
-        counts_list = [_estimate_counts(parsed[0][1], tables[0])]
+        counts_list = [_estimate_counts(parsed[0][1] / fixed_scale, tables[0])]
         fit_shape = True if fit_shape is None else bool(fit_shape)
     else:
         counts_list = list(counts) if isinstance(counts, list | tuple) else [counts]
@@ -345,8 +383,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             orientation.append(scores)
         hit = idx >= 0
         # a projected column with no measured column should be empty: SCS 0 within the smallest error
-        measured.append(np.where(hit, scs[np.maximum(idx, 0)], 0.0))
-        sigma.append(np.where(hit, err[np.maximum(idx, 0)], np.min(err)))
+        measured.append(np.where(hit, scs[np.maximum(idx, 0)], 0.0) / fixed_scale)
+        sigma.append(np.where(hit, err[np.maximum(idx, 0)], np.min(err)) / fixed_scale)
         columns.append(cols)
         meas_index.append(idx)
     offsets = []
@@ -376,7 +414,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     def de_search(family, x0=None):
         def objective(p):
             fm.set_codes(state(p, family))
-            return fm.chi2()
+            return _profiled(fm)[0] if free_scale else fm.chi2()
 
         bounds = family.bounds()
         if x0 is not None:
@@ -394,7 +432,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         best_p = p_rich if f_rich <= best_f else shape.from_sphere(best_p)
     codes0 = state(best_p)
     fm.set_codes(codes0)
-    chi2_parametric = fm.chi2()
+    chi2_parametric, scales = _profiled(fm) if free_scale else (fm.chi2(), np.ones(len(parsed)))
     t_parametric = time.perf_counter() - t_start
     if progress:
         print(f"  parametric {core}: chi2 {chi2_parametric:.1f} in {t_parametric:.1f} s")
@@ -403,7 +441,6 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     n_anneal = max(50000, 100 * m) if n_anneal is None else check_integer(n_anneal, "n_anneal", low=0)
     n_sample = max(20000, 50 * m) if n_sample is None else check_integer(n_sample, "n_sample", low=0)
     nbr_start, nbr = _adjacency(neighbour_pairs(xyz, a), m)
-    packed = _anneal.pack(columns, tables, measured, sigma)
     moves = np.array([1.0, 0.0 if n_core is not None else 1.0, 0.5 if fit_shape else 0.0,
                       0.5 if fit_shape else 0.0])  # fmt: skip
     thin = max(10, n_sample // 2000)
@@ -412,17 +449,35 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     occ_ref = _anneal.compact_reference(xyz, xyz[~empty].mean(axis=0), nbr_start, nbr)
     codes = codes0.copy()
     t_anneal = time.perf_counter()
-    (best_codes, best_chi2, _, best_energy, p_core, p_occ, _, var_core, _, var_occ, acceptance, best_chi2_sampling,
-     energy_anneal) = _anneal.anneal(
-        codes, np.zeros(m, dtype=np.bool_), mirror, nbr_start, nbr, packed["col_of_site"], packed["gstart"],
-        packed["gorder"], packed["view_of_col"], packed["eoc"], packed["inc"], packed["nlen"], packed["curves"],
-        packed["lam"], packed["measured"], packed["weight"], penalty, surface_penalty, core_ref, occ_ref, moves,
-        n_anneal, n_sample, start_temperature, thin, int(gen.integers(2**31 - 1)))  # fmt: skip
+    passes = []
+    for n_pass in range(2):
+        # the measured SCS over the scale: the lensing model's SCS are compared with them as they are
+        y = [mv / sc for mv, sc in zip(measured, scales, strict=True)]
+        e = [sv / sc for sv, sc in zip(sigma, scales, strict=True)]
+        packed = _anneal.pack(columns, tables, y, e)
+        (best_codes, best_chi2, _, best_energy, p_core, p_occ, _, var_core, _, var_occ, acceptance,
+         best_chi2_sampling, energy_anneal) = _anneal.anneal(
+            codes.copy(), np.zeros(m, dtype=np.bool_), mirror, nbr_start, nbr, packed["col_of_site"],
+            packed["gstart"], packed["gorder"], packed["view_of_col"], packed["eoc"], packed["inc"], packed["nlen"],
+            packed["curves"], packed["lam"], packed["measured"], packed["weight"], penalty, surface_penalty,
+            core_ref, occ_ref, moves, n_anneal, n_sample, start_temperature if n_pass == 0 else 3.0, thin,
+            int(gen.integers(2**31 - 1)))  # fmt: skip
+        fm.set_codes(best_codes)
+        passes.append({"scales": scales.tolist(), "chi2": best_chi2})
+        if not free_scale:
+            break
+        new_scales = _profiled(fm)[1]
+        if np.max(np.abs(new_scales / scales - 1.0)) < 2e-3 or n_pass == 1:
+            scales = new_scales if n_pass == 0 else scales
+            break
+        scales, codes = new_scales, best_codes
     t_anneal = time.perf_counter() - t_anneal
-    fm.set_codes(best_codes)
-    chi2_views = fm.chi2_per_view()
+    fm_final = ForwardModel(best_codes, columns, tables, [mv / sc for mv, sc in zip(measured, scales, strict=True)],
+                            [sv / sc for sv, sc in zip(sigma, scales, strict=True)], offsets)  # fmt: skip
+    chi2_views = fm_final.chi2_per_view()
     if progress:
-        print(f"  annealing and sampling: {n_anneal} + {n_sample} proposals, chi2 {fm.chi2():.1f} in {t_anneal:.1f} s")
+        print(f"  annealing and sampling: {len(passes)} x ({n_anneal} + {n_sample}) proposals, chi2 "
+              f"{chi2_views.sum():.1f} in {t_anneal:.1f} s")  # fmt: skip
 
     # the result, on the occupied sites of the best state
     occupied = best_codes != EMPTY
@@ -446,7 +501,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         ac[idx[hit]] = np.rint(per_col_atoms[hit]).astype(np.int64)
         cs_[idx[hit]] = np.sqrt(var_core[sl][hit])
         as_[idx[hit]] = np.sqrt(var_occ[sl][hit])
-        pred[idx[hit]] = fm.predicted[v][hit]
+        pred[idx[hit]] = scales[v] * fm_final.predicted[v][hit]
         core_counts.append(cc)
         core_std.append(cs_)
         atom_counts.append(ac)
@@ -461,6 +516,10 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     if reduced > MAX_REDUCED_CHI2:
         reasons.append(f"chi2 per column {reduced:.2f} is over {MAX_REDUCED_CHI2} (the model does not explain "
                        "the SCS: check the counts, the lensing model and the zone axes)")  # fmt: skip
+    if np.any((scales < SCALE_RANGE[0]) | (scales > SCALE_RANGE[1])):
+        reasons.append(f"the measured SCS are {', '.join(f'{x:.2f}' for x in scales)} times the lensing model's "
+                       f"(outside {SCALE_RANGE[0]}-{SCALE_RANGE[1]}): is the image normalised to the incident beam "
+                       "and the microscope that of the lensing model?")  # fmt: skip
     slack = max(10.0, 0.02 * best_energy)
     if n_sample and energy_anneal - best_energy > slack:
         reasons.append(f"sampling at temperature 1 found a state {energy_anneal - best_energy:.1f} below the "
@@ -483,6 +542,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             "best_energy_annealing": energy_anneal,
             "best_chi2_sampling": best_chi2_sampling if np.isfinite(best_chi2_sampling) else None,
             "convergence": "; ".join(reasons) if reasons else "converged", "orientation_candidates": orientation,
+            "scs_scale": scales.tolist(), "scs_scale_fitted": free_scale, "model_error": model_error,
+            "passes": passes,
             "registration_rms_angstrom": reg0["rms"]}  # fmt: skip
     return CoreShellModel(atoms, p_core[occupied], core_dict, chi2_views, [len(p[0]) for p in parsed], core_counts,
                           core_std, core_element, shell_element, tuple(axes), converged=converged, info=info,

@@ -52,10 +52,12 @@ def test_scs_agreement_pairs_every_column_and_labels_units(searched):
     bare = dataclasses.replace(model, measured_scs=(), predicted_scs=(), scs_error=())
     with pytest.raises(ValueError, match="views and lensing"):
         view_scs(bare)
-    for (m1, _, p1), (m2, _, p2) in zip(per_view, view_scs(bare, views, lens), strict=True):
+    recomputed = view_scs(bare, views, lens)
+    for v, ((m1, _, p1), (m2, _, p2)) in enumerate(zip(per_view, recomputed, strict=True)):
         order = np.argsort(m1)
         np.testing.assert_allclose(np.sort(m1), np.sort(m2))
-        np.testing.assert_allclose(p1[order], p2[np.argsort(m2)], rtol=1e-9)
+        # stored: the lensing model's SCS times the view's fitted scale
+        np.testing.assert_allclose(p1[order], model.info["scs_scale"][v] * p2[np.argsort(m2)], rtol=1e-9)
     for (meas, err, pred), (_, scs, _, _) in zip(per_view, views, strict=True):
         assert meas.shape == err.shape == pred.shape == scs.shape
         assert np.all(pred > 0)
