@@ -57,7 +57,7 @@ def inputs(tmp_path_factory):
     for v, axis in enumerate(["001", "110"]):
         cols = group_columns(pos, None if v == 0 else tilt_rotation("001", axis))
         scs = ForwardModel(truth, [cols], [t], [np.zeros(cols.n_columns)], [np.ones(cols.n_columns)]).predicted[0]
-        err = 0.01 * scs + 0.02
+        err = 0.02 * scs + 2e-4  # about the Cramér-Rao bound at 1e5 e/Å²
         _fit(cols.xy + SHIFT, scs + rng.normal(0, err), err).to_hdf5(folder / f"fit_{axis}.h5")
         _counts(np.diff(cols.start)).to_hdf5(folder / f"counts_{axis}.h5")
         files[axis] = (folder / f"fit_{axis}.h5", folder / f"counts_{axis}.h5")
@@ -118,6 +118,24 @@ def test_bad_input_exits_2_and_writes_nothing(inputs, tmp_path, capsys, extra, m
     assert message in capsys.readouterr().err
     assert not out.exists()
     assert [p.name for p in tmp_path.iterdir()] == []
+
+
+def test_known_composition_and_shape_fitting_reach_the_search(inputs, tmp_path, capsys):
+    files, _, n_core, n_sites = inputs
+    fit, counts = files["001"]
+    out = tmp_path / "known"
+    code = main(["coreshell", str(fit), "--lensing", "Au:Ag:001", "--counts", str(counts), "--n-core",
+                 str(n_core - 2), "--no-figures", *FAST, "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    model = CoreShellModel.from_hdf5(out / "model.h5")
+    assert int(model.is_core.sum()) == n_core - 2 and model.info["n_core_fixed"] == n_core - 2
+    out = tmp_path / "shape"
+    code = main(["coreshell", str(fit), "--lensing", "Au:Ag:001", "--no-figures", *FAST, "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    model = CoreShellModel.from_hdf5(out / "model.h5")
+    assert model.info["fit_shape"] and abs(len(model.atoms) - n_sites) <= 0.25 * n_sites
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["inputs"]["counts"] == []
 
 
 def test_counts_of_another_fit_are_refused(inputs, tmp_path, capsys):
