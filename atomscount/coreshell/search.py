@@ -36,6 +36,8 @@ __all__ = ["search_core_shell", "core_codes", "SearchWarning"]
 
 #: Two views' totals may differ by this fraction (counting errors) before they are refused.
 TOTAL_TOLERANCE = 0.03
+#: Annealing passes at most: another follows when the scale moved or the sampling beat the annealing.
+MAX_PASSES = 3
 #: Fitted SCS scales outside this range mean the image and the lensing model do not belong together.
 SCALE_RANGE = (0.75, 1.33)
 #: A search whose best χ² per measured column exceeds this does not explain the data.
@@ -450,7 +452,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     codes = codes0.copy()
     t_anneal = time.perf_counter()
     passes = []
-    for n_pass in range(2):
+    for n_pass in range(MAX_PASSES):
         # the measured SCS over the scale: the lensing model's SCS are compared with them as they are
         y = [mv / sc for mv, sc in zip(measured, scales, strict=True)]
         e = [sv / sc for sv, sc in zip(sigma, scales, strict=True)]
@@ -463,12 +465,14 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             core_ref, occ_ref, moves, n_anneal, n_sample, start_temperature if n_pass == 0 else 3.0, thin,
             int(gen.integers(2**31 - 1)))  # fmt: skip
         fm.set_codes(best_codes)
-        passes.append({"scales": scales.tolist(), "chi2": best_chi2})
-        if not free_scale:
-            break
-        new_scales = _profiled(fm)[1]
-        if np.max(np.abs(new_scales / scales - 1.0)) < 2e-3 or n_pass == 1:
-            scales = new_scales if n_pass == 0 else scales
+        # the sampling at temperature 1 finding a much better state than the annealing: anneal again from it
+        improved = bool(n_sample) and energy_anneal - best_energy > max(10.0, 0.02 * abs(best_energy))
+        new_scales = _profiled(fm)[1] if free_scale else scales
+        moved = bool(np.max(np.abs(new_scales / scales - 1.0)) >= 2e-3)
+        passes.append({"scales": scales.tolist(), "chi2": best_chi2, "best_energy": best_energy,
+                       "best_energy_annealing": energy_anneal, "sampling_improved": improved})  # fmt: skip
+        if not (moved or improved) or n_pass == MAX_PASSES - 1:
+            scales = scales if moved else new_scales
             break
         scales, codes = new_scales, best_codes
     t_anneal = time.perf_counter() - t_anneal
@@ -520,10 +524,9 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         reasons.append(f"the measured SCS are {', '.join(f'{x:.2f}' for x in scales)} times the lensing model's "
                        f"(outside {SCALE_RANGE[0]}-{SCALE_RANGE[1]}): is the image normalised to the incident beam "
                        "and the microscope that of the lensing model?")  # fmt: skip
-    slack = max(10.0, 0.02 * best_energy)
-    if n_sample and energy_anneal - best_energy > slack:
-        reasons.append(f"sampling at temperature 1 found a state {energy_anneal - best_energy:.1f} below the "
-                       "annealing's best (anneal longer: n_anneal)")  # fmt: skip
+    if improved:
+        reasons.append(f"after {len(passes)} passes the sampling at temperature 1 still found a state "
+                       f"{energy_anneal - best_energy:.1f} below the annealing's best (raise n_anneal)")  # fmt: skip
     converged = not reasons
     if not converged:
         warnings.warn(f"core-shell search did not converge (best chi2 {fm.chi2():.1f} over {n_meas_total} columns): "
