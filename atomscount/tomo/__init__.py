@@ -1,0 +1,12 @@
+"""Atom-tracing tomography (issue 14): tilt series, reconstruction, atom tracing and classification.
+
+Conventions (angles, rotations, the volume grid) are in :mod:`atomscount.tomo.geometry`
+and :mod:`atomscount.tomo._kernels`.
+"""
+
+from .geometry import TiltSeries, euler_angles, rotation_matrices
+from .reconstruct import Volume, reconstruct
+from .simulate import element_strengths, simulate_tilt_series
+
+__all__ = ["TiltSeries", "Volume", "euler_angles", "element_strengths", "reconstruct", "rotation_matrices",
+           "simulate_tilt_series"]  # fmt: skip
