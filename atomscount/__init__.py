@@ -26,7 +26,7 @@ from .io import read_image
 
 #: Subpackages and modules loaded on first attribute access (``ac.library``), so that
 #: ``import atomscount`` stays quick and does not import abTEM or ASE.
-_SUBMODULES = {"columns", "counting", "library", "plot", "io", "image", "cli", "demo", "coreshell"}
+_SUBMODULES = {"columns", "counting", "library", "plot", "io", "image", "cli", "demo", "coreshell", "tomo"}
 #: Names exported from a lazily loaded subpackage: name -> subpackage.
 _LAZY = {"count_atoms": "counting", "ColumnCounts": "counting", "load_default": "library",
          "ScsLibrary": "library"}  # fmt: skip

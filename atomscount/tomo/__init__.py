@@ -4,9 +4,11 @@ Conventions (angles, rotations, the volume grid) are in :mod:`atomscount.tomo.ge
 and :mod:`atomscount.tomo._kernels`.
 """
 
+from .classify import classify_atoms, compare_models
 from .geometry import TiltSeries, euler_angles, rotation_matrices
 from .reconstruct import Volume, reconstruct
 from .simulate import element_strengths, simulate_tilt_series
+from .trace import TracedAtoms, trace_atoms
 
-__all__ = ["TiltSeries", "Volume", "euler_angles", "element_strengths", "reconstruct", "rotation_matrices",
-           "simulate_tilt_series"]  # fmt: skip
+__all__ = ["TiltSeries", "TracedAtoms", "Volume", "classify_atoms", "compare_models", "euler_angles",
+           "element_strengths", "reconstruct", "rotation_matrices", "simulate_tilt_series", "trace_atoms"]  # fmt: skip
