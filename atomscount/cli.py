@@ -150,6 +150,10 @@ def _parser() -> argparse.ArgumentParser:
     cs.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
     cs.add_argument("--out", type=Path, required=True, help="output folder")
 
+    from ._cli_tomo import add_parser as add_tomo_parser
+
+    add_tomo_parser(sub, fmt)
+
     lib = sub.add_parser("library", formatter_class=fmt, help="build or inspect abTEM simulation libraries")
     lsub = lib.add_subparsers(dest="library_command", metavar="ACTION", required=True)
     lb = lsub.add_parser("build", formatter_class=fmt, help="simulate pure-column SCS libraries from a settings file")
@@ -611,6 +615,12 @@ def _cmd_coreshell(args) -> int:
     return 0
 
 
+def _cmd_tomo(args) -> int:
+    from ._cli_tomo import run
+
+    return run(args)
+
+
 def _check_crystal(crystal, axis) -> None:
     """Refuse an unknown element or zone axis for the 3D model before any work."""
     from .library import zone_axis_crystal
@@ -641,6 +651,7 @@ def main(argv=None) -> int:
         "count": _cmd_count,
         "library": _cmd_library,
         "coreshell": _cmd_coreshell,
+        "tomo": _cmd_tomo,
     }
     with Signals() as signals:
         args.signals = signals

@@ -1,0 +1,114 @@
+"""``atomscount tomo``: simulate, reconstruct, trace and compare (issue 14)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["add_parser", "run"]
+
+
+def add_parser(sub, fmt) -> None:
+    """Add the ``tomo`` command and its actions to the subparsers ``sub``."""
+    t = sub.add_parser("tomo", formatter_class=fmt, help="atom-tracing tomography: simulate, reconstruct, trace")
+    ts = t.add_subparsers(dest="tomo_command", metavar="ACTION", required=True)
+    s = ts.add_parser("simulate", formatter_class=fmt, help="a tilt series of an atomic model")
+    s.add_argument("model", type=Path, help="atomic model (.xyz or any file ASE reads), centred on the origin")
+    s.add_argument("--angles", required=True,
+                   help="START:STOP:COUNT single-axis tilts in degrees (write --angles=-70:70:71 when START is "
+                        "negative), or a .npy/.txt file of (k,) tilts or "
+                        "(k, 3) ZYZ Euler triples")  # fmt: skip
+    s.add_argument("--pixel-size", type=float, required=True, help="pixel size [Å]")
+    s.add_argument("--dose", type=float, default=None, help="Poisson noise at this dose per projection [e/Å²]")
+    s.add_argument("--blur", type=float, default=0.4, help="probe blur (standard deviation) [Å]")
+    s.add_argument("--b-factor", type=float, default=0.5, help="Debye-Waller B [Å²]")
+    s.add_argument("--background", type=float, default=0.0, help="constant added to every pixel")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", type=Path, required=True, help="tilt series HDF5 file")
+    r = ts.add_parser("reconstruct", formatter_class=fmt, help="SIRT reconstruction of a tilt series")
+    r.add_argument("series", type=Path, help="tilt series HDF5 file (atomscount tomo simulate)")
+    r.add_argument("--iterations", type=int, default=50)
+    r.add_argument("--thickness", type=int, default=None, help="voxels along the beam (default: the image width)")
+    r.add_argument("--figures", type=Path, default=None, help="folder for the orthoslices and the R1 curve")
+    r.add_argument("--out", type=Path, required=True, help="volume HDF5 file")
+    tr = ts.add_parser("trace", formatter_class=fmt, help="trace and classify the atoms of a volume")
+    tr.add_argument("volume", type=Path, help="volume HDF5 file (atomscount tomo reconstruct)")
+    tr.add_argument("--classes", type=int, default=3, help="number of intensity classes, the first is non-atom")
+    tr.add_argument("--names", default=None, help="class names, darkest first, comma-separated (e.g. non-atom,Fe,Pt)")
+    tr.add_argument("--min-distance", type=float, default=2.0, help="smallest distance between atoms [Å]")
+    tr.add_argument("--figures", type=Path, default=None, help="folder for the histogram, slices and 3D view")
+    tr.add_argument("--out", type=Path, required=True, help="extended XYZ of the classified atoms")
+    c = ts.add_parser("compare", formatter_class=fmt, help="match traced atoms to a true model")
+    c.add_argument("traced", type=Path)
+    c.add_argument("truth", type=Path)
+    c.add_argument("--max-distance", type=float, default=1.0, help="largest distance of a match [Å]")
+
+
+def _angles(spec: str) -> np.ndarray:
+    path = Path(spec)
+    if path.suffix in (".npy", ".txt", ".csv") or path.exists():
+        if not path.is_file():
+            raise ValueError(f"--angles file {spec!r} does not exist")
+        return np.load(path) if path.suffix == ".npy" else np.loadtxt(path, delimiter="," if path.suffix == ".csv"
+                                                                      else None)  # fmt: skip
+    parts = spec.split(":")
+    if len(parts) != 3:
+        raise ValueError(f"--angles must be START:STOP:COUNT or a file, got {spec!r}")
+    try:
+        start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
+    except ValueError:
+        raise ValueError(f"--angles must be START:STOP:COUNT (numbers), got {spec!r}") from None
+    if count < 1:
+        raise ValueError(f"--angles COUNT must be >= 1, got {count}")
+    return np.linspace(start, stop, count)
+
+
+def _read_atoms(path: Path):
+    import ase.io
+
+    if not path.is_file():
+        raise ValueError(f"model file {str(path)!r} does not exist")
+    try:
+        return ase.io.read(str(path))
+    except Exception as exc:  # ase raises many kinds for unreadable files
+        raise ValueError(f"cannot read an atomic model from {str(path)!r}: {exc}") from None
+
+
+def run(args: argparse.Namespace) -> int:
+    from .tomo import classify_atoms, compare_models, reconstruct, simulate_tilt_series, trace_atoms
+    from .tomo.geometry import TiltSeries
+    from .tomo.plot import save_tomo_figures
+    from .tomo.reconstruct import Volume
+
+    if args.tomo_command == "simulate":
+        atoms = _read_atoms(args.model)
+        series = simulate_tilt_series(atoms, _angles(args.angles), pixel_size_angstrom=args.pixel_size,
+                                      b_factor=args.b_factor, probe_blur_angstrom=args.blur,
+                                      dose_e_per_angstrom2=args.dose, background=args.background,
+                                      rng=args.seed)  # fmt: skip
+        series.to_hdf5(args.out)
+        print(f"{series} -> {args.out}")
+    elif args.tomo_command == "reconstruct":
+        volume = reconstruct(TiltSeries.from_hdf5(args.series), n_iter=args.iterations, thickness=args.thickness)
+        volume.to_hdf5(args.out)
+        print(f"{volume} -> {args.out}")
+        if args.figures is not None:
+            save_tomo_figures(args.figures, volume=volume)
+    elif args.tomo_command == "trace":
+        volume = Volume.from_hdf5(args.volume)
+        names = args.names.split(",") if args.names else None
+        traced = classify_atoms(trace_atoms(volume, min_distance_angstrom=args.min_distance), args.classes,
+                                names=names)  # fmt: skip
+        traced.write_xyz(args.out)
+        print(f"{traced} -> {args.out}")
+        if args.figures is not None:
+            save_tomo_figures(args.figures, volume=volume, traced=traced)
+    else:
+        traced, truth = _read_atoms(args.traced), _read_atoms(args.truth)
+        scores = compare_models(traced.positions, traced.get_chemical_symbols(), truth.positions,
+                                truth.get_chemical_symbols(), max_distance_angstrom=args.max_distance)  # fmt: skip
+        print(json.dumps(scores, indent=2))
+    return 0

@@ -1,0 +1,55 @@
+"""`atomscount tomo` simulate -> reconstruct -> trace -> compare on a few atoms (issue 14)."""
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import ase.io  # noqa: E402
+import numpy as np  # noqa: E402
+from ase import Atoms  # noqa: E402
+
+from atomscount.cli import main  # noqa: E402
+from atomscount.tomo import TiltSeries, Volume  # noqa: E402
+
+
+def test_the_four_actions_chain_and_recover_the_atoms(tmp_path, capsys):
+    rng = np.random.default_rng(4)
+    pos = []
+    while len(pos) < 12:  # atoms at least 2.6 Å apart
+        p = rng.uniform(-5, 5, 3)
+        if all(np.linalg.norm(p - q) > 2.6 for q in pos):
+            pos.append(p)
+    truth = Atoms(["Pt"] * 8 + ["Fe"] * 4, positions=np.array(pos))
+    ase.io.write(tmp_path / "truth.xyz", truth)
+    series, volume, traced, figs = (tmp_path / n for n in ("tilt.h5", "vol.h5", "atoms.xyz", "figs"))
+    assert main(["tomo", "simulate", str(tmp_path / "truth.xyz"), "--angles=-70:70:29", "--pixel-size", "0.4",
+                 "--out", str(series)]) == 0  # fmt: skip
+    assert TiltSeries.from_hdf5(series).n_projections == 29
+    assert main(["tomo", "reconstruct", str(series), "--iterations", "30", "--out", str(volume), "--figures",
+                 str(figs)]) == 0  # fmt: skip
+    assert Volume.from_hdf5(volume).r1.shape == (30,)
+    assert main(["tomo", "trace", str(volume), "--names", "non-atom,Fe,Pt", "--out", str(traced), "--figures",
+                 str(figs)]) == 0  # fmt: skip
+    assert {p.name for p in figs.iterdir()} == {"orthoslices.png", "r1.png", "intensity_histogram.png",
+                                                 "model_3d.png"}  # fmt: skip
+    capsys.readouterr()
+    assert main(["tomo", "compare", str(traced), str(tmp_path / "truth.xyz")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["recall"] == 1.0 and scores["classification_accuracy"] == 1.0, scores
+
+
+def test_bad_angles_and_files_exit_2_with_the_argument_named(tmp_path, capsys):
+    out = tmp_path / "t.h5"
+    assert main(["tomo", "simulate", str(tmp_path / "missing.xyz"), "--angles", "0:10:3", "--pixel-size", "0.4",
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert "missing.xyz" in capsys.readouterr().err
+    ase.io.write(tmp_path / "m.xyz", Atoms(["Pt"], positions=[[0, 0, 0]]))
+    assert main(["tomo", "simulate", str(tmp_path / "m.xyz"), "--angles", "0:10", "--pixel-size", "0.4",
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert "--angles must be START:STOP:COUNT" in capsys.readouterr().err
+    assert main(["tomo", "simulate", str(tmp_path / "m.xyz"), "--angles", "0:10:3", "--pixel-size", "0",
+                 "--out", str(out)]) == 2  # fmt: skip
+    assert "pixel_size_angstrom" in capsys.readouterr().err
+    assert not out.exists()
