@@ -182,13 +182,13 @@ def backproject_slice(sino, cos_t, sin_t, pixel, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def sirt_slices(sinos, cos_t, sin_t, pixel, n_iter, positivity, support, out, r1_num, r1_den):
+def sirt_slices(sinos, cos_t, sin_t, pixel, n_iter, positivity, support, out, r1_num, r1_den, relaxation=1.0):
     """SIRT on a block of slices: ``sinos`` (s, k, nu) → ``out`` (s, nz, nx).
 
     For the R1 factor, ``r1_num[s, it, k]`` gets sum |b - A x| of slice s, iteration it
     and projection k (before that iteration's update), and ``r1_den[s, k]`` sum |b|.
 
-    x <- x + C A^T R (b - A x), R and C the inverse row and column sums of A, then
+    x <- x + relaxation C A^T R (b - A x), R and C the inverse row and column sums of A, then
     clipped at 0 with ``positivity``; ``support`` (nz, nx) of 0/1 masks the slice.
     """
     ns, nk, nu = sinos.shape
@@ -227,5 +227,5 @@ def sirt_slices(sinos, cos_t, sin_t, pixel, n_iter, positivity, support, out, r1
             backproject_slice(fwd, cos_t, sin_t, pixel, upd)
             for a in range(nz):
                 for c in range(nx):
-                    v = x[a, c] + col[a, c] * upd[a, c]
+                    v = x[a, c] + relaxation * col[a, c] * upd[a, c]
                     x[a, c] = max(v, 0.0) if positivity else v

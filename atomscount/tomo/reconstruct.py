@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .._checks import check_integer, check_memory
+from .._checks import check_integer, check_memory, check_real
 from ..io import read_hdf5, write_hdf5
 from . import _kernels
 from .geometry import TiltSeries
@@ -70,8 +70,8 @@ class Volume:
 
 
 def reconstruct(series: TiltSeries, *, n_iter: int = 50, thickness: int | None = None, positivity: bool = True,
-                support=None, method: str = "auto", client=None, block_slices: int | None = None,
-                progress: bool = True) -> Volume:  # fmt: skip
+                support=None, method: str = "auto", relaxation: float = 1.9, client=None,
+                block_slices: int | None = None, progress: bool = True) -> Volume:  # fmt: skip
     """SIRT reconstruction of ``series``.
 
     Parameters
@@ -88,6 +88,8 @@ def reconstruct(series: TiltSeries, *, n_iter: int = 50, thickness: int | None =
         its first y-slice is used for every slice).
     method : {"auto", "single-axis", "general"}
         "auto" takes the single-axis path when the series is one.
+    relaxation : float
+        Step of each update, in (0, 2); 1.9 reaches in 25 iterations what 1 reaches in about 60.
     client : dask.distributed.Client, optional
         Run the single-axis blocks on this cluster (default: local threads).
     block_slices : int, optional
@@ -103,6 +105,7 @@ def reconstruct(series: TiltSeries, *, n_iter: int = 50, thickness: int | None =
     if not isinstance(series, TiltSeries):
         raise TypeError(f"series must be a TiltSeries, got {type(series).__name__}")
     n_iter = check_integer(n_iter, "n_iter", low=1)
+    relaxation = check_real(relaxation, "relaxation", low=0.0, high=2.0, open_low=True, open_high=True)
     if method not in ("auto", "single-axis", "general"):
         raise ValueError(f"method must be 'auto', 'single-axis' or 'general', got {method!r}")
     nv, nu = series.shape
@@ -118,16 +121,18 @@ def reconstruct(series: TiltSeries, *, n_iter: int = 50, thickness: int | None =
         raise ValueError("method='single-axis' needs a single-axis series (every angle (0, θ, 0))")
     t0 = time.perf_counter()
     if single:
-        data, r1 = _single_axis(series, shape, n_iter, positivity, support, client, block_slices, progress)
+        data, r1 = _single_axis(series, shape, n_iter, positivity, support, relaxation, client, block_slices,
+                                progress)  # fmt: skip
     else:
-        data, r1 = _general(series, shape, n_iter, positivity, support, progress)
+        data, r1 = _general(series, shape, n_iter, positivity, support, relaxation, progress)
     prov = {"method": "sirt-single-axis" if single else "sirt-general", "n_iter": n_iter, "positivity": positivity,
+            "relaxation": relaxation,
             "support": support is not None, "seconds": time.perf_counter() - t0,
             "series_source": series.provenance.get("source")}  # fmt: skip
     return Volume(data, series.pixel_size_angstrom, r1, prov)
 
 
-def _single_axis(series, shape, n_iter, positivity, support, client, block_slices, progress):
+def _single_axis(series, shape, n_iter, positivity, support, relaxation, client, block_slices, progress):
     import dask
     from tqdm.auto import tqdm
 
@@ -145,7 +150,7 @@ def _single_axis(series, shape, n_iter, positivity, support, client, block_slice
         out = np.zeros((block.shape[0], nz, nu))
         num = np.zeros((block.shape[0], n_iter, block.shape[1]))
         den = np.zeros((block.shape[0], block.shape[1]))
-        _kernels.sirt_slices(block, cos_t, sin_t, pixel, n_iter, positivity, sup2d, out, num, den)
+        _kernels.sirt_slices(block, cos_t, sin_t, pixel, n_iter, positivity, sup2d, out, num, den, relaxation)
         return out, num.sum(axis=0), den.sum(axis=0)
 
     data = np.zeros(shape)
@@ -179,7 +184,7 @@ def _single_axis(series, shape, n_iter, positivity, support, client, block_slice
     return data, r1
 
 
-def _general(series, shape, n_iter, positivity, support, progress):
+def _general(series, shape, n_iter, positivity, support, relaxation, progress):
     from tqdm.auto import tqdm
 
     rot = series.rotations
@@ -203,7 +208,7 @@ def _general(series, shape, n_iter, positivity, support, progress):
         with np.errstate(invalid="ignore", divide="ignore"):
             r1[it] = np.nanmean(np.where(den > 0, np.abs(diff).sum(axis=(1, 2)) / den, np.nan))
         _kernels.backproject(diff * row, rot, pixel, upd)
-        x += col * upd
+        x += relaxation * col * upd
         if positivity:
             np.maximum(x, 0.0, out=x)
     return x, r1

@@ -84,8 +84,11 @@ def test_single_axis_sirt_finds_the_atoms_and_r1_falls(atoms_and_series):
     pos, sym, ts = atoms_and_series
     vol = reconstruct(ts, n_iter=30, progress=False)
     assert vol.data.shape == (ts.shape[1], *ts.shape) and np.all(vol.data >= 0)
-    # the first update overshoots in the L1 sense; from then on R1 falls at every iteration (measured: 0.31 at 30)
-    assert np.all(np.diff(vol.r1[1:]) < 0) and vol.r1[-1] < 0.4
+    # the first updates (relaxation 1.9) overshoot in the L1 sense; from the fourth on R1 falls at every
+    # iteration (measured: 0.21 at 30, against 0.31 with relaxation 1)
+    assert np.all(np.diff(vol.r1[3:]) < 0) and vol.r1[-1] < 0.3
+    slow = reconstruct(ts, n_iter=30, progress=False, relaxation=1.0)
+    assert vol.r1[-1] < slow.r1[-1]
     c = (np.array(vol.data.shape)[::-1] - 1) / 2
     peaks = [vol.data[tuple(np.round(p / 0.4 + c).astype(int)[::-1])] for p in pos]
     background = np.median(vol.data)
