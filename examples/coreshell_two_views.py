@@ -116,6 +116,10 @@ def run(data, *, dose=1e5, counts="true", n_views=2, seed=0, out=None, progress=
     """The chain on the pair; returns the scores, timings and the model."""
     rng = np.random.default_rng(seed)
     models, notes = lensing_models()
+    available = [a for a in AXES if f"image_{a}" in data]
+    if len(available) < n_views:
+        notes.append(f"the shipped pair holds only the {', '.join(available)} view(s): searching {len(available)}")
+        n_views = len(available)
     t0 = time.perf_counter()
     fits, report = {}, {"dose_e_per_angstrom2": dose, "counts": counts, "n_views": n_views, "notes": notes}
     for axis in AXES[:n_views]:

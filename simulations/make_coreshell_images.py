@@ -88,6 +88,8 @@ def main(argv=None):
     ap.add_argument("--out", type=Path, default=None)
     ap.add_argument("--tasks", nargs="*", help="run only these AXIS:CONFIG tasks (chunks), then stop")
     ap.add_argument("--tiny", action="store_true", help="coarse smoke run (small particle, one configuration)")
+    ap.add_argument("--partial", action="store_true",
+                    help="write the views whose configurations are all done, though another is missing")  # fmt: skip
     args = ap.parse_args(argv)
     cfg = tomllib.loads(args.settings.read_text())
     settings = load_default("Au", "001").microscope()
@@ -129,12 +131,15 @@ def main(argv=None):
         print(f"[{axis}] configuration {k}: {arr.shape} in {time.perf_counter() - t0:.0f} s", flush=True)
     missing = [f"{axis}:{k}" for axis in views for k in range(len(seeds))
                if not (work / f"{axis}_config_{k:02d}.npy").exists()]  # fmt: skip
-    if missing:
+    complete = [axis for axis in views if all((work / f"{axis}_config_{k:02d}.npy").exists()
+                                              for k in range(len(seeds)))]  # fmt: skip
+    if missing and not (args.partial and complete):
         print(f"missing {missing}: run again")
         return
     step = cfg["pixel_size_angstrom"]
     fields = {}
-    for axis, (v, _, _) in views.items():
+    for axis in complete:
+        v = views[axis][0]
         clean = np.mean([np.load(work / f"{axis}_config_{k:02d}.npy") for k in range(len(seeds))], axis=0).T
         if cfg["source_size_angstrom"] > 0:
             clean = gaussian_filter(clean, cfg["source_size_angstrom"] / step, mode="wrap")
@@ -146,7 +151,7 @@ def main(argv=None):
     out.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(out) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **fields, symbols=symbols, cubic_positions=atoms.positions.astype(np.float32),
-                            pixel_size_angstrom=np.float32(step), zone_axes=np.array(cfg["zone_axes"]),
+                            pixel_size_angstrom=np.float32(step), zone_axes=np.array(complete),
                             microscope=json.dumps(settings.to_dict()), settings=json.dumps(meta))  # fmt: skip
     print(f"wrote {', '.join(f'{k} {v.shape}' for k, v in fields.items() if k.startswith('image'))} to {out}")
 
