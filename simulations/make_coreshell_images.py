@@ -116,8 +116,9 @@ def main(argv=None):
         check_prism_window(v.cell.lengths()[:2], cfg["prism_interpolation"], n_layers * layer, settings)
     tasks = [(axis, k) for axis in views for k in range(len(seeds))]
     if args.tasks is not None:
-        wanted = {tuple(t.split(":")) for t in args.tasks}
-        tasks = [(axis, k) for axis, k in tasks if (axis, str(k)) in wanted]
+        # in the order given, so that two processes can work through one view from either end
+        known = {(axis, str(k)): (axis, k) for axis, k in tasks}
+        tasks = [known[tuple(t.split(":"))] for t in args.tasks if tuple(t.split(":")) in known]
     for axis, k in tasks:
         path = work / f"{axis}_config_{k:02d}.npy"
         if path.exists():
