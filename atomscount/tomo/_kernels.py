@@ -229,3 +229,33 @@ def sirt_slices(sinos, cos_t, sin_t, pixel, n_iter, positivity, support, out, r1
                 for c in range(nx):
                     v = x[a, c] + relaxation * col[a, c] * upd[a, c]
                     x[a, c] = max(v, 0.0) if positivity else v
+
+
+@nb.njit(cache=True, parallel=True)
+def reclassify_round(profiles, labels, nbr_start, nbr, n_classes, new):
+    """One round of the local reclassification: ``new[i]`` is the class whose average profile among
+    atom i's neighbours (CSR ``nbr_start``/``nbr``, itself excluded) is nearest its own (least squares);
+    an atom with no neighbours keeps its class."""
+    n, d = profiles.shape
+    for i in nb.prange(n):
+        sums = np.zeros((n_classes, d))
+        counts = np.zeros(n_classes)
+        for q in range(nbr_start[i], nbr_start[i + 1]):
+            j = nbr[q]
+            c = labels[j]
+            counts[c] += 1.0
+            for t in range(d):
+                sums[c, t] += profiles[j, t]
+        best = labels[i]
+        best_d = np.inf
+        for c in range(n_classes):
+            if counts[c] == 0.0:
+                continue
+            dist = 0.0
+            for t in range(d):
+                diff = profiles[i, t] - sums[c, t] / counts[c]
+                dist += diff * diff
+            if dist < best_d:
+                best_d = dist
+                best = c
+        new[i] = best

@@ -130,30 +130,21 @@ def _gmm_1d(values, k, gen, n_iter=200):
 
 
 def _local_reclassify(positions, profiles, labels, k, radius, max_rounds):
-    tree = cKDTree(positions)
-    neighbours = tree.query_ball_point(positions, radius)
-    labels = labels.copy()
+    from . import _kernels
+
+    pairs = cKDTree(positions).query_pairs(radius, output_type="ndarray")
+    both = np.concatenate([pairs, pairs[:, ::-1]]) if len(pairs) else np.zeros((0, 2), dtype=np.int64)
+    both = both[np.argsort(both[:, 0], kind="stable")]
+    start = np.concatenate([[0], np.cumsum(np.bincount(both[:, 0], minlength=len(positions)))]).astype(np.int64)
+    nbr = both[:, 1].astype(np.int64)
+    labels = labels.astype(np.int64).copy()
+    prof = np.ascontiguousarray(profiles, dtype=np.float64)
+    new = np.empty_like(labels)
     for _ in range(max_rounds):
-        moved = 0
-        new = labels.copy()
-        for i, nb in enumerate(neighbours):
-            nb = np.asarray([j for j in nb if j != i])
-            if len(nb) == 0:
-                continue
-            best, best_d = labels[i], np.inf
-            for c in range(k):
-                members = nb[labels[nb] == c]
-                if len(members) == 0:
-                    continue
-                d = float(np.sum((profiles[i] - profiles[members].mean(axis=0)) ** 2))
-                if d < best_d:
-                    best, best_d = c, d
-            if best != labels[i]:
-                new[i] = best
-                moved += 1
-        labels = new
-        if moved == 0:
+        _kernels.reclassify_round(prof, labels, start, nbr, k, new)
+        if np.array_equal(new, labels):
             break
+        labels[:] = new
     return labels
 
 
