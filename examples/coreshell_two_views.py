@@ -120,6 +120,8 @@ def run(data, *, dose=1e5, counts="true", n_views=2, seed=0, out=None, progress=
     if len(available) < n_views:
         notes.append(f"the shipped pair holds only the {', '.join(available)} view(s): searching {len(available)}")
         n_views = len(available)
+    if n_views < 2:
+        notes = [n for n in notes if "[110]" not in n]  # the stand-in [110] model is not used
     t0 = time.perf_counter()
     fits, report = {}, {"dose_e_per_angstrom2": dose, "counts": counts, "n_views": n_views, "notes": notes}
     for axis in AXES[:n_views]:
