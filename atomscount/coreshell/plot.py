@@ -172,7 +172,7 @@ def save_coreshell_figures(model: CoreShellModel, out_dir, *, views=None, lensin
         for v, (meas, err, pred) in enumerate(view_scs(model, views, lensing)):
             scale = model.info.get("scs_scale", [1.0] * len(model.zone_axes))[v] if model.measured_scs else 1.0
             title = f"[{model.zone_axes[v]}]: measured against predicted SCS" + (
-                f" (model × {scale:.3f})" if abs(scale - 1.0) > 1e-9 else ""
+                f"\n(lensing model × {scale:.3f})" if abs(scale - 1.0) > 1e-9 else ""
             )
             figs[f"scs_{v}_{model.zone_axes[v]}"] = lambda m=meas, e=err, p=pred, t=title: plot_scs_agreement(
                 m, e, p, title=t
