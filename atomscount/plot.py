@@ -479,6 +479,23 @@ def plot_mixed_predictions(models: dict, mixed, *, ax=None):
     return fig
 
 
+def write_figures(makers: dict, out_dir) -> dict:
+    """Draw each figure of ``makers`` (name -> function returning a Figure), write it as ``out_dir/NAME.png``
+    atomically and close it; return name -> path. One figure is open at a time."""
+    from .io import atomic_path
+
+    paths = {}
+    for name, make in makers.items():
+        fig = make()
+        paths[name] = Path(out_dir) / f"{name}.png"
+        try:
+            with atomic_path(paths[name]) as tmp:
+                fig.savefig(tmp, dpi=110, format="png")
+        finally:
+            plt.close(fig)
+    return paths
+
+
 def _save_pngs(figs: dict, out) -> dict:
     paths = {}
     for name, fig in figs.items():

@@ -159,7 +159,7 @@ def save_coreshell_figures(model: CoreShellModel, out_dir, *, views=None, lensin
     else the ``views`` and ``lensing`` given to the search; without either only the
     slices and the count maps are drawn.
     """
-    from ..io import atomic_path
+    from ..plot import write_figures
 
     out = Path(out_dir)
     if not out.is_dir():
@@ -177,16 +177,7 @@ def save_coreshell_figures(model: CoreShellModel, out_dir, *, views=None, lensin
             figs[f"scs_{v}_{model.zone_axes[v]}"] = lambda m=meas, e=err, p=pred, t=title: plot_scs_agreement(
                 m, e, p, title=t
             )
-    paths = {}
-    for name, make in figs.items():
-        fig = make()
-        paths[name] = out / f"{name}.png"
-        try:
-            with atomic_path(paths[name]) as tmp:
-                fig.savefig(tmp, dpi=110, format="png")
-        finally:
-            plt.close(fig)
-    return paths
+    return write_figures(figs, out)
 
 
 def _fig_ax(ax, size):

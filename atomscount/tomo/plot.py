@@ -83,8 +83,7 @@ def plot_r1(volume: Volume, *, ax=None):
 
 def save_tomo_figures(out_dir, *, volume: Volume | None = None, traced: TracedAtoms | None = None) -> dict:
     """Write the figures that the inputs allow as PNGs in ``out_dir`` (each atomically); return name → path."""
-    from ..io import atomic_path
-    from ..plot import plot_model_3d
+    from ..plot import plot_model_3d, write_figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -96,13 +95,4 @@ def save_tomo_figures(out_dir, *, volume: Volume | None = None, traced: TracedAt
         figs["intensity_histogram"] = lambda: plot_intensity_histogram(traced)
         if traced.labels is not None:
             figs["model_3d"] = lambda: plot_model_3d(traced.to_atoms())
-    paths = {}
-    for name, make in figs.items():
-        fig = make()
-        paths[name] = out / f"{name}.png"
-        try:
-            with atomic_path(paths[name]) as tmp:
-                fig.savefig(tmp, dpi=110, format="png")
-        finally:
-            plt.close(fig)
-    return paths
+    return write_figures(figs, out)
