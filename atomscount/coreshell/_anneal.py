@@ -34,6 +34,8 @@ import math
 import numba as nb
 import numpy as np
 
+from ._kernels import _increment
+
 EMPTY, SHELL, CORE = 0, 1, 2
 MOVE_SWAP, MOVE_FLIP, MOVE_GROW, MOVE_SHRINK = 0, 1, 2, 3
 
@@ -73,7 +75,9 @@ def pack(columns, tables, measured, sigma):
 
 @nb.njit(cache=True)
 def _column_scs(g, v, gstart, gorder, codes, eoc, inc, nlen, curves, lam):
-    n = nlen[v]
+    """Lensing-model SCS of global column g of view v (the per-atom increment is the forward kernel's)."""
+    inc_v = inc[v, :, : nlen[v]]
+    curves_v = curves[v]
     e = lam.shape[1]
     depth_above = np.zeros(e)
     total = 0.0
@@ -81,18 +85,7 @@ def _column_scs(g, v, gstart, gorder, codes, eoc, inc, nlen, curves, lam):
         k = eoc[v, codes[gorder[p]]]
         if k < 0:
             continue
-        depth = 1.0 + depth_above[k]
-        if depth <= n:
-            x = min(max(depth - 1.0, 0.0), n - 1.0)
-            i0 = int(math.floor(x))
-            if i0 >= n - 1:
-                total += inc[v, k, n - 1]
-            else:
-                f = x - i0
-                total += inc[v, k, i0] * (1.0 - f) + inc[v, k, i0 + 1] * f
-        else:
-            amp, n_sat, slope = curves[v, k, 0], curves[v, k, 1], curves[v, k, 2]
-            total += amp * (math.exp(-(depth - 1.0) / n_sat) - math.exp(-depth / n_sat)) + slope
+        total += _increment(inc_v, curves_v, k, 1.0 + depth_above[k])
         for b in range(e):
             depth_above[b] += lam[v, k, b]
     return total
