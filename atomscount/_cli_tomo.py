@@ -39,6 +39,9 @@ def add_parser(sub, fmt) -> None:
     tr.add_argument("--classes", type=int, default=3, help="number of intensity classes, the first is non-atom")
     tr.add_argument("--names", default=None, help="class names, darkest first, comma-separated (e.g. non-atom,Fe,Pt)")
     tr.add_argument("--min-distance", type=float, default=2.0, help="smallest distance between atoms [Å]")
+    tr.add_argument("--series", type=Path, default=None,
+                    help="the tilt series of the volume: refine the atoms against its projections (width, integrals, "
+                         "positions, missing atoms) and classify the fitted integrals")  # fmt: skip
     tr.add_argument("--figures", type=Path, default=None, help="folder for the histogram, slices and 3D view")
     tr.add_argument("--out", type=Path, required=True, help="extended XYZ of the classified atoms")
     c = ts.add_parser("compare", formatter_class=fmt, help="match traced atoms to a true model")
@@ -78,7 +81,7 @@ def _read_atoms(path: Path):
 
 
 def run(args: argparse.Namespace) -> int:
-    from .tomo import classify_atoms, compare_models, reconstruct, simulate_tilt_series, trace_atoms
+    from .tomo import classify_atoms, compare_models, reconstruct, refine_atoms, simulate_tilt_series, trace_atoms
     from .tomo.geometry import TiltSeries
     from .tomo.plot import save_tomo_figures
     from .tomo.reconstruct import Volume
@@ -100,8 +103,11 @@ def run(args: argparse.Namespace) -> int:
     elif args.tomo_command == "trace":
         volume = Volume.from_hdf5(args.volume)
         names = args.names.split(",") if args.names else None
-        traced = classify_atoms(trace_atoms(volume, min_distance_angstrom=args.min_distance), args.classes,
-                                names=names)  # fmt: skip
+        traced = trace_atoms(volume, min_distance_angstrom=args.min_distance)
+        if args.series is not None:
+            traced = refine_atoms(traced, TiltSeries.from_hdf5(args.series), volume)
+            print(f"refined: width {traced.refinement['width_angstrom']:.3f} Å, R1 {traced.refinement['r1']:.3f}")
+        traced = classify_atoms(traced, args.classes, names=names)
         traced.write_xyz(args.out)
         print(f"{traced} -> {args.out}")
         if args.figures is not None:

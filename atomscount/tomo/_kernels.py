@@ -259,3 +259,161 @@ def reclassify_round(profiles, labels, nbr_start, nbr, n_classes, new):
                 best_d = dist
                 best = c
         new[i] = best
+
+
+# --- atoms as Gaussians: projection and the per-atom normal equations (model refinement) ---
+
+
+@nb.njit(cache=True, nogil=True)
+def _axis_weights(x0, s, pixel, lo, n, w, dw, deriv=True):
+    """Pixel integrals ``w`` of a unit 1D Gaussian centred at fractional pixel ``x0`` (width ``s`` [Å])
+    over pixels lo..lo+n-1, and (with ``deriv``) their derivatives ``dw`` with respect to the centre [1/Å]."""
+    inv = pixel / s
+    c = 1.0 / math.sqrt(2.0 * math.pi)
+    t_lo = (lo - 0.5 - x0) * inv
+    f_lo = _erf_cdf(t_lo)
+    p_lo = c * math.exp(-0.5 * t_lo * t_lo) if deriv else 0.0
+    for m in range(n):
+        t_hi = t_lo + inv
+        f_hi = _erf_cdf(t_hi)
+        w[m] = f_hi - f_lo
+        if deriv:
+            p_hi = c * math.exp(-0.5 * t_hi * t_hi)
+            dw[m] = -(p_hi - p_lo) / s
+            p_lo = p_hi
+        t_lo, f_lo = t_hi, f_hi
+
+
+@nb.njit(cache=True, parallel=True)
+def project_atoms(pos, amp, sigma, rot, pixel, n_sigma, out):
+    """``out`` (k, nv, nu) = the projections of Gaussian atoms (integrals ``amp``, widths ``sigma``),
+    each pixel holding the exact integral over its area, cut at ``n_sigma`` widths."""
+    nk, nv, nu = out.shape
+    cu, cv = (nu - 1) / 2.0, (nv - 1) / 2.0
+    for k in nb.prange(nk):
+        r = rot[k]
+        img = out[k]
+        img[:, :] = 0.0
+        wx = np.empty(nu)
+        dwx = np.empty(nu)
+        wy = np.empty(nv)
+        dwy = np.empty(nv)
+        for a in range(pos.shape[0]):
+            x0 = (r[0, 0] * pos[a, 0] + r[0, 1] * pos[a, 1] + r[0, 2] * pos[a, 2]) / pixel + cu
+            y0 = (r[1, 0] * pos[a, 0] + r[1, 1] * pos[a, 1] + r[1, 2] * pos[a, 2]) / pixel + cv
+            h = n_sigma * sigma[a] / pixel + 1.0
+            i_lo, i_hi = max(0, int(math.floor(x0 - h))), min(nu - 1, int(math.ceil(x0 + h)))
+            j_lo, j_hi = max(0, int(math.floor(y0 - h))), min(nv - 1, int(math.ceil(y0 + h)))
+            if i_lo > i_hi or j_lo > j_hi:
+                continue
+            _axis_weights(x0, sigma[a], pixel, i_lo, i_hi - i_lo + 1, wx, dwx, False)
+            _axis_weights(y0, sigma[a], pixel, j_lo, j_hi - j_lo + 1, wy, dwy, False)
+            for j in range(j_lo, j_hi + 1):
+                f = amp[a] * wy[j - j_lo]
+                for i in range(i_lo, i_hi + 1):
+                    img[j, i] += f * wx[i - i_lo]
+
+
+@nb.njit(cache=True, parallel=True)
+def atom_normal_blocks(pos, amp, sigma, rot, pixel, n_sigma, res, wt, full, jtr, jtj):
+    """Per atom a, over every projection: ``jtr[a]`` = J_a^T res and (with ``full``) ``jtj[a]`` = J_a^T W J_a
+    (W the pixel weights ``wt``),
+    J_a the derivatives of the projections :func:`project_atoms` makes with respect to the atom's
+    integral and its x, y, z (in that order). Without ``full`` only ``jtr[a, 0]`` (the adjoint) is made."""
+    nk, nv, nu = res.shape
+    cu, cv = (nu - 1) / 2.0, (nv - 1) / 2.0
+    for a in nb.prange(pos.shape[0]):
+        wx = np.empty(nu)
+        dwx = np.empty(nu)
+        wy = np.empty(nv)
+        dwy = np.empty(nv)
+        g = np.zeros(4)
+        hh = np.zeros((4, 4))
+        for k in range(nk):
+            r = rot[k]
+            x0 = (r[0, 0] * pos[a, 0] + r[0, 1] * pos[a, 1] + r[0, 2] * pos[a, 2]) / pixel + cu
+            y0 = (r[1, 0] * pos[a, 0] + r[1, 1] * pos[a, 1] + r[1, 2] * pos[a, 2]) / pixel + cv
+            h = n_sigma * sigma[a] / pixel + 1.0
+            i_lo, i_hi = max(0, int(math.floor(x0 - h))), min(nu - 1, int(math.ceil(x0 + h)))
+            j_lo, j_hi = max(0, int(math.floor(y0 - h))), min(nv - 1, int(math.ceil(y0 + h)))
+            if i_lo > i_hi or j_lo > j_hi:
+                continue
+            _axis_weights(x0, sigma[a], pixel, i_lo, i_hi - i_lo + 1, wx, dwx)
+            _axis_weights(y0, sigma[a], pixel, j_lo, j_hi - j_lo + 1, wy, dwy)
+            # in (integral, u, v), then through d(u, v)/d(x, y, z) = rows 0 and 1 of R_k
+            s0 = 0.0
+            su = 0.0
+            sv = 0.0
+            h00 = 0.0
+            h0u = 0.0
+            h0v = 0.0
+            huu = 0.0
+            huv = 0.0
+            hvv = 0.0
+            for j in range(j_lo, j_hi + 1):
+                y = wy[j - j_lo]
+                dy = dwy[j - j_lo]
+                for i in range(i_lo, i_hi + 1):
+                    e = res[k, j, i]
+                    j0 = y * wx[i - i_lo]
+                    s0 += j0 * e
+                    if full:
+                        ju = amp[a] * y * dwx[i - i_lo]
+                        jv = amp[a] * dy * wx[i - i_lo]
+                        su += ju * e
+                        sv += jv * e
+                        q = wt[k, j, i]
+                        h00 += j0 * j0 * q
+                        h0u += j0 * ju * q
+                        h0v += j0 * jv * q
+                        huu += ju * ju * q
+                        huv += ju * jv * q
+                        hvv += jv * jv * q
+            g[0] += s0
+            if full:
+                hh[0, 0] += h00
+                for c in range(3):
+                    g[1 + c] += su * r[0, c] + sv * r[1, c]
+                    hh[0, 1 + c] += h0u * r[0, c] + h0v * r[1, c]
+                    for d in range(3):
+                        hh[1 + c, 1 + d] += (huu * r[0, c] * r[0, d] + huv * (r[0, c] * r[1, d] + r[1, c] * r[0, d])
+                                             + hvv * r[1, c] * r[1, d])  # fmt: skip
+        for c in range(4):
+            jtr[a, c] = g[c]
+        if full:
+            for c in range(1, 4):
+                hh[c, 0] = hh[0, c]
+            for c in range(4):
+                for d in range(4):
+                    jtj[a, c, d] = hh[c, d]
+
+
+@nb.njit(cache=True, parallel=True)
+def adjoint_atoms(pos, sigma, rot, pixel, n_sigma, res, out):
+    """Adjoint of :func:`project_atoms` with unit integrals, per projection: ``out[k, a]`` = the sum of
+    ``res[k]`` weighted by atom a's pixel integrals (sum over k for A^T res)."""
+    nk, nv, nu = res.shape
+    cu, cv = (nu - 1) / 2.0, (nv - 1) / 2.0
+    for k in nb.prange(nk):
+        r = rot[k]
+        img = res[k]
+        wx = np.empty(nu)
+        dwx = np.empty(nu)
+        wy = np.empty(nv)
+        dwy = np.empty(nv)
+        for a in range(pos.shape[0]):
+            x0 = (r[0, 0] * pos[a, 0] + r[0, 1] * pos[a, 1] + r[0, 2] * pos[a, 2]) / pixel + cu
+            y0 = (r[1, 0] * pos[a, 0] + r[1, 1] * pos[a, 1] + r[1, 2] * pos[a, 2]) / pixel + cv
+            h = n_sigma * sigma[a] / pixel + 1.0
+            i_lo, i_hi = max(0, int(math.floor(x0 - h))), min(nu - 1, int(math.ceil(x0 + h)))
+            j_lo, j_hi = max(0, int(math.floor(y0 - h))), min(nv - 1, int(math.ceil(y0 + h)))
+            total = 0.0
+            if i_lo <= i_hi and j_lo <= j_hi:
+                _axis_weights(x0, sigma[a], pixel, i_lo, i_hi - i_lo + 1, wx, dwx, False)
+                _axis_weights(y0, sigma[a], pixel, j_lo, j_hi - j_lo + 1, wy, dwy, False)
+                for j in range(j_lo, j_hi + 1):
+                    row = 0.0
+                    for i in range(i_lo, i_hi + 1):
+                        row += img[j, i] * wx[i - i_lo]
+                    total += row * wy[j - j_lo]
+            out[k, a] = total

@@ -23,7 +23,7 @@ from scipy.spatial import cKDTree
 from .._checks import check_integer, check_positive
 from .reconstruct import Volume
 
-__all__ = ["TracedAtoms", "trace_atoms"]
+__all__ = ["TracedAtoms", "sample_volume", "trace_atoms"]
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -46,6 +46,12 @@ class TracedAtoms:
     labels : ndarray (n,) of int, optional
         Class of each atom, set by :func:`~.classify.classify_atoms`.
     class_names : tuple of str
+    strength, strength_error : ndarray (n,), optional
+        Each atom's integral [Å²] fitted to the projections, and its standard error,
+        set by :func:`~.refine.refine_atoms`.
+    refinement : dict
+        What the refinement found: the atoms' width, the R1 factor of the model's
+        projections, and per round the χ², the candidates and the atoms added.
     """
 
     positions: np.ndarray
@@ -56,6 +62,9 @@ class TracedAtoms:
     pixel_size_angstrom: float
     labels: np.ndarray | None = None
     class_names: tuple = ()
+    strength: np.ndarray | None = None
+    strength_error: np.ndarray | None = None
+    refinement: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -91,6 +100,9 @@ class TracedAtoms:
         atoms = self.to_atoms()
         atoms.arrays["intensity_box"] = self.intensity_box[keep]
         atoms.arrays["intensity_fit"] = self.intensity_fit[keep]
+        if self.strength is not None:
+            atoms.arrays["strength"] = self.strength[keep]
+            atoms.arrays["strength_error"] = self.strength_error[keep]
         with atomic_path(path) as tmp:
             ase.io.write(str(tmp), atoms, format="extxyz")
         return Path(path)
@@ -191,6 +203,22 @@ def trace_atoms(volume: Volume, *, min_distance_angstrom: float = 2.0, threshold
     keep = _min_distance(positions, dmin)
     return TracedAtoms(positions[keep], box[keep], integral[keep], values[keep], profiles[keep],
                        volume.pixel_size_angstrom)  # fmt: skip
+
+
+def sample_volume(volume: Volume, positions, *, integration_radius_angstrom: float = 1.0):
+    """At each position [Å]: the value of the nearest voxel, its 3 x 3 x 3 profile (27) and the box
+    integral within ``integration_radius_angstrom``; positions outside the volume's interior are
+    taken at the nearest interior voxel."""
+    data = np.asarray(volume.data, dtype=np.float64)
+    pixel = volume.pixel_size_angstrom
+    pos = np.asarray(positions, dtype=np.float64).reshape(-1, 3)
+    centre = (np.array(data.shape) - 1) / 2.0  # z, y, x
+    vox = np.clip(np.round(pos[:, ::-1] / pixel + centre).astype(np.int64), 1, np.array(data.shape) - 2)
+    offsets = np.array([(dz, dy, dx) for dz in (-1, 0, 1) for dy in (-1, 0, 1) for dx in (-1, 0, 1)])
+    profiles = data[tuple((vox[:, None, :] + offsets[None, :, :]).transpose(2, 0, 1))].reshape(len(pos), 27)
+    box = _box_integrals(data, vox, pos, centre, pixel, check_positive(integration_radius_angstrom,
+                                                                       "integration_radius_angstrom"))  # fmt: skip
+    return data[tuple(vox.T)], profiles, box
 
 
 def _min_distance(positions, dmin):

@@ -115,7 +115,7 @@ def test_a_distributed_client_gives_the_serial_result(atoms_and_series):
     import distributed  # a declared dependency (pyproject.toml)
     _, _, ts = atoms_and_series
     serial = reconstruct(ts, n_iter=5, progress=False)
-    with distributed.Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as client:
+    with distributed.Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as client:
         remote = reconstruct(ts, n_iter=5, progress=False, client=client)
     np.testing.assert_array_equal(remote.data, serial.data)
     np.testing.assert_allclose(remote.r1, serial.r1, rtol=1e-12)

@@ -1,0 +1,405 @@
+"""Refinement of a traced atomic model against the measured projections (issue 14).
+
+Every candidate of a :class:`~.trace.TracedAtoms` becomes a 3D Gaussian, projected
+exactly as :func:`~.simulate.simulate_tilt_series` does (pixel integrals of error
+functions), and the model is fitted to the tilt series itself rather than to the
+reconstruction, which the missing wedge and the finite number of SIRT iterations
+blur and streak:
+
+1. **width**: one width shared by all atoms, by golden-section search on the χ² of
+   the strength fit (probe, thermal smearing and residual misalignment together);
+2. **strengths**: the integral of every candidate and a background per projection,
+   by linear least squares (CGLS on the normal equations). A neighbour's tail no
+   longer adds to an atom's intensity, as it does in a box integral of the volume;
+3. **positions**: a damped Gauss-Newton step per atom, from its own 4 x 4 normal
+   equations (integral, x, y, z) with the others held, kept where the total χ² falls;
+4. **missing atoms**: the residual projections (measured minus model) are
+   reconstructed and traced; a maximum farther than ``min_distance_angstrom`` from
+   every significant atom becomes a candidate, in place of insignificant candidates
+   near it. Weak atoms beside bright ones, which are not maxima of the volume, are
+   found here.
+
+Steps 2-4 repeat ``n_rounds`` times, then 2 runs once more. Each candidate's
+integral and its standard error go in ``TracedAtoms.strength`` and
+``strength_error``; :func:`~.classify.classify_atoms` clusters them. Candidates
+that are noise get integrals near zero, which the non-atom class takes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import warnings
+
+import numpy as np
+from scipy.spatial import cKDTree
+
+from .._checks import check_integer, check_positive
+from . import _kernels
+from .geometry import TiltSeries
+from .reconstruct import Volume, reconstruct
+from .trace import TracedAtoms, sample_volume, trace_atoms
+
+__all__ = ["refine_atoms", "project_model"]
+
+#: Gaussians are cut at this many widths.
+N_SIGMA = 4.0
+
+
+class _Problem:
+    """The projections (in integral units, Å² per pixel) and the geometry, with the model's operators."""
+
+    def __init__(self, series: TiltSeries | None):
+        if series is None:
+            return
+        self.pixel = series.pixel_size_angstrom
+        self.data = series.images * self.pixel**2
+        self.rot = np.ascontiguousarray(series.rotations)
+        self.shape = self.data.shape
+
+    def every(self, step):
+        """The same problem on every ``step``-th projection."""
+        sub = _Problem(None)
+        sub.pixel = self.pixel
+        for name in ("data", "rot"):
+            setattr(sub, name, np.ascontiguousarray(getattr(self, name)[::step]))
+        sub.shape = sub.data.shape
+        return sub
+
+    def forward(self, pos, amp, sigma, bg):
+        out = np.empty(self.shape)
+        _kernels.project_atoms(pos, amp, sigma, self.rot, self.pixel, N_SIGMA, out)
+        out += bg[:, None, None]
+        return out
+
+    def adjoint(self, pos, sigma, res):
+        out = np.empty((self.shape[0], len(pos)))
+        _kernels.adjoint_atoms(pos, sigma, self.rot, self.pixel, N_SIGMA, res, out)
+        return out.sum(axis=0), res.sum(axis=(1, 2))
+
+    def chi2(self, model):
+        r = self.data - model
+        return float(np.sum(r * r))
+
+    def blocks(self, pos, amp, sigma, model):
+        """J^T r and J^T J per atom, r the residual of ``model``."""
+        jtr = np.empty((len(pos), 4))
+        jtj = np.empty((len(pos), 4, 4))
+        _kernels.atom_normal_blocks(pos, amp, sigma, self.rot, self.pixel, N_SIGMA, self.data - model,
+                                    np.ones(self.shape), True, jtr, jtj)  # fmt: skip
+        return jtr, jtj
+
+    def strengths(self, pos, sigma, amp=None, bg=None, n_iter=20):
+        """CGLS for the integrals and backgrounds, from (amp, bg) when given; returns them and χ²."""
+        amp = np.zeros(len(pos)) if amp is None else amp.copy()
+        bg = np.zeros(self.shape[0]) if bg is None else bg.copy()
+        r = self.data - self.forward(pos, amp, sigma, bg)
+        s_a, s_b = self.adjoint(pos, sigma, r)
+        p_a, p_b = s_a.copy(), s_b.copy()
+        gamma = s_a @ s_a + s_b @ s_b
+        for _ in range(n_iter):
+            q = self.forward(pos, p_a, sigma, p_b)
+            qq = float(np.sum(q * q))
+            if qq <= 0.0 or gamma <= 0.0:
+                break
+            alpha = gamma / qq
+            amp += alpha * p_a
+            bg += alpha * p_b
+            r -= alpha * q
+            s_a, s_b = self.adjoint(pos, sigma, r)
+            gamma_new = s_a @ s_a + s_b @ s_b
+            beta = gamma_new / gamma
+            p_a, p_b = s_a + beta * p_a, s_b + beta * p_b
+            gamma = gamma_new
+        return amp, bg, float(np.sum(r * r))
+
+    def r1(self, model):
+        den = np.abs(self.data).sum(axis=(1, 2))
+        num = np.abs(self.data - model).sum(axis=(1, 2))
+        return float(np.mean(num[den > 0] / den[den > 0]))
+
+
+def project_model(positions, strengths, series: TiltSeries, *, width_angstrom: float, background=None) -> np.ndarray:
+    """Projections (k, rows, cols) of Gaussian atoms at ``series``' angles, in the units of its images.
+
+    ``strengths`` are the atoms' integrals [Å²] and ``background`` one value per projection.
+    """
+    prob = _Problem(series)
+    pos = np.ascontiguousarray(positions, dtype=np.float64)
+    sigma = np.full(len(pos), check_positive(width_angstrom, "width_angstrom"))
+    bg = np.zeros(prob.shape[0]) if background is None else np.asarray(background, dtype=np.float64)
+    return prob.forward(pos, np.asarray(strengths, dtype=np.float64), sigma, bg) / prob.pixel**2
+
+
+def _fit_width(prob, pos, lo, hi, n_eval=8, n_iter=8, max_projections=20):
+    """Golden-section search of the shared width in [lo, hi] [Å] on the χ² of the strength fit
+    (on at most ``max_projections`` evenly spaced projections)."""
+    g = (math.sqrt(5.0) - 1.0) / 2.0
+    prob = prob.every(max(1, int(np.ceil(prob.shape[0] / max_projections))))
+
+    def chi2(s):
+        return prob.strengths(pos, np.full(len(pos), s), n_iter=n_iter)[2]
+
+    a, b = lo, hi
+    c, d = b - g * (b - a), a + g * (b - a)
+    fc, fd = chi2(c), chi2(d)
+    for _ in range(n_eval - 2):
+        if fc < fd:
+            b, d, fd = d, c, fc
+            c = b - g * (b - a)
+            fc = chi2(c)
+        else:
+            a, c, fc = c, d, fd
+            d = a + g * (b - a)
+            fd = chi2(d)
+    return 0.5 * (a + b)
+
+
+def _errors(prob, pos, amp, sigma, model):
+    """Standard errors of the integrals (each alone, from its normal equation, with the residual's variance)."""
+    _, jtj = prob.blocks(pos, amp, sigma, model)
+    scale = prob.chi2(model) / prob.data.size
+    return np.sqrt(scale / np.maximum(jtj[:, 0, 0], 1e-300))
+
+
+def _position_step(prob, pos, amp, sigma, bg, significant, max_step):
+    """One Gauss-Newton step of the positions of the significant atoms, kept if the total χ² falls."""
+    model = prob.forward(pos, amp, sigma, bg)
+    chi0 = prob.chi2(model)
+    idx = np.flatnonzero(significant)
+    if len(idx) == 0:
+        return pos, amp, chi0, 0.0
+    jtr, jtj = prob.blocks(pos, amp, sigma, model)
+    h = jtj[idx] + 1e-3 * np.einsum("nii->ni", jtj[idx])[:, :, None] * np.eye(4)[None]
+    delta = np.linalg.solve(h, jtr[idx][..., None])[..., 0]
+    step = delta[:, 1:]
+    norm = np.linalg.norm(step, axis=1)
+    step *= np.minimum(1.0, max_step / np.maximum(norm, 1e-12))[:, None]
+    for f in (1.0, 0.5, 0.25):
+        new_pos, new_amp = pos.copy(), amp.copy()
+        new_pos[idx] += f * step
+        new_amp[idx] += f * delta[:, 0]
+        chi = prob.chi2(prob.forward(new_pos, new_amp, sigma, bg))
+        if chi < chi0:
+            return new_pos, new_amp, chi, float(f * np.sqrt(np.mean(np.sum(step**2, axis=1))))
+    return pos, amp, chi0, 0.0
+
+
+def _lattice_sites(atoms, pair_distance, dmin, min_votes=2):
+    """Sites a crystal implies next to ``atoms``: for each pair closer than ``pair_distance``, each atom's
+    mirror of the other (fcc, bcc, hcp and L1_0 lattices are centrosymmetric), where at least
+    ``min_votes`` pairs agree within 0.8 Å, farther than ``dmin`` from every atom, merged within ``dmin``."""
+    if len(atoms) < 3:
+        return np.zeros((0, 3))
+    tree = cKDTree(atoms)
+    i, j = tree.query_pairs(pair_distance, output_type="ndarray").T
+    sites = np.concatenate([2.0 * atoms[i] - atoms[j], 2.0 * atoms[j] - atoms[i]])
+    if len(sites) == 0:
+        return sites
+    sites = sites[tree.query(sites)[0] >= dmin]
+    if len(sites) == 0:
+        return sites
+    st = cKDTree(sites)
+    votes = np.array([len(v) for v in st.query_ball_point(sites, 0.8)])
+    sites, votes = sites[votes >= min_votes], votes[votes >= min_votes]
+    order = np.argsort(-votes, kind="stable")
+    keep = order[_min_distance_order(sites[order], dmin)]
+    return sites[keep]
+
+
+def _min_distance_order(positions, dmin):
+    """Indices of ``positions`` kept when each, in order, removes the later ones within ``dmin``."""
+    tree = cKDTree(positions)
+    alive = np.ones(len(positions), dtype=bool)
+    for a in range(len(positions)):
+        if alive[a]:
+            for b in tree.query_ball_point(positions[a], dmin):
+                if b > a:
+                    alive[b] = False
+    return np.flatnonzero(alive)
+
+
+def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude, residual_iter):
+    """Maxima (``dmin`` apart) of the reconstructed residual farther than ``exclude`` from every
+    significant atom."""
+    res = (prob.data - prob.forward(pos, amp, sigma, bg)) / prob.pixel**2
+    rs = TiltSeries(res, series.angles, series.pixel_size_angstrom, {"source": "atomscount.tomo.refine residual"})
+    rv = reconstruct(rs, n_iter=residual_iter, thickness=volume.data.shape[0], positivity=False, progress=False)
+    # threshold: a robust noise level of the residual volume where atoms are
+    near = _near_mask(rv.data.shape, rv.pixel_size_angstrom, pos[significant], 3.0)
+    vals = rv.data[near] if near.any() else rv.data.ravel()
+    noise = 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
+    try:
+        peaks = trace_atoms(rv, min_distance_angstrom=dmin, threshold=4.0 * noise)
+    except ValueError:
+        return np.zeros((0, 3))
+    if not significant.any():
+        return peaks.positions
+    d, _ = cKDTree(pos[significant]).query(peaks.positions)
+    return peaks.positions[d >= exclude]
+
+
+def _near_mask(shape, pixel, positions, radius):
+    """Voxels within ``radius`` [Å] of any of ``positions`` (on a coarse test: voxel centres)."""
+    mask = np.zeros(shape, dtype=bool)
+    if len(positions) == 0:
+        return mask
+    centre = (np.array(shape) - 1) / 2.0  # z, y, x
+    idx = np.round(positions[:, ::-1] / pixel + centre).astype(int)
+    r = int(np.ceil(radius / pixel))
+    idx = np.clip(idx, 0, np.array(shape) - 1)
+    mask[tuple(idx.T)] = True
+    from scipy import ndimage
+
+    ball = np.add.outer(np.add.outer(np.arange(-r, r + 1) ** 2, np.arange(-r, r + 1) ** 2),
+                        np.arange(-r, r + 1) ** 2) <= r * r  # fmt: skip
+    return ndimage.binary_dilation(mask, structure=ball)
+
+
+def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_rounds: int = 2,
+                 add_missing: bool = True, refine_positions: bool = True, width_angstrom: float | None = None,
+                 lattice: bool = True, min_distance_angstrom: float = 2.0, exclude_angstrom: float = 1.8,
+                 pair_distance_angstrom: float = 3.2, n_iter: int = 15, residual_iter: int = 10,
+                 significance: float = 5.0, max_step_angstrom: float = 0.3, min_neighbours: int = 2,
+                 progress: bool = True) -> TracedAtoms:  # fmt: skip
+    """Fit the traced candidates to the projections: width, integrals, positions, and missing atoms.
+
+    Parameters
+    ----------
+    traced : TracedAtoms
+        Candidates from :func:`~.trace.trace_atoms` on ``volume`` (unclassified: every candidate is fitted).
+    series : TiltSeries
+        The projections ``volume`` was reconstructed from (aligned; in a linear unit).
+    volume : Volume
+        For the box integrals and profiles at the refined positions, and the residual's grid.
+    n_rounds : int
+        Rounds of strengths, positions and missing atoms.
+    add_missing : bool
+        Look for atoms in the reconstructed residual.
+    lattice : bool
+        Add the lattice sites next to significant atoms that a centrosymmetric crystal
+        implies (each atom's mirror of a neighbour within ``pair_distance_angstrom``,
+        where two pairs agree) as candidates: the fit keeps those that hold an atom
+        and gives the others integrals near zero.
+    refine_positions : bool
+    width_angstrom : float, optional
+        The atoms' Gaussian width [Å] (default: fitted).
+    min_distance_angstrom : float
+        Smallest distance between two maxima of the residual [Å].
+    exclude_angstrom : float
+        A new candidate must be this far from every significant atom, and two
+        candidates closer than this cannot both stay [Å].
+    pair_distance_angstrom : float
+        Neighbours within this distance imply lattice sites [Å] (nearest neighbours only).
+    n_iter : int
+        CGLS iterations of each strength fit.
+    residual_iter : int
+        SIRT iterations of the residual reconstruction.
+    significance : float
+        An atom is significant when its integral exceeds this many standard errors:
+        only those move, and only those keep new candidates away.
+    max_step_angstrom : float
+        Largest position step of one round [Å].
+    min_neighbours : int
+        A candidate with fewer significant atoms than this within ``pair_distance_angstrom``
+        is dropped at the end: no atom of a solid floats alone (the weak candidates
+        in the vacuum that the missing wedge leaves poorly determined).
+    progress : bool
+
+    Returns
+    -------
+    TracedAtoms
+        Unclassified, with ``strength``, ``strength_error`` and ``refinement`` (width,
+        R1 of the model's projections, atoms added per round) set; box integrals and
+        profiles measured in ``volume`` at the refined positions.
+    """
+    from tqdm.auto import tqdm
+
+    if not isinstance(traced, TracedAtoms):
+        raise TypeError(f"traced must be TracedAtoms, got {type(traced).__name__}")
+    if not isinstance(series, TiltSeries):
+        raise TypeError(f"series must be a TiltSeries, got {type(series).__name__}")
+    if not isinstance(volume, Volume):
+        raise TypeError(f"volume must be a Volume, got {type(volume).__name__}")
+    if abs(volume.pixel_size_angstrom - series.pixel_size_angstrom) > 1e-9 * series.pixel_size_angstrom:
+        raise ValueError(f"volume has pixel_size_angstrom = {volume.pixel_size_angstrom:g} but series has "
+                         f"{series.pixel_size_angstrom:g}")  # fmt: skip
+    if len(traced) == 0:
+        raise ValueError("traced holds no candidate atoms to refine")
+    n_rounds = check_integer(n_rounds, "n_rounds", low=0)
+    n_iter = check_integer(n_iter, "n_iter", low=1)
+    residual_iter = check_integer(residual_iter, "residual_iter", low=1)
+    dmin = check_positive(min_distance_angstrom, "min_distance_angstrom")
+    exclude = check_positive(exclude_angstrom, "exclude_angstrom")
+    pair_distance = check_positive(pair_distance_angstrom, "pair_distance_angstrom")
+    significance = check_positive(significance, "significance")
+    max_step = check_positive(max_step_angstrom, "max_step_angstrom")
+    min_neighbours = check_integer(min_neighbours, "min_neighbours", low=0)
+    prob = _Problem(series)
+    pos = np.ascontiguousarray(traced.positions, dtype=np.float64)
+    pixel = prob.pixel
+    bar = tqdm(total=2 + 3 * n_rounds, desc="refining atoms", unit="step", disable=not progress)
+    if width_angstrom is None:
+        width = _fit_width(prob, pos, 0.5 * pixel, 3.0 * pixel)
+    else:
+        width = check_positive(width_angstrom, "width_angstrom")
+    bar.update()
+    sigma = np.full(len(pos), width)
+    amp, bg, chi2 = prob.strengths(pos, sigma, n_iter=n_iter)
+    history = [{"chi2": chi2, "n_candidates": len(pos)}]
+    bar.update()
+    for _ in range(n_rounds):
+        err = _errors(prob, pos, amp, sigma, prob.forward(pos, amp, sigma, bg))
+        significant = amp > significance * err
+        step = 0.0
+        if refine_positions:
+            pos, amp, chi2, step = _position_step(prob, pos, amp, sigma, bg, significant, max_step)
+        bar.update()
+        added = {"residual": np.zeros((0, 3)), "lattice": np.zeros((0, 3))}
+        if add_missing:
+            added["residual"] = _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude,
+                                         residual_iter)  # fmt: skip
+        if lattice:
+            sites = _lattice_sites(pos[significant], pair_distance, exclude)
+            if len(sites) and len(added["residual"]):
+                sites = sites[cKDTree(added["residual"]).query(sites)[0] >= exclude]
+            added["lattice"] = sites
+        new = np.concatenate(list(added.values()))
+        if len(new):
+            # insignificant candidates next to a new one give way to it
+            keep = significant | (cKDTree(new).query(pos)[0] >= exclude)
+            pos = np.ascontiguousarray(np.concatenate([pos[keep], new]))
+            amp = np.concatenate([amp[keep], np.zeros(len(new))])
+            sigma = np.full(len(pos), width)
+        bar.update()
+        amp, bg, chi2 = prob.strengths(pos, sigma, amp, bg, n_iter=n_iter)
+        history.append({"chi2": chi2, "n_candidates": len(pos), "n_added_residual": len(added["residual"]),
+                        "n_added_lattice": len(added["lattice"]), "rms_step_angstrom": step,
+                        "n_significant": int(significant.sum())})  # fmt: skip
+        bar.update()
+    # two candidates closer than ``exclude`` cannot both be atoms: the weaker goes; so does a lone one
+    order = np.argsort(-amp, kind="stable")
+    keep = np.sort(order[_min_distance_order(pos[order], exclude)])
+    n_merged = len(pos) - len(keep)
+    err = _errors(prob, pos, amp, sigma, prob.forward(pos, amp, sigma, bg))
+    significant = np.zeros(len(pos), dtype=bool)
+    significant[keep] = amp[keep] > significance * err[keep]
+    if min_neighbours > 0 and significant.any():
+        counts = cKDTree(pos[significant]).query_ball_point(pos[keep], pair_distance, return_length=True)
+        keep = keep[counts - significant[keep] >= min_neighbours]
+    if len(keep) < len(pos):
+        pos, sigma = np.ascontiguousarray(pos[keep]), sigma[keep]
+        amp, bg, chi2 = prob.strengths(pos, sigma, amp[keep], bg, n_iter=n_iter)
+    history.append({"chi2": chi2, "n_candidates": len(pos), "n_merged": int(n_merged),
+                    "n_alone": int(len(order) - n_merged - len(keep))})  # fmt: skip
+    bar.close()
+    model = prob.forward(pos, amp, sigma, bg)
+    err = _errors(prob, pos, amp, sigma, model)
+    peak, profiles, box = sample_volume(volume, pos)
+    if not np.all(np.isfinite(amp)):
+        warnings.warn("some fitted integrals are not finite: the projections may not match the volume",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
+    info = {"width_angstrom": width, "r1": prob.r1(model), "rounds": history, "background": bg.tolist()}
+    return dataclasses.replace(traced, positions=pos, intensity_box=box, intensity_fit=np.full(len(pos), np.nan),
+                               peak=peak, profiles=profiles, labels=None, strength=amp, strength_error=err,
+                               refinement=info)  # fmt: skip

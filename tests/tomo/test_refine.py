@@ -1,0 +1,133 @@
+"""Refinement of traced atoms against the projections (issue 14): operators, strengths, positions, missing atoms."""
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atomscount.tomo import (
+    classify_atoms,
+    compare_models,
+    element_strengths,
+    project_model,
+    reconstruct,
+    refine_atoms,
+    simulate_tilt_series,
+    trace_atoms,
+)
+from atomscount.tomo.refine import _lattice_sites, _Problem
+
+FEPT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fept"
+WIDTH = float(np.sqrt(0.5 / (8 * np.pi**2) + 0.4**2))  # B = 0.5 Å² and a 0.4 Å probe
+
+
+@pytest.fixture(scope="module")
+def small():
+    rng = np.random.default_rng(3)
+    pos = rng.uniform(-6.0, 6.0, (30, 3))
+    sym = ["Pt"] * 15 + ["Fe"] * 15
+    series = simulate_tilt_series(pos, np.linspace(-60.0, 60.0, 9), pixel_size_angstrom=0.4, symbols=sym,
+                                  probe_blur_angstrom=0.4)  # fmt: skip
+    return pos, sym, series
+
+
+def test_model_projections_match_the_simulation(small):
+    pos, sym, series = small
+    model = project_model(pos, element_strengths(sym), series, width_angstrom=WIDTH)
+    # the simulation cuts Gaussians at 5 widths, the model at 4
+    assert np.max(np.abs(model - series.images)) < 1e-4 * series.images.max()
+
+
+def test_operators_are_adjoint_and_derivatives_exact(small):
+    pos, sym, series = small
+    prob = _Problem(series)
+    rng = np.random.default_rng(0)
+    amp = element_strengths(sym)
+    sigma = np.full(len(pos), WIDTH)
+    y = rng.normal(size=prob.shape)
+    x = rng.normal(size=len(pos))
+    lhs = np.sum(prob.forward(pos, x, sigma, np.zeros(prob.shape[0])) * y)
+    assert lhs == pytest.approx(prob.adjoint(pos, sigma, y)[0] @ x, rel=1e-10)
+    # the gradient of <y, model> with respect to the first atom's position, against finite differences
+    model = prob.forward(pos, amp, sigma, np.zeros(prob.shape[0]))
+    jtr, _ = prob.blocks(pos, amp, sigma, prob.data - y)  # residual of that "model" is y
+    for c in range(3):
+        moved = pos.copy()
+        moved[0, c] += 1e-6
+        fd = (np.sum(prob.forward(moved, amp, sigma, np.zeros(prob.shape[0])) * y) - np.sum(model * y)) / 1e-6
+        assert jtr[0, 1 + c] == pytest.approx(fd, rel=1e-4, abs=1e-9)
+
+
+def test_strengths_are_recovered_exactly_from_clean_projections(small):
+    pos, sym, series = small
+    prob = _Problem(series)
+    amp, bg, _ = prob.strengths(pos, np.full(len(pos), WIDTH), n_iter=60)
+    np.testing.assert_allclose(amp, element_strengths(sym), rtol=1e-5)
+    assert np.max(np.abs(bg)) < 1e-8
+
+
+@pytest.fixture(scope="module")
+def fept_refined():
+    model = np.load(FEPT / "model.npy").T
+    symbols = np.where(np.load(FEPT / "atoms.npy")[0] == 0, "Fe", "Pt")
+    centre = model.mean(axis=0)
+    keep = np.linalg.norm(model - centre, axis=1) <= 11.0
+    pos, sym = model[keep] - centre, symbols[keep]
+    series = simulate_tilt_series(pos, np.linspace(-65.0, 64.0, 46), pixel_size_angstrom=0.3725, symbols=list(sym),
+                                  probe_blur_angstrom=0.4, dose_e_per_angstrom2=1e4, rng=1)  # fmt: skip
+    volume = reconstruct(series, n_iter=30, progress=False)
+    traced = trace_atoms(volume)
+    return pos, sym, series, volume, traced, refine_atoms(traced, series, volume, progress=False)
+
+
+def test_refinement_fits_the_width_and_the_strengths(fept_refined):
+    pos, sym, series, volume, traced, refined = fept_refined
+    info = refined.refinement
+    assert info["width_angstrom"] == pytest.approx(WIDTH, rel=0.1)
+    assert refined.strength is not None and len(refined.strength) == len(refined)
+    classified = classify_atoms(refined, 3, names=["non-atom", "Fe", "Pt"], rng=0)
+    el = classified.elements()
+    truth = dict(zip(["Fe", "Pt"], element_strengths(["Fe", "Pt"]), strict=True))
+    for e in ("Fe", "Pt"):
+        assert np.median(refined.strength[el == e]) == pytest.approx(truth[e], rel=0.15), e
+    # the R1 of the model's projections is about that of the noise alone
+    assert info["r1"] < 0.5
+
+
+def test_refinement_finds_more_atoms_and_classifies_them(fept_refined):
+    pos, sym, series, volume, traced, refined = fept_refined
+    names = ["non-atom", "Fe", "Pt"]
+    before = classify_atoms(traced, 3, names=names, rng=0)
+    after = classify_atoms(refined, 3, names=names, rng=0)
+    scores = {}
+    for label, c in (("before", before), ("after", after)):
+        el = c.elements()
+        scores[label] = compare_models(c.positions[el != "non-atom"], el[el != "non-atom"], pos, sym)
+    assert scores["after"]["recall"] >= scores["before"]["recall"], scores
+    assert scores["after"]["recall"] > 0.97 and scores["after"]["precision"] > 0.95, scores
+    assert scores["after"]["rmsd_pm"] < 20.0, scores
+    assert scores["after"]["classification_accuracy"] > 0.97, scores
+
+
+def test_lattice_sites_complete_an_fcc_cluster():
+    a = 4.0
+    grid = np.array([(i, j, k) for i in range(-2, 3) for j in range(-2, 3) for k in range(-2, 3)], dtype=float)
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    fcc = ((grid[:, None, :] + basis[None]) * a).reshape(-1, 3)
+    fcc = fcc[np.linalg.norm(fcc, axis=1) <= 6.0]
+    hole = np.argmin(np.linalg.norm(fcc - [2.0, 2.0, 0.0], axis=1))
+    present = np.delete(fcc, hole, axis=0)
+    sites = _lattice_sites(present, 3.0, 1.8)
+    assert np.min(np.linalg.norm(sites - fcc[hole], axis=1)) < 1e-9  # the vacancy is proposed
+    # and no site is proposed on top of an atom
+    assert np.min(np.linalg.norm(sites[:, None] - present[None], axis=2)) >= 1.8
+
+
+def test_bad_refinement_input_is_named(fept_refined):
+    pos, sym, series, volume, traced, refined = fept_refined
+    with pytest.raises(TypeError, match="series must be a TiltSeries"):
+        refine_atoms(traced, series.images, volume)
+    with pytest.raises(ValueError, match="width_angstrom"):
+        refine_atoms(traced, series, volume, width_angstrom=-1.0)
+    with pytest.raises(ValueError, match="needs fitted integrals"):
+        classify_atoms(traced, 3, intensity="strength")
