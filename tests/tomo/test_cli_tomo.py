@@ -53,3 +53,29 @@ def test_bad_angles_and_files_exit_2_with_the_argument_named(tmp_path, capsys):
                  "--out", str(out)]) == 2  # fmt: skip
     assert "pixel_size_angstrom" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_trace_with_the_series_refines_against_the_projections(tmp_path, capsys):
+    from ase.cluster import Octahedron
+
+    cluster = Octahedron("Pt", 5, cutoff=1, latticeconstant=3.85)  # 79 atoms of an fcc cluster
+    rng = np.random.default_rng(5)
+    symbols = np.array(cluster.get_chemical_symbols(), dtype=object)
+    symbols[rng.permutation(len(cluster))[: len(cluster) // 3]] = "Fe"
+    cluster.set_chemical_symbols(list(symbols))
+    cluster.positions -= cluster.positions.mean(axis=0)
+    ase.io.write(tmp_path / "truth.xyz", cluster)
+    series, volume, traced = (tmp_path / n for n in ("tilt.h5", "vol.h5", "atoms.xyz"))
+    assert main(["tomo", "simulate", str(tmp_path / "truth.xyz"), "--angles=-65:65:27", "--pixel-size", "0.35",
+                 "--dose", "1e5", "--seed", "2", "--out", str(series)]) == 0  # fmt: skip
+    assert main(["tomo", "reconstruct", str(series), "--iterations", "30", "--out", str(volume)]) == 0
+    assert main(["tomo", "trace", str(volume), "--series", str(series), "--names", "non-atom,Fe,Pt",
+                 "--out", str(traced)]) == 0  # fmt: skip
+    assert "refined: width" in capsys.readouterr().out
+    written = ase.io.read(traced)
+    assert "strength" in written.arrays and np.all(written.arrays["strength"] > 0)
+    capsys.readouterr()
+    assert main(["tomo", "compare", str(traced), str(tmp_path / "truth.xyz")]) == 0
+    scores = json.loads(capsys.readouterr().out)
+    assert scores["recall"] == 1.0 and scores["precision"] == 1.0, scores
+    assert scores["classification_accuracy"] == 1.0 and scores["rmsd_pm"] < 10.0, scores
