@@ -48,6 +48,8 @@ def add_parser(sub, fmt) -> None:
     c.add_argument("traced", type=Path)
     c.add_argument("truth", type=Path)
     c.add_argument("--max-distance", type=float, default=1.0, help="largest distance of a match [Å]")
+    c.add_argument("--superpose", action="store_true",
+                   help="first move the traced model onto the truth by the best rigid motion (Kabsch)")  # fmt: skip
 
 
 def _angles(spec: str) -> np.ndarray:
@@ -115,6 +117,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         traced, truth = _read_atoms(args.traced), _read_atoms(args.truth)
         scores = compare_models(traced.positions, traced.get_chemical_symbols(), truth.positions,
-                                truth.get_chemical_symbols(), max_distance_angstrom=args.max_distance)  # fmt: skip
+                                truth.get_chemical_symbols(), max_distance_angstrom=args.max_distance,
+                                superpose=args.superpose)  # fmt: skip
         print(json.dumps(scores, indent=2))
     return 0

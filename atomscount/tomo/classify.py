@@ -192,12 +192,17 @@ def _local_reclassify(positions, profiles, labels, k, radius, max_rounds):
 
 
 def compare_models(traced_positions, traced_elements, truth_positions, truth_elements, *,
-                   max_distance_angstrom: float = 1.0) -> dict:  # fmt: skip
+                   max_distance_angstrom: float = 1.0, superpose: bool = False) -> dict:  # fmt: skip
     """Match traced atoms to true ones (mutual nearest neighbours within ``max_distance_angstrom``).
 
     Returns recall (true atoms found), precision (traced atoms that are true),
     position RMSD [pm] over the matches, the fraction of matches with the right
-    element overall and per true element, and the counts.
+    element overall and per true element, and the counts. With ``superpose`` the
+    traced model is first moved onto the truth by the rigid motion (Kabsch) that
+    best superposes the matches, matched again, three times: for a reconstruction
+    whose frame is only known up to a shift and a rotation (a series aligned on
+    its centre of mass, with refined angles); ``superposition`` then holds the
+    rotation and the shift.
     """
     tp = np.asarray(traced_positions, dtype=np.float64)
     truth = np.asarray(truth_positions, dtype=np.float64)
@@ -208,15 +213,38 @@ def compare_models(traced_positions, traced_elements, truth_positions, truth_ele
     if len(tp) == 0:
         return {"recall": 0.0, "precision": 0.0, "rmsd_pm": float("nan"), "classification_accuracy": float("nan"),
                 "per_element_accuracy": {}, "n_matched": 0, "n_traced": 0, "n_true": len(truth)}  # fmt: skip
-    d_tt, i_tt = cKDTree(truth).query(tp)  # traced -> truth
-    d_ut, i_ut = cKDTree(tp).query(truth)  # truth -> traced
-    mutual = (i_ut[i_tt] == np.arange(len(tp))) & (d_tt <= dmax)
-    ti = np.flatnonzero(mutual)
-    ui = i_tt[ti]
+    extra = {}
+    if superpose:
+        rot, shift = np.eye(3), np.zeros(3)
+        for _ in range(3):
+            ti, ui, _ = _mutual(tp @ rot.T + shift, truth, dmax)
+            if len(ti) < 3:
+                break
+            rot, shift = _kabsch(tp[ti], truth[ui])
+        tp = tp @ rot.T + shift
+        extra["superposition"] = {"rotation": rot.tolist(), "shift_angstrom": shift.tolist()}
+    ti, ui, d_tt = _mutual(tp, truth, dmax)
     right = te[ti] == ue[ui]
     per = {str(e): float(np.mean(right[ue[ui] == e])) for e in np.unique(ue) if np.any(ue[ui] == e)}
     return {"recall": float(len(ti) / len(truth)), "precision": float(len(ti) / len(tp)),
             "rmsd_pm": float(100.0 * np.sqrt(np.mean(d_tt[ti] ** 2))) if len(ti) else float("nan"),
             "classification_accuracy": float(np.mean(right)) if len(ti) else float("nan"),
             "per_element_accuracy": per, "n_matched": int(len(ti)), "n_traced": int(len(tp)),
-            "n_true": int(len(truth))}  # fmt: skip
+            "n_true": int(len(truth)), **extra}  # fmt: skip
+
+
+def _mutual(tp, truth, dmax):
+    """Indices of mutual nearest neighbours within ``dmax`` (traced, true) and every traced atom's distance."""
+    d_tt, i_tt = cKDTree(truth).query(tp)  # traced -> truth
+    d_ut, i_ut = cKDTree(tp).query(truth)  # truth -> traced
+    ti = np.flatnonzero((i_ut[i_tt] == np.arange(len(tp))) & (d_tt <= dmax))
+    return ti, i_tt[ti], d_tt
+
+
+def _kabsch(a, b):
+    """The rotation R and shift t that minimise sum |R a + t - b|^2."""
+    ca, cb = a.mean(axis=0), b.mean(axis=0)
+    u, _, vt = np.linalg.svd((a - ca).T @ (b - cb))
+    d = np.sign(np.linalg.det(vt.T @ u.T))
+    rot = vt.T @ np.diag([1.0, 1.0, d]) @ u.T
+    return rot, cb - rot @ ca

@@ -40,7 +40,7 @@ from .geometry import TiltSeries
 from .reconstruct import Volume, reconstruct
 from .trace import TracedAtoms, sample_volume, trace_atoms
 
-__all__ = ["refine_atoms", "project_model"]
+__all__ = ["project_model", "refine_angles", "refine_atoms"]
 
 #: Gaussians are cut at this many widths.
 N_SIGMA = 4.0
@@ -403,3 +403,90 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
     return dataclasses.replace(traced, positions=pos, intensity_box=box, intensity_fit=np.full(len(pos), np.nan),
                                peak=peak, profiles=profiles, labels=None, strength=amp, strength_error=err,
                                refinement=info)  # fmt: skip
+
+
+def refine_angles(series: TiltSeries, refined: TracedAtoms, *, max_angle_deg: float = 3.0,
+                  max_shift_angstrom: float = 2.0, significance: float = 5.0,
+                  progress: bool = True) -> tuple[TiltSeries, dict]:  # fmt: skip
+    """Projection matching: each projection's angles and in-plane shift, fitted to the refined atoms.
+
+    Every projection is compared with the projection of the significant atoms of
+    ``refined`` (their fitted integrals and width, from :func:`refine_atoms`), and its
+    tilt (all three Euler angles for a general series) and its shift are fitted by
+    Powell's method, the background in closed form. Reconstructing the returned
+    series and tracing again closes the loop: misalignment left by
+    :func:`~.align.align_projections` and errors of the stage's angles are taken out.
+
+    Parameters
+    ----------
+    series : TiltSeries
+    refined : TracedAtoms
+        From :func:`refine_atoms` on a reconstruction of ``series``.
+    max_angle_deg : float
+        Largest change of an angle [degrees].
+    max_shift_angstrom : float
+        Largest shift [Å].
+    significance : float
+        Atoms whose integral exceeds this many standard errors make the reference.
+    progress : bool
+
+    Returns
+    -------
+    (TiltSeries, dict)
+        The series with the fitted angles and the images shifted into register (Fourier
+        shifts); and the angle changes [degrees] (k, 3), the shifts [Å] (k, 2: x, y) and
+        each projection's χ² before and after.
+    """
+    from scipy import ndimage, optimize
+    from tqdm.auto import tqdm
+
+    from .geometry import rotation_matrices
+
+    if not isinstance(series, TiltSeries):
+        raise TypeError(f"series must be a TiltSeries, got {type(series).__name__}")
+    if not isinstance(refined, TracedAtoms) or refined.strength is None:
+        raise ValueError("refined must be TracedAtoms with fitted integrals: run refine_atoms first")
+    max_angle = check_positive(max_angle_deg, "max_angle_deg")
+    max_shift = check_positive(max_shift_angstrom, "max_shift_angstrom")
+    keep = refined.strength > check_positive(significance, "significance") * refined.strength_error
+    if not keep.any():
+        raise ValueError("refined has no significant atom to match the projections against")
+    pos = np.ascontiguousarray(refined.positions[keep])
+    amp = np.ascontiguousarray(refined.strength[keep])
+    sigma = np.full(len(pos), float(refined.refinement["width_angstrom"]))
+    pixel = series.pixel_size_angstrom
+    single = series.single_axis
+    free = [1] if single else [0, 1, 2]  # Euler components fitted
+    angles = series.angles.copy()
+    shifts = np.zeros((len(angles), 2))
+    chi_before, chi_after = np.zeros(len(angles)), np.zeros(len(angles))
+    out = np.empty((1, *series.shape))
+
+    for k in tqdm(range(len(angles)), desc="matching projections", unit="projection", disable=not progress):
+        data = series.images[k] * pixel**2
+
+        def chi2(p, k=k, data=data):
+            ang = series.angles[k].copy()
+            ang[free] += p[: len(free)]
+            rot = rotation_matrices(ang[None])
+            s = np.array([p[-2], p[-1], 0.0])
+            _kernels.project_atoms(pos + rot[0].T @ s, amp, sigma, rot, pixel, N_SIGMA, out)
+            r = data - out[0]
+            r -= r.mean()
+            return float(np.sum(r * r))
+
+        x0 = np.zeros(len(free) + 2)
+        bounds = [(-max_angle, max_angle)] * len(free) + [(-max_shift, max_shift)] * 2
+        chi_before[k] = chi2(x0)
+        best = optimize.minimize(chi2, x0, method="Powell", bounds=bounds, options={"xtol": 1e-3, "ftol": 1e-9})
+        if best.fun < chi_before[k]:
+            angles[k, free] += best.x[: len(free)]
+            shifts[k] = best.x[-2:]
+        chi_after[k] = min(best.fun, chi_before[k])
+    images = np.stack([np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(series.images[k]),
+                                                          (-shifts[k, 1] / pixel, -shifts[k, 0] / pixel))).real
+                       for k in range(len(angles))])  # fmt: skip
+    info = {"angle_changes_deg": (angles - series.angles).tolist(), "shifts_angstrom": shifts.tolist(),
+            "chi2_before": chi_before.tolist(), "chi2_after": chi_after.tolist()}  # fmt: skip
+    prov = dict(series.provenance, angles_refined=True, refined_shifts_angstrom=shifts.tolist())
+    return TiltSeries(images, angles, pixel, prov), info
