@@ -284,12 +284,23 @@ def _axis_weights(x0, s, pixel, lo, n, w, dw, deriv=True):
         t_lo, f_lo = t_hi, f_hi
 
 
+@nb.njit(cache=True, nogil=True)
+def _atom_window(r, p, s, pixel, n_sigma, nu, nv):
+    """Fractional pixel centre (x0, y0) of an atom at ``p`` under rotation ``r``, and the pixel window
+    (i_lo, i_hi, j_lo, j_hi) its Gaussian of width ``s`` covers out to ``n_sigma`` widths."""
+    x0 = (r[0, 0] * p[0] + r[0, 1] * p[1] + r[0, 2] * p[2]) / pixel + (nu - 1) / 2.0
+    y0 = (r[1, 0] * p[0] + r[1, 1] * p[1] + r[1, 2] * p[2]) / pixel + (nv - 1) / 2.0
+    h = n_sigma * s / pixel + 1.0
+    i_lo, i_hi = max(0, int(math.floor(x0 - h))), min(nu - 1, int(math.ceil(x0 + h)))
+    j_lo, j_hi = max(0, int(math.floor(y0 - h))), min(nv - 1, int(math.ceil(y0 + h)))
+    return x0, y0, i_lo, i_hi, j_lo, j_hi
+
+
 @nb.njit(cache=True, parallel=True)
 def project_atoms(pos, amp, sigma, rot, pixel, n_sigma, out):
     """``out`` (k, nv, nu) = the projections of Gaussian atoms (integrals ``amp``, widths ``sigma``),
     each pixel holding the exact integral over its area, cut at ``n_sigma`` widths."""
     nk, nv, nu = out.shape
-    cu, cv = (nu - 1) / 2.0, (nv - 1) / 2.0
     for k in nb.prange(nk):
         r = rot[k]
         img = out[k]
@@ -299,11 +310,7 @@ def project_atoms(pos, amp, sigma, rot, pixel, n_sigma, out):
         wy = np.empty(nv)
         dwy = np.empty(nv)
         for a in range(pos.shape[0]):
-            x0 = (r[0, 0] * pos[a, 0] + r[0, 1] * pos[a, 1] + r[0, 2] * pos[a, 2]) / pixel + cu
-            y0 = (r[1, 0] * pos[a, 0] + r[1, 1] * pos[a, 1] + r[1, 2] * pos[a, 2]) / pixel + cv
-            h = n_sigma * sigma[a] / pixel + 1.0
-            i_lo, i_hi = max(0, int(math.floor(x0 - h))), min(nu - 1, int(math.ceil(x0 + h)))
-            j_lo, j_hi = max(0, int(math.floor(y0 - h))), min(nv - 1, int(math.ceil(y0 + h)))
+            x0, y0, i_lo, i_hi, j_lo, j_hi = _atom_window(r, pos[a], sigma[a], pixel, n_sigma, nu, nv)
             if i_lo > i_hi or j_lo > j_hi:
                 continue
             _axis_weights(x0, sigma[a], pixel, i_lo, i_hi - i_lo + 1, wx, dwx, False)
@@ -321,7 +328,6 @@ def atom_normal_blocks(pos, amp, sigma, rot, pixel, n_sigma, res, wt, full, jtr,
     J_a the derivatives of the projections :func:`project_atoms` makes with respect to the atom's
     integral and its x, y, z (in that order). Without ``full`` only ``jtr[a, 0]`` (the adjoint) is made."""
     nk, nv, nu = res.shape
-    cu, cv = (nu - 1) / 2.0, (nv - 1) / 2.0
     for a in nb.prange(pos.shape[0]):
         wx = np.empty(nu)
         dwx = np.empty(nu)
@@ -331,11 +337,7 @@ def atom_normal_blocks(pos, amp, sigma, rot, pixel, n_sigma, res, wt, full, jtr,
         hh = np.zeros((4, 4))
         for k in range(nk):
             r = rot[k]
-            x0 = (r[0, 0] * pos[a, 0] + r[0, 1] * pos[a, 1] + r[0, 2] * pos[a, 2]) / pixel + cu
-            y0 = (r[1, 0] * pos[a, 0] + r[1, 1] * pos[a, 1] + r[1, 2] * pos[a, 2]) / pixel + cv
-            h = n_sigma * sigma[a] / pixel + 1.0
-            i_lo, i_hi = max(0, int(math.floor(x0 - h))), min(nu - 1, int(math.ceil(x0 + h)))
-            j_lo, j_hi = max(0, int(math.floor(y0 - h))), min(nv - 1, int(math.ceil(y0 + h)))
+            x0, y0, i_lo, i_hi, j_lo, j_hi = _atom_window(r, pos[a], sigma[a], pixel, n_sigma, nu, nv)
             if i_lo > i_hi or j_lo > j_hi:
                 continue
             _axis_weights(x0, sigma[a], pixel, i_lo, i_hi - i_lo + 1, wx, dwx)
@@ -393,7 +395,6 @@ def adjoint_atoms(pos, sigma, rot, pixel, n_sigma, res, out):
     """Adjoint of :func:`project_atoms` with unit integrals, per projection: ``out[k, a]`` = the sum of
     ``res[k]`` weighted by atom a's pixel integrals (sum over k for A^T res)."""
     nk, nv, nu = res.shape
-    cu, cv = (nu - 1) / 2.0, (nv - 1) / 2.0
     for k in nb.prange(nk):
         r = rot[k]
         img = res[k]
@@ -402,11 +403,7 @@ def adjoint_atoms(pos, sigma, rot, pixel, n_sigma, res, out):
         wy = np.empty(nv)
         dwy = np.empty(nv)
         for a in range(pos.shape[0]):
-            x0 = (r[0, 0] * pos[a, 0] + r[0, 1] * pos[a, 1] + r[0, 2] * pos[a, 2]) / pixel + cu
-            y0 = (r[1, 0] * pos[a, 0] + r[1, 1] * pos[a, 1] + r[1, 2] * pos[a, 2]) / pixel + cv
-            h = n_sigma * sigma[a] / pixel + 1.0
-            i_lo, i_hi = max(0, int(math.floor(x0 - h))), min(nu - 1, int(math.ceil(x0 + h)))
-            j_lo, j_hi = max(0, int(math.floor(y0 - h))), min(nv - 1, int(math.ceil(y0 + h)))
+            x0, y0, i_lo, i_hi, j_lo, j_hi = _atom_window(r, pos[a], sigma[a], pixel, n_sigma, nu, nv)
             total = 0.0
             if i_lo <= i_hi and j_lo <= j_hi:
                 _axis_weights(x0, sigma[a], pixel, i_lo, i_hi - i_lo + 1, wx, dwx, False)

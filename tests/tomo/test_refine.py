@@ -1,7 +1,5 @@
 """Refinement of traced atoms against the projections (issue 14): operators, strengths, positions, missing atoms."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -17,7 +15,8 @@ from atomscount.tomo import (
 )
 from atomscount.tomo.refine import _lattice_sites, _Problem
 
-FEPT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fept"
+from ._fept import fept_centre
+
 WIDTH = float(np.sqrt(0.5 / (8 * np.pi**2) + 0.4**2))  # B = 0.5 Å² and a 0.4 Å probe
 
 
@@ -68,11 +67,7 @@ def test_strengths_are_recovered_exactly_from_clean_projections(small):
 
 @pytest.fixture(scope="module")
 def fept_refined():
-    model = np.load(FEPT / "model.npy").T
-    symbols = np.where(np.load(FEPT / "atoms.npy")[0] == 0, "Fe", "Pt")
-    centre = model.mean(axis=0)
-    keep = np.linalg.norm(model - centre, axis=1) <= 11.0
-    pos, sym = model[keep] - centre, symbols[keep]
+    pos, sym = fept_centre(11.0)
     series = simulate_tilt_series(pos, np.linspace(-65.0, 64.0, 46), pixel_size_angstrom=0.3725, symbols=list(sym),
                                   probe_blur_angstrom=0.4, dose_e_per_angstrom2=1e4, rng=1)  # fmt: skip
     volume = reconstruct(series, n_iter=30, progress=False)
@@ -152,11 +147,7 @@ def test_compare_models_superposes_a_moved_copy():
 def test_projection_matching_takes_out_angle_errors_and_shifts():
     from atomscount.tomo import align_projections, refine_angles
 
-    model = np.load(FEPT / "model.npy").T
-    symbols = np.where(np.load(FEPT / "atoms.npy")[0] == 0, "Fe", "Pt")
-    centre = model.mean(axis=0)
-    keep = np.linalg.norm(model - centre, axis=1) <= 8.0
-    pos, sym = model[keep] - centre, symbols[keep]
+    pos, sym = fept_centre(8.0)
     series = simulate_tilt_series(pos, np.linspace(-65.0, 64.0, 30), pixel_size_angstrom=0.3725, symbols=list(sym),
                                   probe_blur_angstrom=0.4, dose_e_per_angstrom2=1e5, angle_sigma_deg=1.0,
                                   shift_sigma_angstrom=0.5, rng=3)  # fmt: skip

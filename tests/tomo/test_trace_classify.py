@@ -1,7 +1,5 @@
 """Atom tracing, classification and comparison on the centre of the Yang et al. (2017) FePt model (issue 14)."""
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
@@ -9,16 +7,12 @@ from atomscount.tomo import reconstruct, simulate_tilt_series
 from atomscount.tomo.classify import classify_atoms, compare_models
 from atomscount.tomo.trace import TracedAtoms, trace_atoms
 
-FEPT = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "fept"
+from ._fept import fept_centre as centre_atoms
 
 
 @pytest.fixture(scope="module")
 def fept_centre():
-    model = np.load(FEPT / "model.npy").T
-    symbols = np.where(np.load(FEPT / "atoms.npy")[0] == 0, "Fe", "Pt")
-    centre = model.mean(axis=0)
-    keep = np.linalg.norm(model - centre, axis=1) <= 11.0
-    pos, sym = model[keep] - centre, symbols[keep]
+    pos, sym = centre_atoms(11.0)
     series = simulate_tilt_series(pos, np.linspace(-65.0, 64.0, 46), pixel_size_angstrom=0.3725, symbols=list(sym),
                                   probe_blur_angstrom=0.4, dose_e_per_angstrom2=1e5, rng=0)  # fmt: skip
     volume = reconstruct(series, n_iter=40, progress=False)
