@@ -55,6 +55,8 @@ from _common import PeakRSS  # noqa: E402
 from atomscount.tomo import (  # noqa: E402
     classify_atoms,
     compare_models,
+    element_strengths,
+    fit_class_strengths,
     reconstruct,
     refine_atoms,
     simulate_tilt_series,
@@ -100,6 +102,7 @@ def run_dose(pos, symbols, tilts, dose, n_iter, seed):
         atoms = el != "non-atom"
         scores = compare_models(classified.positions[atoms], el[atoms], pos, symbols)
         pipeline = time.perf_counter() - t0
+    class_model = fit_class_strengths(classified, series)
     plain = classify_atoms(traced, 3, names=["non-atom", "Fe", "Pt"], rng=seed)
     el0 = plain.elements()
     before = compare_models(plain.positions[el0 != "non-atom"], el0[el0 != "non-atom"], pos, symbols)
@@ -112,6 +115,9 @@ def run_dose(pos, symbols, tilts, dose, n_iter, seed):
            "n_matched": scores["n_matched"], "volume_shape": list(volume.data.shape),
            "dose_e_per_angstrom2": dose, "model_r1": refined.refinement["r1"],
            "fitted_width_angstrom": refined.refinement["width_angstrom"],
+           "class_model": {"strengths": class_model["strengths"], "r1": class_model["r1"],
+                           "true_strengths": {e: float(v) for e, v in zip(("Fe", "Pt"), element_strengths(["Fe", "Pt"]),
+                                                                          strict=True)}},
            "refinement_rounds": refined.refinement["rounds"],
            "without_refinement": {k: before[k] for k in ("recall", "precision", "rmsd_pm", "classification_accuracy",
                                                          "per_element_accuracy")}}  # fmt: skip

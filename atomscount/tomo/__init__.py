@@ -8,11 +8,11 @@ from .align import align_projections, concentration_map
 from .classify import classify_atoms, compare_models
 from .geometry import TiltSeries, euler_angles, rotation_matrices
 from .reconstruct import Volume, reconstruct
-from .refine import project_model, refine_angles, refine_atoms
+from .refine import fit_class_strengths, project_model, refine_angles, refine_atoms
 from .simulate import element_strengths, simulate_tilt_series
 from .trace import TracedAtoms, trace_atoms
 
 __all__ = ["TiltSeries", "TracedAtoms", "Volume", "align_projections", "classify_atoms", "compare_models",
-           "concentration_map", "euler_angles",
+           "concentration_map", "euler_angles", "fit_class_strengths",
            "element_strengths", "project_model", "reconstruct", "refine_angles", "refine_atoms", "rotation_matrices",
            "simulate_tilt_series", "trace_atoms"]  # fmt: skip

@@ -40,7 +40,7 @@ from .geometry import TiltSeries
 from .reconstruct import Volume, reconstruct
 from .trace import TracedAtoms, sample_volume, trace_atoms
 
-__all__ = ["project_model", "refine_angles", "refine_atoms"]
+__all__ = ["fit_class_strengths", "project_model", "refine_angles", "refine_atoms"]
 
 #: Gaussians are cut at this many widths.
 N_SIGMA = 4.0
@@ -490,3 +490,46 @@ def refine_angles(series: TiltSeries, refined: TracedAtoms, *, max_angle_deg: fl
             "chi2_before": chi_before.tolist(), "chi2_after": chi_after.tolist()}  # fmt: skip
     prov = dict(series.provenance, angles_refined=True, refined_shifts_angstrom=shifts.tolist())
     return TiltSeries(images, angles, pixel, prov), info
+
+
+def fit_class_strengths(classified: TracedAtoms, series: TiltSeries, *, width_angstrom: float | None = None,
+                        drop=("non-atom",)) -> dict:  # fmt: skip
+    """One integral per class, fitted to the projections with the classified atoms where they are.
+
+    The model of the finished reconstruction: every atom of a class (those named in
+    ``drop`` left out) gets its class's integral, one background per projection
+    takes the rest, by linear least squares. Returns the integrals per class [Å²], the
+    backgrounds, and the R1 factor of the model's projections against the measured
+    ones (Σ|p - p̂| / Σ|p|, averaged over projections).
+    """
+    if not isinstance(classified, TracedAtoms) or classified.labels is None:
+        raise ValueError("classified must be TracedAtoms with labels: run classify_atoms first")
+    if not isinstance(series, TiltSeries):
+        raise TypeError(f"series must be a TiltSeries, got {type(series).__name__}")
+    if width_angstrom is None:
+        if "width_angstrom" not in classified.refinement:
+            raise ValueError("width_angstrom is needed for atoms that refine_atoms has not fitted")
+        width_angstrom = classified.refinement["width_angstrom"]
+    width = check_positive(width_angstrom, "width_angstrom")
+    prob = _Problem(series)
+    names = [n for n in classified.class_names if n not in drop]
+    if not names:
+        raise ValueError(f"every class of {classified.class_names} is dropped")
+    k = prob.shape[0]
+    columns = []
+    for name in names:
+        pos = np.ascontiguousarray(classified.positions[classified.elements() == name])
+        columns.append(prob.forward(pos, np.ones(len(pos)), np.full(len(pos), width), np.zeros(k)).reshape(k, -1))
+    # least squares for the class integrals and the backgrounds: the background of projection j is the
+    # mean residual of j, so the class integrals solve the normal equations of the centred columns
+    centred = [c - c.mean(axis=1, keepdims=True) for c in columns]
+    data = prob.data.reshape(k, -1)
+    data_c = data - data.mean(axis=1, keepdims=True)
+    gram = np.array([[np.sum(a * b) for b in centred] for a in centred])
+    rhs = np.array([np.sum(a * data_c) for a in centred])
+    strengths = np.linalg.solve(gram, rhs)
+    model = sum(s * c for s, c in zip(strengths, columns, strict=True))
+    bg = (data - model).mean(axis=1)
+    model = (model + bg[:, None]).reshape(prob.shape)
+    return {"strengths": dict(zip(names, strengths.tolist(), strict=True)), "background": bg.tolist(),
+            "r1": prob.r1(model), "width_angstrom": width}  # fmt: skip

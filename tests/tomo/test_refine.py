@@ -164,3 +164,19 @@ def test_projection_matching_takes_out_angle_errors_and_shifts():
     assert np.all(np.array(info["chi2_after"]) <= np.array(info["chi2_before"]))
     with pytest.raises(ValueError, match="run refine_atoms first"):
         refine_angles(aligned, trace_atoms(volume))
+
+
+def test_class_strengths_reproduce_the_simulated_ones(fept_refined):
+    from atomscount.tomo import fit_class_strengths
+
+    pos, sym, series, volume, traced, refined = fept_refined
+    classified = classify_atoms(refined, 3, names=["non-atom", "Fe", "Pt"], rng=0)
+    fitted = fit_class_strengths(classified, series)
+    truth = dict(zip(["Fe", "Pt"], element_strengths(["Fe", "Pt"]), strict=True))
+    assert set(fitted["strengths"]) == {"Fe", "Pt"}
+    for e in ("Fe", "Pt"):
+        assert fitted["strengths"][e] == pytest.approx(truth[e], rel=0.1), fitted
+    # the class model explains the projections about as well as the per-atom one
+    assert fitted["r1"] < 1.2 * refined.refinement["r1"] + 0.01, (fitted["r1"], refined.refinement["r1"])
+    with pytest.raises(ValueError, match="run classify_atoms first"):
+        fit_class_strengths(refined, series)
