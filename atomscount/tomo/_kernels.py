@@ -322,11 +322,10 @@ def project_atoms(pos, amp, sigma, rot, pixel, n_sigma, out):
 
 
 @nb.njit(cache=True, parallel=True)
-def atom_normal_blocks(pos, amp, sigma, rot, pixel, n_sigma, res, wt, full, jtr, jtj):
-    """Per atom a, over every projection: ``jtr[a]`` = J_a^T res and (with ``full``) ``jtj[a]`` = J_a^T W J_a
-    (W the pixel weights ``wt``),
+def atom_normal_blocks(pos, amp, sigma, rot, pixel, n_sigma, res, jtr, jtj):
+    """Per atom a, over every projection: ``jtr[a]`` = J_a^T res and ``jtj[a]`` = J_a^T J_a,
     J_a the derivatives of the projections :func:`project_atoms` makes with respect to the atom's
-    integral and its x, y, z (in that order). Without ``full`` only ``jtr[a, 0]`` (the adjoint) is made."""
+    integral and its x, y, z (in that order)."""
     nk, nv, nu = res.shape
     for a in nb.prange(pos.shape[0]):
         wx = np.empty(nu)
@@ -359,35 +358,30 @@ def atom_normal_blocks(pos, amp, sigma, rot, pixel, n_sigma, res, wt, full, jtr,
                     e = res[k, j, i]
                     j0 = y * wx[i - i_lo]
                     s0 += j0 * e
-                    if full:
-                        ju = amp[a] * y * dwx[i - i_lo]
-                        jv = amp[a] * dy * wx[i - i_lo]
-                        su += ju * e
-                        sv += jv * e
-                        q = wt[k, j, i]
-                        h00 += j0 * j0 * q
-                        h0u += j0 * ju * q
-                        h0v += j0 * jv * q
-                        huu += ju * ju * q
-                        huv += ju * jv * q
-                        hvv += jv * jv * q
+                    ju = amp[a] * y * dwx[i - i_lo]
+                    jv = amp[a] * dy * wx[i - i_lo]
+                    su += ju * e
+                    sv += jv * e
+                    h00 += j0 * j0
+                    h0u += j0 * ju
+                    h0v += j0 * jv
+                    huu += ju * ju
+                    huv += ju * jv
+                    hvv += jv * jv
             g[0] += s0
-            if full:
-                hh[0, 0] += h00
-                for c in range(3):
-                    g[1 + c] += su * r[0, c] + sv * r[1, c]
-                    hh[0, 1 + c] += h0u * r[0, c] + h0v * r[1, c]
-                    for d in range(3):
-                        hh[1 + c, 1 + d] += (huu * r[0, c] * r[0, d] + huv * (r[0, c] * r[1, d] + r[1, c] * r[0, d])
-                                             + hvv * r[1, c] * r[1, d])  # fmt: skip
+            hh[0, 0] += h00
+            for c in range(3):
+                g[1 + c] += su * r[0, c] + sv * r[1, c]
+                hh[0, 1 + c] += h0u * r[0, c] + h0v * r[1, c]
+                for d in range(3):
+                    hh[1 + c, 1 + d] += (huu * r[0, c] * r[0, d] + huv * (r[0, c] * r[1, d] + r[1, c] * r[0, d])
+                                         + hvv * r[1, c] * r[1, d])  # fmt: skip
+        for c in range(1, 4):
+            hh[c, 0] = hh[0, c]
         for c in range(4):
             jtr[a, c] = g[c]
-        if full:
-            for c in range(1, 4):
-                hh[c, 0] = hh[0, c]
-            for c in range(4):
-                for d in range(4):
-                    jtj[a, c, d] = hh[c, d]
+            for d in range(4):
+                jtj[a, c, d] = hh[c, d]
 
 
 @nb.njit(cache=True, parallel=True)

@@ -85,8 +85,7 @@ class _Problem:
         """J^T r and J^T J per atom, r the residual of ``model``."""
         jtr = np.empty((len(pos), 4))
         jtj = np.empty((len(pos), 4, 4))
-        _kernels.atom_normal_blocks(pos, amp, sigma, self.rot, self.pixel, N_SIGMA, self.data - model,
-                                    np.ones(self.shape), True, jtr, jtj)  # fmt: skip
+        _kernels.atom_normal_blocks(pos, amp, sigma, self.rot, self.pixel, N_SIGMA, self.data - model, jtr, jtj)
         return jtr, jtj
 
     def strengths(self, pos, sigma, amp=None, bg=None, n_iter=20):
