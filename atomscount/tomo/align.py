@@ -63,12 +63,17 @@ def align_projections(series: TiltSeries, *, method: str = "com+xcorr") -> tuple
         # the y shifts are relative: centre them on the profiles' centre of mass at the reference
         cy = ndimage.center_of_mass(profiles[ref])[0]
         shifts[:, 1] += (rows - 1) / 2.0 - cy
-    # Fourier shifts: exact for band-limited images, no interpolation blur (the edges wrap: keep a margin)
-    aligned = np.stack([np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(images[i]), (shifts[i, 1], shifts[i, 0]))).real
-                        for i in range(k)])  # fmt: skip
+    aligned = shift_images(images, shifts)
     prov = dict(series.provenance, aligned=method, alignment_shifts_angstrom=(shifts * series.pixel_size_angstrom)
                 .tolist())  # fmt: skip
     return dataclasses.replace(series, images=aligned, provenance=prov), shifts * series.pixel_size_angstrom
+
+
+def shift_images(images, shifts):
+    """Each image (k, rows, cols) moved by ``shifts`` (k, 2: x, y) pixels, by Fourier shifts: exact for
+    band-limited images, no interpolation blur (the edges wrap: keep a margin)."""
+    return np.stack([np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(img), (s[1], s[0]))).real
+                     for img, s in zip(images, shifts, strict=True)])  # fmt: skip
 
 
 def _profile_shift(ref, moving):

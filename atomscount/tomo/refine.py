@@ -436,9 +436,10 @@ def refine_angles(series: TiltSeries, refined: TracedAtoms, *, max_angle_deg: fl
         shifts); and the angle changes [degrees] (k, 3), the shifts [Å] (k, 2: x, y) and
         each projection's χ² before and after.
     """
-    from scipy import ndimage, optimize
+    from scipy import optimize
     from tqdm.auto import tqdm
 
+    from .align import shift_images
     from .geometry import rotation_matrices
 
     if not isinstance(series, TiltSeries):
@@ -482,9 +483,7 @@ def refine_angles(series: TiltSeries, refined: TracedAtoms, *, max_angle_deg: fl
             angles[k, free] += best.x[: len(free)]
             shifts[k] = best.x[-2:]
         chi_after[k] = min(best.fun, chi_before[k])
-    images = np.stack([np.fft.ifft2(ndimage.fourier_shift(np.fft.fft2(series.images[k]),
-                                                          (-shifts[k, 1] / pixel, -shifts[k, 0] / pixel))).real
-                       for k in range(len(angles))])  # fmt: skip
+    images = shift_images(series.images, -shifts / pixel)
     info = {"angle_changes_deg": (angles - series.angles).tolist(), "shifts_angstrom": shifts.tolist(),
             "chi2_before": chi_before.tolist(), "chi2_after": chi_after.tolist()}  # fmt: skip
     prov = dict(series.provenance, angles_refined=True, refined_shifts_angstrom=shifts.tolist())
