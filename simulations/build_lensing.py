@@ -8,7 +8,7 @@ Writes, into atomscount/data/libraries/:
 - ``{A}{B}_{axis}_lensing_test.json`` and ``.png``: their errors on the held-out sequences.
 
 Run:  python simulations/build_lensing.py [--settings simulations/lensing_auag.toml] [--tiny]
-      [--libraries DIR] [--workers N]
+      [--libraries DIR] [--workers N] [--device gpu]
 """
 
 from __future__ import annotations
@@ -60,11 +60,30 @@ def main(argv=None):
     ap.add_argument("--settings", type=Path, default=HERE / "lensing_auag.toml")
     ap.add_argument("--tiny", action="store_true", help="coarse smoke run into --out, not the package")
     ap.add_argument("--out", type=Path, default=OUT)
-    ap.add_argument("--workers", type=int, default=1,
-                    help="run the frozen-phonon tasks on a local dask cluster of this many processes")
-    ap.add_argument("--libraries", type=Path, default=None,
-                    help="read the pure libraries ({El}_{axis}.h5) from this folder, not the shipped ones")
+    ap.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="run the frozen-phonon tasks on a local dask cluster of this many processes",
+    )
+    ap.add_argument(
+        "--libraries",
+        type=Path,
+        default=None,
+        help="read the pure libraries ({El}_{axis}.h5) from this folder, not the shipped ones",
+    )
+    ap.add_argument(
+        "--device",
+        choices=("cpu", "gpu"),
+        default="cpu",
+        help="where abTEM runs; gpu needs CuPy and runs the tasks in this process (--workers 1)",
+    )
     args = ap.parse_args(argv)
+    if args.device == "gpu":
+        import abtem
+
+        abtem.config.set({"device": "gpu"})
+        args.workers = 1
     cfg = tomllib.loads(args.settings.read_text())["lensing"]
     elements, axis = cfg["elements"], cfg["zone_axis"]
     if args.tiny:
@@ -95,8 +114,9 @@ def main(argv=None):
             sets[name] = MixedColumns.from_hdf5(path)
         else:
             # every finished task is kept in _work/, so a run cut short resumes there
-            sets[name] = simulate_mixed_columns(seqs, crystal, settings, workers=args.workers,
-                                                cache_dir=work / f"{stem}_{name}")
+            sets[name] = simulate_mixed_columns(
+                seqs, crystal, settings, workers=args.workers, cache_dir=work / f"{stem}_{name}"
+            )
             sets[name].to_hdf5(path)
     pure_columns = [((lib.element,) * int(n), float(s), float(e))
                     for lib in libs for n, s, e in zip(lib.n_atoms, lib.scs, lib.scs_sem, strict=True)]  # fmt: skip

@@ -289,7 +289,10 @@ def haadf_exit_planes(atoms, settings, seed, slice_thickness, slices_per_plane, 
         warnings.simplefilter("ignore")  # abTEM's notices about chunking and dask
         measurement = probe.scan(potential, scan=abtem.CustomScan(points), detectors=detector)
         result = measurement.compute(progress_bar=False, scheduler="synchronous")
-    out = np.asarray(result.array).reshape(-1, len(points))
+    array = result.array
+    if hasattr(array, "get"):  # a CuPy array: abTEM ran on the GPU (abtem.config device="gpu")
+        array = array.get()
+    out = np.asarray(array).reshape(-1, len(points))
     expected = len(planes)
     if out.shape[0] != expected:
         raise RuntimeError(f"abTEM returned {out.shape[0]} exit planes, expected {expected}")

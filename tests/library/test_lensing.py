@@ -129,18 +129,21 @@ def test_prediction_plot_shows_each_model_against_the_simulation():
     plt.close(fig)
 
 
-def test_shipped_lensing_model_beats_the_linear_model_on_held_out_multislice_columns():
+# held-out multislice error of the shipped lensing model (measured: [001] 2.65 %, [110] 3.52 %)
+@pytest.mark.parametrize(("axis", "max_error"), [("001", 0.03), ("110", 0.04)])
+def test_shipped_lensing_model_beats_the_linear_model_on_held_out_multislice_columns(axis, max_error):
     from importlib import resources
     from pathlib import Path
 
     from atomscount.library import MixedColumns, load_default, load_default_lensing, load_default_linear
 
-    lens = load_default_lensing("Ag", "Au", "001")  # either order
-    lin = load_default_linear("Au", "Ag", "001")
+    lens = load_default_lensing("Ag", "Au", axis)  # either order
+    lin = load_default_linear("Au", "Ag", axis)
+    assert lens.zone_axis == axis and lin.zone_axis == axis
     for el in ("Au", "Ag"):  # pure columns reduce exactly to the shipped libraries
-        lib = load_default(el, "001")
+        lib = load_default(el, axis)
         np.testing.assert_allclose(lens.predict([(el,) * n for n in (1, 10, 30)]), lib.scs[[0, 9, 29]], rtol=1e-10)
-    path = Path(str(resources.files("atomscount") / "data" / "libraries" / "AuAg_001_mixed_test.h5"))
+    path = Path(str(resources.files("atomscount") / "data" / "libraries" / f"AuAg_{axis}_mixed_test.h5"))
     test = MixedColumns.from_hdf5(path)
     assert len(test.sequences) >= 50
     seqs, truth = [], []
@@ -152,7 +155,7 @@ def test_shipped_lensing_model_beats_the_linear_model_on_held_out_multislice_col
     truth = np.array(truth)
     err_lens = np.mean(np.abs(lens.predict(seqs) - truth) / truth)
     err_lin = np.mean(np.abs(lin.predict(seqs) - truth) / truth)
-    assert err_lens < 0.035 and err_lens < 0.7 * err_lin
+    assert err_lens < max_error and err_lens < 0.7 * err_lin
     with pytest.raises(ValueError, match="no shipped lensing model"):
         load_default_lensing("Au", "Pt", "001")
 
