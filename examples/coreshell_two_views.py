@@ -31,7 +31,7 @@ import atomscount as ac
 from atomscount.columns.model import add_poisson_noise
 from atomscount.coreshell.plot import save_coreshell_figures
 from atomscount.coreshell.search import SearchWarning, search_core_shell
-from atomscount.library import LensingModel, load_default, load_default_lensing
+from atomscount.library import load_default_lensing
 from atomscount.plot import save_fit_figures
 
 AXES = ("001", "110")
@@ -46,25 +46,9 @@ def load_pair(path=None) -> dict:
     return data
 
 
-def lensing_models() -> tuple[dict, list]:
-    """The Au/Ag lensing models of both zone axes, and notes on any stand-in."""
-    models, notes = {"001": load_default_lensing("Au", "Ag", "001")}, []
-    try:
-        models["110"] = load_default_lensing("Au", "Ag", "110")
-    except ValueError:
-        # not shipped yet: the pure [110] thickness curves of Au and Ag with the [001] lensing strengths
-        m001 = models["001"]
-        libs = {e: load_default(e, "110") for e in m001.elements}
-        n = min(len(libs[e].scs) for e in m001.elements)
-        tables = np.array([np.asarray(libs[e].scs)[:n] for e in m001.elements])
-        curves = np.array([[libs[e].curve[k] for k in ("amplitude", "n_sat", "slope", "offset")]
-                           for e in m001.elements])  # fmt: skip
-        stand_in = {"stand_in": "pure [110] libraries, [001] lensing strengths"}
-        models["110"] = LensingModel(m001.elements, tables, curves, np.array(m001.lam), zone_axis="110",
-                                     provenance=stand_in)  # fmt: skip
-        notes.append("the Au/Ag [110] lensing model is not shipped yet: the [110] view uses the pure [110] "
-                     "libraries with the [001] lensing strengths")  # fmt: skip
-    return models, notes
+def lensing_models() -> dict:
+    """The shipped Au/Ag lensing models of both zone axes (simulations/build_lensing.py)."""
+    return {a: load_default_lensing("Au", "Ag", a) for a in AXES}
 
 
 def fit_view(data, axis, dose, rng):
@@ -115,13 +99,11 @@ def score(model, data, axis0="001"):
 def run(data, *, dose=1e5, counts="true", n_views=2, seed=0, out=None, progress=True):
     """The chain on the pair; returns the scores, timings and the model."""
     rng = np.random.default_rng(seed)
-    models, notes = lensing_models()
+    models, notes = lensing_models(), []
     available = [a for a in AXES if f"image_{a}" in data]
     if len(available) < n_views:
         notes.append(f"the shipped pair holds only the {', '.join(available)} view(s): searching {len(available)}")
         n_views = len(available)
-    if n_views < 2:
-        notes = [n for n in notes if "[110]" not in n]  # the stand-in [110] model is not used
     t0 = time.perf_counter()
     fits, report = {}, {"dose_e_per_angstrom2": dose, "counts": counts, "n_views": n_views, "notes": notes}
     for axis in AXES[:n_views]:
