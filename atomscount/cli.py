@@ -130,6 +130,10 @@ def _parser() -> argparse.ArgumentParser:
                          "too")  # fmt: skip
     cs.add_argument("--zone-axis", default="001", help="zone axis of the first fit")
     cs.add_argument("--zone-axis2", default="110", help="zone axis of the second fit")
+    cs.add_argument("--beam2", default=None, metavar="X,Y,Z",
+                    help="beam of the second fit in the first fit's frame (x, y of its image, z along its beam), "
+                         "as the goniometer gives it; picks the relative orientation, which the data alone leave "
+                         "nearly open (the particle turned 180 degrees about the tilt axis)")  # fmt: skip
     cs.add_argument("--crystal", default="Au", help="element whose fcc lattice holds the sites")
     cs.add_argument("--core-element", default="Au", help="element of the core")
     cs.add_argument("--shell-element", default="Ag", help="element of the shell")
@@ -560,6 +564,17 @@ def _cmd_coreshell(args) -> int:
     if len(set(axes)) != len(axes):
         raise ValueError(f"the two fits need different zone axes, got --zone-axis {axes[0]} --zone-axis2 {axes[1]}")
     _check_crystal(args.crystal, axes[0])
+    beams = None
+    if args.beam2 is not None:
+        if len(args.fits) != 2:
+            raise ValueError(f"--beam2 {args.beam2!r} is the beam of a second fit, but {len(args.fits)} fit is given")
+        try:
+            beam = [float(t) for t in args.beam2.split(",")]
+        except ValueError:
+            beam = []
+        if len(beam) != 3:
+            raise ValueError(f"--beam2 must be three numbers X,Y,Z, got {args.beam2!r}")
+        beams = [beam]
     pair = sorted((args.core_element, args.shell_element))
     models = {}
     for spec in args.lensing:
@@ -591,7 +606,8 @@ def _cmd_coreshell(args) -> int:
                                       symmetric=args.symmetric, rng=args.seed, core_element=args.core_element,
                                       shell_element=args.shell_element, penalty=args.penalty,
                                       n_anneal=args.n_anneal, n_sample=args.n_sample, n_core=args.n_core,
-                                      fit_shape=True if args.fit_shape else None)  # fmt: skip
+                                      fit_shape=True if args.fit_shape else None,
+                                      beam_directions=beams)  # fmt: skip
         files = {"model": tmp / "model.h5", "model_xyz": tmp / "model.xyz", "model_cif": tmp / "model.cif"}
         model.to_hdf5(files["model"])
         model.write_xyz(files["model_xyz"])

@@ -22,7 +22,9 @@ Measurements (a)
     Each column's SCS is the shipped Au/Ag lensing model of its view
     (``load_default_lensing("Au", "Ag", axis)``, fitted to abTEM multislice
     columns) applied to its true element sequence: view 1 along [001], view 2
-    along [110] (a 90° tilt about the shared [1-10] axis). Gaussian noise is added
+    along [110] (a 90° tilt about the shared [1-10] axis), the tilt being known
+    (``beam_directions``; the variant ``orientation_from_the_data`` leaves it out).
+    Gaussian noise is added
     at the precision that ``fit_columns`` reaches: the Cramér-Rao bound
     (:func:`atomscount.crlb`) of a :class:`ColumnModel` of that view's columns
     with heights ``scs / (2 pi rho^2)``, rho = 0.45 Å, 0.2 Å pixels and a
@@ -82,6 +84,8 @@ WIDTH = 0.45
 BACKGROUND = 0.005
 AXES = ("001", "110")
 DOSES = {"1e4": 1e4, "1e5": 1e5}
+#: view 2's beam in view 1's frame, as the goniometer gives it (the 90° tilt about [1-10])
+BEAMS = [tilt_rotation(AXES[0], AXES[1])[2]]
 
 
 def _in_ellipsoid(xyz, centre, radii):
@@ -203,7 +207,7 @@ def run_particle(name, xyz, is_core, lensing, quick, seed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             res = search_core_shell(vs, {a: lensing[a] for a in axes}, "Au", counts=views[AXES[0]]["counts"], rng=0,
-                                    **settings)  # fmt: skip
+                                    beam_directions=BEAMS if len(axes) == 2 else None, **settings)  # fmt: skip
         seconds = time.perf_counter() - t0
         out[label] = {**score(res, xyz, is_core, views, axes), "search_seconds": seconds}
         e = out[label]
@@ -231,7 +235,7 @@ def run_scaling(lensing, quick):
     t0 = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        res = search_core_shell(vs, lensing, "Au", counts=views[AXES[0]]["counts"], rng=0)
+        res = search_core_shell(vs, lensing, "Au", counts=views[AXES[0]]["counts"], rng=0, beam_directions=BEAMS)
     seconds = time.perf_counter() - t0
     out = {"n_sites": int(len(xyz)), **score(res, xyz, is_core, views, AXES), "search_seconds": seconds,
            "seconds_anneal": float(res.info["seconds_anneal"]), "n_anneal": int(res.info["n_anneal"]),
@@ -247,9 +251,12 @@ def run_variants(lensing, quick):
     views = measure(xyz, is_core, lensing, 2)
     vs = [(views[a]["cols"].xy, *views[a]["scs"]["1e5"], a) for a in AXES]
     counts = views[AXES[0]]["counts"]
-    variants = {"plain": {"counts": counts}, "known_composition": {"counts": counts, "n_core": int(is_core.sum())},
-                "shape_fitted_without_counts": {"counts": None}, "star_core": {"counts": counts, "core": "star"},
-                "sphere_core": {"counts": counts, "core": "sphere"}}  # fmt: skip
+    variants = {"plain": {"counts": counts, "beam_directions": BEAMS},
+                "orientation_from_the_data": {"counts": counts},
+                "known_composition": {"counts": counts, "n_core": int(is_core.sum()), "beam_directions": BEAMS},
+                "shape_fitted_without_counts": {"counts": None, "beam_directions": BEAMS},
+                "star_core": {"counts": counts, "core": "star", "beam_directions": BEAMS},
+                "sphere_core": {"counts": counts, "core": "sphere", "beam_directions": BEAMS}}  # fmt: skip
     out = {}
     for name, kw in variants.items():
         t0 = time.perf_counter()

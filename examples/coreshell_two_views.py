@@ -120,8 +120,11 @@ def run(data, *, dose=1e5, counts="true", n_views=2, seed=0, out=None, progress=
     t1 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", SearchWarning)
+        # the [110] beam in the [001] view's frame, as a goniometer would give it (the simulation's rotations)
+        beams = [data["rotation_001"] @ data["rotation_110"][2]] if n_views == 2 else None
         model = search_core_shell(views, {a: models[a] for a in AXES[:n_views]}, "Au",
-                                  counts=fits["001"][2] if counts == "true" else None, rng=seed)  # fmt: skip
+                                  counts=fits["001"][2] if counts == "true" else None, rng=seed,
+                                  beam_directions=beams)  # fmt: skip
     report["seconds_search"] = time.perf_counter() - t1
     report["search_warnings"] = [str(w.message) for w in caught if issubclass(w.category, SearchWarning)]
     report.update(score(model, data))

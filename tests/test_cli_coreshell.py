@@ -93,7 +93,7 @@ def test_two_views_write_both_views_figures(inputs, tmp_path, capsys):
     out = tmp_path / "run2"
     code = main(["coreshell", str(files["001"][0]), str(files["110"][0]), "--lensing", "Au:Ag:001", "--lensing",
                  str(lensing_110), "--counts", str(files["001"][1]), "--counts", str(files["110"][1]), *FAST,
-                 "--no-figures", "--out", str(out)])  # fmt: skip
+                 "--beam2", "0,1,0", "--no-figures", "--out", str(out)])  # fmt: skip
     assert code == 0, capsys.readouterr().err
     summary = json.loads((out / "summary.json").read_text())
     assert summary["zone_axes"] == ["001", "110"] and len(summary["chi2"]) == 2
@@ -106,6 +106,7 @@ def test_two_views_write_both_views_figures(inputs, tmp_path, capsys):
         (["--core-element", "Pt"], "is a model for Ag/Au, but the particle is Pt"),
         (["--shell-element", "Au"], "is a model for Ag/Au"),
         (["--zone-axis", "110"], "no --lensing model for zone axis 110"),
+        (["--beam2", "0,1,0"], "--beam2 '0,1,0' is the beam of a second fit, but 1 fit is given"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(inputs, tmp_path, capsys, extra, message):

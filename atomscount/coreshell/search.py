@@ -106,20 +106,37 @@ def _match(pred_xy, meas_xy, v, tol=0.6, *, allow_unmatched=False):
     return np.where(far, -1, idx), shift
 
 
-def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen):
+#: A given beam direction picks the orientations whose beam lies within this angle of it [degrees].
+BEAM_TOLERANCE_DEGREES = 15.0
+
+
+def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beam=None):
     """The rotation from view 0's frame to view ``v``'s among the crystal-symmetric candidates.
 
-    Each candidate must put every projected column on a measured one; those left are
-    ranked by the rank correlation of their atoms per column with the measured SCS,
-    and the close ones by the χ² of a quick search over views 0 and ``v`` (a
-    spherical core, then a short annealing).
+    With ``beam`` (view ``v``'s beam in view 0's frame) only the candidates whose beam
+    lies within :data:`BEAM_TOLERANCE_DEGREES` of it are kept. Each candidate must put
+    every projected column on a measured one; those left are ranked by the rank
+    correlation of their atoms per column with the measured SCS, and the close ones by
+    the χ² of a quick search over views 0 and ``v`` (a spherical core, then a short
+    annealing).
     """
     from scipy.stats import spearmanr
 
     pos, scs, err, axis = parsed[v]
     reg = register_view(pos, a, axis)
+    candidates = view_rotations(reg0["frame"], reg["frame"], parsed[0][3], axis)
+    if beam is not None:
+        cos = np.cos(np.radians(BEAM_TOLERANCE_DEGREES))
+        kept = [r for r in candidates if float(r[2] @ beam) >= cos]
+        if not kept:
+            options = sorted({tuple(np.round(r[2], 3).tolist()) for r in candidates})
+            raise ValueError(f"beam_directions[{v - 1}] = {np.round(beam, 3).tolist()}: no orientation of the "
+                             f"crystal puts the [{axis}] beam of view {v} within {BEAM_TOLERANCE_DEGREES:g}° of it; "
+                             f"the lattices of views 0 and {v} allow {options} (x, y of view 0's image, z along "
+                             f"its beam)")  # fmt: skip
+        candidates = kept
     tried = []
-    for rot in view_rotations(reg0["frame"], reg["frame"], parsed[0][3], axis):
+    for rot in candidates:
         cols = group_columns(xyz, rot)
         try:
             idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
@@ -240,7 +257,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
                       fit_shape: bool | None = None, penalty: float = 0.5, surface_penalty: float = 1.0,
                       n_anneal: int | None = None, n_sample: int | None = None, start_temperature: float = 20.0,
                       de_maxiter: int = 60, scs_scale="fit", model_error: float | None = None,
-                      progress: bool = False) -> CoreShellModel:  # fmt: skip
+                      beam_directions=None, progress: bool = False) -> CoreShellModel:  # fmt: skip
     """Find which sites of a core-shell particle hold the core element (and, optionally, its shape).
 
     Parameters
@@ -296,6 +313,13 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         Relative error of the lensing model itself, added in quadrature to each SCS's
         standard error (default: the model's own fit error, its mean absolute relative
         error times 1.25 to make it a standard deviation, or 0.03).
+    beam_directions : list, optional
+        For each later view, its beam direction in the first view's frame (x, y of the
+        first image, z along its beam), as the goniometer gives it, or None. The crystal
+        alone leaves the relative orientation of two views open: rotating the whole
+        particle 180° about the shared tilt axis changes the projections only through the
+        order of the atoms along the beams (lensing), a weak signal. A known beam keeps
+        the orientations within 15° of it. Default: every orientation is tried.
     progress : bool
         Print the stages and their timings.
 
@@ -371,6 +395,15 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     if n_core is not None:
         n_core = check_integer(n_core, "n_core", low=0, high=totals[0])
 
+    beams = [None] * (len(parsed) - 1) if beam_directions is None else list(beam_directions)
+    if len(beams) != len(parsed) - 1:
+        raise ValueError(f"beam_directions needs one entry per later view ({len(parsed) - 1}), got {len(beams)}")
+    for k, b in enumerate(beams):
+        if b is not None:
+            b = np.asarray(b, dtype=np.float64)
+            if b.shape != (3,) or not np.all(np.isfinite(b)) or np.linalg.norm(b) == 0:
+                raise ValueError(f"beam_directions[{k}] must be a finite, non-zero 3-vector, got {beams[k]!r}")
+            beams[k] = b / np.linalg.norm(b)
     a = _lattice_constant(crystal)
     xyz, empty, _, reg0 = particle_sites(parsed[0][0], counts_list[0], a, axes[0], margin=1 if fit_shape else 0)
     m = len(xyz)
@@ -380,7 +413,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             cols = group_columns(xyz)
             idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
         else:
-            rot, cols, idx, scores = _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen)
+            rot, cols, idx, scores = _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beams[v - 1])
             rotations.append(rot)
             orientation.append(scores)
         hit = idx >= 0
