@@ -9,7 +9,8 @@
    integrals fitted to the projections (:func:`~.refine.refine_atoms`), which are
    near zero for noise and can be negative, as they are, and then the first class
    (when it is named "non-atom") is held at zero with each atom's own standard
-   error: a candidate is a non-atom when its integral is consistent with none;
+   error, widened by a fitted excess width (the forward model's own error): a
+   candidate is a non-atom when its integral is consistent with none;
 2. local reclassification: each atom's 3 x 3 x 3 intensity profile (or its fitted
    integral) is compared with the average of each class among its neighbours within
    ``radius`` (its own excluded), and it moves to the nearest class (least squares);
@@ -141,7 +142,11 @@ def _gmm_1d(values, k, gen, n_iter=200, log=True, null_sd=None):
     """EM for a Gaussian mixture of the (log) intensities with free means, widths and weights, from k-means.
 
     With ``null_sd`` (one standard error per value) the first class is no atom at all: mean 0 and each
-    value's own standard error, held while the others are fitted.
+    value's own standard error, widened by one excess width ``tau`` shared by all (variance
+    ``sd_i^2 + tau^2``, tau fitted by moments), while the others are fitted. The excess is the
+    forward model's own error: on projections that are not sums of Gaussians (multislice
+    channelling, probe tails) an empty site next to atoms gets an integral well away from 0 on
+    the scale of its statistical error alone, and would otherwise join the lightest element.
     """
     labels = _kmeans_1d(values, k, gen, log=log)
     raw, values = values, _transform(values, log)
@@ -149,12 +154,13 @@ def _gmm_1d(values, k, gen, n_iter=200, log=True, null_sd=None):
     var = np.array([max(values[labels == j].var(), 1e-12 * np.var(values) + 1e-300) for j in range(k)])
     w = np.array([np.mean(labels == j) for j in range(k)])
     null_var = None if null_sd is None else np.maximum(np.asarray(null_sd, dtype=np.float64) ** 2, 1e-300)
+    tau2 = 0.0
     if null_var is not None:
         mu[0] = 0.0
     for _ in range(n_iter):
         v = np.broadcast_to(var, (len(values), k)).copy()
         if null_var is not None:
-            v[:, 0] = null_var
+            v[:, 0] = null_var + tau2
         logp = -0.5 * (values[:, None] - mu) ** 2 / v - 0.5 * np.log(2 * np.pi * v) + np.log(w)
         logp -= logp.max(axis=1, keepdims=True)
         resp = np.exp(logp)
@@ -163,9 +169,14 @@ def _gmm_1d(values, k, gen, n_iter=200, log=True, null_sd=None):
         mu_new = resp.T @ values / nk
         if null_var is not None:
             mu_new[0] = 0.0
+            tau2_new = max(0.0, float(resp[:, 0] @ (values**2 - null_var)) / nk[0])
+            converged_tau = abs(tau2_new - tau2) <= 1e-9 * (tau2 + np.mean(null_var))
+            tau2 = tau2_new
+        else:
+            converged_tau = True
         var = np.maximum((resp * (values[:, None] - mu_new) ** 2).sum(axis=0) / nk, 1e-12 * np.var(values) + 1e-300)
         w = nk / nk.sum()
-        if np.allclose(mu_new, mu, rtol=1e-9, atol=0):
+        if np.allclose(mu_new, mu, rtol=1e-9, atol=0) and converged_tau:
             mu = mu_new
             break
         mu = mu_new

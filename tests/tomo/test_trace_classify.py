@@ -62,3 +62,24 @@ def test_classified_atoms_write_an_xyz(fept_centre, tmp_path):
     back = ase.io.read(path)
     assert len(back) == int(np.sum(classified.elements() != "non-atom"))
     assert set(back.get_chemical_symbols()) == {"Fe", "Pt"}
+
+
+def test_non_atom_class_widens_by_the_model_error_of_empty_sites():
+    # fitted integrals of empty sites scatter more than their statistical errors say (a forward
+    # model that is not the data's, as on multislice projections): the non-atom class must take
+    # them rather than the lightest element
+    from atomscount.tomo.classify import _gmm_1d
+
+    rng = np.random.default_rng(4)
+    empty = rng.normal(0.0, 0.5, 120)  # five times their stated error
+    fe = rng.normal(3.0, 0.3, 60)
+    pt = rng.normal(15.0, 0.6, 300)
+    values = np.concatenate([empty, fe, pt])
+    sd = np.full(len(values), 0.1)
+    truth = np.repeat([0, 1, 2], [len(empty), len(fe), len(pt)])
+    labels = _gmm_1d(values, 3, np.random.default_rng(0), log=False, null_sd=sd)
+    assert np.mean(labels == truth) > 0.99
+    # with errors that do describe the empty sites nothing changes
+    empty_ok = rng.normal(0.0, 0.1, 120)
+    labels = _gmm_1d(np.concatenate([empty_ok, fe, pt]), 3, np.random.default_rng(0), log=False, null_sd=sd)
+    assert np.mean(labels == truth) > 0.99
