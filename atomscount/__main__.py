@@ -1,7 +1,5 @@
 """``python -m atomscount``: the same as the ``atomscount`` command."""
 
-import sys
+from .cli import run
 
-from .cli import main
-
-sys.exit(main())
+run()

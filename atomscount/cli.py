@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -685,5 +686,21 @@ def main(argv=None) -> int:
             raise
 
 
+def run() -> None:  # pragma: no cover - the console entry point, run in a process of its own
+    """``atomscount`` on the command line: :func:`main`, then exit with its code.
+
+    An interrupted run (130, 143) has cleaned up its output and printed its line
+    already; it leaves at once, skipping the interpreter's teardown, where threads
+    that the signal caught mid-work (numba, BLAS) once crashed the process (exit
+    -11 instead of 143 in a CI run).
+    """
+    code = main()
+    if code in (130, 143):
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
+
+
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
