@@ -33,7 +33,14 @@ def main(argv=None):
                     help="run the phonon configurations on a local dask cluster of this many processes")
     ap.add_argument("--refit-curves", action="store_true",
                     help="refit the extrapolation curve of the libraries present, simulating nothing")
+    ap.add_argument("--device", choices=("cpu", "gpu"), default="cpu",
+                    help="where abTEM runs; gpu needs CuPy and runs the tasks in this process")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.device == "gpu":
+        import abtem
+
+        abtem.config.set({"device": "gpu"})
+        args.workers = None
     if args.refit_curves:
         import dataclasses
 
