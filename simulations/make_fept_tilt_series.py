@@ -118,8 +118,6 @@ def main(argv=None):
                 arr = one_config(atoms, settings, cfg["seed"] + 1000 * k + c, layer=length / n_slices,
                                  n_layers=n_slices, interpolation=cfg["prism_interpolation"],
                                  step=cfg["pixel_size_angstrom"])  # fmt: skip
-                if hasattr(arr, "get"):
-                    arr = arr.get()
                 tmp = path.with_name(path.name + ".part")
                 with open(tmp, "wb") as fh:
                     np.save(fh, np.asarray(arr, dtype=np.float64))
