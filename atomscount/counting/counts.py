@@ -6,7 +6,6 @@ import dataclasses
 import warnings
 
 import numpy as np
-from scipy.special import logsumexp
 
 from .._checks import (
     check_choice,
@@ -20,6 +19,7 @@ from .._checks import (
 )
 from ..io import atomic_path, read_hdf5, write_hdf5
 from ._inputs import SCS_LARGEST, check_scs_magnitude, round_scs
+from ._scale import assign_in_chunks, bin_columns, hybrid_em, lattice_scan
 from .gmm import MixtureScan, fit_mixtures
 from .select import select_components
 
@@ -164,27 +164,53 @@ def _assign(x, ok, post_ok, count_values):
     return counts, prob, post
 
 
-def _clean_scs(scs, scs_errors=None):
-    """SCS as float64 (NaN/inf dropped with a warning), their finite mask and their errors, all checked.
+def _listing(x, idx, name, shown=5):
+    """``name[i] = value`` for the first few of ``idx``, for a message."""
+    items = ", ".join(f"{name}[{int(i)}] = {x[i]:.6g}" for i in idx[:shown])
+    return items + (", ..." if idx.size > shown else "")
 
-    NaN and +inf errors mean "unknown"; negative ones are refused.
+
+def _clean_scs(scs, scs_errors=None, mask=None, name="scs"):
+    """SCS as float64, the mask of columns to count and their errors, all checked.
+
+    Every counted SCS must be finite and >= 0: NaN, inf and negative values are
+    refused with how many and which. Columns that are not to be counted (a fit
+    that did not converge) are left out with ``mask`` (False: counted -1), and
+    their SCS may then be anything. NaN and +inf errors mean "unknown";
+    negative ones are refused.
     """
-    x = check_real_array(scs, "scs")
+    x = check_real_array(scs, name)
     if x.ndim != 1:
-        raise ValueError(f"scs must be a 1D array, got shape {x.shape}")
+        raise ValueError(f"{name} must be a 1D array, got shape {x.shape}")
     if x.size == 0:
-        raise ValueError("scs must not be empty")
-    ok = np.isfinite(x)
-    if not ok.any():
-        raise ValueError(f"scs holds no finite values (all {x.size} are NaN/inf)")
-    check_scs_magnitude(x[ok], "scs")
-    if not ok.all():
-        warnings.warn(f"dropped {int((~ok).sum())} NaN/inf SCS values (count -1)", stacklevel=3)
+        raise ValueError(f"{name} must not be empty")
+    if mask is None:
+        ok = np.ones(x.shape, dtype=bool)
+    else:
+        ok = np.asarray(mask)
+        if ok.dtype != bool:
+            raise TypeError(f"mask must be an array of bool (True: count the column), got dtype {ok.dtype}")
+        if ok.shape != x.shape:
+            raise ValueError(f"mask must have the shape of {name} {x.shape}, got {ok.shape}")
+        if not ok.any():
+            raise ValueError(f"mask leaves no column to count (all {ok.size} are False)")
+        ok = ok.copy()
+    bad = np.flatnonzero(ok & ~np.isfinite(x))
+    if bad.size:
+        raise ValueError(f"{name} must be finite, got {bad.size} NaN/inf of {int(ok.sum())} counted values "
+                         f"({_listing(x, bad, name)}); leave columns that are not to be counted out with mask= "
+                         "(e.g. mask=fit.converged), or drop them")  # fmt: skip
+    negative = np.flatnonzero(ok & (x < 0))
+    if negative.size:
+        raise ValueError(f"{name} must be >= 0 (a cross-section), got {negative.size} negative of {int(ok.sum())} "
+                         f"counted values ({_listing(x, negative, name)}); check the background of the fit, or "
+                         "leave these columns out with mask=")  # fmt: skip
+    check_scs_magnitude(x[ok], name)
     err = None
     if scs_errors is not None:
         err = check_real_array(scs_errors, "scs_errors")
         if err.shape != x.shape:
-            raise ValueError(f"scs_errors must have the shape of scs {x.shape}, got {err.shape}")
+            raise ValueError(f"scs_errors must have the shape of {name} {x.shape}, got {err.shape}")
         negative = np.flatnonzero(err < 0)
         if negative.size:
             i = int(negative[0])
@@ -193,15 +219,39 @@ def _clean_scs(scs, scs_errors=None):
     return x, ok, err
 
 
+def _check_library_counts(library) -> None:
+    """An ScsLibrary's atom counts: whole, >= 1, each listed once and increasing (it may be built in memory)."""
+    n = np.asarray(library.n_atoms, dtype=np.float64)
+    if n.ndim != 1 or n.size != np.size(library.scs):
+        raise ValueError(f"library.n_atoms must be 1D with one count per SCS, got shape {n.shape}")
+    bad = np.flatnonzero(~np.isfinite(n) | (n < 1) | (n != np.round(n)))
+    if bad.size:
+        raise ValueError(f"library.n_atoms must be whole numbers >= 1, got library.n_atoms[{bad[0]}] = {n[bad[0]]:g}")
+    same = np.flatnonzero(np.diff(n) == 0)
+    if same.size:
+        i = int(same[0])
+        raise ValueError(f"library.n_atoms lists {n[i]:g} atoms twice (library.n_atoms[{i}] and [{i + 1}]); "
+                         "each count must appear once")  # fmt: skip
+    down = np.flatnonzero(np.diff(n) < 0)
+    if down.size:
+        i = int(down[0]) + 1
+        raise ValueError(f"library.n_atoms must increase strictly, got library.n_atoms[{i}] = {n[i]:g} after "
+                         f"{n[i - 1]:g}")  # fmt: skip
+
+
 def _library_table(library, n_max=None):
     """(counts, SCS, s.e.) of a library, as arrays; extrapolated up to ``n_max`` if asked.
 
-    The SCS must be finite, above zero, strictly increasing and within the range
-    allowed for SCS (see :data:`SCS_LARGEST`), also where the thickness curve extends them.
+    The library may be given in any form :func:`~atomscount.library.resolve_library`
+    accepts. The SCS must be finite, above zero, strictly increasing and within the
+    range allowed for SCS (see :data:`SCS_LARGEST`), also where the thickness curve
+    extends them.
     """
-    from ..library import ScsLibrary
+    from ..library import ScsLibrary, resolve_library
 
+    library = resolve_library(library)
     if isinstance(library, ScsLibrary):
+        _check_library_counts(library)
         check_increasing(library.scs, "library.scs", positive=True)
         check_scs_magnitude(library.scs, "library.scs")
         sem = np.asarray(library.scs_sem, dtype=np.float64)
@@ -222,9 +272,6 @@ def _library_table(library, n_max=None):
                                  f"thickness curve {library.curve}: the curve cannot extrapolate this "
                                  "library") from exc  # fmt: skip
         return n, scs, np.interp(n, library.n_atoms, sem)
-    if isinstance(library, str | bytes | dict):
-        raise TypeError(f"library must be an ScsLibrary or a 1D array of SCS for 1, 2, ... atoms, got "
-                        f"{type(library).__name__}")  # fmt: skip
     arr = check_increasing(check_real_array(library, "library"), "library", positive=True)
     check_scs_magnitude(arr, "library")
     n = np.arange(1, arr.size + 1)
@@ -295,9 +342,12 @@ def _library_sanity(x, tab, err_sd):
     if np.mean(x > tab[-1] + inc[-1]) > 0.01:
         notes.append(f"{np.mean(x > tab[-1] + inc[-1]):.0%} of the SCS lie above the library's largest value "
                      f"({tab[-1]:.4g} Å² at {len(tab)} atoms): counts there are extrapolated")  # fmt: skip
+    # every k-th column judges the scale as well as all of them: 10⁵ at most
+    step = max(1, x.size // 100_000)
+    xj = x[::step]
 
     def misfit(scale):
-        y = x / scale
+        y = xj / scale
         k = np.clip(np.searchsorted(tab, y), 1, len(tab) - 1)
         d = np.minimum(np.abs(y - tab[k - 1]), np.abs(y - tab[k]))
         return float(np.mean((d / inc[k]) ** 2))
@@ -309,11 +359,64 @@ def _library_sanity(x, tab, err_sd):
     if abs(s_best - 1) > 0.08 and mis.min() < 0.5 * at_one and np.median(err_sd) < 0.3 * np.median(inc):
         notes.append(f"the SCS are about {s_best:.3f} times the library values (misfit {mis.min():.3f} "
                      f"vs {at_one:.3f} unscaled): the normalisation may differ from the library's; "
-                     "consider method='hybrid'")  # fmt: skip
+                     "consider method='hybrid', or normalised=False to fit the scale")  # fmt: skip
     return notes
 
 
-def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> ColumnCounts:
+def _check_normalised(normalised):
+    if normalised is not None and not isinstance(normalised, bool | np.bool_):
+        raise TypeError(f"normalised must be True, False or None, got {normalised!r}")
+    return None if normalised is None else bool(normalised)
+
+
+def _scan_scale(xs, library, tab0, off, *, strict: bool):
+    """(scale, statement) of the library lattice that explains the SCS best (see :func:`lattice_scan`).
+
+    When the best lattice is no better than one Gaussian, its columns spread more
+    than FREE_SCALE_SPREAD steps about it, or it beats the lattice of midpoints by
+    less than FREE_SCALE_EVIDENCE, the scale is not fixed by the data: with
+    ``strict`` a ValueError says why (and how to normalise), else (None, why).
+    """
+    from ..library import ScsLibrary
+
+    if np.unique(xs).size < 3:
+        why = f"a free library scale needs at least 3 distinct SCS values, got {np.unique(xs).size}"
+        if strict:
+            raise ValueError(f"scs: {why}")
+        return None, why
+    n_top = 2 * len(tab0) if isinstance(library, ScsLibrary) else len(tab0)
+    _, tab, _ = _library_table(library, n_top)
+    r = lattice_scan(xs, tab)
+    s = r["scale"]
+    start = (f"{off[1]}: the SCS are not normalised like the library, and" if off is not None else
+             "the SCS were not declared normalised (on the library's scale), and")  # fmt: skip
+    hopeless = start + " no scale can be fitted from them ({why}). To count against the library, " + NORMALISE_HINT
+    why = None
+    if not r["bic"] < r["one"] - 10:
+        why = "no scaled library lattice fits them better than one Gaussian"
+    else:
+        weak = []
+        if r["spread"] > FREE_SCALE_SPREAD:
+            weak.append(f"the columns spread {r['spread']:.2f} single-atom steps about the library's values (more "
+                        f"than {FREE_SCALE_SPREAD:g})")  # fmt: skip
+        if r["evidence"] < FREE_SCALE_EVIDENCE:
+            weak.append(f"the counts fit them better than the midpoints between counts by only {r['evidence']:.0f} "
+                        "(twice the log-likelihood)")  # fmt: skip
+        if weak:
+            why = (f"at the best scale, {s:.5g}, {' and '.join(weak)}: single counts are not resolved well enough "
+                   "to fix the scale")  # fmt: skip
+    if why is not None:
+        if strict:
+            raise ValueError(hopeless.format(why=why))
+        return None, why
+    return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over {r['n_scales']} scales "
+               f"{r['range'][0]:.4g}..{r['range'][1]:.4g}, coarse to fine; spread {r['spread']:.2f} single-atom "
+               f"steps; better than the midpoints between counts by {r['evidence']:.0f} in twice the "
+               "log-likelihood)")  # fmt: skip
+
+
+def count_by_library(scs, library, *, scs_errors=None, max_count=None, normalised: bool | None = None,
+                     mask=None) -> ColumnCounts:  # fmt: skip
     """Count atoms by comparison with a simulated library.
 
     Each column gets the count whose library SCS is most probable given the
@@ -323,43 +426,78 @@ def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> Column
     Parameters
     ----------
     scs : array_like (n,)
-    library : ScsLibrary or array_like
-        A library, or SCS values for 1, 2, ... atoms.
+        SCS [Å²]; finite and >= 0 wherever counted.
+    library : ScsLibrary, str, path or array_like
+        A library; ``"ELEMENT:AXIS"`` for a shipped one; a library file (HDF5,
+        or a text table of atoms and SCS such as StatSTEM's); an ``(m, 2)``
+        table of (atoms, SCS); a pair ``(n_atoms, scs)``; or SCS values for 1,
+        2, ... atoms (see :func:`~atomscount.library.resolve_library`).
     scs_errors : array_like (n,), optional
         Standard errors of the SCS. Without them one width is estimated from the
         residuals about the nearest library values.
     max_count : int, optional
         Largest count considered; beyond the library it is extrapolated with the
         library's thickness curve. By default just enough to cover the data.
+    normalised : bool, optional
+        True: the SCS are on the library's absolute scale [Å²] (a normalised
+        image), and are compared with it as they are. False: they are not
+        (detector counts, or an unknown normalisation), and the library's scale
+        is found first by a scan over scales (see :func:`count_hybrid`) and
+        reported as ``library_scale``. None (default): as True, with a warning
+        when the SCS look rescaled.
+    mask : array_like (n,) of bool, optional
+        Columns to count; the others (e.g. ``~fit.converged``) are counted -1 and
+        their SCS may be NaN.
 
     Raises
     ------
     ValueError
-        If most SCS lie more than twice beyond the library's largest value: the
+        If an SCS to count is NaN, inf or negative (the message gives how many,
+        and the first few indices and values). If most SCS lie more than twice
+        beyond the library's largest value and ``normalised`` is not False: the
         image was not normalised to the incident beam (the message gives the
         ratio and how to normalise). A few SCS far beyond only warn (spurious
-        columns); their counts are capped at twice the library's range. Also
-        for SCS that are empty, all NaN/inf or beyond ±1e12 (see
-        :data:`atomscount.counting._inputs.SCS_LARGEST`), negative
-        ``scs_errors``, ``max_count`` below 1, and a library whose SCS are not
-        finite, above zero and strictly increasing.
+        columns); their counts are capped at twice the library's range. With
+        ``normalised=False``, if no scale can be fixed from the SCS (the
+        message says why). Also for SCS that are empty or beyond ±1e12 (see
+        :data:`atomscount.counting._inputs.SCS_LARGEST`), a ``mask`` that is
+        not of the SCS's shape or counts nothing, negative ``scs_errors``,
+        ``max_count`` below 1, and a library whose counts are repeated or not
+        increasing, or whose SCS are not finite, above zero and strictly
+        increasing.
     TypeError
-        If ``max_count`` is not an integer, or the SCS or the library are not real numbers.
+        If ``max_count`` is not an integer, ``normalised`` not a bool or None,
+        ``mask`` not bool, or the SCS or the library are not real numbers.
     """
-    x, ok, err = _clean_scs(scs, scs_errors)
+    normalised = _check_normalised(normalised)
+    library = _resolve(library)
+    x, ok, err = _clean_scs(scs, scs_errors, mask)
     if max_count is not None:
         max_count = check_integer(max_count, "max_count", low=1)
     _, tab0, _ = _library_table(library)
-    off = _far_off(x[ok], tab0)
-    if off is not None and off[0] > 1:
-        raise ValueError(f"{off[1]}: the SCS are not normalised like the library, and counting them against it "
-                         f"would cap every count. Either {NORMALISE_HINT}, or count with method='hybrid', which "
-                         "fits the scale")  # fmt: skip
-    top = max_count or _library_extent(library, x[ok])
+    notes = []
+    scale = 1.0
+    if normalised is False:
+        scale, how = _scan_scale(round_scs(x[ok]), library, tab0, None, strict=True)
+        n_all, tab_all, _ = _library_table(library, _library_extent(library, x[ok] / scale / 0.9))
+        for _ in range(5):  # refine: least squares of the SCS on their nearest scaled library values
+            k = np.searchsorted((tab_all[1:] + tab_all[:-1]) / 2, x[ok] / scale)
+            scale = float(np.sum(x[ok] * tab_all[k]) / np.sum(tab_all[k] ** 2))
+        notes.append(f"normalised=False: the library scale was found by a scan: {how}; refined to {scale:.5g} by "
+                     "least squares on the nearest counts")  # fmt: skip
+    else:
+        off = _far_off(x[ok], tab0)
+        if off is not None and off[0] > 1:
+            raise ValueError(f"{off[1]}: the SCS are not normalised like the library, and counting them against it "
+                             f"would cap every count. Either {NORMALISE_HINT}, or count with method='hybrid' or "
+                             "normalised=False, which fit the scale")  # fmt: skip
+    xs = x / scale
+    top = max_count or _library_extent(library, xs[ok])
     n, tab, sem = _library_table(library, top)
     if err is None:
-        k = np.abs(x[ok, None] - tab[None, :]).argmin(axis=1)
-        resid = x[ok] - tab[k]
+        # nearest library values by their midpoints: no (columns, counts) array
+        k = np.clip(np.searchsorted((tab[1:] + tab[:-1]) / 2, xs[ok]), 0, len(tab) - 1)
+        resid = xs[ok] - tab[k]
         sd = 1.4826 * np.median(np.abs(resid - np.median(resid)))
         sd = max(sd, 1e-3 * np.median(np.diff(np.concatenate([[0], tab]))))
         err_sd = np.full(x.shape, sd)
@@ -367,23 +505,37 @@ def count_by_library(scs, library, *, scs_errors=None, max_count=None) -> Column
     else:
         known = np.isfinite(err) & (err > 0)
         if not known[ok].any():
-            raise ValueError("scs_errors must hold at least one finite value > 0 among the finite SCS, got none "
+            raise ValueError("scs_errors must hold at least one finite value > 0 among the SCS counted, got none "
                              "(leave scs_errors out to estimate one spread from the data)")  # fmt: skip
-        err_sd = np.where(known, err, np.median(err[known]))
+        err_sd = np.where(known, err, np.median(err[known])) / scale
         estimated = False
-    var = err_sd[ok, None] ** 2 + sem[None, :] ** 2
-    logp = -0.5 * (x[ok, None] - tab[None, :]) ** 2 / var - 0.5 * np.log(var)
-    post_ok = np.exp(logp - logsumexp(logp, axis=1, keepdims=True))
-    counts, prob, post = _assign(x, ok, post_ok, n)
-    notes = _library_sanity(x[ok], tab, err_sd[ok])
-    for note in notes:
-        warnings.warn(note, stacklevel=2)
+
+    sem2 = sem[None, :] ** 2
+
+    def log_prob(idx):
+        var = err_sd[idx, None] ** 2 + sem2
+        return -0.5 * (xs[idx, None] - tab[None, :]) ** 2 / var - 0.5 * np.log(var)
+
+    counts, prob, post = assign_in_chunks(x, ok, n, log_prob)
+    if normalised is None:
+        notes = _library_sanity(xs[ok], tab, err_sd[ok])
+        for note in notes:
+            warnings.warn(note, stacklevel=2)
+    elif normalised:
+        notes.append("normalised=True: the SCS are on the library's absolute scale (scale 1)")
     if estimated:
-        notes.append(f"no scs_errors given: one SCS spread of {err_sd[0]:.4g} Å² estimated from the residuals")
-    used = np.unique(counts[ok])
-    return ColumnCounts(counts, prob, n, post, "library", int(len(used)), tab[used - 1], np.array(
-        [np.mean(counts[ok] == u) for u in used]), float(np.median(err_sd)), np.zeros(0), np.zeros(0), np.zeros(0),
-        x, 1.0, 0.0, [], notes, {"library": _library_name(library)})  # fmt: skip
+        notes.append(f"no scs_errors given: one SCS spread of {scale * err_sd[0]:.4g} Å² estimated from the residuals")
+    used, n_used = np.unique(counts[ok], return_counts=True)
+    return ColumnCounts(counts, prob, n, post, "library", int(len(used)), scale * tab[used - 1], n_used / ok.sum(),
+                        float(scale * np.median(err_sd)), np.zeros(0), np.zeros(0), np.zeros(0), x, float(scale), 0.0,
+                        [], notes, {"library": _library_name(library), "normalised": normalised,
+                                    "free_scale": normalised is False})  # fmt: skip
+
+
+def _resolve(library):
+    from ..library import resolve_library
+
+    return resolve_library(library)
 
 
 _SETTINGS_CHECKED = ("energy_ev", "semiangle_mrad", "inner_angle_mrad", "outer_angle_mrad")
@@ -444,23 +596,27 @@ def _from_mixture(x, ok, scan: MixtureScan, g, comp_counts, method, cands, notes
 
 def count_atoms(scs, *, method: str = "icl", library=None, max_components: int = 50, scs_errors=None,
                 n_components: int | None = None, first_count: int | None = None, dose: float | None = None,
-                n_starts: int = 6, microscope: dict | None = None, rng=None,
-                progress: bool = False) -> ColumnCounts:  # fmt: skip
+                n_starts: int = 6, microscope: dict | None = None, normalised: bool | None = None, mask=None,
+                rng=None, progress: bool = False) -> ColumnCounts:  # fmt: skip
     """Count the atoms in every column from its SCS.
 
     Parameters
     ----------
     scs : array_like (n,)
-        Scattering cross-sections [Å²], e.g. ``fit.scs``.
+        Scattering cross-sections [Å²], e.g. ``fit.scs``; finite and >= 0
+        wherever counted (see ``mask``).
     method : {"icl", "library", "hybrid"}
         ``"icl"``: Gaussian mixture, G chosen among the ICL local minima by
         physical consistency (see :mod:`atomscount.counting.select`).
         ``"library"``: nearest library value (:func:`count_by_library`).
         ``"hybrid"``: mixture whose means are the library values up to one fitted
         scale and offset (:func:`count_hybrid`).
-    library : ScsLibrary or array_like, optional
+    library : ScsLibrary, str, path or array_like, optional
         Needed for "library" and "hybrid"; for "icl" it judges the candidates and
-        maps components to counts.
+        maps components to counts. Any form
+        :func:`~atomscount.library.resolve_library` accepts: ``"Pt:110"``, a
+        library file (HDF5, or a text table of atoms and SCS such as StatSTEM's),
+        an ``(m, 2)`` table, ``(n_atoms, scs)`` or SCS for 1, 2, ... atoms.
     max_components : int
         G_max for "icl" (at most 150; limited to n/3 with a warning).
     scs_errors : array_like (n,), optional
@@ -478,6 +634,16 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
         The image's microscope settings (``fit.metadata["microscope"]``, read from
         the file where it says): a library simulated for other settings is
         flagged with a warning and a note.
+    normalised : bool, optional
+        For "library" and "hybrid": True declares the SCS to be on the library's
+        absolute scale [Å²] (a normalised image; ``fit.normalised``), and the
+        library is used at scale 1; False says they are not, and the scale is
+        found by a scan over scales. None: "library" compares at scale 1,
+        "hybrid" scans and keeps a scale other than 1 only where the data
+        support it. See :func:`count_by_library` and :func:`count_hybrid`.
+    mask : array_like (n,) of bool, optional
+        Columns to count, e.g. ``fit.converged``; the others are counted -1 and
+        their SCS may be NaN.
     rng : Generator, int or None
         Seeds the random EM starts.
 
@@ -492,15 +658,17 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
         1..150, ``n_components`` outside 1..max_components, ``first_count``
         below 1, ``n_starts`` below 2, ``dose`` not finite and > 0, a library
         whose SCS are not finite, above zero and strictly increasing, SCS that
-        are empty, all NaN/inf or beyond ±1e12 (squares of larger ones overflow
-        the fits), negative ``scs_errors``, or SCS far outside the library's
-        range for "library" and "icl" (the message gives the ratio and how to
-        normalise the image; "hybrid" fits the scale instead, see
-        :func:`count_hybrid`). NaN and inf SCS are not an error: they are
-        dropped with a warning and counted -1. A single SCS gets one component.
+        are empty or beyond ±1e12 (squares of larger ones overflow the fits),
+        SCS to count that are NaN, inf or negative (the message gives how many
+        and the first few indices and values; leave columns out with ``mask``),
+        negative ``scs_errors``, or SCS far outside the library's range for
+        "library" and "icl" (the message gives the ratio and how to normalise
+        the image; "hybrid" fits the scale instead, see :func:`count_hybrid`).
+        A single SCS gets one component.
     TypeError
         If an integer argument is not an integer (booleans, strings and floats
-        are not), ``dose`` is not a real number, or the SCS are not real numbers.
+        are not), ``dose`` is not a real number, ``normalised`` not a bool or
+        None, ``mask`` not bool, or the SCS are not real numbers.
 
     Examples
     --------
@@ -524,19 +692,21 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     if dose is not None:
         dose = check_positive(dose, "dose")
     n_starts = check_integer(n_starts, "n_starts", low=2)
+    normalised = _check_normalised(normalised)
     rng = check_rng(rng)
     if library is not None:
+        library = _resolve(library)
         _library_table(library)  # refuse a bad library before the mixtures are fitted
     mismatch = check_library_settings(library, microscope)
     for msg in mismatch:
         warnings.warn(msg, stacklevel=2)
-    if method in ("library", "hybrid"):  # they check the SCS themselves (and warn once about NaN)
+    if method in ("library", "hybrid"):  # they check the SCS themselves
         if method == "library":
-            res = count_by_library(scs, library, scs_errors=scs_errors)
+            res = count_by_library(scs, library, scs_errors=scs_errors, normalised=normalised, mask=mask)
         else:
-            res = count_hybrid(scs, library, scs_errors=scs_errors, rng=rng)
+            res = count_hybrid(scs, library, scs_errors=scs_errors, normalised=normalised, mask=mask, rng=rng)
         return dataclasses.replace(res, notes=list(res.notes) + mismatch) if mismatch else res
-    x, ok, err = _clean_scs(scs, scs_errors)
+    x, ok, err = _clean_scs(scs, scs_errors, mask)
     g_max = _limit_components(int(ok.sum()), max_components)
     scan = fit_mixtures(x[ok], max_components=g_max, n_starts=n_starts, dose=dose, rng=rng, progress=progress)
     lib_tab = None
@@ -568,47 +738,59 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
     return _from_mixture(x, ok, scan, int(g), comp_counts, "icl", cands, notes + mismatch, chosen.scale, meta)
 
 
-def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, scale_prior_sd: float = 0.1,
-                 max_iter: int = 500, tol: float = 1e-9, rng=None) -> ColumnCounts:  # fmt: skip
+def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, normalised: bool | None = None,
+                 scale_prior_sd: float | None = None, mask=None, max_iter: int = 500, tol: float = 1e-9,
+                 rng=None) -> ColumnCounts:  # fmt: skip
     """Mixture counting with the library as prior knowledge.
 
     Component ``N`` has mean ``scale * L(N) + offset`` (``L`` the library, every
     count from 1 to just beyond the data) and a free weight that may fall to
     zero. Column ``i`` scatters about it with variance ``e_i^2 + t^2``: its own
     SCS error ``e_i`` (when given) plus one fitted spread ``t`` for everything
-    the errors leave out. EM fits scale, offset, width and weights together, so
-    a library whose normalisation is off by a few per cent, or a thickness that
-    is missing from the data, does not shift the counts. The fitted scale is
-    reported: far from 1, the image normalisation deserves a look.
+    the errors leave out. EM fits the weights and width, and the scale and
+    offset where they are free, so a thickness that is missing from the data
+    does not shift the counts.
 
-    The scale is only freed when the data support it (BIC against the scale held
-    at 1), and it has a log-normal prior about 1 with ``scale_prior_sd``: without it
-    a mixture with free weights cannot tell the library at scale ``s`` from the
-    library at ``2**-p * s`` with every other component empty. The offset is off
-    by default because, for a nearly linear library, it trades against a shift
-    of every count by one.
+    With ``normalised=True`` the SCS are declared to be on the library's
+    absolute scale (a normalised image) and the scale is held at 1. Otherwise
+    the scale is found by a scan that can reach any factor: for every scale on a
+    log grid (from all columns on twice the library's largest count to the
+    thinnest on half a single atom; 0.5 % steps, then 0.05 % steps about the
+    best few) the library's values times the scale are the means of a mixture
+    with free weights and one width, and BIC picks the scale (a finer lattice,
+    every other count empty, fits no better but pays for twice the weights; a
+    coarser one leaves half the columns between its values). The EM then
+    refines it, starting there, without a prior (unless ``scale_prior_sd`` is
+    given). A scale other than 1 is kept only where the data support it (BIC
+    against the scale held at 1); with ``normalised=False`` it is always kept.
+    When the scan cannot fix a scale (single counts not resolved), the SCS are
+    far off the library (more than twice beyond its range) or
+    ``normalised=False``, that is an error; otherwise the EM starts at 1.
 
-    Unnormalised SCS (detector counts times Å², typically 10⁴ times the
-    library) lie beyond the prior's reach. When the median SCS is more than
-    twice beyond the library's range, the scale is first found freely, by
-    aligning the data's spacing with the library's increments: for every scale
-    on a log grid (0.2 % steps, from all columns on the library's largest count
-    to the thinnest on half a single atom) the library's values times the scale
-    are the means of a mixture with free weights and one width, and BIC picks
-    the scale (a finer lattice, every other count empty, fits no better but
-    pays for twice the weights; a coarser one leaves half the columns between
-    its values). The EM above then runs with the prior centred on that scale,
-    and the notes say the scale was fitted freely.
+    The fit runs on the SCS gathered into 4,000 bins (each with its columns'
+    mean squared error) once there are more than 4,000 columns; the posteriors
+    are computed for each column, in chunks. 10⁶ columns take seconds.
 
     Parameters
     ----------
     scs : array_like (n,)
-        SCS [Å², or detector counts × Å² before normalisation].
-    library : ScsLibrary or array_like
+        SCS [Å², or detector counts × Å² before normalisation]; finite and >= 0
+        wherever counted.
+    library : ScsLibrary, str, path or array_like
+        As for :func:`count_by_library`.
     scs_errors : array_like (n,), optional
     fit_offset : bool
-    scale_prior_sd : float
-        Standard deviation of the log-normal prior on the scale.
+        Also fit an offset (off by default: for a nearly linear library it trades
+        against a shift of every count by one).
+    normalised : bool, optional
+        True: the SCS are on the library's scale, which is held at 1. False: they
+        are not, and the scale found by the scan is kept. None: scan, and keep a
+        scale other than 1 where the data support it.
+    scale_prior_sd : float, optional
+        Standard deviation of a log-normal prior on the scale, about the scan's
+        value (about 1 where the scan could not fix one). None: no prior.
+    mask : array_like (n,) of bool, optional
+        Columns to count; the others are counted -1 and their SCS may be NaN.
     max_iter : int
     tol : float
     rng : Generator, int or None
@@ -617,23 +799,30 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
     Returns
     -------
     ColumnCounts
+        ``library_scale`` and ``library_offset`` give the fitted relation;
+        ``metadata["free_scale"]`` whether the scale came from the scan.
 
     Raises
     ------
     ValueError
-        If the SCS are far off the library and no scaled library lattice fits
-        them (one thickness only, or single counts not resolved); the message
-        gives the ratio and how to normalise the image. Also for SCS and a
-        library as in :func:`count_by_library`, ``scale_prior_sd`` not finite
-        and > 0, ``max_iter`` below 1 and ``tol`` below 0.
+        If the scale must be found (``normalised=False``, or SCS far off the
+        library) and no scaled library lattice fits them (one thickness only, or
+        single counts not resolved); the message gives why and how to normalise
+        the image. Also for SCS, ``mask`` and a library as in
+        :func:`count_by_library`, ``scale_prior_sd`` not finite and > 0,
+        ``max_iter`` below 1 and ``tol`` below 0.
     TypeError
-        If ``max_iter`` is not an integer, or ``scale_prior_sd`` or ``tol`` not a real number.
+        If ``max_iter`` is not an integer, ``normalised`` not a bool or None, or
+        ``scale_prior_sd`` or ``tol`` not a real number.
     """
     check_choice(fit_offset, "fit_offset", {False, True})
-    scale_prior_sd = check_positive(scale_prior_sd, "scale_prior_sd")
+    normalised = _check_normalised(normalised)
+    if scale_prior_sd is not None:
+        scale_prior_sd = check_positive(scale_prior_sd, "scale_prior_sd")
     max_iter = check_integer(max_iter, "max_iter", low=1)
     tol = check_real(tol, "tol", low=0.0)
-    x, ok, err = _clean_scs(scs, scs_errors)
+    library = _resolve(library)
+    x, ok, err = _clean_scs(scs, scs_errors, mask)
     # fitted to rounded SCS, the scale and the counts do not hinge on floating-point noise (see round_scs)
     xs = round_scs(x[ok])
     if err is not None:
@@ -643,180 +832,103 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, sca
     else:
         e = np.zeros_like(xs)
     _, tab0, _ = _library_table(library)
-    off = _far_off(xs, tab0)
     notes = []
     unit = 1.0
-    if off is not None:
-        unit, how = _free_scale(xs, library, tab0, off)
-        notes.append(f"{off[1]}: the SCS are not normalised like the library, so the library scale was "
-                     f"fitted freely: {how}; the hybrid EM refined it. To compare with the library directly, "
-                     f"{NORMALISE_HINT}")  # fmt: skip
-    # in units of the first estimate, the prior about 1 is centred on it
-    best = _hybrid_fit(xs / unit, e / unit, err is not None, library, fit_offset, scale_prior_sd, max_iter, tol)
+    scanned = False
+    free = not normalised
+    if normalised:
+        notes.append("normalised=True: the SCS are on the library's absolute scale, so the scale is held at 1")
+    else:
+        off = _far_off(xs, tab0)
+        strict = off is not None or normalised is False
+        s, how = _scan_scale(xs, library, tab0, off, strict=strict)
+        if s is None:
+            # nothing fixes a free scale then: a mixture with free weights fits any scale as well
+            free = scale_prior_sd is not None
+            notes.append(f"the scan over library scales could not fix one ({how}): the scale is "
+                         + ("fitted about 1 with the prior given" if free else "held at 1"))  # fmt: skip
+        elif strict or abs(np.log(s)) > 0.1:
+            unit, scanned = s, True
+            why = (f"{off[1]}: the SCS are not normalised like the library, so" if off is not None else
+                   "the SCS were not declared normalised, so")  # fmt: skip
+            notes.append(f"{why} the library scale was found by a scan: {how}; the hybrid EM refined it. To "
+                         f"compare with the library directly, {NORMALISE_HINT}")  # fmt: skip
+    # in units of the scan's scale, the EM (and any prior) starts about 1; the scale held at 1 is 1 / unit there
+    anchor = None if normalised is False else 1.0 / unit
+    best = _hybrid_fit(xs / unit, e / unit, err is not None, library, fit_offset, scale_prior_sd, max_iter, tol,
+                       free=free, anchor=anchor)  # fmt: skip
     n, tab = best["n"], best["tab"]
     scale, offset, extra = best["scale"] * unit, best["offset"] * unit, best["extra"] * unit
-    weights, post_ok = best["weights"], best["tau"]
+    weights = best["weights"]
     sd = float(np.sqrt(np.median(e) ** 2 + extra**2))
-    counts, prob, post = _assign(x, ok, post_ok, n)
+    mu = scale * tab + offset
+    logw = np.log(np.maximum(weights, 1e-300))
+    e_all = np.zeros(x.shape)
+    e_all[ok] = e
+    x_round = np.zeros(x.shape)
+    x_round[ok] = xs
+
+    def log_prob(idx):
+        var = (e_all[idx] ** 2 + extra**2)[:, None] / unit**2
+        return logw - 0.5 * ((x_round[idx, None] - mu) / unit) ** 2 / var - 0.5 * np.log(var)
+
+    counts, prob, post = assign_in_chunks(x, ok, n, log_prob)
     notes.insert(0, f"library scale {scale:.5g}, offset {offset:.4g} Å², spread beyond the SCS errors {extra:.3g} Å²")
-    if not best["scale_supported"]:
-        notes.append(f"a library scale other than {unit:.5g} is not supported by the data (BIC): scale held at "
-                     f"{unit:.5g}")  # fmt: skip
-    if off is None and abs(scale - 1) > 0.1:
+    if free and not best["scale_supported"]:
+        notes.append("a library scale other than 1 is not supported by the data (BIC): scale held at 1")
+    if free and not scanned and best["scale_supported"] and abs(scale - 1) > 0.1:
         notes.append(f"the fitted library scale {scale:.3f} is far from 1: check the image normalisation")
     used = weights * xs.size >= 0.5
     loglik = float(best["ll"]) - xs.size * np.log(unit)  # of the SCS in their own units
     return ColumnCounts(counts, prob, n, post, "hybrid", int(used.sum()), scale * tab[used] + offset, weights[used],
                         float(sd), np.zeros(0), np.zeros(0), np.zeros(0), x, float(scale), float(offset), [], notes,
-                        {"library": _library_name(library), "log_likelihood": loglik,
-                         "free_scale": off is not None})  # fmt: skip
+                        {"library": _library_name(library), "log_likelihood": loglik, "free_scale": scanned,
+                         "normalised": normalised})  # fmt: skip
 
 
-def _hybrid_fit(xs, e, have_errors, library, fit_offset, prior_sd, max_iter, tol, burn_in=30):
-    """The hybrid fit of ``xs`` against the library at scales about 1 (see :func:`count_hybrid`)."""
+def _hybrid_fit(xs, e, have_errors, library, fit_offset, prior_sd, max_iter, tol, *, free, anchor, burn_in=30):
+    """The hybrid fit of ``xs`` against the library at scales about 1 (see :func:`count_hybrid`).
+
+    ``free``: fit the scale (else hold it at ``anchor``). ``anchor``: with a free
+    scale, the scale it must beat by BIC to be kept (None: always kept).
+    """
     top = _library_extent(library, xs / 0.7)
     n, tab, _ = _library_table(library, top)
     inc = np.diff(np.concatenate([[0.0], tab]))
     width0 = (0.1 if have_errors else 0.25) * float(np.median(inc))
-    # start the scale on a grid, a few EM steps each; the best start runs to convergence
+    xb, wb, e2b = bin_columns(xs, e)
     min_var = (1e-9 * width0) ** 2  # without SCS errors, the spread must not collapse to zero
-    burned = [_hybrid_em(xs, e, tab, s0, 0.0, width0 * s0, fit_offset, prior_sd, burn_in, tol, min_var)
-              for s0 in np.linspace(0.8, 1.25, 10)]  # fmt: skip
-    ll, scale, offset, extra, weights, _ = max(burned, key=lambda r: r[0])
-    best = _hybrid_em(xs, e, tab, scale, offset, max(extra, 1e-3 * width0), fit_offset, prior_sd, max_iter, tol,
-                      min_var, weights=weights)  # fmt: skip
-    # Is a scale other than 1 supported by the data? Compare with the scale held at 1 (BIC).
-    fixed = _hybrid_em(xs, e, tab, 1.0, 0.0, width0, False, 1e-9, max_iter, tol, min_var)
-    ll_free = best[0] + 0.5 * (np.log(best[1]) / prior_sd) ** 2
-    n_free = 2 if fit_offset else 1
-    supported = 2 * (ll_free - fixed[0]) > n_free * np.log(xs.size)
-    chosen = best if supported else fixed
-    ll, scale, offset, extra, weights, tau = chosen
-    return {"ll": ll, "scale": scale, "offset": offset, "extra": extra, "weights": weights, "tau": tau, "n": n,
-            "tab": tab, "scale_supported": bool(supported)}  # fmt: skip
 
+    def fixed_at(s):
+        return hybrid_em(xb, wb, e2b, tab, s, 0.0, (width0 * s) ** 2, False, False, None, max_iter, tol, min_var)
 
-def _free_scale(xs, library, tab0, off):
-    """A library scale far from 1, from the profile likelihood of the library's lattice of values.
-
-    For every scale ``s`` on a log grid (0.2 % steps) the data are fitted by a
-    mixture whose means are ``s L(N)``, every count within the data's range,
-    with free weights and one shared width (EM on a 2,000-bin histogram). BIC
-    with one weight per count in range picks the scale: a finer lattice
-    (``s / 2``, every other count empty) fits no better but pays for twice the
-    weights, a coarser one leaves half the columns between its values. Returns
-    (scale, statement); raises ValueError when the best lattice is no better
-    than one Gaussian, the columns spread more than FREE_SCALE_SPREAD steps
-    about it, or it fits less than FREE_SCALE_EVIDENCE better than a lattice
-    of the midpoints between counts (which fits unresolved data as well).
-    """
-    from ..library import ScsLibrary
-    from ._em import run_em
-    from .gmm import _bin
-
-    if np.unique(xs).size < 3:
-        raise ValueError(f"scs: a free library scale needs at least 3 distinct SCS values, got {np.unique(xs).size}")
-    x, w = _bin(np.sort(xs), np.ones(xs.size), 2000)
-    n = xs.size
-    n_top = 2 * len(tab0) if isinstance(library, ScsLibrary) else len(tab0)
-    _, tab, _ = _library_table(library, n_top)
-    inc = np.diff(np.concatenate([[0.0], tab]))
-    x_lo, x_hi = np.quantile(xs, [0.005, 0.995])
-    s_lo = x_hi / tab[-1]
-    s_hi = 2 * x_lo / tab[0] if x_lo > 0 else x_hi / tab[0]
-    grid = np.geomspace(s_lo, max(s_hi, 1.01 * s_lo), int(np.clip(np.log(max(s_hi / s_lo, 1.01)) / 0.002, 10, 20000)))
-    min_var = (1e-4 * (x[-1] - x[0])) ** 2
-
-    def lattice_fit(s, values):
-        """(log-likelihood, values in range, width in single-atom steps) of the lattice ``s * values``."""
-        lattice = s * values
-        sel = (lattice > x[0] - s * inc[: values.size]) & (lattice < x[-1] + s * inc[: values.size])
-        k = int(sel.sum())
-        if k < 2:
-            return -np.inf, k, np.inf
-        step = float(np.median(s * inc[: values.size][sel]))
-        means, weights = lattice[sel].copy(), np.full(k, 1.0 / k)
-        ll, _, var, _ = run_em(x, w, means, weights, (0.25 * step) ** 2, 0.0, 40, 1e-7, min_var, True)
-        return ll, k, np.sqrt(var) / step
-
-    bic = np.full(grid.size, np.inf)
-    widths = np.zeros(grid.size)
-    for j, s in enumerate(grid):
-        ll, k, widths[j] = lattice_fit(s, tab)
-        bic[j] = -2 * ll + k * np.log(n)
-    best = int(np.argmin(bic))
-    s = float(grid[best])
-    # a lattice of the midpoints between counts fits smooth (unresolved) data as well as the counts do
-    evidence = 2 * (lattice_fit(s, tab)[0] - lattice_fit(s, 0.5 * (tab[1:] + tab[:-1]))[0])
-    with np.errstate(divide="ignore"):  # SCS all alike: one Gaussian fits infinitely well, and no lattice beats it
-        one = n * (np.log(2 * np.pi * xs.var()) + 1) + 2 * np.log(n)  # BIC of a single Gaussian
-    hopeless = (f"{off[1]}: the SCS are not normalised like the library, and no scale can be fitted from them "
-                "({why}). To count against the library, " + NORMALISE_HINT)  # fmt: skip
-    if not bic[best] < one - 10:
-        raise ValueError(hopeless.format(why="no scaled library lattice fits them better than one Gaussian"))
-    weak = []
-    if widths[best] > FREE_SCALE_SPREAD:
-        weak.append(f"the columns spread {widths[best]:.2f} single-atom steps about the library's values (more "
-                    f"than {FREE_SCALE_SPREAD:g})")  # fmt: skip
-    if evidence < FREE_SCALE_EVIDENCE:
-        weak.append(f"the counts fit them better than the midpoints between counts by only {evidence:.0f} (twice "
-                    "the log-likelihood)")  # fmt: skip
-    if weak:
-        why = f"at the best scale, {s:.5g}, {' and '.join(weak)}"
-        raise ValueError(hopeless.format(why=why + ": single counts are not resolved well enough to fix the scale"))
-    return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over scales {grid[0]:.4g}.."
-               f"{grid[-1]:.4g}; spread {widths[best]:.2f} single-atom steps; better than the midpoints between "
-               f"counts by {evidence:.0f} in twice the log-likelihood)")  # fmt: skip
-
-
-def _hybrid_em(x, err, tab, scale, offset, extra_sd, fit_offset, prior_sd, max_iter, tol, min_var, weights=None):
-    """EM for the library-tied mixture; column i has variance err_i^2 + extra_sd^2.
-
-    Without SCS errors the extra variance stays above ``min_var``.
-    """
-    k = len(tab)
-    weights = np.full(k, 1.0 / k) if weights is None else np.asarray(weights, dtype=float).copy()
-    e2 = err**2
-    t2 = extra_sd**2
-    prev = -np.inf
-    ll = -np.inf
-    tau = None
-    for _ in range(max_iter):
-        var = (e2 + t2)[:, None]
-        mu = scale * tab + offset
-        logp = np.log(np.maximum(weights, 1e-300)) - 0.5 * (x[:, None] - mu) ** 2 / var - 0.5 * np.log(var)
-        lse = logsumexp(logp, axis=1, keepdims=True)
-        ll = float(lse.sum() - 0.5 * x.size * np.log(2 * np.pi)) - 0.5 * (np.log(scale) / prior_sd) ** 2
-        tau = np.exp(logp - lse)
-        weights = tau.sum(axis=0) / x.size
-        # weighted least squares of x on (L, 1), weights tau / var, plus the scale prior
-        wt = tau / var
-        lam = 1.0 / prior_sd**2
-        sxx = np.sum(wt * tab**2) + lam
-        sx = np.sum(wt * tab)
-        s1 = np.sum(wt)
-        sxy = np.sum(wt * tab * x[:, None]) + lam
-        sy = np.sum(wt * x[:, None])
-        if fit_offset:
-            det = sxx * s1 - sx * sx
-            scale = (sxy * s1 - sx * sy) / det
-            offset = (sxx * sy - sx * sxy) / det
-        else:
-            scale = sxy / sxx
-        mu = scale * tab + offset
-        # extra spread beyond the SCS errors (moment estimate, >= 0)
-        t2 = max(float(np.sum(tau * ((x[:, None] - mu) ** 2 - e2[:, None])) / x.size), 0.0)
-        if not np.any(e2 > 0):
-            t2 = max(t2, min_var)
-        if abs(ll - prev) < tol * x.size:
-            break
-        prev = ll
-    return ll, float(scale), float(offset), float(np.sqrt(t2)), weights, tau
+    if not free:
+        ll, scale, offset, extra, weights = fixed_at(anchor)
+        return {"ll": ll, "scale": scale, "offset": offset, "extra": extra, "weights": weights, "n": n, "tab": tab,
+                "scale_supported": False}  # fmt: skip
+    # start the scale on a grid, a few EM steps each; the best start runs to convergence
+    burned = [hybrid_em(xb, wb, e2b, tab, s0, 0.0, (width0 * s0) ** 2, True, fit_offset, prior_sd, burn_in, tol,
+                        min_var) for s0 in np.linspace(0.8, 1.25, 10)]  # fmt: skip
+    ll, scale, offset, extra, weights = max(burned, key=lambda r: r[0])
+    best = hybrid_em(xb, wb, e2b, tab, scale, offset, max(extra, 1e-3 * width0) ** 2, True, fit_offset, prior_sd,
+                     max_iter, tol, min_var, weights=weights)  # fmt: skip
+    supported = True
+    chosen = best
+    if anchor is not None:
+        # Is a scale other than the anchor supported by the data? Compare with the scale held there (BIC).
+        fixed = fixed_at(anchor)
+        ll_free = best[0] + (0.0 if prior_sd is None else 0.5 * (np.log(best[1]) / prior_sd) ** 2)
+        n_free = 2 if fit_offset else 1
+        supported = bool(2 * (ll_free - fixed[0]) > n_free * np.log(xs.size))
+        chosen = best if supported else fixed
+    ll, scale, offset, extra, weights = chosen
+    return {"ll": ll, "scale": scale, "offset": offset, "extra": extra, "weights": weights, "n": n, "tab": tab,
+            "scale_supported": supported}  # fmt: skip
 
 
 def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs_errors=None,
                       n_components: int | None = None, first_count: int | None = None, stay_probability: float = 0.95,
-                      rng=None) -> ColumnCounts:  # fmt: skip
+                      mask=None, rng=None) -> ColumnCounts:  # fmt: skip
     """Count the same columns over several frames.
 
     One mixture is fitted to all frames together (the columns do not change
@@ -831,13 +943,16 @@ def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs
     Parameters
     ----------
     scs_frames : array_like (n_frames, n_columns)
-        SCS of the same columns (same order) in each frame; NaN where a column was
-        not measured.
-    library : ScsLibrary or array_like, optional
+        SCS of the same columns (same order) in each frame; finite and >= 0
+        wherever counted.
+    library : ScsLibrary, str, path or array_like, optional
     max_components, scs_errors, n_components, first_count, rng
         As for :func:`count_atoms` (``scs_errors`` with the shape of ``scs_frames``).
     stay_probability : float
         Probability that a column keeps its count from one frame to the next, in (0, 1).
+    mask : array_like (n_frames, n_columns) of bool, optional
+        False where a column was not measured in a frame (its SCS may be NaN
+        there): counted -1, and that frame says nothing about the column's path.
 
     Returns
     -------
@@ -848,7 +963,8 @@ def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs
     ------
     ValueError
         If ``scs_frames`` is not 2D or is empty, ``stay_probability`` lies outside
-        (0, 1), and for the SCS and arguments as in :func:`count_atoms`.
+        (0, 1), ``mask`` is not of the frames' shape, an SCS to count is NaN,
+        inf or negative, and for the SCS and arguments as in :func:`count_atoms`.
     TypeError
         As in :func:`count_atoms`, and if ``stay_probability`` is not a real number.
     """
@@ -864,12 +980,19 @@ def count_time_series(scs_frames, *, library=None, max_components: int = 50, scs
         if scs_errors.shape != y.shape:
             raise ValueError(f"scs_errors must have the shape of scs_frames {y.shape}, got {scs_errors.shape}")
         scs_errors = scs_errors.ravel()
-    flat = count_atoms(y.ravel(), method="icl", library=library, max_components=max_components,
-                       scs_errors=scs_errors, n_components=n_components, first_count=first_count,
-                       rng=rng)  # fmt: skip
+    if mask is not None:
+        mask = np.asarray(mask)
+        if mask.shape != y.shape:
+            raise ValueError(f"mask must have the shape of scs_frames {y.shape}, got {mask.shape}")
+    try:
+        flat = count_atoms(y.ravel(), method="icl", library=library, max_components=max_components,
+                           scs_errors=scs_errors, n_components=n_components, first_count=first_count,
+                           mask=None if mask is None else mask.ravel(), rng=rng)  # fmt: skip
+    except ValueError as exc:  # name the frame and column, not the index into the flattened frames
+        raise ValueError(str(exc).replace("scs[", "scs_frames.ravel()[")) from None
     g = flat.n_components
     post = flat.posterior.reshape(*y.shape, g)
-    ok = np.isfinite(y)
+    ok = flat.counts.reshape(y.shape) >= 0
     logp = np.log(np.maximum(post, 1e-300))
     logp[~ok] = 0.0  # an unmeasured frame says nothing
     # transitions between components, by the difference of their counts

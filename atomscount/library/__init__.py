@@ -2,7 +2,15 @@
 
 from .lensing import LensingModel, LinearModel, load_default_lensing, load_default_linear
 from .mixed import MixedColumns, simulate_mixed_columns
-from .scs import ScsLibrary, available_defaults, build_scs_library, load_default, thickness_curve
+from .scs import (
+    ScsLibrary,
+    available_defaults,
+    build_scs_library,
+    load_default,
+    read_library,
+    resolve_library,
+    thickness_curve,
+)
 from .settings import MicroscopeSettings, electron_wavelength_angstrom
 from .simulate import column_cell, simulate_column_scs, zone_axis_crystal
 
@@ -15,6 +23,8 @@ __all__ = [
     "ScsLibrary",
     "available_defaults",
     "load_default",
+    "read_library",
+    "resolve_library",
     "load_default_lensing",
     "load_default_linear",
     "build_scs_library",

@@ -56,3 +56,46 @@ def check_curve(curve, name: str) -> None:
         value = float(check_finite(curve[k], f"{name}[{k!r}]"))
         if k == "n_sat" and not value > 0:
             raise ValueError(f"{name}['n_sat'] must be > 0, got {value}")
+
+
+def read_text_table(path, kind: str) -> np.ndarray:
+    """Rows of 2 or 3 numbers from a text file, as an (m, 2) or (m, 3) float array.
+
+    Separators are commas, semicolons, tabs or spaces. Blank lines and comments
+    (from ``#`` or ``%``) are skipped, and so are lines of text before the first
+    row of numbers (a header). Anything else that is not a row of numbers is refused
+    with the file and the line number.
+    """
+    import re
+
+    try:
+        text = open(path, encoding="utf-8-sig", errors="strict").read()
+    except UnicodeDecodeError as exc:
+        raise FileFormatError(f"{kind} file {str(path)!r} is neither HDF5 nor a text table (not UTF-8 text: "
+                              f"{exc.reason} at byte {exc.start})") from None  # fmt: skip
+    rows, width, first = [], None, None
+    for number, line in enumerate(text.splitlines(), start=1):
+        line = re.split(r"[#%]", line, maxsplit=1)[0].strip()
+        if not line:
+            continue
+        fields = [f for f in re.split(r"[,;\s]+", line) if f]
+        try:
+            values = [float(f) for f in fields]
+        except ValueError:
+            if not rows:  # a header
+                continue
+            raise FileFormatError(f"{kind} file {str(path)!r} line {number}: expected numbers (atoms, SCS), got "
+                                  f"{line!r:.80}") from None  # fmt: skip
+        if len(values) not in (2, 3):
+            raise FileFormatError(f"{kind} file {str(path)!r} line {number}: expected 2 columns (atoms, SCS) or 3 "
+                                  f"(atoms, SCS, s.e.), got {len(values)}: {line!r:.80}")  # fmt: skip
+        if width is None:
+            width, first = len(values), number
+        elif len(values) != width:
+            raise FileFormatError(f"{kind} file {str(path)!r} line {number}: {len(values)} columns, but line {first} "
+                                  f"has {width}")  # fmt: skip
+        rows.append(values)
+    if not rows:
+        raise FileFormatError(f"{kind} file {str(path)!r} is neither HDF5 nor a text table: it holds no rows of "
+                              "numbers (atoms, SCS)")  # fmt: skip
+    return np.array(rows, dtype=np.float64)

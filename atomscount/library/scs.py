@@ -11,11 +11,12 @@ import numpy as np
 from .. import __version__
 from .._checks import check_increasing, check_integer
 from ..io import read_hdf5, write_hdf5
-from ._files import check_curve, check_finite, check_scs_table, checking
+from ._files import check_curve, check_finite, check_scs_table, checking, read_text_table
 from .settings import MicroscopeSettings
 from .simulate import _check_element, _parse_zone_axis, column_cell, simulate_column_scs, zone_axis_crystal
 
-__all__ = ["ScsLibrary", "available_defaults", "build_scs_library", "load_default", "thickness_curve"]
+__all__ = ["ScsLibrary", "available_defaults", "build_scs_library", "load_default", "read_library", "resolve_library",
+           "thickness_curve"]  # fmt: skip
 
 _KIND = "ScsLibrary"
 
@@ -164,6 +165,108 @@ class ScsLibrary:
             _check_table(arrays, attrs)
             attrs["settings"] = MicroscopeSettings.stored(attrs["settings"])
             return cls(**attrs, **{k: arrays[k] for k in cls._ARRAYS})
+
+    @classmethod
+    def from_table(cls, n_atoms, scs, *, scs_sem=None, element: str = "", zone_axis: str = "",
+                   source: str | None = None, name: str = "library") -> ScsLibrary:  # fmt: skip
+        """A library from a table of atom counts and SCS, e.g. a StatSTEM library file.
+
+        Parameters
+        ----------
+        n_atoms : array_like (m,) of int
+            Atoms in the column: whole numbers >= 1, strictly increasing, each
+            listed once. Gaps are interpolated by :meth:`scs_at`. A leading row
+            for 0 atoms is accepted when its SCS is 0 (StatSTEM writes one) and
+            dropped: no atoms scatter nothing.
+        scs : array_like (m,)
+            SCS [Å²] for those counts: finite, above zero and strictly increasing.
+        scs_sem : array_like (m,), optional
+            Standard errors of the SCS [Å²]; zero when not given.
+        element, zone_axis : str
+            What the table describes, for reports (empty when unknown).
+        source : str, optional
+            Where the table came from (a file name), kept in ``provenance``.
+        name : str
+            The argument's name, for messages.
+
+        Returns
+        -------
+        ScsLibrary
+            With one "configuration" (the table itself), empty microscope
+            settings and a thickness curve fitted for extrapolation.
+
+        Raises
+        ------
+        ValueError
+            If the two columns differ in length or are empty; a count is not a
+            whole number >= 1 (0 only in the first row, with SCS 0), is listed
+            twice or comes after a larger one; an SCS is not finite, not above
+            zero or not larger than the previous one; or ``scs_sem`` is not
+            finite and >= 0. The message names ``name``, the row and its values.
+        TypeError
+            If the values are not real numbers.
+
+        Examples
+        --------
+        >>> lib = ScsLibrary.from_table([1, 2, 3, 4], [0.05, 0.1, 0.14, 0.17])
+        >>> lib.max_atoms, float(lib.scs_at(2))
+        (4, 0.1)
+        """
+        n = np.asarray(n_atoms)
+        y = np.asarray(scs)
+        for arr, what in ((n, "atom counts"), (y, "SCS")):
+            if arr.dtype.kind not in "biuf":
+                raise TypeError(f"{name}: the {what} must be real numbers, got dtype {arr.dtype}")
+            if arr.ndim != 1:
+                raise ValueError(f"{name}: the {what} must be a 1D column, got shape {arr.shape}")
+        if n.size != y.size:
+            raise ValueError(f"{name}: {n.size} atom counts but {y.size} SCS values; give one SCS per count")
+        if n.size == 0:
+            raise ValueError(f"{name} must hold at least one row (atoms, SCS), got none")
+        n = n.astype(np.float64)
+        y = y.astype(np.float64)
+        sem = np.zeros_like(y) if scs_sem is None else check_finite(scs_sem, f"{name} s.e.", minimum=0.0)
+        if sem.shape != y.shape:
+            raise ValueError(f"{name}: scs_sem must have one value per row ({y.size}), got shape {sem.shape}")
+        if n[0] == 0 and n.size > 1:
+            if y[0] != 0:
+                raise ValueError(f"{name}: the row for 0 atoms must have SCS 0 (no atoms scatter nothing), got "
+                                 f"{y[0]:.6g}")  # fmt: skip
+            n, y, sem = n[1:], y[1:], sem[1:]
+            row0 = 2
+        else:
+            row0 = 1
+        bad = np.flatnonzero(~np.isfinite(n) | (n < 1) | (n != np.round(n)))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{name}: atom counts must be whole numbers >= 1, got {n[i]:g} in row {i + row0}")
+        same = np.flatnonzero(np.diff(n) == 0)
+        if same.size:
+            i = int(same[0])
+            raise ValueError(f"{name}: atom count {n[i]:g} is listed twice (rows {i + row0} and {i + row0 + 1}, SCS "
+                             f"{y[i]:.6g} and {y[i + 1]:.6g}); each count must appear once")  # fmt: skip
+        down = np.flatnonzero(np.diff(n) < 0)
+        if down.size:
+            i = int(down[0]) + 1
+            raise ValueError(f"{name}: atom counts must increase strictly, got {n[i]:g} in row {i + row0} after "
+                             f"{n[i - 1]:g}")  # fmt: skip
+        bad = np.flatnonzero(~np.isfinite(y))
+        if bad.size:
+            i = int(bad[0])
+            raise ValueError(f"{name}: SCS must be finite, got {y[i]} for {n[i]:g} atoms (row {i + row0})")
+        if not y[0] > 0:
+            raise ValueError(f"{name}: SCS must be above zero, got {y[0]:.6g} for {n[0]:g} atoms (row {row0})")
+        down = np.flatnonzero(np.diff(y) <= 0)
+        if down.size:
+            i = int(down[0]) + 1
+            raise ValueError(f"{name}: SCS must increase strictly with the atom count, got {y[i]:.6g} for {n[i]:g} "
+                             f"atoms (row {i + row0}) after {y[i - 1]:.6g} for {n[i - 1]:g} atoms")  # fmt: skip
+        n_int = n.astype(np.int64)
+        provenance = {"source": source or "table", "built": datetime.datetime.now(datetime.UTC).isoformat(
+            timespec="seconds"), "atomscount_version": __version__}  # fmt: skip
+        return cls(element=str(element), zone_axis=str(zone_axis), n_atoms=n_int, scs=y, scs_sem=sem,
+                   scs_per_config=y[None, :], settings={}, seeds=np.zeros(0, dtype=np.uint64),
+                   curve=_fit_curve(n_int, y, sem), provenance=provenance)  # fmt: skip
 
 
 def _check_table(arrays, attrs) -> None:
@@ -315,3 +418,96 @@ def load_default(element: str, zone_axis: str) -> ScsLibrary:
             f"no shipped library for element={element!r}, zone_axis={key!r}; available: {available_defaults()}"
         )
     return ScsLibrary.from_hdf5(str(path))
+
+
+_HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
+
+
+def read_library(path, *, element: str = "", zone_axis: str = "") -> ScsLibrary:
+    """Read a library: an HDF5 file of :meth:`ScsLibrary.to_hdf5`, or a text table.
+
+    A text table (``.txt``, ``.csv``, ``.dat``, any name) has one row per count:
+    the number of atoms, then the SCS [Å²], and optionally the SCS's standard
+    error, separated by commas, semicolons, tabs or spaces. This is StatSTEM's
+    library file. A header line before the first row of numbers, blank lines and
+    comments (after ``#`` or ``%``) are skipped. The file's kind is told by its
+    content, not its name.
+
+    Parameters
+    ----------
+    path : str or path-like
+    element, zone_axis : str
+        For a text table, what it describes (the HDF5 file records its own).
+
+    Returns
+    -------
+    ScsLibrary
+
+    Raises
+    ------
+    FileNotFoundError
+        If there is no such file.
+    FileFormatError
+        (a ValueError) If the file is neither, a row holds other than 2 or 3
+        numbers, or the values break the rules of :meth:`ScsLibrary.from_table`
+        (counts repeated or not increasing, SCS not increasing...). The message
+        names the file and the line.
+    """
+    import os
+    from pathlib import Path
+
+    p = Path(os.fspath(path))
+    if not p.is_file():
+        raise FileNotFoundError(f"library file {str(p)!r} does not exist")
+    with open(p, "rb") as fh:
+        head = fh.read(8)
+    if head == _HDF5_SIGNATURE:
+        return ScsLibrary.from_hdf5(p)
+    table = read_text_table(p, "library")
+    with checking(p, "library"):
+        return ScsLibrary.from_table(table[:, 0], table[:, 1], scs_sem=table[:, 2] if table.shape[1] == 3 else None,
+                                     element=element, zone_axis=zone_axis, source=p.name,
+                                     name=f"library {p.name!r}")  # fmt: skip
+
+
+def resolve_library(library, *, name: str = "library"):
+    """A library given in any accepted form, as an :class:`ScsLibrary` (or a 1D array of SCS, kept as it is).
+
+    Accepted: an :class:`ScsLibrary`; ``"ELEMENT:AXIS"`` for a shipped library
+    (e.g. ``"Pt:110"``); a path to a library file (HDF5 or text, see
+    :func:`read_library`); an ``(m, 2)`` array of (atoms, SCS) rows; a pair
+    ``(n_atoms, scs)`` of two 1D arrays; or a 1D array of SCS for 1, 2, ...
+    atoms, which is returned as a float array for the counting functions to
+    check.
+
+    Raises
+    ------
+    ValueError
+        If a string is neither an existing file nor ``ELEMENT:AXIS``, or the
+        table's values are invalid (see :meth:`ScsLibrary.from_table`).
+    TypeError
+        If ``library`` is none of these.
+    """
+    import os
+
+    if library is None or isinstance(library, ScsLibrary):
+        return library
+    if isinstance(library, str | os.PathLike):
+        text = os.fspath(library)
+        if os.path.exists(text):
+            return read_library(text)
+        if isinstance(library, str) and ":" in text and "/" not in text and "\\" not in text:
+            element, axis = text.split(":", 1)
+            return load_default(element.strip(), axis.strip())
+        raise ValueError(f"{name} must be a library file (HDF5 or a text table of atoms and SCS) or ELEMENT:AXIS for "
+                         f"a shipped one (e.g. 'Au:001'), got {text!r}, which is neither an existing file nor "
+                         "ELEMENT:AXIS")  # fmt: skip
+    if isinstance(library, bytes | dict):
+        raise TypeError(f"{name} must be an ScsLibrary, a file, ELEMENT:AXIS, an (m, 2) table or a 1D array of "
+                        f"SCS for 1, 2, ... atoms, got {type(library).__name__}")  # fmt: skip
+    if isinstance(library, tuple) and len(library) == 2 and all(np.ndim(v) == 1 for v in library):
+        return ScsLibrary.from_table(library[0], library[1], name=name)
+    arr = np.asarray(library)
+    if arr.ndim == 2 and arr.shape[1] == 2 and arr.dtype.kind in "biuf":
+        return ScsLibrary.from_table(arr[:, 0], arr[:, 1], name=name)
+    return library

@@ -64,13 +64,14 @@ def test_icl_counting_with_a_library_aligns_the_counts(au):
     assert r.candidates and r.candidates[0]["n_components"] == 12
 
 
-def test_nan_scs_are_dropped_and_small_samples_limit_g(au):
+def test_masked_scs_are_not_counted_and_small_samples_limit_g(au):
     truth, scs, err = _columns(au, 1, 5, 30, 0.05, 3)
     scs[4] = np.nan
-    with pytest.warns(UserWarning) as rec:
-        r = count_atoms(scs, max_components=50, scs_errors=err, rng=0)
-    msgs = " ".join(str(w.message) for w in rec)
-    assert "dropped 1 NaN" in msgs and "max_components limited to 9" in msgs
+    with pytest.raises(ValueError, match=r"scs must be finite, got 1 NaN/inf of 30 counted values \(scs\[4\] = nan\)"):
+        count_atoms(scs, max_components=50, scs_errors=err, rng=0)
+    mask = np.isfinite(scs)
+    with pytest.warns(UserWarning, match="max_components limited to 9"):
+        r = count_atoms(scs, max_components=50, scs_errors=err, mask=mask, rng=0)
     assert r.counts[4] == -1 and r.icl.shape == (9,)
     with pytest.raises(ValueError, match="scs must not be empty"):
         count_atoms([])
@@ -149,7 +150,7 @@ def test_hybrid_fits_the_scale_of_unnormalised_scs_freely(au):
     assert np.mean(r.counts == truth) == 1.0
     assert r.library_scale == pytest.approx(1e4, rel=0.01)
     assert r.metadata["free_scale"]
-    note = next(n for n in r.notes if "fitted freely" in n)
+    note = next(n for n in r.notes if "found by a scan" in n)
     assert "times the library's largest SCS" in note and "HAADFImage.normalise(detector_vacuum=" in note
     # the same through count_atoms, and far below the library as well
     assert np.mean(count_atoms(1e-3 * scs, method="hybrid", library=au, scs_errors=1e-3 * err).counts == truth) == 1.0
@@ -298,8 +299,11 @@ def test_empty_nan_single_and_infinite_scs(au):
     for method in ("icl", "library", "hybrid"):
         with pytest.raises(ValueError, match="scs must not be empty"):
             count_atoms([], method=method, library=au)
-        with pytest.raises(ValueError, match=r"scs holds no finite values \(all 3 are NaN/inf\)"):
+        said = r"scs must be finite, got 3 NaN/inf of 3 counted values \(scs\[0\] = nan, scs\[1\] = inf, scs\[2\] = -inf\)"
+        with pytest.raises(ValueError, match=said):
             count_atoms([np.nan, np.inf, -np.inf], method=method, library=au)
+        with pytest.raises(ValueError, match=r"mask leaves no column to count \(all 3 are False\)"):
+            count_atoms([np.nan, np.inf, -np.inf], method=method, library=au, mask=np.zeros(3, bool))
         with pytest.raises(ValueError, match=r"scs must be a 1D array, got shape \(1, 2\)"):
             count_atoms([[0.1, 0.2]], method=method, library=au)
         with pytest.raises(TypeError, match="scs must hold real numbers, got dtype object"):
@@ -310,13 +314,15 @@ def test_empty_nan_single_and_infinite_scs(au):
     assert single.counts.tolist() == [1] and single.probability.tolist() == [1.0]
     for method in ("library", "hybrid"):
         assert count_atoms([float(au.scs[4])], method=method, library=au).counts.tolist() == [5]
-    # NaN and inf are dropped: counted -1 with probability 0, once warned
+    # NaN and inf are refused unless masked out; masked columns are counted -1 with probability 0
     truth, scs, err = _seeded_scs(au, n=60)
     scs[[0, 1, 2]] = [np.inf, -np.inf, np.nan]
     for method in ("icl", "library", "hybrid"):
-        with pytest.warns(UserWarning, match=r"dropped 3 NaN/inf SCS values \(count -1\)") as record:
-            r = count_atoms(scs, method=method, library=au, max_components=12, rng=0)
-        assert len(record) == 1
+        with pytest.raises(ValueError, match=r"got 3 NaN/inf of 60 counted values"):
+            count_atoms(scs, method=method, library=au, max_components=12, rng=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            r = count_atoms(scs, method=method, library=au, max_components=12, mask=np.isfinite(scs), rng=0)
         assert r.counts[:3].tolist() == [-1, -1, -1] and r.probability[:3].tolist() == [0.0, 0.0, 0.0]
         assert np.all(r.counts[3:] == truth[3:]) and np.all(np.isfinite(r.posterior))
     with pytest.raises(ValueError, match=r"scs_frames must not be empty, got shape \(0, 4\)"):
