@@ -43,6 +43,10 @@ def _parser() -> argparse.ArgumentParser:
             help="detector reading of the full beam, to normalise the image (give with --detector-black)",
         )
         q.add_argument("--detector-black", type=float, default=None, help="detector reading with no beam")
+        q.add_argument("--normalised", action="store_true",
+                       help="declare the image already normalised to the incident beam (e.g. by StatSTEM, or a "
+                            "simulation): its SCS are in Å² on the library's scale, and `count` holds the library "
+                            "scale at 1")  # fmt: skip
         q.add_argument("--mask-invalid", action="store_true", help="ignore NaN/inf pixels instead of refusing them")
 
     def detect_options(q):
@@ -97,8 +101,13 @@ def _parser() -> argparse.ArgumentParser:
     c = sub.add_parser("count", formatter_class=fmt, help="count the atoms in every column of a fit")
     c.add_argument("fit", type=Path, help="fit.h5 written by `atomscount fit` (unconverged columns are not counted)")
     c.add_argument("--library", default=None,
-                   help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Au:001; see `atomscount "
+                   help="library file: HDF5, or a text table of atoms and SCS (StatSTEM's library .txt, or two "
+                        "columns in .csv/.dat); or ELEMENT:AXIS for a shipped one (e.g. Au:001; see `atomscount "
                         "library list`)")  # fmt: skip
+    c.add_argument("--normalised", action="store_true",
+                   help="declare the fit's SCS normalised (in Å² on the library's scale) even where fit.h5 does not "
+                        "say so: the library and hybrid methods hold the library scale at 1 instead of fitting it; "
+                        "a fit of a normalised image implies it")  # fmt: skip
     c.add_argument("--method", choices=["icl", "library", "hybrid"], default="icl",
                    help="Gaussian mixture with ICL selection, nearest library SCS, or a mixture tied to the library "
                         "with a free scale")  # fmt: skip
@@ -321,7 +330,15 @@ def _read(args):
         raise
     if args.mask_invalid and not np.isfinite(image.data).any():
         raise ValueError(f"image {str(args.image)!r} has no finite pixels: --mask-invalid leaves nothing")
-    if args.detector_vacuum is not None:
+    if args.normalised:
+        if args.detector_vacuum is not None:
+            raise ValueError("give --normalised (the image is normalised already) or --detector-vacuum and "
+                             "--detector-black (normalise it here), not both")  # fmt: skip
+        if image.metadata.get("normalised") is False:
+            warnings.warn(f"image {str(args.image)!r} says it is not normalised; --normalised overrides it",
+                          stacklevel=1)  # fmt: skip
+        image = HAADFImage(image.data, image.pixel_size_angstrom, image.metadata, normalised=True)
+    elif args.detector_vacuum is not None:
         image = image.normalise(detector_vacuum=args.detector_vacuum, detector_black=args.detector_black)
     elif not image.is_normalised:
         warnings.warn("image is not normalised to the incident beam: SCS are in counts·Å² (give --detector-vacuum "
@@ -475,18 +492,15 @@ def _shipped_table() -> str:
     return "\n".join(lines)
 
 
-def _load_library(spec):
-    from .library import ScsLibrary, load_default
+def _load_library(spec, option: str = "--library"):
+    """The library named on the command line: a file (HDF5 or text table) or ELEMENT:AXIS (see resolve_library)."""
+    from .library import resolve_library
 
     if spec is None:
         return None
-    path = Path(spec)
-    if path.suffix.lower() in (".h5", ".hdf5") or path.exists():
-        return ScsLibrary.from_hdf5(path)
-    if ":" in spec:
-        element, axis = spec.split(":", 1)
-        return load_default(element, axis)
-    raise ValueError(f"--library must be an HDF5 file or ELEMENT:AXIS, got {spec!r}")
+    if Path(spec).suffix.lower() in (".h5", ".hdf5", ".txt", ".csv", ".dat") and not Path(spec).exists():
+        raise ValueError(f"{option} file {spec!r} does not exist")
+    return resolve_library(spec, name=option)
 
 
 def _cmd_count(args) -> int:
@@ -501,10 +515,12 @@ def _cmd_count(args) -> int:
     check_output_folder(args.out)
     fit = ColumnFit.from_hdf5(args.fit)
     library = _load_library(args.library)
-    if library is not None and fit.normalised is False and args.method != "hybrid":
+    normalised = True if args.normalised else fit.normalised
+    if library is not None and normalised is False and args.method != "hybrid":
         raise ValueError(f"{str(args.fit)!r} holds the SCS of an unnormalised image (counts·Å²), the library's are "
-                         f"in Å² of a normalised one: use --method hybrid (it fits the scale between them), or fit "
-                         f"the image again with --detector-vacuum and --detector-black to normalise it")  # fmt: skip
+                         f"in Å² of a normalised one: use --method hybrid (it fits the scale between them), fit "
+                         f"the image again with --detector-vacuum and --detector-black to normalise it, or give "
+                         f"--normalised if it was normalised elsewhere")  # fmt: skip
     _warm_up()
     crystal = args.crystal or (library.element if library is not None else None)
     axis = args.zone_axis or (library.zone_axis if library is not None else None)
@@ -512,10 +528,13 @@ def _cmd_count(args) -> int:
         _check_crystal(crystal, axis)
     with output_folder(args.out, command="count", signals=args.signals) as tmp:
         # columns whose fit did not converge (spurious, in vacuum, off the image) are not counted
-        scs = np.where(fit.converged, fit.scs, np.nan)
-        result = count_atoms(scs, method=args.method, library=library, max_components=args.max_components,
+        mask = np.asarray(fit.converged, dtype=bool)
+        if not mask.any():
+            raise ValueError(f"no column of {str(args.fit)!r} converged: nothing to count")
+        result = count_atoms(fit.scs, method=args.method, library=library, max_components=args.max_components,
                              scs_errors=fit.scs_error, n_components=args.components, first_count=args.first_count,
-                             microscope=fit.metadata.get("microscope"), rng=args.seed, progress=True)  # fmt: skip
+                             microscope=fit.metadata.get("microscope"), normalised=normalised, mask=mask,
+                             rng=args.seed, progress=True)  # fmt: skip
         files = {"counts": tmp / "counts.h5", "csv": tmp / "counts.csv"}
         result.to_hdf5(files["counts"])
         result.to_csv(files["csv"])

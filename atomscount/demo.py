@@ -53,10 +53,10 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
     for method in ("icl", "library", "hybrid"):
         with warnings.catch_warnings():  # every warning is also kept in the result's notes
             warnings.simplefilter("ignore")
-            scs = np.where(fit.converged, fit.scs, np.nan)  # unconverged (spurious) columns are not counted
-            results[method] = count_atoms(scs, method=method, library=library, scs_errors=fit.scs_error,
+            # unconverged (spurious) columns are not counted
+            results[method] = count_atoms(fit.scs, method=method, library=library, scs_errors=fit.scs_error,
                                           max_components=20, microscope=fit.metadata.get("microscope"),
-                                          rng=0)  # fmt: skip
+                                          mask=np.asarray(fit.converged, dtype=bool), rng=0)  # fmt: skip
     best = results["hybrid"]
     best.to_hdf5(out / "counts.h5")
     best.to_csv(out / "counts.csv")

@@ -119,7 +119,7 @@ def angstrom_to_pixels(positions, pixel_size_angstrom: float) -> np.ndarray:
     return xy[:, ::-1] / check_pixel_size(pixel_size_angstrom)
 
 
-@dataclasses.dataclass(frozen=True, repr=False)
+@dataclasses.dataclass(frozen=True, repr=False, init=False)
 class HAADFImage:
     """An atomic-resolution HAADF-STEM image with its calibration.
 
@@ -132,6 +132,12 @@ class HAADFImage:
     metadata : dict, optional
         Free-form metadata (source file, microscope settings, ``normalised`` flag...).
         ``metadata["normalised"]``, when present, must be a bool.
+    normalised : bool, optional
+        Declare that ``data`` are already fractions of the incident beam (normalised
+        elsewhere, or a simulation), so that SCS fitted from them are in Å² on a
+        library's absolute scale and counting holds the library's scale at 1.
+        Sets ``metadata["normalised"]``; None (default) leaves the metadata's flag
+        as it is. False declares them raw detector counts.
 
     Examples
     --------
@@ -139,21 +145,27 @@ class HAADFImage:
     >>> img = HAADFImage(np.zeros((4, 6)), pixel_size_angstrom=0.1)
     >>> img.shape, img.extent_angstrom
     ((4, 6), (0.6000000000000001, 0.4))
+    >>> HAADFImage(np.zeros((4, 6)), 0.1, normalised=True).is_normalised
+    True
     """
 
     data: np.ndarray
     pixel_size_angstrom: float
     metadata: Any = dataclasses.field(default_factory=dict)
 
-    def __post_init__(self):
-        data = check_2d_image(self.data, "data", allow_nonfinite=True)
+    def __init__(self, data, pixel_size_angstrom, metadata=None, *, normalised: bool | None = None):
+        data = check_2d_image(data, "data", allow_nonfinite=True)
         data = data.copy()
         data.flags.writeable = False
         object.__setattr__(self, "data", data)
-        object.__setattr__(self, "pixel_size_angstrom", check_pixel_size(self.pixel_size_angstrom))
-        if self.metadata is not None and not isinstance(self.metadata, Mapping):
-            raise TypeError(f"metadata must be a dict, got {self.metadata!r}")
-        metadata = dict(self.metadata or {})
+        object.__setattr__(self, "pixel_size_angstrom", check_pixel_size(pixel_size_angstrom))
+        if metadata is not None and not isinstance(metadata, Mapping):
+            raise TypeError(f"metadata must be a dict, got {metadata!r}")
+        metadata = dict(metadata or {})
+        if normalised is not None:
+            if not isinstance(normalised, bool | np.bool_):
+                raise TypeError(f"normalised must be True, False or None, got {normalised!r}")
+            metadata["normalised"] = bool(normalised)
         flag = metadata.get("normalised", False)
         if not isinstance(flag, bool | np.bool_):  # bool("false") is True: take no other type
             raise TypeError(f"metadata['normalised'] must be a bool, got {flag!r}")

@@ -121,6 +121,7 @@ def assign_in_chunks(x, ok, count_values, log_prob):
         counts[idx] = count_values[best]
         prob[idx] = p[np.arange(idx.size), best]
         post[idx] = p
+    post.flags.writeable = False  # handed to ColumnCounts as it is (see its __post_init__)
     return counts, prob, post
 
 

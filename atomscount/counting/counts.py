@@ -87,7 +87,10 @@ class ColumnCounts:
 
     def __post_init__(self):
         for name in self._ARRAYS:
-            arr = np.array(getattr(self, name))
+            value = getattr(self, name)
+            # a read-only array that owns its memory is frozen already: no copy of a (columns, counts) posterior
+            frozen = isinstance(value, np.ndarray) and not value.flags.writeable and value.base is None
+            arr = value if frozen else np.array(value)
             arr.flags.writeable = False
             object.__setattr__(self, name, arr)
 
