@@ -249,3 +249,36 @@ def test_frame_option_picks_or_averages_a_stack(tmp_path, capsys):
         warnings.simplefilter("always")
         assert main(["fit", str(tmp_path / "stack.npy"), *args, "--out", str(tmp_path / "f0")]) == 0
     assert any("3 frames" in str(w.message) for w in caught)
+
+
+def test_count_reads_a_text_library_and_normalised_holds_the_scale(tmp_path, capsys):
+    from atomscount import ColumnFit
+    from atomscount.counting import ColumnCounts
+    from atomscount.library import load_default
+
+    lib = load_default("Au", "001")
+    (tmp_path / "LibraryAu.txt").write_text("% StatSTEM library\nN SCS\n0 0\n"
+                                            + "".join(f"{n} {s:.12g}\n" for n, s in zip(lib.n_atoms, lib.scs)))  # fmt: skip
+    pos = square_lattice((100, 100), 0.1, 2.04)
+    truth = np.random.default_rng(0).integers(2, 7, len(pos))
+    m = ColumnModel((100, 100), 0.1, pos, lib.scs_at(truth) / (2 * np.pi * 0.45**2), 0.45, background=(0.01,))
+    # the file does not say the image is normalised: --normalised declares it, and fit.h5 keeps it
+    tifffile.imwrite(tmp_path / "img.tif", m.image().astype(np.float32),
+                     description=json.dumps({"pixel_size_angstrom": 0.1}))  # fmt: skip
+    assert main(["fit", str(tmp_path / "img.tif"), "--normalised", "--out", str(tmp_path / "fit"), "--no-figures"]) == 0
+    fit_h5 = str(tmp_path / "fit" / "fit.h5")
+    fit = ColumnFit.from_hdf5(fit_h5)
+    assert fit.normalised is True
+    from scipy.spatial import cKDTree
+
+    _, idx = cKDTree(pos).query(fit.positions)
+    for method in ("library", "hybrid"):
+        out = tmp_path / method
+        assert main(["count", fit_h5, "--library", str(tmp_path / "LibraryAu.txt"), "--method", method,
+                     "--crystal", "Au", "--zone-axis", "001", "--out", str(out)]) == 0  # fmt: skip
+        counts = ColumnCounts.from_hdf5(out / "counts.h5")
+        np.testing.assert_array_equal(counts.counts, truth[idx])
+        assert counts.library_scale == 1.0
+    assert main(["count", fit_h5, "--library", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "c")]) == 2
+    err = capsys.readouterr().err
+    assert "--library file" in err and "does not exist" in err

@@ -69,7 +69,8 @@ def read_text_table(path, kind: str) -> np.ndarray:
     import re
 
     try:
-        text = open(path, encoding="utf-8-sig", errors="strict").read()
+        with open(path, encoding="utf-8-sig", errors="strict") as fh:
+            text = fh.read()
     except UnicodeDecodeError as exc:
         raise FileFormatError(f"{kind} file {str(path)!r} is neither HDF5 nor a text table (not UTF-8 text: "
                               f"{exc.reason} at byte {exc.start})") from None  # fmt: skip
