@@ -77,7 +77,7 @@ import numpy as np
 from .._checks import check_increasing, check_integer, check_real_array
 from .gmm import MixtureScan, local_minima
 
-__all__ = ["Candidate", "align_to_library", "select_components"]
+__all__ = ["Candidate", "align_to_library", "far_below", "select_components"]
 
 CLOSE_ICL = 10.0  # ICL units (twice log-likelihood): "very strong" evidence on Kass & Raftery's scale
 REGULAR = 0.12  # median absolute log-ratio of the increments up to which means count as regularly spaced
@@ -89,6 +89,10 @@ HIDDEN_SPAN = 0.3  # ... and fully hidden this much wider (two neighbouring coun
 WIDE = 2.0  # width over the rms SCS error beyond which the notes say the columns vary beyond their errors
 TIE = 0.05  # penalties this close are a tie, broken by the lower ICL
 FINER_ICL = 0.3  # ICL per column a finer regular candidate may lie above the best regular one (no library)
+SPLIT = 0.6  # an increment below this fraction of its neighbours' (running median of 5) splits one count in two
+MERGED = 1.7  # ... above this many times theirs, two counts are merged (or one is absent)
+CLEAR = 2.0  # depth of a clear ICL local minimum, in standard deviations of the ICL difference
+FAR_BELOW = 5.0  # columns this many widths (and 1.5 steps) below the lowest populated component are outliers
 
 
 @dataclasses.dataclass(frozen=True)
@@ -116,6 +120,21 @@ class Candidate:
         Count of each component.
     reason : str
         Why the candidate scored as it did; never empty.
+    depth : float or None
+        Depth of G as an ICL local minimum (ICL units): the smaller of the rises
+        to G - 1 and G + 1; negative where G is not a local minimum.
+    depth_sigma : float or None
+        The same in standard deviations of the ICL differences (their noise,
+        which grows like ``sqrt(n)``); a clear minimum is at least 2.
+    split, merged : int
+        Increments between neighbouring means below 0.6 (a count split in two)
+        or above 1.7 (counts merged or absent) times the running median of
+        their neighbours' (without a library).
+    consistent : bool
+        Physically consistent: every component one count, regularly spaced,
+        resolved, none empty or split (see the module docstring).
+    rank : int
+        Position in the ranking (0 is the chosen G).
     """
 
     n_components: int
@@ -130,6 +149,12 @@ class Candidate:
     first_count: int
     counts: tuple
     reason: str
+    depth: float | None = None
+    depth_sigma: float | None = None
+    split: int = 0
+    merged: int = 0
+    consistent: bool = False
+    rank: int = 0
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
@@ -221,9 +246,88 @@ def _implied_step(means, weights, lib, inc, counts, scale):
     return float(np.median(np.diff(means)))
 
 
+def _increment_ratios(means):
+    """Each increment between neighbouring means over the running median of the five around it."""
+    d = np.diff(means)
+    if d.size < 3:
+        return np.ones_like(d)
+    k = min(5, d.size)
+    # the window shifts inwards at the ends, so that an end increment is judged against others
+    start = np.clip(np.arange(d.size) - k // 2, 0, d.size - k)
+    ref = np.median(np.lib.stride_tricks.sliding_window_view(d, k)[start], axis=1)
+    return d / np.maximum(ref, 1e-300)
+
+
+def _depths(icl, step_sd, n):
+    """Depth of every G as a local minimum, in ICL units and in standard deviations of the ICL steps."""
+    g_max = len(icl)
+    sd = np.full(g_max, np.nan) if step_sd is None else np.asarray(step_sd, dtype=float)
+    # without the columns' contributions, one ICL unit of spread per column is a fair guess
+    sd = np.where(np.isfinite(sd) & (sd > 0), sd, 2.0 * np.sqrt(n))
+    depth, sigma = np.empty(g_max), np.empty(g_max)
+    for i in range(g_max):
+        left = icl[i - 1] - icl[i] if i > 0 else np.inf
+        right = icl[i + 1] - icl[i] if i < g_max - 1 else np.inf
+        depth[i] = min(left, right)
+        sigma[i] = min(left / sd[i] if i > 0 else np.inf, right / sd[i + 1] if i < g_max - 1 else np.inf)
+    return depth, sigma
+
+
+def far_below(scs, means, weights, width, *, n_columns=None, n_sigma: float = FAR_BELOW):
+    """Columns whose SCS lie far below the lowest populated component of a mixture.
+
+    A component is populated when it holds at least a fifth of the median
+    component's columns and at least three columns. A column is far below when
+    its SCS lies more than ``n_sigma`` widths and more than 1.5 steps (the
+    median spacing of the means) below the lowest populated mean: vacuum,
+    amorphous carbon or a missed column, not one atom fewer. Such columns make
+    components of their own and drive G; they are left out of the mixture.
+
+    Parameters
+    ----------
+    scs : array_like (n,)
+        SCS [Å²].
+    means, weights : array_like (G,)
+        Component means [Å²] and weights.
+    width : float
+        Shared width [Å²].
+    n_columns : int, optional
+        Columns the weights refer to; ``len(scs)`` by default.
+    n_sigma : float
+        Widths below the lowest populated mean beyond which a column is an outlier (> 0).
+
+    Returns
+    -------
+    ndarray (n,) of bool
+        True for the columns far below.
+
+    Raises
+    ------
+    ValueError
+        If ``n_sigma`` is not > 0, or the means and weights differ in shape.
+    """
+    x = np.asarray(scs, dtype=float)
+    m = np.asarray(means, dtype=float).ravel()
+    w = np.asarray(weights, dtype=float).ravel()
+    if m.shape != w.shape or m.size == 0:
+        raise ValueError(f"means and weights must have one shape, got {m.shape} and {w.shape}")
+    if not (np.isfinite(n_sigma) and n_sigma > 0):
+        raise ValueError(f"n_sigma must be > 0, got {n_sigma}")
+    n = x.size if n_columns is None else int(n_columns)
+    pop = w * n
+    populated = (pop >= 3) & (pop >= 0.2 * np.median(pop))
+    if not populated.any() or m.size < 2:
+        return np.zeros(x.shape, dtype=bool)
+    order = np.argsort(m)
+    m, populated = m[order], populated[order]
+    low = m[np.argmax(populated)]
+    step = float(np.median(np.diff(m[populated]))) if populated.sum() > 1 else float(np.median(np.diff(m)))
+    return x < low - max(n_sigma * float(width), 1.5 * step)
+
+
 def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n_columns=None,
                       override: int | None = None):  # fmt: skip
-    """Choose G from the ICL local minima of ``scan``; see the module docstring.
+    """Choose G among all of G = 1..G_max of ``scan``; see the module docstring.
 
     Parameters
     ----------
@@ -241,9 +345,13 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
     -------
     chosen : Candidate
     candidates : list of Candidate, best first
+        Every G, each with its ICL, its depth as a local minimum (also in
+        standard deviations of the ICL steps), its physical consistency and the
+        reasons; ``rank`` is its position.
     notes : list of str
         Plain statements about the ICL curve (flat, several close minima), the
-        choice and the runners-up.
+        choice, candidates close to it ("G = 6 and G = 7 are close: ...") and
+        the runners-up.
 
     Raises
     ------
@@ -257,12 +365,11 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         raise TypeError(f"scan must be a MixtureScan (from fit_mixtures), got {type(scan).__name__}")
     icl = scan.icl
     n_cols = scan.n if n_columns is None else check_integer(n_columns, "n_columns", low=1)
-    idx = list(local_minima(icl))
+    minima = set(int(i) for i in local_minima(icl))
     if override is not None:
         # named as count_atoms calls it, where users set it
         override = check_integer(override, "n_components", low=1, high=len(icl))
-        if override - 1 not in idx:
-            idx.append(override - 1)
+    depth, depth_sigma = _depths(icl, scan.icl_step_sd, scan.n)
     err_rms = None
     if scs_errors is not None:
         e = np.asarray(scs_errors, dtype=float)
@@ -277,14 +384,17 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
                              + ("..." if lib.size > 6 else ""))  # fmt: skip
         inc = np.diff(np.concatenate([[0.0], lib]))
     rows = []
-    for i in idx:
-        g = int(i) + 1
+    for i in range(len(icl)):
+        g = i + 1
         means, weights, width = scan.means[i], scan.weights[i], float(scan.width[i])
         reasons = []
         scale = None
         comp_counts = np.arange(1, g + 1)
         scale_pen = gap_pen = 0.0
         gaps = 0
+        ratios = _increment_ratios(means) if g >= 4 else np.ones(max(g - 1, 0))
+        n_split = int(np.sum(ratios < SPLIT))
+        n_merged = int(np.sum(ratios > MERGED))
         if lib is not None:
             comp_counts, scale, spacing = align_to_library(means, weights, lib)
             dup = int(np.sum(np.diff(comp_counts) == 0))
@@ -310,6 +420,11 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
             else:
                 reasons.append(("regularly" if spacing <= REGULAR else "irregularly")
                                + f" spaced means (median |log ratio| {spacing:.3f} about a smooth curve)")  # fmt: skip
+                if n_split:
+                    reasons.append(f"{n_split} increment(s) under {SPLIT:g}x their neighbours' (a count split in two)")
+                if n_merged:
+                    reasons.append(f"{n_merged} increment(s) over {MERGED:g}x their neighbours' (counts merged or "
+                                   "absent)")  # fmt: skip
         step = _implied_step(means, weights, lib, inc, comp_counts, scale)
         over_step = None if step is None else width / step
         width_ratio = None if not err_rms else width / err_rms
@@ -345,53 +460,72 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         fit = spacing + scale_pen + gap_pen + narrow_pen + unresolved_pen
         if lib is not None and g == 1:  # its alignment is no evidence: never consistent on its own
             fit += UNJUDGED
-        penalty = fit + empty + (0.1 * dup if lib is not None else dup)
+        split_pen = 0.0 if lib is not None else 0.25 * n_split
+        penalty = fit + empty + (0.1 * dup if lib is not None else dup) + split_pen
+        if lib is not None:
+            consistent = judged and fit <= ALIGNED and not empty and not dup
+        else:
+            # a few wide increments are allowed where the counts thin out (a tail of thick columns)
+            consistent = (judged and spacing <= REGULAR and not n_split and n_merged <= 0.05 * (g - 1)
+                          and not (empty or dup or narrow_pen or unresolved_pen))  # fmt: skip
+        if i in minima:
+            reasons.append(f"ICL local minimum, {depth[i]:.1f} deep ({depth_sigma[i]:.1f} sd of the ICL steps)")
         rows.append(dict(g=g, i=i, penalty=float(penalty), spacing=float(spacing), scale=scale, fit=float(fit),
                          width_ratio=width_ratio, over_step=over_step, empty=empty, dup=dup,
-                         counts=comp_counts, judged=judged, reasons=reasons))  # fmt: skip
+                         counts=comp_counts, judged=judged, reasons=reasons, split=n_split, merged=n_merged,
+                         consistent=bool(consistent)))  # fmt: skip
     # without a library, G = 1-3 cannot be judged: not physically consistent, but only against a
     # judged candidate that is (resolved, regular, not split; duplicates and empties aside)
-    consistent = [r for r in rows if r["judged"] and r["fit"] <= ALIGNED]
-    ref = min(consistent, key=lambda r: (r["penalty"], icl[r["i"]])) if consistent else None
+    ref = min((r for r in rows if r["consistent"]), key=lambda r: (r["penalty"], icl[r["i"]]), default=None)
     for r in rows:
         if ref is not None and not r["judged"] and lib is None:
             r["penalty"] += UNJUDGED
             r["reasons"].append(f"not physically consistent while G = {ref['g']} is")
-    cands = []
-    for r in rows:
-        if r["penalty"] < TIE and r["judged"]:
+        if r["consistent"]:
             r["reasons"].append("physically consistent")
         if not r["reasons"]:  # a note never ends on an empty reason
             r["reasons"].append("no physical objection found" if r["judged"] else
                                 "too few components to judge, and none better judged")  # fmt: skip
-        cands.append(Candidate(r["g"], float(icl[r["i"]]), r["penalty"], r["spacing"], r["scale"], r["width_ratio"],
-                               r["over_step"], r["empty"], r["dup"], int(r["counts"][0]),
-                               tuple(int(c) for c in r["counts"]), "; ".join(r["reasons"])))  # fmt: skip
-    best_pen = min(c.penalty for c in cands)
-    finest = set()
-    if lib is None:
-        # without a library nothing fixes one atom's step: components that each hold two neighbouring
-        # counts are as regular as single counts, and ICL favours them (they overlap less). The finest
-        # regular candidate wins, unless its ICL is far above the best regular one's, as it is for
-        # counts split in two
-        regular = [c for c in cands if c.penalty <= REGULAR]
-        if regular:
-            floor = min(c.icl for c in regular)
-            finest = {c.n_components for c in regular if c.icl - floor <= FINER_ICL * n_cols}
+    consistent = [r for r in rows if r["consistent"]]
+    finest = None
+    if consistent:
+        if lib is None:
+            # nothing fixes one atom's step: components that each hold two neighbouring counts are as
+            # regular as single counts, and ICL favours them (they overlap less, and at large n that
+            # entropy outweighs the likelihood). The finest consistent G wins unless its ICL lies more
+            # than 0.3 per column above that of a consistent G at least half as fine, as it does when every
+            # count is split in two. Only those are compared: over a wide range of counts the entropy, and
+            # with it the ICL, climbs steadily from a few components to the physical G
+            def within(r):
+                peers = [icl[q["i"]] for q in consistent if 2 * q["g"] >= r["g"] - 1 and q["g"] <= r["g"]]
+                return icl[r["i"]] - min(peers) <= FINER_ICL * n_cols
 
-    def rank(c):  # G breaks exact ties, so that the order never rests on the input order
-        if c.n_components in finest:
-            return (0, -c.n_components, c.icl)
-        return (1 + (c.penalty > best_pen + TIE), c.penalty if c.penalty > best_pen + TIE else 0.0, c.icl,
-                c.n_components)  # fmt: skip
+            finest = max(r["g"] for r in consistent if within(r))
+        else:
+            # the library fixes the step: the best aligned; within TIE the finer G (a split count costs
+            # more than TIE, and ICL, biased towards merged counts, would prefer the coarser)
+            best = min(r["penalty"] for r in consistent)
+            finest = max(r["g"] for r in consistent if r["penalty"] <= best + TIE)
 
-    ranked = sorted(cands, key=rank)
+    def rank(r):  # G breaks exact ties, so that the order never rests on the input order
+        if r["g"] == finest:
+            return (0, 0.0, 0.0, 0)
+        if r["consistent"]:
+            return (1, 0.0, icl[r["i"]], r["g"])
+        clear = r["i"] in minima and depth_sigma[r["i"]] >= CLEAR
+        return (2 + (not clear), round(r["penalty"], 9), icl[r["i"]], r["g"])
+
+    rows.sort(key=rank)
+    cands = [Candidate(r["g"], float(icl[r["i"]]), r["penalty"], r["spacing"], r["scale"], r["width_ratio"],
+                       r["over_step"], r["empty"], r["dup"], int(r["counts"][0]), tuple(int(c) for c in r["counts"]),
+                       "; ".join(r["reasons"]), float(depth[r["i"]]), float(depth_sigma[r["i"]]), r["split"],
+                       r["merged"], r["consistent"], k) for k, r in enumerate(rows)]  # fmt: skip
     notes = []
     g_global = int(np.argmin(icl)) + 1
     span = float(np.max(icl) - np.min(icl))
     if span < CLOSE_ICL:
         notes.append(f"the ICL curve is flat (range {span:.1f} over G = 1..{len(icl)}): the data do not pick G")
-    close = [c.n_components for c in cands if c.icl - icl[g_global - 1] < CLOSE_ICL]
+    close = sorted(i + 1 for i in minima if icl[i] - icl[g_global - 1] < CLOSE_ICL)
     if len(close) > 1:
         notes.append(f"several local minima within {CLOSE_ICL:g} of the global one: G = {close}")
     if lib is None and err_rms is None:
@@ -400,21 +534,45 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         chosen = next(c for c in cands if c.n_components == override)
         notes.append(f"G = {override} set by the user")
     else:
-        chosen = ranked[0]
+        chosen = cands[0]
         why = chosen.reason
-        if chosen.n_components in finest and len(finest) > 1:
-            why += f"; the finest of the regular candidates G = {sorted(finest)}"
+        if chosen.consistent and lib is None and len(consistent) > 1:
+            why += (f"; the finest of the physically consistent G = {sorted(r['g'] for r in consistent)} within "
+                    f"{FINER_ICL:g} ICL per column of those at least half as fine")  # fmt: skip
+        elif not chosen.consistent:
+            why += "; no G is physically consistent, so the best scored one"
         if chosen.n_components != g_global:
-            notes.append(f"chose the local minimum G = {chosen.n_components} over the global ICL minimum "
+            kind = "the local minimum" if chosen.n_components - 1 in minima else "(not an ICL local minimum)"
+            notes.append(f"chose {kind} G = {chosen.n_components} over the global ICL minimum "
                          f"G = {g_global}: {why}")  # fmt: skip
         else:
             notes.append(f"chose the global ICL minimum G = {g_global}: {why}")
+        if chosen.n_components == len(icl) and len(icl) > 1:
+            notes.append(f"the chosen G is max_components = {len(icl)}: a larger limit may give a finer mixture")
+    sd = scan.icl_step_sd
+    n_close = 0
+    for c in cands[1:]:
+        clear = c.n_components - 1 in minima and (c.depth_sigma or 0) >= CLEAR and not (c.empty or c.duplicate)
+        if (c.consistent or clear) and n_close < 3:
+            k = chosen.n_components
+            lo_g, hi_g = sorted((k, c.n_components))
+            diff = c.icl - chosen.icl
+            noise = None
+            if sd is not None and hi_g - lo_g == 1 and np.isfinite(sd[hi_g - 1]):
+                noise = float(sd[hi_g - 1])
+            if abs(diff) < CLOSE_ICL or (noise is not None and abs(diff) < CLEAR * noise):
+                said = f", {abs(diff) / noise:.1f} sd of their difference" if noise else ""
+                n_close += 1
+                notes.append(f"G = {lo_g} and G = {hi_g} are close: G = {c.n_components} lies {diff:+.1f} from the "
+                             f"chosen G = {k} in ICL{said}; G = {c.n_components}: {c.reason}")  # fmt: skip
     if chosen.width_ratio is not None and chosen.width_ratio > WIDE:
         notes.append(f"the mixture width is {chosen.width_ratio:.1f}x the rms SCS error: the columns vary beyond "
                      "their fit errors (residual thickness, alloying); a width wider than the errors is not held "
                      "against any G")  # fmt: skip
-    others = [c for c in ranked if c is not chosen][:3]
+    others = [c for c in cands if c is not chosen][:3]
     if others:
         notes.append("runners-up: " + "; ".join(f"G = {c.n_components} (ICL {c.icl - icl[g_global - 1]:+.1f}, "
                                                  f"penalty {c.penalty:.2f}: {c.reason})" for c in others))  # fmt: skip
-    return chosen, ranked, notes
+    if override is not None:
+        cands = [chosen] + [c for c in cands if c is not chosen]
+    return chosen, cands, notes
