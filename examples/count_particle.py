@@ -46,7 +46,8 @@ print(f"{fit.n_columns} columns fitted ({len(true_counts)} true), {true_counts.s
 for method in ("icl", "library", "hybrid"):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        counts = count_atoms(fit.scs, method=method, library=library, scs_errors=fit.scs_error, rng=0)
+        counts = count_atoms(fit.scs, method=method, library=library, scs_errors=fit.scs_error, mask=fit.converged,
+                             rng=0)  # fmt: skip
     print(f"{method:8s} G = {counts.n_components:2d}: {100 * np.mean(counts.counts == expected):5.1f} % exact, "
           f"{counts.total_atoms} atoms; {counts.notes[-1] if counts.notes else ''}")  # fmt: skip
 
