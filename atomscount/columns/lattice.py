@@ -24,9 +24,9 @@ def estimate_spacing(image: HAADFImage) -> float:
     The image, with its slowly varying part (the particle's outline, a background
     gradient) removed, is autocorrelated. Away from the central peak, the
     autocorrelation peaks at the lattice vectors; the spacing is the length of
-    the shortest one among the strong peaks. This is the distance between the
-    brightest sublattice's nearest columns; fainter columns in between (light
-    atoms, a second sublattice) are not seen.
+    the shortest one among the strong peaks (a fifth of the strongest or more).
+    A second sublattice shows there through its cross-correlation with the
+    first one, unless it is much fainter (light atoms).
 
     Parameters
     ----------
@@ -91,7 +91,9 @@ def estimate_spacing(image: HAADFImage) -> float:
         raise ValueError(f"no lattice found in the image: its strongest autocorrelation peak is only {contrast:.2f} "
                          f"times what shuffled pixels give (a crystal gives > {MIN_LATTICE_CONTRAST:g}); "
                          "pass min_distance_angstrom")  # fmt: skip
-    strong = vals >= 0.3 * strongest  # a fainter sublattice still shows at the shortest spacing
+    # A fainter sublattice still shows at the shortest spacing, through its cross-correlation
+    # with the bright one (a quarter of the strongest peak for CsPbBr3's Cs and Pb-Br columns).
+    strong = (vals >= 0.2 * strongest) & (vals >= MIN_LATTICE_CONTRAST * chance)
     d_px = float(np.min(dist[strong]))
     # sub-pixel: the centroid of the chosen peak's 3x3 neighbourhood
     k = int(np.flatnonzero(strong & (dist == d_px))[0])
