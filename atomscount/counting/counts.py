@@ -21,7 +21,7 @@ from ..io import atomic_path, read_hdf5, write_hdf5
 from ._inputs import SCS_LARGEST, check_scs_magnitude, round_scs
 from ._scale import assign_in_chunks, bin_columns, hybrid_em, lattice_scan
 from .gmm import MixtureScan, fit_mixtures
-from .select import select_components
+from .select import leave_out_far_below, select_components
 
 __all__ = ["ColumnCounts", "check_library_settings", "count_atoms", "count_by_library", "count_hybrid",
            "count_time_series"]  # fmt: skip
@@ -36,7 +36,8 @@ class ColumnCounts:
     Attributes
     ----------
     counts : ndarray (n,) or (n_frames, n) of int
-        Atoms per column; -1 where the SCS was not finite (dropped).
+        Atoms per column; -1 where the SCS was not finite (dropped) or, for "icl",
+        lay far below the lowest mixture component (left out, see the notes).
     probability : ndarray, like ``counts``
         Posterior probability of the reported count.
     count_values : ndarray (k,)
@@ -723,6 +724,14 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
         _, lib_tab, _ = _library_table(library, _library_extent(library, x[ok]) + g_max)
     chosen, cands, notes = select_components(scan, library_scs=lib_tab, scs_errors=None if err is None else err[ok],
                                              override=n_components)  # fmt: skip
+
+    def refit(keep):  # columns far below the lowest component are left out of the mixture (counted -1)
+        s = fit_mixtures(x[ok][keep], max_components=g_max, n_starts=n_starts, dose=dose, rng=rng, progress=progress)
+        return s, select_components(s, library_scs=lib_tab, scs_errors=None if err is None else err[ok][keep],
+                                    override=n_components)  # fmt: skip
+
+    keep, scan, chosen, cands, notes = leave_out_far_below(x[ok], scan, chosen, cands, notes, refit=refit)
+    ok[np.flatnonzero(ok)[~keep]] = False
     g = chosen.n_components
     if scan.converged is not None and not scan.converged[g - 1]:
         msg = f"EM for the chosen G = {g} stopped at its iteration limit before converging"

@@ -77,7 +77,7 @@ import numpy as np
 from .._checks import check_increasing, check_integer, check_real_array
 from .gmm import MixtureScan, local_minima
 
-__all__ = ["Candidate", "align_to_library", "far_below", "select_components"]
+__all__ = ["Candidate", "align_to_library", "far_below", "far_below_note", "leave_out_far_below", "select_components"]
 
 CLOSE_ICL = 10.0  # ICL units (twice log-likelihood): "very strong" evidence on Kass & Raftery's scale
 REGULAR = 0.12  # median absolute log-ratio of the increments up to which means count as regularly spaced
@@ -273,15 +273,17 @@ def _depths(icl, step_sd, n):
     return depth, sigma
 
 
-def far_below(scs, means, weights, width, *, n_columns=None, n_sigma: float = FAR_BELOW):
-    """Columns whose SCS lie far below the lowest populated component of a mixture.
+def far_below(scs, means, weights, width, *, n_sigma: float = FAR_BELOW):
+    """Columns whose SCS lie far below the lowest component of a mixture.
 
-    A component is populated when it holds at least a fifth of the median
-    component's columns and at least three columns. A column is far below when
-    its SCS lies more than ``n_sigma`` widths and more than 1.5 steps (the
-    median spacing of the means) below the lowest populated mean: vacuum,
-    amorphous carbon or a missed column, not one atom fewer. Such columns make
-    components of their own and drive G; they are left out of the mixture.
+    The lowest component is the lowest one attached to the rest: components at
+    the bottom holding together under 2 % of the columns, and separated from
+    the next by more than 2.5 steps (the median spacing of the means), are
+    themselves outliers that have grabbed a component. A column is far below
+    when its SCS lies more than ``n_sigma`` widths and more than 1.5 steps
+    below the lowest attached mean: vacuum, amorphous carbon or a missed
+    column, not one atom fewer. Such columns make components of their own and
+    drive G; they are left out of the mixture.
 
     Parameters
     ----------
@@ -291,10 +293,8 @@ def far_below(scs, means, weights, width, *, n_columns=None, n_sigma: float = FA
         Component means [Å²] and weights.
     width : float
         Shared width [Å²].
-    n_columns : int, optional
-        Columns the weights refer to; ``len(scs)`` by default.
     n_sigma : float
-        Widths below the lowest populated mean beyond which a column is an outlier (> 0).
+        Widths below the lowest attached mean beyond which a column is an outlier (> 0).
 
     Returns
     -------
@@ -304,25 +304,82 @@ def far_below(scs, means, weights, width, *, n_columns=None, n_sigma: float = FA
     Raises
     ------
     ValueError
-        If ``n_sigma`` is not > 0, or the means and weights differ in shape.
+        If ``n_sigma`` is not > 0, or the means and weights differ in shape or are empty.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> scs = np.array([0.001, 0.10, 0.11, 0.20, 0.21, 0.30])
+    >>> far_below(scs, [0.105, 0.205, 0.30], [0.4, 0.4, 0.2], 0.01).tolist()
+    [True, False, False, False, False, False]
     """
     x = np.asarray(scs, dtype=float)
     m = np.asarray(means, dtype=float).ravel()
     w = np.asarray(weights, dtype=float).ravel()
     if m.shape != w.shape or m.size == 0:
-        raise ValueError(f"means and weights must have one shape, got {m.shape} and {w.shape}")
+        raise ValueError(f"means and weights must have one nonzero shape, got {m.shape} and {w.shape}")
     if not (np.isfinite(n_sigma) and n_sigma > 0):
         raise ValueError(f"n_sigma must be > 0, got {n_sigma}")
-    n = x.size if n_columns is None else int(n_columns)
-    pop = w * n
-    populated = (pop >= 3) & (pop >= 0.2 * np.median(pop))
-    if not populated.any() or m.size < 2:
+    if m.size < 2:
         return np.zeros(x.shape, dtype=bool)
     order = np.argsort(m)
-    m, populated = m[order], populated[order]
-    low = m[np.argmax(populated)]
-    step = float(np.median(np.diff(m[populated]))) if populated.sum() > 1 else float(np.median(np.diff(m)))
-    return x < low - max(n_sigma * float(width), 1.5 * step)
+    m, w = m[order], w[order] / max(w.sum(), 1e-300)
+    d = np.diff(m)
+    step = float(np.median(d))
+    low = 0
+    below = np.cumsum(w)
+    for k in range(m.size - 1):
+        if below[k] < 0.02 and d[k] > 2.5 * step:
+            low = k + 1
+    return x < m[low] - max(n_sigma * float(width), 1.5 * step)
+
+
+def far_below_note(n_far, n_columns, threshold=None) -> str:
+    """The note for columns left out as far below the lowest component."""
+    at = f" (SCS up to {threshold:.4g})" if threshold is not None else ""
+    return (f"{n_far} of {n_columns} columns lie far below the lowest component{at}: vacuum, contamination or "
+            "missed columns, left out of the mixture and not counted (-1)")  # fmt: skip
+
+
+def leave_out_far_below(scs, scan: MixtureScan, chosen: Candidate, candidates, notes, *, refit,
+                        max_refits: int = 2):  # fmt: skip
+    """Leave the columns far below the lowest component out of the mixture, refitting without them.
+
+    The chosen mixture flags the columns far below (:func:`far_below`); the
+    mixtures are refitted and G chosen again without them, and the flagging is
+    repeated on the new mixture (outliers that drove G widen the first one,
+    hiding some of them), at most ``max_refits`` times.
+
+    Parameters
+    ----------
+    scs : ndarray (n,)
+        The SCS ``scan`` was fitted to [Å²].
+    scan, chosen, candidates, notes
+        The mixtures and the choice made on all of ``scs``.
+    refit : callable
+        ``refit(keep)`` fits the mixtures to ``scs[keep]`` and chooses G:
+        returns ``(scan, (chosen, candidates, notes))``.
+    max_refits : int
+
+    Returns
+    -------
+    keep : ndarray (n,) of bool
+        False for the columns left out.
+    scan, chosen, candidates, notes
+        Those of the last fit; the notes say how many columns were left out.
+    """
+    x = np.asarray(scs, dtype=float)
+    keep = np.ones(x.size, dtype=bool)
+    for _ in range(max_refits):
+        i = chosen.n_components - 1
+        far = far_below(x, scan.means[i], scan.weights[i], float(scan.width[i]))
+        if not (far & keep).any() or (keep & ~far).sum() < 2:
+            break
+        keep &= ~far
+        scan, (chosen, candidates, notes) = refit(keep)
+    if not keep.all():
+        notes = list(notes) + [far_below_note(int((~keep).sum()), x.size, float(x[~keep].max()))]
+    return keep, scan, chosen, candidates, notes
 
 
 def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n_columns=None,
