@@ -41,13 +41,20 @@ def bin_columns(x, e, n_bins: int = BINS):
 
 
 def hybrid_em(x, w, e2, tab, scale, offset, t2, fit_scale, fit_offset, prior_sd, max_iter, tol, min_var,
-              weights=None):  # fmt: skip
+              weights=None, bounds=None):  # fmt: skip
     """EM for the library-tied mixture on weighted (binned) SCS; bin ``i`` has variance ``e2_i + t2``.
 
     Component ``N`` has mean ``scale * tab[N] + offset`` and a free weight. With
     ``fit_scale`` the scale is fitted (with a Gaussian prior of ``prior_sd`` about 1
-    when given), else held. Without SCS errors ``t2`` stays above ``min_var``.
-    Returns (log-likelihood, scale, offset, extra sd, weights).
+    when given, and within ``bounds`` when given), else held. Without SCS errors
+    ``t2`` stays above ``min_var``. Returns (log-likelihood, scale, offset, extra
+    sd, weights).
+
+    The bounds matter: with free weights and nothing to pay per component, the
+    likelihood of noisy SCS keeps rising as the scale shrinks and more library
+    values fall within the data (an Au rod at 0.4 steps of noise ran from the
+    right scale to 0.84 of it). The scan over scales pays for every value in
+    range (BIC), so the EM only refines its scale, within a few per cent.
     """
     k = len(tab)
     total = float(w.sum())
@@ -83,6 +90,10 @@ def hybrid_em(x, w, e2, tab, scale, offset, t2, fit_scale, fit_offset, prior_sd,
                 scale = (sxy - offset * sx) / sxx
             else:
                 offset = (sy - scale * sx) / s1
+            if fit_scale and bounds is not None and not bounds[0] <= scale <= bounds[1]:
+                scale = min(max(scale, bounds[0]), bounds[1])
+                if fit_offset:
+                    offset = (sy - scale * sx) / s1
         mu = scale * tab + offset
         # extra spread beyond the SCS errors (moment estimate, >= 0)
         t2 = max(float(np.sum(tau * ((x[:, None] - mu) ** 2 - e2[:, None]))) / total, 0.0)

@@ -311,6 +311,12 @@ FAR_OFF = 2.0  # the median SCS this many times beyond the library's range: the 
 # right scales, 2-35 for wrong ones at up to 1,000 columns)
 FREE_SCALE_SPREAD = 0.32
 FREE_SCALE_EVIDENCE = 25.0
+# ... unless the counts beat the midpoints by far more than any wrong scale did: an Au rod of 1,248 columns at
+# 0.4 steps of noise (synthetic, 10⁴ times the library) gives the right scale at a spread of 0.41 and an evidence
+# of 115; wrong scales at 0.3-0.5 steps of noise came with 0.36-0.64 and at most 29 (300-4,000 columns)
+FREE_SCALE_STRONG_EVIDENCE = 100.0
+#: The hybrid EM refines the scan's scale within this relative window (see :func:`hybrid_em`).
+SCAN_WINDOW = 0.03
 
 NORMALISE_HINT = ("normalise the image to the incident beam with HAADFImage.normalise(detector_vacuum=..., "
                   "detector_black=...) (the detector's readings under the full beam and blanked), then fit "
@@ -400,7 +406,7 @@ def _scan_scale(xs, library, tab0, off, *, strict: bool):
         why = "no scaled library lattice fits them better than one Gaussian"
     else:
         weak = []
-        if r["spread"] > FREE_SCALE_SPREAD:
+        if r["spread"] > FREE_SCALE_SPREAD and r["evidence"] < FREE_SCALE_STRONG_EVIDENCE:
             weak.append(f"the columns spread {r['spread']:.2f} single-atom steps about the library's values (more "
                         f"than {FREE_SCALE_SPREAD:g})")  # fmt: skip
         if r["evidence"] < FREE_SCALE_EVIDENCE:
@@ -413,9 +419,11 @@ def _scan_scale(xs, library, tab0, off, *, strict: bool):
         if strict:
             raise ValueError(hopeless.format(why=why))
         return None, why
+    wide = (f" (more than {FREE_SCALE_SPREAD:g}, accepted for the evidence of at least "
+            f"{FREE_SCALE_STRONG_EVIDENCE:g}: expect counts off by one)" if r["spread"] > FREE_SCALE_SPREAD else "")
     return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over {r['n_scales']} scales "
                f"{r['range'][0]:.4g}..{r['range'][1]:.4g}, coarse to fine; spread {r['spread']:.2f} single-atom "
-               f"steps; better than the midpoints between counts by {r['evidence']:.0f} in twice the "
+               f"steps{wide}; better than the midpoints between counts by {r['evidence']:.0f} in twice the "
                "log-likelihood)")  # fmt: skip
 
 
@@ -848,6 +856,7 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, nor
     unit = 1.0
     scanned = False
     free = not normalised
+    s = None
     if normalised:
         notes.append("normalised=True: the SCS are on the library's absolute scale, so the scale is held at 1")
     else:
@@ -859,8 +868,10 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, nor
             free = scale_prior_sd is not None
             notes.append(f"the scan over library scales could not fix one ({how}): the scale is "
                          + ("fitted about 1 with the prior given" if free else "held at 1"))  # fmt: skip
-        elif strict or abs(np.log(s)) > 0.1:
-            unit, scanned = s, True
+        else:
+            # the EM refines the scan's scale in its units; a scale within 10 % of 1 is not reported as found
+            unit, scanned = s, strict or abs(np.log(s)) > 0.1
+        if scanned:
             why = (f"{off[1]}: the SCS are not normalised like the library, so" if off is not None else
                    "the SCS were not declared normalised, so")  # fmt: skip
             notes.append(f"{why} the library scale was found by a scan: {how}; the hybrid EM refined it. To "
@@ -868,7 +879,7 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, nor
     # in units of the scan's scale, the EM (and any prior) starts about 1; the scale held at 1 is 1 / unit there
     anchor = None if normalised is False else 1.0 / unit
     best = _hybrid_fit(xs / unit, e / unit, err is not None, library, fit_offset, scale_prior_sd, max_iter, tol,
-                       free=free, anchor=anchor)  # fmt: skip
+                       free=free, anchor=anchor, window=SCAN_WINDOW if s is not None else None)  # fmt: skip
     n, tab = best["n"], best["tab"]
     scale, offset, extra = best["scale"] * unit, best["offset"] * unit, best["extra"] * unit
     weights = best["weights"]
@@ -898,11 +909,14 @@ def count_hybrid(scs, library, *, scs_errors=None, fit_offset: bool = False, nor
                          "normalised": normalised})  # fmt: skip
 
 
-def _hybrid_fit(xs, e, have_errors, library, fit_offset, prior_sd, max_iter, tol, *, free, anchor, burn_in=30):
+def _hybrid_fit(xs, e, have_errors, library, fit_offset, prior_sd, max_iter, tol, *, free, anchor, window,
+                burn_in=30):  # fmt: skip
     """The hybrid fit of ``xs`` against the library at scales about 1 (see :func:`count_hybrid`).
 
     ``free``: fit the scale (else hold it at ``anchor``). ``anchor``: with a free
     scale, the scale it must beat by BIC to be kept (None: always kept).
+    ``window``: keep the scale within 1 ± window (the scan found it), else start
+    it on a grid over 0.8..1.25.
     """
     top = _library_extent(library, xs / 0.7)
     n, tab, _ = _library_table(library, top)
@@ -919,11 +933,13 @@ def _hybrid_fit(xs, e, have_errors, library, fit_offset, prior_sd, max_iter, tol
         return {"ll": ll, "scale": scale, "offset": offset, "extra": extra, "weights": weights, "n": n, "tab": tab,
                 "scale_supported": False}  # fmt: skip
     # start the scale on a grid, a few EM steps each; the best start runs to convergence
+    bounds = None if window is None else (1 - window, 1 + window)
+    starts = np.linspace(0.8, 1.25, 10) if window is None else np.linspace(1 - window / 2, 1 + window / 2, 5)
     burned = [hybrid_em(xb, wb, e2b, tab, s0, 0.0, (width0 * s0) ** 2, True, fit_offset, prior_sd, burn_in, tol,
-                        min_var) for s0 in np.linspace(0.8, 1.25, 10)]  # fmt: skip
+                        min_var, bounds=bounds) for s0 in starts]  # fmt: skip
     ll, scale, offset, extra, weights = max(burned, key=lambda r: r[0])
     best = hybrid_em(xb, wb, e2b, tab, scale, offset, max(extra, 1e-3 * width0) ** 2, True, fit_offset, prior_sd,
-                     max_iter, tol, min_var, weights=weights)  # fmt: skip
+                     max_iter, tol, min_var, weights=weights, bounds=bounds)  # fmt: skip
     supported = True
     chosen = best
     if anchor is not None:

@@ -159,3 +159,30 @@ def test_the_scan_works_with_a_library_from_a_table_and_without_errors():
     for factor in (1e-6, 1e7):
         r = count_hybrid(factor * scs, lib, normalised=False)
         assert np.all(r.counts == truth) and r.library_scale == pytest.approx(factor, rel=5e-3)
+
+
+def _rod_column_counts(radius, length):
+    """Atoms per projected column of an Au rod along x with a circular cross-section (thickness varies with y)."""
+    from ase.build import bulk
+
+    a = bulk("Au", "fcc", cubic=True)
+    atoms = a * (int(np.ceil(length / a.cell[0, 0])), int(np.ceil(2 * radius / a.cell[1, 1])) + 1,
+                 int(np.ceil(2 * radius / a.cell[2, 2])) + 1)  # fmt: skip
+    c = atoms.positions.mean(axis=0)
+    atoms = atoms[np.hypot(atoms.positions[:, 1] - c[1], atoms.positions[:, 2] - c[2]) <= radius]
+    _, counts = np.unique(np.round(atoms.positions[:, :2] / 0.3).astype(np.int64), axis=0, return_counts=True)
+    return counts
+
+
+def test_a_resolved_wide_spread_passes_the_scan_on_strong_evidence():
+    # an Au rod's 1,248 columns (up to 39 atoms) at 0.4 single-atom steps of noise, 10⁴ times the library: the
+    # columns spread 0.41 steps about the right scale, but the evidence for it is strong (115)
+    au = load_default("Au", "001")
+    truth = _rod_column_counts(80.0, 30.0)
+    assert truth.size == 1248 and truth.max() == 39
+    step = np.diff(np.r_[0, au.scs])[truth - 1]
+    scs = np.abs(au.scs_at(truth) + np.random.default_rng(1).normal(0, 0.4 * step))
+    r = count_hybrid(1e4 * scs, au)
+    assert r.library_scale == pytest.approx(1e4, rel=5e-3)
+    assert np.mean(np.abs(r.counts - truth) <= 1) > 0.9
+    assert any("accepted for the evidence" in n for n in r.notes)
