@@ -133,8 +133,9 @@ class ScsLibrary:
         }
 
     def __repr__(self) -> str:
-        return (f"ScsLibrary({self.element} [{self.zone_axis}], N=1..{self.max_atoms}, "
-                f"{self.scs_per_config.shape[0]} configs)")  # fmt: skip
+        what = (f"{self.element} [{self.zone_axis}]" if self.element or self.zone_axis else
+                f"table {self.provenance.get('source', '')}".rstrip())  # fmt: skip
+        return f"ScsLibrary({what}, N=1..{self.max_atoms}, {self.scs_per_config.shape[0]} configs)"
 
     def table(self) -> str:
         lines = [f"{'N':>4} {'SCS (Å²)':>12} {'± sem':>10}"]
