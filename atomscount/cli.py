@@ -355,12 +355,21 @@ def _detect(args, det):
     """(positions, ColumnDetection or None) by the options of ``args``."""
     from .columns import detect_columns, find_columns
 
-    if args.threshold is not None:
-        pos = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold,
-                           exclude_border_angstrom=args.exclude_border)  # fmt: skip
-        return pos, None
-    detection = detect_columns(det, min_distance_angstrom=args.min_distance,
-                               exclude_border_angstrom=args.exclude_border, progress=True)  # fmt: skip
+    # an empty result is an error here: the run stops before writing anything, saying what to change
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*no columns found")
+        if args.threshold is not None:
+            pos = find_columns(det, min_distance_angstrom=args.min_distance, threshold=args.threshold,
+                               exclude_border_angstrom=args.exclude_border)  # fmt: skip
+            if len(pos) == 0:
+                raise ValueError(f"no columns found with --threshold {args.threshold:g}: lower it, or leave it out "
+                                 "for the model-based detection")  # fmt: skip
+            return pos, None
+        detection = detect_columns(det, min_distance_angstrom=args.min_distance,
+                                   exclude_border_angstrom=args.exclude_border, progress=True)  # fmt: skip
+    if detection.n_columns == 0:
+        raise ValueError(detection.notes[-1].replace("pass min_distance_angstrom", "give --min-distance")
+                         .replace("(find_columns(..., threshold=0.2), --threshold 0.2)", "(--threshold 0.2)"))
     return detection.positions, detection
 
 

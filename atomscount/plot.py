@@ -358,11 +358,15 @@ def plot_count_histogram(counts, *, ax=None, bins=None, scs_unit: str = "image u
 def plot_icl(counts, *, ax=None):
     """ICL, AIC and BIC against the number of components G (integer ticks).
 
-    Markers, each in the legend: the ICL local minima that were judged as
-    candidates (circles), the chosen G (star) and the global ICL minimum
-    (triangle) when it was not chosen.
+    Markers, each in the legend: the physically consistent candidates (open
+    circles), the ICL local minima (open squares; filled inside where clear,
+    at least two standard deviations of the ICL steps deep), the chosen G (star), the runners-up
+    (their G written beside them) and the global ICL minimum (triangle) when it
+    was not chosen. The legend sits outside the axes, right of the data.
+    Results saved before candidates carried ``consistent`` and ``depth_sigma``
+    show every candidate as a circle.
     """
-    fig, ax = _fig_ax(ax, (6.5, 4.2))
+    fig, ax = _fig_ax(ax, (8.5, 4.2))
     icl = np.asarray(counts.icl)
     if icl.size == 0:
         ax.text(0.5, 0.5, f"no ICL curve for method {counts.method!r}", ha="center", transform=ax.transAxes)
@@ -371,18 +375,35 @@ def plot_icl(counts, *, ax=None):
     ax.plot(g, icl, "-", color="tab:blue", label="ICL")
     ax.plot(g, counts.bic, "--", color="tab:green", label="BIC")
     ax.plot(g, counts.aic, ":", color="tab:orange", label="AIC")
-    if counts.candidates:
-        ax.plot([c["n_components"] for c in counts.candidates], [c["icl"] for c in counts.candidates], "o",
-                mfc="none", color="0.3", ms=7, ls="none", label="ICL local minima (candidates)")  # fmt: skip
+    cands = list(counts.candidates)
+    old = cands and "consistent" not in cands[0]
+    consistent = [c for c in cands if old or c.get("consistent")]
+    minima = [c for c in cands if not old and (c.get("depth") or -1) > 0]
+    if consistent:
+        ax.plot([c["n_components"] for c in consistent], [c["icl"] for c in consistent], "o", mfc="none",
+                color="0.3", ms=7, ls="none", label="candidates" if old else "physically consistent G")  # fmt: skip
+    if minima:
+        ax.plot([c["n_components"] for c in minima], [c["icl"] for c in minima], "s", mfc="none", color="tab:purple",
+                ms=9, ls="none", label="ICL local minima (filled: clear, ≥ 2 sd deep)")  # fmt: skip
+        clear = [c for c in minima if (c.get("depth_sigma") or 0) >= 2]
+        if clear:
+            ax.plot([c["n_components"] for c in clear], [c["icl"] for c in clear], "s", color="tab:purple", ms=5,
+                    ls="none", alpha=0.6, label="clear ICL local minima")  # fmt: skip
     gmin = int(np.argmin(icl)) + 1
     chosen = f"chosen G = {counts.n_components}" + (" (global minimum)" if gmin == counts.n_components else "")
     ax.plot(counts.n_components, icl[counts.n_components - 1], "*", color="tab:red", ms=14, label=chosen)
+    runners = [c for c in cands if c["n_components"] != counts.n_components][:3]
+    for k, c in enumerate(runners):
+        ax.annotate(f"#{k + 2}", (c["n_components"], c["icl"]), textcoords="offset points", xytext=(3, 5 + 7 * k),
+                    fontsize=7, color="0.2")  # fmt: skip
+    if runners:
+        ax.plot([], [], ls="none", label="runners-up #2-#4: G = " + ", ".join(str(c["n_components"]) for c in runners))
     if gmin != counts.n_components:
         ax.plot(gmin, icl[gmin - 1], "v", color="k", ms=8, label=f"global ICL minimum G = {gmin}")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of components G")
     ax.set_ylabel("criterion (lower is better)")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return fig
 
 
@@ -652,16 +673,16 @@ def save_detection_figure(image: HAADFImage, positions, path, *, detection=None)
     p = image.pixel_size_angstrom
     ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, extent=(-0.5 * p, (nx - 0.5) * p, (ny - 0.5) * p, -0.5 * p))
     size = float(np.clip(3000.0 / max(len(pos), 1), 4.0, 40.0))
-    ax.scatter(*pos.T, s=size, facecolors="none", edgecolors="tab:red", linewidths=0.8,
-               label=f"columns ({len(pos)})")  # fmt: skip
     if detection is not None and len(detection.removed):
-        ax.scatter(*np.asarray(detection.removed).T, s=size, marker="x", color="tab:cyan", linewidths=0.8,
-                   label=f"tried and removed ({len(detection.removed)})")  # fmt: skip
+        # faint and underneath: the candidates tried must not hide the result
+        ax.scatter(*np.asarray(detection.removed).T, s=0.5 * size, marker="x", color="tab:cyan", linewidths=0.5,
+                   alpha=0.35, zorder=1, label=f"tried and removed ({len(detection.removed)})")  # fmt: skip
+    ax.scatter(*pos.T, s=size, facecolors="none", edgecolors="tab:red", linewidths=0.8, zorder=2,
+               label=f"columns ({len(pos)})")  # fmt: skip
     ax.set_aspect("equal")
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")
-    ax.set_title(f"detected columns: {len(pos)}")
-    ax.legend(loc="upper right", fontsize="small", framealpha=0.8)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.04), ncols=2, fontsize="small", frameon=False)
     path = Path(path)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=120, format="png")

@@ -448,7 +448,7 @@ def _noise_variance(resid, intensity, valid, width_px):
     excess = ndimage.gaussian_filter(np.maximum(r2 - var, 0.0) * valid, _EXCESS_SMOOTH * max(width_px, 0.7))
     var = var + excess / np.maximum(norm, 1e-12)
     floor = 1e-12
-    noise_free = bool(a + b * float(np.percentile(li, 50)) < 1e-6)
+    noise_free = bool(a + b * float(np.percentile(li, 90)) < 1e-6)
     return np.where(valid, np.maximum(var, floor), np.inf), noise_free
 
 

@@ -26,8 +26,10 @@ _KIND = "ColumnFit"
 #: itself at 1e-7): the normal equations cost about 5x less on a dense lattice, and the
 #: dropped terms change the standard errors by well under 1 %.
 JACOBIAN_SIGMAS = float(np.sqrt(2.0 * np.log(1e3)))
-#: The flag of a column whose SCS error exceeds its SCS (detection tests significance its own way).
-WEAK = "SCS error above the SCS"
+#: A converged column's SCS stands at least this many standard errors above zero.
+MIN_SCS_SIGNIFICANCE = 3.0
+#: The flag of a column whose SCS is not significant.
+WEAK = f"SCS under {MIN_SCS_SIGNIFICANCE:g} errors"
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -52,10 +54,12 @@ class ColumnFit:
     background, background_error : ndarray (3,)
         ``(c0, cx, cy)``: level and slopes per Å about the image centre.
     converged : ndarray (n,) of bool
-        Per-column flag, False only for a real failure: height or width <= 0, a
-        singular block (non-finite errors), an SCS error larger than the SCS, a
-        fit stopped away from a stationary point (every step blocked), a move
-        beyond ``max_shift_angstrom``, or a centre that left the image.
+        Per-column flag, False for a failure: height or width <= 0, a singular
+        block (non-finite errors), an SCS under :data:`MIN_SCS_SIGNIFICANCE`
+        standard errors (not significant), a width under half a pixel or above
+        the distance to the nearest column (not a column's shape), a fit stopped
+        away from a stationary point (every step blocked), a move beyond
+        ``max_shift_angstrom``, or a centre that left the image.
         ``metadata["flagged"]`` counts each reason and
         ``metadata["flagged_columns"]`` lists the columns;
         ``metadata["lm_converged"]`` says whether the whole fit met its stopping
@@ -458,8 +462,12 @@ def fit_columns(
         raise ValueError(f"width_init_angstrom must lie between a quarter pixel ({0.25 * pixel:.3g} Å) and "
                          f"{max_width:.3g} Å (the smaller of half the image and twice the column spacing), "
                          f"got {width_init_angstrom}")  # fmt: skip
+    # The solver works on the image times a power of two (exact in floating point) that
+    # brings its brightest pixels near 1: its tolerances are then right for raw counts of
+    # 10^7 and for 10^-6 of the beam alike. Heights, background and errors are scaled back.
+    unit = _unit_scale(data[finite])
     prob = _solver.Problem(
-        np.ascontiguousarray(data), weights, pixel, tidx, len(tnames), width == "free", n_bg,
+        np.ascontiguousarray(data * unit), weights, pixel, tidx, len(tnames), width == "free", n_bg,
         jacobian_sigmas=JACOBIAN_SIGMAS, bounds=_bounds(data.shape, pixel, margin + pixel), max_width=max_width,
     )  # fmt: skip
     st = _initial_state(prob, pos, width_init_angstrom, nn)
@@ -476,7 +484,7 @@ def fit_columns(
                                                               stall=0.01 * rough**2, progress=bar)  # fmt: skip
             prob.poisson = True
             prob.mask = weights
-            prob.floor = 1e-3 * max(float(np.percentile(data[finite], 99.9)), 1e-12)
+            prob.floor = 1e-3 * max(float(np.percentile(prob.data[finite], 99.9)), 1e-12)
         else:
             it0 = 0
         st, neq, col_conv, it, ok, stuck = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=tol,
@@ -484,17 +492,47 @@ def fit_columns(
     total_it = it0 + it
     dof = max(int(finite.sum()) - (n * prob.b + prob.n_global), 1)
     red = neq.chi2 / dof
+    local, cross, glob = _solver.covariance(neq)
+    local, cross, glob = local * red, cross * red, glob * red
+    # back to the image's units: Pearson chi2 scales as the intensity, Gaussian as its square
+    red = red / (unit if noise == "poisson" else unit * unit)
+    st, local, cross, glob = _unscale(prob, st, local, cross, glob, unit)
+    prob.data = np.ascontiguousarray(data)
+    if prob.poisson:
+        prob.floor /= unit
     if noise == "poisson":
         # Pearson chi2 / dof in image units is 1 / (dose * pixel area) for counting noise
         meta["dose_estimate_e_per_angstrom2"] = float(1.0 / (red * pixel**2)) if red > 0 else float("inf")
-    local, cross, glob = _solver.covariance(neq)
-    local = local * red
-    cross = cross * red
-    glob = glob * red
     return _build_fit(
         image, prob, st, local, cross, glob, col_conv, ok, stuck, red, total_it, tidx, tnames, input_index, pos,
         max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
     )  # fmt: skip
+
+
+def _unit_scale(values) -> float:
+    """A power of two that brings the 99.9th percentile of ``|values|`` into [0.5, 1) (1 for an all-zero image)."""
+    top = float(np.percentile(np.abs(values), 99.9)) if values.size else 0.0
+    if not (np.isfinite(top) and top > 0):
+        return 1.0
+    return float(2.0 ** -np.frexp(top)[1])
+
+
+def _unscale(prob, st, local, cross, glob, unit):
+    """State and covariance blocks of a fit to ``unit`` times the image, in the image's units.
+
+    Heights and background coefficients scale with the image; positions and widths do not.
+    """
+    st = st.copy()
+    st.eta = st.eta / unit
+    st.bg = st.bg / unit
+    col = np.ones(prob.b)
+    col[2] = 1.0 / unit  # (x, y, eta[, rho])
+    gl = np.ones(prob.n_global)
+    gl[: prob.n_bg] = 1.0 / unit  # background first, then the shared widths
+    local = local * col[None, :, None] * col[None, None, :]
+    cross = cross * col[None, :, None] * gl[None, None, :]
+    glob = glob * gl[:, None] * gl[None, :]
+    return st, local, cross, glob
 
 
 def failed_columns(fit: ColumnFit, *, ignore=()) -> np.ndarray:
@@ -560,6 +598,13 @@ def _edge_margin(pos, pixel):
     return float(max(pixel, 0.25 * nn if np.isfinite(nn) else pixel))
 
 
+def _neighbour_distances(pos):
+    """Distance of each column to its nearest neighbour [Å] (inf for a lone column)."""
+    if len(pos) < 2:
+        return np.full(len(pos), np.inf)
+    return cKDTree(pos).query(pos, k=2)[0][:, 1]
+
+
 def _nearest_neighbour(pos):
     if len(pos) < 2:
         return np.inf
@@ -603,7 +648,9 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, to
         "height <= 0": ~(st.eta > 0),
         "width <= 0": ~(rho > 0),
         "singular (non-finite errors)": ~(np.isfinite(sscs) & np.isfinite(sx) & np.isfinite(sy)),
-        WEAK: sscs > np.abs(scs),
+        WEAK: ~(scs > MIN_SCS_SIGNIFICANCE * sscs),
+        "width under half a pixel": rho < 0.5 * prob.pixel,
+        "width above the nearest-neighbour distance": rho > _neighbour_distances(pos),
         "stuck (no downhill step)": ~col_conv if stuck else np.zeros(len(pos), dtype=bool),
         f"moved more than {max_shift:.3g} Å": shift > max_shift,
         "left the image": ~image.contains(pos, margin_angstrom=margin),

@@ -5,6 +5,7 @@ import pytest
 from scipy.optimize import least_squares
 
 from atomscount import ColumnFit, HAADFImage, crlb, fit_columns
+from atomscount.columns.fit import WEAK
 from atomscount.columns.model import ColumnModel, add_poisson_noise, dense_jacobian, render_dense, square_lattice
 
 
@@ -151,15 +152,26 @@ def test_columns_outside_image_are_dropped_with_warning(small_model):
     np.testing.assert_array_equal(fit.input_index, np.arange(5))
 
 
-def test_spurious_column_in_vacuum_converges_with_an_insignificant_height(small_model):
-    # convergence flags only real failures; whether a column exists at all is the
-    # detector's model-order question, which the height's significance answers
+def test_spurious_column_in_vacuum_is_flagged_as_not_significant(small_model):
+    # a column is converged only where it is significant: a start in vacuum fits a height
+    # within noise, and is flagged for it while the real columns converge
     pos = np.vstack([small_model.positions, [[5.5, 0.5]]])
     img = add_poisson_noise(small_model.image(), dose_e_per_angstrom2=1e4, pixel_size_angstrom=0.1, rng=1)
-    fit = fit_columns(HAADFImage(img, 0.1), pos, types=np.r_[small_model.types, 0], max_iter=30)
-    assert fit.converged.all() and fit.metadata["lm_converged"]
+    with pytest.warns(UserWarning, match=r"1 of 6 columns did not converge \(1 SCS under 3 errors"):
+        fit = fit_columns(HAADFImage(img, 0.1), pos, types=np.r_[small_model.types, 0], max_iter=30)
+    assert fit.converged[:5].all() and not fit.converged[-1] and fit.metadata["lm_converged"]
+    assert fit.metadata["flagged_columns"][WEAK] == [5]
     z = fit.heights / fit.heights_error
     assert z[-1] < 5 and np.all(z[:5] > 40)
+
+
+def test_pure_noise_converges_nowhere():
+    rng = np.random.default_rng(0)
+    img = HAADFImage(rng.normal(1.0, 0.1, (80, 80)), 0.1)
+    pos = square_lattice((80, 80), 0.1, 1.6)
+    with pytest.warns(UserWarning, match="did not converge"):
+        fit = fit_columns(img, pos)
+    assert fit.n_columns == len(pos) and not fit.converged.any()
 
 
 def test_real_failures_are_flagged_with_their_reason(small_model):

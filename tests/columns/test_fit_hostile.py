@@ -11,6 +11,7 @@ import pytest
 
 import atomscount._checks
 from atomscount import HAADFImage, find_columns, fit_columns
+from atomscount.columns.fit import WEAK
 from atomscount.columns.model import ColumnModel
 
 TRUE_SCS = 2 * np.pi * 0.3 * 0.4**2
@@ -104,7 +105,7 @@ def test_a_width_driven_below_the_pixel_is_never_reported_converged(setup_s):
     assert not fit.converged.any()
 
 
-def test_a_column_whose_scs_error_exceeds_its_scs_is_flagged(setup_s):
+def test_a_column_whose_scs_is_not_significant_is_flagged(setup_s):
     _, pos = setup_s
     present = np.arange(9) != 4  # the centre site is empty: its SCS is noise
     m = ColumnModel((64, 64), 0.1, pos[present], heights=np.full(8, 0.3), widths=np.full(8, 0.4), background=(0.02,))
@@ -113,7 +114,7 @@ def test_a_column_whose_scs_error_exceeds_its_scs_is_flagged(setup_s):
     # the empty site's column drifts onto its neighbour (5), and the pair shares one peak
     assert fit.converged[[0, 1, 2, 3, 6, 7, 8]].all()
     assert not fit.converged[4]
-    assert 4 in fit.metadata["flagged_columns"]["SCS error above the SCS"]
+    assert 4 in fit.metadata["flagged_columns"][WEAK]
 
 
 @pytest.mark.parametrize("bad", ["5", 1.5, float("nan"), True])
