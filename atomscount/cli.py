@@ -537,13 +537,29 @@ def _cmd_count(args) -> int:
         _check_crystal(crystal, axis)
     with output_folder(args.out, command="count", signals=args.signals) as tmp:
         # columns whose fit did not converge (spurious, in vacuum, off the image) are not counted
-        mask = np.asarray(fit.converged, dtype=bool)
+        mask = np.array(fit.converged, dtype=bool)
         if not mask.any():
             raise ValueError(f"no column of {str(args.fit)!r} converged: nothing to count")
+        # a converged column with a negative (or NaN) SCS holds no atoms to count: say which, and leave it out
+        bad = np.flatnonzero(mask & ~(np.asarray(fit.scs) >= 0))
+        left_out = []
+        if bad.size:
+            shown = ", ".join(f"{i} ({fit.scs[i]:.4g})" for i in bad[:5]) + (", ..." if bad.size > 5 else "")
+            left_out = [f"{bad.size} converged columns with a negative or NaN SCS are not counted (-1): {shown}; "
+                        "check the background of the fit"]  # fmt: skip
+            warnings.warn(left_out[0], stacklevel=1)
+            mask[bad] = False
+            if not mask.any():
+                raise ValueError(f"no column of {str(args.fit)!r} has a converged fit with an SCS >= 0: nothing to "
+                                 "count")  # fmt: skip
         result = count_atoms(fit.scs, method=args.method, library=library, max_components=args.max_components,
                              scs_errors=fit.scs_error, n_components=args.components, first_count=args.first_count,
                              microscope=fit.metadata.get("microscope"), normalised=normalised, mask=mask,
                              rng=args.seed, progress=True)  # fmt: skip
+        if left_out:
+            import dataclasses
+
+            result = dataclasses.replace(result, notes=list(result.notes) + left_out)
         files = {"counts": tmp / "counts.h5", "csv": tmp / "counts.csv"}
         result.to_hdf5(files["counts"])
         result.to_csv(files["csv"])

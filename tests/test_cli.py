@@ -282,3 +282,20 @@ def test_count_reads_a_text_library_and_normalised_holds_the_scale(tmp_path, cap
     assert main(["count", fit_h5, "--library", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "c")]) == 2
     err = capsys.readouterr().err
     assert "--library file" in err and "does not exist" in err
+    # a converged column with a negative SCS is left out with a warning and a note, not counted
+    import dataclasses
+
+    import pytest
+
+    scs = fit.scs.copy()
+    scs[3] = -0.01
+    dataclasses.replace(fit, scs=scs).to_hdf5(tmp_path / "neg.h5")
+    with pytest.warns(UserWarning) as record:
+        assert main(["count", str(tmp_path / "neg.h5"), "--library", "Au:001", "--method", "hybrid",
+                     "--out", str(tmp_path / "neg")]) == 0  # fmt: skip
+    said = [str(w.message) for w in record]
+    assert any(m.startswith("1 converged columns with a negative or NaN SCS are not counted (-1): 3 ") for m in said)
+    assert all("negative or NaN SCS" in m or "without a count get no atoms" in m for m in said)
+    counts = ColumnCounts.from_hdf5(tmp_path / "neg" / "counts.h5")
+    assert counts.counts[3] == -1 and any("negative or NaN SCS" in n for n in counts.notes)
+    np.testing.assert_array_equal(np.delete(counts.counts, 3), np.delete(truth[idx], 3))
