@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from atomscount.counting import MixtureScan, align_to_library, count_atoms, fit_mixtures, select_components
+from atomscount.counting.select import far_below
 from atomscount.library import load_default
 
 
@@ -144,3 +145,69 @@ def test_no_note_or_candidate_has_an_empty_reason():
             counts = count_atoms(scs, library=library, max_components=12, rng=0)
             assert all(not note.rstrip().endswith(":") for note in counts.notes), counts.notes
             assert all(c["reason"].strip() for c in counts.candidates), counts.candidates
+
+
+def _synthetic(lib, n, lo, hi, seed, frac=0.3):
+    """SCS as in benchmarks/bench_counting.py: library values plus noise ``frac`` of a mean single-atom step."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(lo, hi + 1, n)
+    sd = frac * float(np.mean(np.diff(lib.scs[lo - 2 : hi])))
+    return truth, lib.scs_at(truth) + rng.normal(0, sd, n), sd
+
+
+@pytest.fixture(scope="module")
+def au110():
+    return load_default("Au", "110")
+
+
+@pytest.mark.parametrize("seed", [1, 4])
+def test_g_is_recovered_at_thirty_thousand_columns(au110, seed):
+    # 12 counts 0.3 steps wide: the ICL per column is lowest at G = 11 here or no local minimum sits at 12;
+    # the finest physically consistent G does not depend on n that way
+    truth, scs, sd = _synthetic(au110, 30000, 5, 16, seed)
+    scan = fit_mixtures(scs, max_components=20, rng=0)
+    chosen, ranked, notes = select_components(scan)
+    assert abs(chosen.n_components - 12) <= 1
+    assert chosen.consistent and ranked[0] is chosen and [c.rank for c in ranked] == list(range(20))
+    assert sorted(c.n_components for c in ranked) == list(range(1, 21))  # every G is a candidate
+    # a G with a count split in two is not consistent
+    assert all(not c.consistent for c in ranked if c.n_components > 13)
+    assert np.all(np.isfinite(scan.icl_step_sd[1:])) and np.all(scan.icl_step_sd[1:] > 0)
+
+
+def test_close_candidates_are_noted():
+    # G = 6 (one count per component) lies 0.2 above G = 7, whose extra mean splits a count: G = 6 is chosen
+    # although it is no ICL local minimum, and the note says how close G = 7 is
+    true_means = 0.05 * np.arange(3, 9)
+    split = np.sort(np.append(true_means, true_means[2] + 0.01))
+    means = [[0.3], [0.2, 0.4], [0.15, 0.25, 0.35], [0.15, 0.2, 0.3, 0.35], [0.15, 0.2, 0.25, 0.3, 0.4], true_means,
+             split, np.sort(np.append(split, 0.42))]  # fmt: skip
+    icl = [100.0, 90.0, 85.0, 80.0, 75.0, 60.2, 60.0, 70.0]
+    scan = _scan_with(icl, means, [0.1, 0.05, 0.03, 0.02, 0.02, 0.008, 0.008, 0.008], 300)
+    chosen, ranked, notes = select_components(scan)
+    assert chosen.n_components == 6 and chosen.consistent
+    seven = next(c for c in ranked if c.n_components == 7)
+    assert not seven.consistent and seven.split == 1 and seven.depth == pytest.approx(0.2)
+    note = next(n for n in notes if n.startswith("G = 6 and G = 7 are close"))
+    assert "G = 7 lies -0.2 from the chosen G = 6" in note and "split in two" in note
+
+
+def test_columns_far_below_are_left_out_and_do_not_drive_g(au110):
+    truth, scs, sd = _synthetic(au110, 6000, 5, 12, 3, frac=0.2)
+    rng = np.random.default_rng(0)
+    vacuum = rng.uniform(0, 0.3, 40) * au110.scs[4]  # far below the thinnest count (5 atoms)
+    x = np.concatenate([scs, vacuum])
+    # with them in, the mixture is thrown off the physical G
+    first = select_components(fit_mixtures(x, max_components=15, rng=0))[0].n_components
+    assert first != 8
+    r = count_atoms(x, max_components=15, rng=0)
+    assert r.n_components == 8
+    assert np.all(r.counts[scs.size :] == -1) and np.all(r.counts[: scs.size] >= 1)
+    assert not r.valid[scs.size :].any()
+    assert np.mean(r.counts[: scs.size] - r.counts[: scs.size].min() == truth - truth.min()) > 0.97
+    assert any(n.startswith("40 of 6040 columns lie far below the lowest component") for n in r.notes)
+    # columns one count below the lowest component are real, not outliers
+    m = np.array([0.1, 0.2, 0.3, 0.4])
+    assert not far_below([0.0, 0.05, 0.2], m, np.full(4, 0.25), 0.01)[1:].any()
+    with pytest.raises(ValueError, match="n_sigma must be > 0, got 0"):
+        far_below([0.1], m, np.full(4, 0.25), 0.01, n_sigma=0)
