@@ -186,3 +186,17 @@ def test_a_resolved_wide_spread_passes_the_scan_on_strong_evidence():
     assert r.library_scale == pytest.approx(1e4, rel=5e-3)
     assert np.mean(np.abs(r.counts - truth) <= 1) > 0.9
     assert any("accepted for the evidence" in n for n in r.notes)
+
+
+def test_a_time_series_leaves_unmeasured_frames_out_with_a_mask(pt):
+    rng = np.random.default_rng(6)
+    truth = np.repeat(rng.integers(2, 9, 120)[None], 5, axis=0)
+    sd = 0.08 * np.mean(np.diff(pt.scs[:10]))
+    scs = pt.scs_at(truth) + rng.normal(0, sd, truth.shape)
+    scs[2, :10] = np.nan  # not measured in frame 2
+    with pytest.raises(ValueError, match=r"scs must be finite, got 10 NaN/inf of 600 .*scs_frames.ravel\(\)\[240\]"):
+        count_time_series(scs, library=pt, max_components=10, rng=0)
+    r = count_time_series(scs, library=pt, max_components=10, mask=np.isfinite(scs), rng=0)
+    assert np.all(r.counts[2, :10] == -1)
+    ok = r.counts >= 0
+    assert np.all(r.counts[ok] == truth[ok])
