@@ -305,6 +305,8 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     inv_dose = 0.0 if dose is None else 1.0 / dose
     spread = max(x[-1] - x[0], 1e-12 * max(abs(x[0]), abs(x[-1])))
     min_var = (1e-4 * spread) ** 2
+    # the noise of the ICL steps is estimated on at most a histogram's worth of points (memory ~ points x G)
+    x_terms, w_terms = (x, w) if x.size <= 2 * AUTO_BINS else _bin(x, w, AUTO_BINS)
     results = {k: [] for k in ("loglik", "entropy", "means", "weights", "width", "iterations", "step_sd")}
     prev = None
     terms_prev = None
@@ -343,8 +345,8 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
         m, wt = m.copy(), wt.copy()
         ll, ent, v, _ = run_em(x_exact, w_exact, m, wt, float(v), inv_dose, 2 if bins is not None else 0, 0.0, min_var)
         # the noise of the ICL step from G-1 to G, from the (binned) points' contributions
-        terms = _icl_terms(x, w, m, wt, float(v), inv_dose)
-        step_sd = np.nan if terms_prev is None else _step_sd(terms_prev, terms, w)
+        terms = _icl_terms(x_terms, w_terms, m, wt, float(v), inv_dose)
+        step_sd = np.nan if terms_prev is None else _step_sd(terms_prev, terms, w_terms)
         terms_prev = terms
         for key, val in zip(results, (ll, ent, m, wt, np.sqrt(v), it, step_sd), strict=True):
             results[key].append(val)

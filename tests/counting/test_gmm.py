@@ -164,3 +164,21 @@ def test_em_with_fixed_means_matches_a_numpy_reference():
     np.testing.assert_allclose(wt, pi, atol=1e-6)
     assert var == pytest.approx(v, rel=1e-6)
     assert ll == pytest.approx(ref_ll, rel=1e-9)
+
+
+def test_the_noise_of_each_icl_step_matches_a_direct_computation():
+    x, _ = _three_components(n=400, seed=5)
+    scan = fit_mixtures(x, max_components=4, rng=0, bins=None)
+
+    def terms(g):
+        p = scan.weights[g - 1] * norm.pdf(x[:, None], scan.means[g - 1], scan.width[g - 1])
+        tau = p / p.sum(axis=1, keepdims=True)
+        return -2 * np.log(p.sum(axis=1)) - 2 * np.sum(tau * np.log(np.maximum(tau, 1e-300)), axis=1)
+
+    assert np.isnan(scan.icl_step_sd[0])
+    for g in (2, 3, 4):
+        d = terms(g) - terms(g - 1)
+        # (the steps are estimated on the SCS rounded to 20 bits, see round_scs)
+        assert scan.icl_step_sd[g - 1] == pytest.approx(np.sqrt(x.size) * d.std(), rel=1e-4)
+        # the per-point terms add up to the ICL step (the parameter count aside)
+        assert d.sum() + 2 * np.log(x.size) == pytest.approx(scan.icl[g - 1] - scan.icl[g - 2], abs=1e-6)
