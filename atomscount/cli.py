@@ -192,7 +192,8 @@ def _parser() -> argparse.ArgumentParser:
         help="keep finished configurations in this folder, so that a build cut short resumes",
     )
     ls = lsub.add_parser("show", formatter_class=fmt, help="print a library's table and plot SCS against thickness")
-    ls.add_argument("file", help="library HDF5 file, or ELEMENT:AXIS for a shipped one (e.g. Pt:110)")
+    ls.add_argument("file", help="library file (HDF5, or a text table of atoms and SCS), or ELEMENT:AXIS for a "
+                                 "shipped one (e.g. Pt:110)")  # fmt: skip
     ls.add_argument(
         "--plot",
         type=Path,
@@ -235,7 +236,7 @@ def _cmd_library(args) -> int:
     if args.library_command == "list":
         print(_shipped_table())
         return 0
-    lib = _load_library(args.file)
+    lib = _load_library(args.file, option="FILE")
     print(repr(lib))
     print(lib.table())
     from .plot import plot_scs_library
