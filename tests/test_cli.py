@@ -257,8 +257,8 @@ def test_count_reads_a_text_library_and_normalised_holds_the_scale(tmp_path, cap
     from atomscount.library import load_default
 
     lib = load_default("Au", "001")
-    (tmp_path / "LibraryAu.txt").write_text("% StatSTEM library\nN SCS\n0 0\n"
-                                            + "".join(f"{n} {s:.12g}\n" for n, s in zip(lib.n_atoms, lib.scs)))  # fmt: skip
+    rows = "".join(f"{n} {s:.12g}\n" for n, s in zip(lib.n_atoms, lib.scs, strict=True))
+    (tmp_path / "LibraryAu.txt").write_text("% StatSTEM library\nN SCS\n0 0\n" + rows)
     pos = square_lattice((100, 100), 0.1, 2.04)
     truth = np.random.default_rng(0).integers(2, 7, len(pos))
     m = ColumnModel((100, 100), 0.1, pos, lib.scs_at(truth) / (2 * np.pi * 0.45**2), 0.45, background=(0.01,))
