@@ -419,8 +419,10 @@ def _scan_scale(xs, library, tab0, off, *, strict: bool):
         if strict:
             raise ValueError(hopeless.format(why=why))
         return None, why
-    wide = (f" (more than {FREE_SCALE_SPREAD:g}, accepted for the evidence of at least "
-            f"{FREE_SCALE_STRONG_EVIDENCE:g}: expect counts off by one)" if r["spread"] > FREE_SCALE_SPREAD else "")
+    wide = ""
+    if r["spread"] > FREE_SCALE_SPREAD:
+        wide = (f" (more than {FREE_SCALE_SPREAD:g}, accepted for the evidence of at least "
+                f"{FREE_SCALE_STRONG_EVIDENCE:g}: expect counts off by one)")  # fmt: skip
     return s, (f"the library's values times {s:.5g} fit the SCS best (BIC over {r['n_scales']} scales "
                f"{r['range'][0]:.4g}..{r['range'][1]:.4g}, coarse to fine; spread {r['spread']:.2f} single-atom "
                f"steps{wide}; better than the midpoints between counts by {r['evidence']:.0f} in twice the "

@@ -299,7 +299,8 @@ def test_empty_nan_single_and_infinite_scs(au):
     for method in ("icl", "library", "hybrid"):
         with pytest.raises(ValueError, match="scs must not be empty"):
             count_atoms([], method=method, library=au)
-        said = r"scs must be finite, got 3 NaN/inf of 3 counted values \(scs\[0\] = nan, scs\[1\] = inf, scs\[2\] = -inf\)"
+        said = (r"scs must be finite, got 3 NaN/inf of 3 counted values "
+                r"\(scs\[0\] = nan, scs\[1\] = inf, scs\[2\] = -inf\)")  # fmt: skip
         with pytest.raises(ValueError, match=said):
             count_atoms([np.nan, np.inf, -np.inf], method=method, library=au)
         with pytest.raises(ValueError, match=r"mask leaves no column to count \(all 3 are False\)"):

@@ -44,7 +44,8 @@ def test_a_statstem_text_library_counts_like_the_hdf5_one(tmp_path, pt):
         assert np.all(count_by_library(scs, form, scs_errors=err).counts == truth)
     # comma-separated, no header or zero row, with comments and a third column of standard errors
     csv = tmp_path / "lib.csv"
-    csv.write_text("# N, SCS, sem\n" + "".join(f"{n}, {s:.10f}, 0.001  # row\n" for n, s in zip(pt.n_atoms, pt.scs)))
+    rows = "".join(f"{n}, {s:.10f}, 0.001  # row\n" for n, s in zip(pt.n_atoms, pt.scs, strict=True))
+    csv.write_text("# N, SCS, sem\n" + rows)
     from_csv = resolve_library(str(csv))
     np.testing.assert_allclose(from_csv.scs_sem, 0.001)
     assert np.all(count_hybrid(scs, from_csv, scs_errors=err, normalised=True).counts == truth)
