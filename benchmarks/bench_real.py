@@ -49,7 +49,10 @@ def load_images(quick):
         r = sio.loadmat(SHARED / "qem_Au_rod_110.mat", squeeze_me=True, struct_as_record=False)
         out.append(("Au_rod_110", ac.HAADFImage(np.asarray(r["obs"], float), float(r["dx"])),
                     np.asarray(r["coordinates"]), {"expert_scs": np.asarray(r["output"].Volumes, float),
-                                                    "expert_g": len(r["output"].estimatedLocations)}))  # fmt: skip
+                                                    # the SCS follow output.coordinates, in another order
+                                                    "expert_scs_positions": np.asarray(r["output"].coordinates),
+                                                    "expert_g": len(r["output"].estimatedLocations),
+                                                    "expert_means": np.asarray(r["output"].estimatedLocations)}))  # fmt: skip
         from rsciio.hspy import file_reader
 
         s = file_reader(str(SHARED / "qem_SrTiO3_small.hspy"))[0]
@@ -102,6 +105,13 @@ def one_image(name, image, ref, extra):
             row["icl_seconds_expert_scs"] = time.perf_counter() - t
             ok = fit.converged
             ours = ac.count_atoms(fit.scs[ok], method="icl", max_components=100, rng=0)
+        d, i = cKDTree(fit.positions).query(extra["expert_scs_positions"])
+        same = d < 0.5
+        ex, ou = extra["expert_scs"][same], fit.scs[i[same]]
+        slope, icpt = np.polyfit(ex, ou, 1)
+        step = float(np.median(np.diff(np.sort(extra["expert_means"]))))
+        row["scs_correlation_with_expert"] = float(np.corrcoef(ex, ou)[0, 1])
+        row["scs_rms_difference_in_expert_steps"] = float(np.std(ou - (slope * ex + icpt)) / (slope * step))
         row["expert_g"] = extra["expert_g"]
         row["icl_g_on_expert_scs"] = int(on_expert.n_components)
         row["icl_g_on_our_scs"] = int(ours.n_components)

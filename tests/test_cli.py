@@ -84,18 +84,17 @@ def test_demo_fits_and_counts_the_bundled_abtem_particle(tmp_path, capsys):
     assert "written to" in capsys.readouterr().out
 
 
-def test_fit_command_on_blank_image_writes_empty_result(tmp_path, capsys):
+def test_fit_command_on_blank_image_stops_and_writes_nothing(tmp_path, capsys):
+    # an empty result is never silent: the run stops with exit 2, says why, and leaves no folder
     import warnings
 
     np.save(tmp_path / "blank.npy", np.full((40, 40), 0.01))
     out = tmp_path / "out"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main(["fit", str(tmp_path / "blank.npy"), "--pixel-size", "0.1", "--out", str(out)]) == 0
-    from atomscount import ColumnFit
-
-    assert ColumnFit.from_hdf5(out / "fit.h5").n_columns == 0
-    assert "ColumnFit: 0 columns" in capsys.readouterr().out
+        assert main(["fit", str(tmp_path / "blank.npy"), "--pixel-size", "0.1", "--out", str(out)]) == 2
+    assert "image is flat: no columns found" in capsys.readouterr().err
+    assert not out.exists()
 
 
 def test_mask_invalid_on_an_all_nan_image_says_so(tmp_path, capsys):
