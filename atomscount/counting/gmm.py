@@ -25,6 +25,7 @@ from ._inputs import check_scs_magnitude, round_scs
 __all__ = ["MixtureScan", "fit_mixtures", "local_minima"]
 
 AUTO_BINS = 2000
+LATTICE_TRIAL = 200  # EM steps the evenly spaced start gets to overtake the best start before it is finished
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -202,7 +203,8 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
     and one random-quantile start.
     Every start runs ``burn_in`` EM iterations; the best ``n_finish`` then run
     to convergence (change of the mean log-likelihood per point below ``tol``,
-    SQUAREM-accelerated EM), as does the evenly spaced start, and the best is kept (a start whose new component
+    SQUAREM-accelerated EM), as does the evenly spaced start if after 200 steps
+    it leads, and the best is kept (a start whose new component
     died on top of another loses ties).
 
     The mixtures are fitted to the SCS rounded to 20 significant bits (a
@@ -327,11 +329,16 @@ def fit_mixtures(scs, *, max_components: int = 50, n_starts: int = 6, dose: floa
             ll, _, v2, _ = run_em(x, w, m, wt, float(v), inv_dose, burn_in, 0.0, min_var)
             burned.append((ll, j, m, wt, v2))
         burned.sort(key=lambda t: (-t[0], t[1]))
-        # the evenly spaced start is always finished: it climbs slowly at first, out of a narrow
-        # width, and loses the burn-in to the merged solutions it is there to escape
+        # the evenly spaced start is always tried: it climbs slowly at first, out of a narrow width,
+        # and loses the burn-in to the merged solutions it is there to escape. Unless among the best, it
+        # first runs LATTICE_TRIAL steps (last, after the best), and on to convergence only if it then leads
         finish = burned[:n_finish] + [b for b in burned[n_finish:] if b[1] == lattice]
         best = None
-        for _, _, m, wt, v in finish:
+        for k, (_, _, m, wt, v) in enumerate(finish):
+            if k >= n_finish:
+                ll, _, v, _ = run_em(x, w, m, wt, float(v), inv_dose, min(LATTICE_TRIAL, max_iter), tol, min_var)
+                if ll <= best[0]:
+                    continue
             ll, ent, v2, it = run_em(x, w, m, wt, float(v), inv_dose, max_iter, tol, min_var)
             # a start whose new component died on top of another is only the G-1 solution again:
             # it loses ties

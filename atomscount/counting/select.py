@@ -95,7 +95,7 @@ the ICL at G = 9 by 9.9, just under ``CLOSE_ICL``, and can move it by 100
 elsewhere. The curves, means and widths compared here come from mixtures
 fitted to the SCS rounded to 20 significant bits (see :func:`fit_mixtures`),
 so SCS that differ by such noise give the same candidates and the same G;
-exact ties between candidates go to the lower ICL, then the smaller G.
+exact ties are broken by G, so the order never rests on the input order.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def _depths(icl, step_sd, n):
     """Depth of every G as a local minimum, in ICL units and in standard deviations of the ICL steps."""
     g_max = len(icl)
     sd = np.full(g_max, np.nan) if step_sd is None else np.asarray(step_sd, dtype=float)
-    # without the columns' contributions, one ICL unit of spread per column is a fair guess
+    # without the columns' contributions (a hand-made scan), a spread of two ICL units per column is a fair guess
     sd = np.where(np.isfinite(sd) & (sd > 0), sd, 2.0 * np.sqrt(n))
     depth, sigma = np.empty(g_max), np.empty(g_max)
     for i in range(g_max):
