@@ -173,10 +173,13 @@ def one_config(atoms, settings, seed, *, layer, n_layers, interpolation, step):
 def build(cfg):
     """Settings, library, atoms and geometry of the run described by ``cfg``."""
     library = load_default(cfg["element"], cfg["zone_axis"])
+    # another microscope than the library's (an independent test of the defaults): any of these keys
+    overrides = {k: cfg[k] for k in ("energy_ev", "semiangle_mrad", "inner_angle_mrad", "outer_angle_mrad",
+                                     "defocus_angstrom", "cs_angstrom") if k in cfg}  # fmt: skip
     settings = dataclasses.replace(
         library.microscope(), num_configs=cfg["num_configs"], sampling_angstrom=cfg["sampling_angstrom"],
         scan_step_angstrom=cfg["pixel_size_angstrom"], source_size_angstrom=cfg["source_size_angstrom"],
-        seed=cfg["seed"],
+        seed=cfg["seed"], **overrides,
     )  # fmt: skip
     crystal = zone_axis_crystal(cfg["element"], cfg["zone_axis"])
     layer = crystal.cell.lengths()[2] / len(np.unique(np.round(crystal.positions[:, 2], 3)))

@@ -113,12 +113,16 @@ def test_a_rerun_replaces_the_whole_folder(tmp_path, image, capsys):
     out = tmp_path / "out"
     assert main(["fit", str(image), "--out", str(out)]) == 0
     assert (out / "columns.png").is_file()
+    assert main(["fit", str(image), "--no-figures", "--out", str(out)]) == 0
+    assert not list(out.glob("*.png"))  # no figures from the earlier run beside the new result
+    assert _complete(out)
+    # a run that fails (a flat image: no columns) loses nothing: the last result stays whole
     flat = tmp_path / "flat.npy"
     np.save(flat, np.full((64, 64), 0.02))
     with pytest.warns(UserWarning):
-        assert main(["fit", str(flat), "--pixel-size", "0.1", "--out", str(out)]) == 0
-    assert not list(out.glob("*.png"))  # no figures from the earlier run beside the empty result
-    assert _complete(out)
+        assert main(["fit", str(flat), "--pixel-size", "0.1", "--out", str(out)]) == 2
+    assert "no columns found" in capsys.readouterr().err
+    assert _complete(out) and not list(out.glob("*.png"))
 
 
 def test_out_is_checked_before_any_work(tmp_path, image, monkeypatch, capsys):
