@@ -14,8 +14,10 @@ described by
   of the columns' contributions, :attr:`MixtureScan.icl_step_sd`; the noise
   grows like sqrt(n), so a minimum is "clear" at 2 sd whatever n);
 * the increments between neighbouring means against the running median of the
-  five around each: under 0.6 times it, a count is split in two; over 1.7
-  times, two counts are merged (or one is absent);
+  five around each: under 0.5 times it, or under 0.6 times between two
+  components that together hold less than 1.5 times their neighbours' median
+  population, a count is split in two; over 1.7 times, two counts are merged
+  (or one is absent);
 * the penalties below (0 is perfect).
 
 A G is physically consistent when every component holds one count: without a
@@ -119,7 +121,7 @@ HIDDEN_SPAN = 0.3  # ... and fully hidden this much wider (two neighbouring coun
 WIDE = 2.0  # width over the rms SCS error beyond which the notes say the columns vary beyond their errors
 TIE = 0.05  # penalties this close are a tie, broken by the lower ICL
 FINER_ICL = 0.3  # ICL per column a finer regular candidate may lie above the best regular one (no library)
-SPLIT = 0.6  # an increment below this fraction of its neighbours' (running median of 5) splits one count in two
+SPLIT = 0.6  # an increment below this fraction of its neighbours' (running median of 5) may split a count in two
 MERGED = 1.7  # ... above this many times theirs, two counts are merged (or one is absent)
 CLEAR = 2.0  # depth of a clear ICL local minimum, in standard deviations of the ICL difference
 FAR_BELOW = 5.0  # columns this many widths (and 1.5 steps) below the lowest populated component are outliers
@@ -157,9 +159,9 @@ class Candidate:
         The same in standard deviations of the ICL differences (their noise,
         which grows like ``sqrt(n)``); a clear minimum is at least 2.
     split, merged : int
-        Increments between neighbouring means below 0.6 (a count split in two)
-        or above 1.7 (counts merged or absent) times the running median of
-        their neighbours' (without a library).
+        Increments between neighbouring means that split a count in two (see
+        the module docstring) or lie above 1.7 times the running median of
+        their neighbours' (counts merged or absent); judged without a library.
     consistent : bool
         Physically consistent: every component one count, regularly spaced,
         resolved, none empty or split (see the module docstring).
@@ -286,6 +288,25 @@ def _increment_ratios(means):
     start = np.clip(np.arange(d.size) - k // 2, 0, d.size - k)
     ref = np.median(np.lib.stride_tricks.sliding_window_view(d, k)[start], axis=1)
     return d / np.maximum(ref, 1e-300)
+
+
+def _split_increments(means, weights, ratios):
+    """Increments that split one count in two.
+
+    Under 0.5 times the running median always; under 0.6 times only where the
+    two components together hold less than 1.5 times the median population of
+    the five around them (a count split in two shares one count's columns; on
+    real particles, neighbours 0.5-0.6 steps apart, each as full as the rest,
+    are irregular SCS, not a split).
+    """
+    w = np.asarray(weights, dtype=float)
+    if ratios.size < 3:
+        return 0
+    pair = w[:-1] + w[1:]
+    k = min(5, w.size)
+    start = np.clip(np.arange(ratios.size) - k // 2, 0, w.size - k)
+    ref = np.median(np.lib.stride_tricks.sliding_window_view(w, k)[start], axis=1)
+    return int(np.sum((ratios < 0.5) | ((ratios < SPLIT) & (pair < 1.5 * ref))))
 
 
 def _depths(icl, step_sd, n):
@@ -482,7 +503,7 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         scale_pen = gap_pen = 0.0
         gaps = 0
         ratios = _increment_ratios(means) if g >= 4 else np.ones(max(g - 1, 0))
-        n_split = int(np.sum(ratios < SPLIT))
+        n_split = _split_increments(means, weights, ratios)
         n_merged = int(np.sum(ratios > MERGED))
         if lib is not None:
             comp_counts, scale, spacing = align_to_library(means, weights, lib)
