@@ -78,8 +78,8 @@ are compared: over a wide range of counts the entropy climbs steadily from a
 few components to the physical G (on a 5,901-column Au rod, by 0.6 per column
 from G = 4 to the expert's 69). A count split in two fails the increment test,
 so the finest consistent G does not run on past the physical one as n grows.
-With a library, the consistent G with the smallest total penalty is chosen,
-and within 0.05 of it the finest. Where no G is consistent, the clear ICL
+With a library, the G with the smallest total penalty is chosen, and within
+0.05 of it the finest. Without one, where no G is consistent, the clear ICL
 local minima, then the rest, are ranked by penalty, then ICL.
 
 The candidates come back ranked (the chosen first, then the next in line by
@@ -598,30 +598,32 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
                                 "too few components to judge, and none better judged")  # fmt: skip
     consistent = [r for r in rows if r["consistent"]]
     finest = None
-    if consistent:
-        if lib is None:
-            # nothing fixes one atom's step: components that each hold two neighbouring counts are as
-            # regular as single counts, and ICL favours them (they overlap less, and at large n that
-            # entropy outweighs the likelihood). The finest consistent G wins unless its ICL lies more
-            # than 0.3 per column above that of a consistent G at least half as fine, as it does when every
-            # count is split in two. Only those are compared: over a wide range of counts the entropy, and
-            # with it the ICL, climbs steadily from a few components to the physical G
-            def within(r):
-                peers = [icl[q["i"]] for q in consistent if 2 * q["g"] >= r["g"] - 1 and q["g"] <= r["g"]]
-                return icl[r["i"]] - min(peers) <= FINER_ICL * n_cols
+    if lib is not None:
+        # the library fixes the step: the best aligned, consistent or not (on noisy data no G may reach
+        # the 0.25 of "consistent", and a G = 2 that does must not win for it); within TIE the finer G
+        # (a split count costs more than TIE, and ICL, biased towards merged counts, would prefer the coarser)
+        best = min(r["penalty"] for r in rows)
+        finest = max(r["g"] for r in rows if r["penalty"] <= best + TIE)
+    elif consistent:
+        # nothing fixes one atom's step: components that each hold two neighbouring counts are as
+        # regular as single counts, and ICL favours them (they overlap less, and at large n that
+        # entropy outweighs the likelihood). The finest consistent G wins unless its ICL lies more
+        # than 0.3 per column above that of a consistent G at least half as fine, as it does when every
+        # count is split in two. Only those are compared: over a wide range of counts the entropy, and
+        # with it the ICL, climbs steadily from a few components to the physical G
+        def within(r):
+            peers = [icl[q["i"]] for q in consistent if 2 * q["g"] >= r["g"] - 1 and q["g"] <= r["g"]]
+            return icl[r["i"]] - min(peers) <= FINER_ICL * n_cols
 
-            finest = max(r["g"] for r in consistent if within(r))
-        else:
-            # the library fixes the step: the best aligned; within TIE the finer G (a split count costs
-            # more than TIE, and ICL, biased towards merged counts, would prefer the coarser)
-            best = min(r["penalty"] for r in consistent)
-            finest = max(r["g"] for r in consistent if r["penalty"] <= best + TIE)
+        finest = max(r["g"] for r in consistent if within(r))
 
     def rank(r):  # G breaks exact ties, so that the order never rests on the input order
         if r["g"] == finest:
             return (0, 0.0, 0.0, 0)
-        if r["consistent"]:  # next in line by the rule: without a library the next finer, with one the best aligned
-            return (1, 0.0 if lib is None else round(r["penalty"], 9), -r["g"], 0)
+        if lib is not None:  # next in line by the rule: the best aligned, then the finer
+            return (1, round(r["penalty"], 9), -r["g"], 0)
+        if r["consistent"]:  # next in line by the rule: the next finer
+            return (1, 0.0, -r["g"], 0)
         clear = r["i"] in minima and depth_sigma[r["i"]] >= CLEAR
         return (2 + (not clear), round(r["penalty"], 9), icl[r["i"]], r["g"])
 
@@ -649,6 +651,8 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
         if chosen.consistent and lib is None and len(consistent) > 1:
             why += (f"; the finest of the physically consistent G = {sorted(r['g'] for r in consistent)} within "
                     f"{FINER_ICL:g} ICL per column of those at least half as fine")  # fmt: skip
+        elif lib is not None:
+            why += "; the best aligned with the library" + ("" if chosen.consistent else ", if short of consistent")
         elif not chosen.consistent:
             why += "; no G is physically consistent, so the best scored one"
         if chosen.n_components != g_global:
