@@ -2,8 +2,8 @@
 
 Reads ``../shared/data/experimental`` (real images with StatSTEM's expert
 results: CsPbBr3, an Au rod along [110], SrTiO3) and the independent abTEM image
-``benchmarks/data/cu110_particle.npz`` (noise-free, and with Poisson noise at 1e4
-and 1e5 e/Å²). For each: columns found against the reference (matched within
+``benchmarks/data/cu110_particle.npz`` (300 kV) and ``pt001_80kv_particle.npz``
+(80 kV), noise-free and with Poisson noise at 1e4 and 1e5 e/Å². For each: columns found against the reference (matched within
 half the reference's median nearest-neighbour distance), spurious columns,
 seconds for detection and fit, the fraction of columns the fit flags; for the
 rod, the automatic G of the ICL on the expert's SCS and on ours against the
@@ -65,6 +65,13 @@ def load_images(quick):
                                                               pixel_size_angstrom=px, rng=1)  # fmt: skip
         name = "Cu110_abtem_" + ("noise_free" if dose is None else f"{dose:.0e}")
         out.append((name, ac.HAADFImage(img, px), np.asarray(cu["positions"]), {}))
+    pt = np.load(HERE / "data" / "pt001_80kv_particle.npz", allow_pickle=True)
+    clean, px = np.clip(np.asarray(pt["clean"], float), 0, None), float(pt["pixel_size_angstrom"])
+    for dose in (None, 1e5, 1e4):
+        img = clean if dose is None else ac.add_poisson_noise(clean, dose_e_per_angstrom2=dose,
+                                                              pixel_size_angstrom=px, rng=2)  # fmt: skip
+        name = "Pt001_80kV_abtem_" + ("noise_free" if dose is None else f"{dose:.0e}")
+        out.append((name, ac.HAADFImage(img, px), np.asarray(pt["positions"]), {}))
     return out
 
 

@@ -15,7 +15,8 @@ is a column when
   noise-free simulation, the model's misfit), and
 * its height is at least a fraction (:data:`MIN_RELATIVE_HEIGHT`) of the
   brightest column within :data:`NEIGHBOURHOOD` spacings, and a smaller fraction
-  (:data:`MIN_GLOBAL_HEIGHT`) of the image's bright columns: the tails of a real
+  (:data:`MIN_GLOBAL_HEIGHT`) of the image's bright columns (a larger one,
+  :data:`MIN_ISOLATED_HEIGHT`, when no column is near): the tails of a real
   probe are not Gaussian and leave weak maxima beside bright columns (at
   0.5-1 % of their peaks), while the faintest real column, one atom beside a
   thick neighbour, is still a few per cent of it.
@@ -53,6 +54,10 @@ __all__ = ["ColumnDetection", "detect_columns"]
 _KIND = "ColumnDetection"
 #: Fraction of the column spacing below which two peaks are one column.
 MIN_DISTANCE_FRACTION = 0.7
+#: A candidate with no other column within :data:`NEIGHBOURHOOD` spacings must reach this
+#: fraction of the image's bright columns: maxima of an amorphous support or of the
+#: vacuum are alone, while a crystal's columns, even at its edge, have neighbours.
+MIN_ISOLATED_HEIGHT = 0.05
 #: A column's height must reach this fraction of the brightest column near it.
 MIN_RELATIVE_HEIGHT = 0.015
 #: ... and this fraction of the image's bright columns (the 99th percentile of the
@@ -589,13 +594,16 @@ def _accept(positions, h, z, penalty, radius, spacing):
         if not more.any():
             break
         sig |= more
-    keep = sig & (h >= MIN_GLOBAL_HEIGHT * np.percentile(h[sig], 99))
+    bright = np.percentile(h[sig], 99)
+    keep = sig & (h >= MIN_GLOBAL_HEIGHT * bright)
     if sig.sum() > 1:
         idx = np.flatnonzero(sig)
         tree = cKDTree(positions[idx])
         for k, nb in enumerate(tree.query_ball_point(positions[idx], radius)):
             if h[idx[k]] < MIN_RELATIVE_HEIGHT * h[idx[nb]].max():
                 keep[idx[k]] = False
+            elif len(nb) == 1 and h[idx[k]] < MIN_ISOLATED_HEIGHT * bright:
+                keep[idx[k]] = False  # alone in the vacuum and faint: a bump of the support, not a column
     return keep
 
 
