@@ -57,7 +57,7 @@ class ColumnCounts:
         Fitted relation ``SCS ~ scale * library + offset`` (hybrid, and the alignment
         of the ICL mixture with a library).
     candidates : list of dict
-        Ranked ICL local minima with their penalties and reasons.
+        Every G, ranked, with its ICL, depth as a minimum, penalties and reasons.
     notes : list of str
         What was decided and why, and any warnings about the data.
     scs : ndarray
@@ -620,8 +620,8 @@ def count_atoms(scs, *, method: str = "icl", library=None, max_components: int =
         Scattering cross-sections [Å²], e.g. ``fit.scs``; finite and >= 0
         wherever counted (see ``mask``).
     method : {"icl", "library", "hybrid"}
-        ``"icl"``: Gaussian mixture, G chosen among the ICL local minima by
-        physical consistency (see :mod:`atomscount.counting.select`).
+        ``"icl"``: Gaussian mixture, G chosen among all G by its ICL, its depth
+        as a minimum and its physical consistency (see :mod:`atomscount.counting.select`).
         ``"library"``: nearest library value (:func:`count_by_library`).
         ``"hybrid"``: mixture whose means are the library values up to one fitted
         scale and offset (:func:`count_hybrid`).
