@@ -413,7 +413,8 @@ def icl_g_scaling(quick):
                 shift = res.counts - res.counts.min() == truth - truth.min()
                 row = {"noise_steps": noise, "n_columns": n, "seed": seed, "g": int(res.n_components),
                        "g_error": int(res.n_components) - 29, "g_global_icl": int(np.argmin(res.icl)) + 1,
-                       "exact_up_to_offset": float(np.mean(shift)), "seconds": seconds, "peak_memory_mb": mem.mb}  # fmt: skip
+                       "exact_up_to_offset": float(np.mean(shift)), "seconds": seconds,
+                       "peak_memory_mb": mem.mb}  # fmt: skip
                 out["runs"].append(row)
                 print(f"icl G, noise {noise} steps, {n:>7} columns, seed {seed}: G = {row['g']} (global ICL minimum "
                       f"{row['g_global_icl']}), {seconds:.1f} s, {mem.mb:.0f} MB", flush=True)  # fmt: skip
@@ -468,7 +469,8 @@ def main(argv=None):
     if args.only_icl_g:
         scaling, rod = icl_g_scaling(args.quick), rod110()
         result = {"icl_g_error_max_synthetic": scaling["g_error_max"], "rod110_g": rod["g"],
-                  "icl_g_seconds_1e6": scaling["seconds_1e6"], "icl_g_peak_memory_mb_1e6": scaling["peak_memory_mb_1e6"],
+                  "icl_g_seconds_1e6": scaling["seconds_1e6"],
+                  "icl_g_peak_memory_mb_1e6": scaling["peak_memory_mb_1e6"],
                   "icl_g_scaling": scaling, "rod110": rod, "quick": args.quick}  # fmt: skip
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(args.out) as tmp:
