@@ -1,11 +1,12 @@
 """Benchmark: the 2D chain with its defaults on images the package did not make.
 
 Reads ``../shared/data/experimental`` (real images with StatSTEM's expert
-results: CsPbBr3, an Au rod along [110], SrTiO3) and the independent abTEM image
-``benchmarks/data/cu110_particle.npz`` (300 kV) and ``pt001_80kv_particle.npz``
-(80 kV), noise-free and with Poisson noise at 1e4 and 1e5 e/Å². For each:
-columns found against the reference (matched within half the reference's
-median nearest-neighbour distance), spurious columns, seconds for detection and fit, the fraction of columns the fit flags; for the
+results: CsPbBr3, an Au rod along [110], SrTiO3) and the independent abTEM
+images ``benchmarks/data/cu110_particle.npz`` (300 kV) and
+``pt001_80kv_particle.npz`` (80 kV), noise-free and with Poisson noise at 1e4
+and 1e5 e/Å². For each: columns found against the reference (matched within
+half the reference's median nearest-neighbour distance), spurious columns,
+seconds for detection and fit, the fraction of columns the fit flags; for the
 rod, the automatic G of the ICL on the expert's SCS and on ours against the
 expert's G = 69. Also the brightness sweep (the same columns and SCS for the
 image times 1e-6 ... 1e9) and the automatic G on synthetic SCS of 10^3 ... 10^6
