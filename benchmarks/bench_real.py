@@ -60,20 +60,21 @@ def load_images(quick):
         s = file_reader(str(SHARED / "qem_SrTiO3_small.hspy"))[0]
         out.append(("SrTiO3", ac.HAADFImage(np.asarray(s["data"], float), 10 * float(s["axes"][1]["scale"])), None,
                     {}))  # fmt: skip
-    cu = np.load(HERE / "data" / "cu110_particle.npz", allow_pickle=True)
-    clean, px = np.clip(np.asarray(cu["clean"], float), 0, None), float(cu["pixel_size_angstrom"])
+    out += abtem_images("cu110_particle.npz", "Cu110_abtem_", seed=1)
+    out += abtem_images("pt001_80kv_particle.npz", "Pt001_80kV_abtem_", seed=2)
+    return out
+
+
+def abtem_images(file, prefix, *, seed):
+    """An independent abTEM image of ``benchmarks/data``, noise-free and at 1e5 and 1e4 e/Å²."""
+    sim = np.load(HERE / "data" / file, allow_pickle=True)
+    clean, px = np.clip(np.asarray(sim["clean"], float), 0, None), float(sim["pixel_size_angstrom"])
+    out = []
     for dose in (None, 1e5, 1e4):
         img = clean if dose is None else ac.add_poisson_noise(clean, dose_e_per_angstrom2=dose,
-                                                              pixel_size_angstrom=px, rng=1)  # fmt: skip
-        name = "Cu110_abtem_" + ("noise_free" if dose is None else f"{dose:.0e}")
-        out.append((name, ac.HAADFImage(img, px), np.asarray(cu["positions"]), {}))
-    pt = np.load(HERE / "data" / "pt001_80kv_particle.npz", allow_pickle=True)
-    clean, px = np.clip(np.asarray(pt["clean"], float), 0, None), float(pt["pixel_size_angstrom"])
-    for dose in (None, 1e5, 1e4):
-        img = clean if dose is None else ac.add_poisson_noise(clean, dose_e_per_angstrom2=dose,
-                                                              pixel_size_angstrom=px, rng=2)  # fmt: skip
-        name = "Pt001_80kV_abtem_" + ("noise_free" if dose is None else f"{dose:.0e}")
-        out.append((name, ac.HAADFImage(img, px), np.asarray(pt["positions"]), {}))
+                                                              pixel_size_angstrom=px, rng=seed)  # fmt: skip
+        name = prefix + ("noise_free" if dose is None else f"{dose:.0e}")
+        out.append((name, ac.HAADFImage(img, px), np.asarray(sim["positions"]), {}))
     return out
 
 
