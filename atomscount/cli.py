@@ -370,6 +370,7 @@ def _detect(args, det):
                                    exclude_border_angstrom=args.exclude_border, progress=True)  # fmt: skip
     if detection.n_columns == 0:
         raise ValueError(detection.notes[-1].replace("pass min_distance_angstrom", "give --min-distance")
+                         .replace("pixel_size_angstrom (", "--pixel-size (")
                          .replace("(find_columns(..., threshold=0.2), --threshold 0.2)", "(--threshold 0.2)"))
     return detection.positions, detection
 

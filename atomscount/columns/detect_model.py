@@ -284,13 +284,10 @@ def detect_columns(
     bg = _background(xf, dmin_px)
     y = np.where(finite, x - bg, 0.0)
     width = _best_width(y, finite, cand, pixel, dmin) if len(cand) else 0.4 * dmin
-    tails = np.zeros_like(y)
     if len(cand) > 3:
-        tails = _probe_tails(y, finite, cand, width, pixel, dmin / MIN_DISTANCE_FRACTION)
-        y = y - tails
+        y = y - _probe_tails(y, finite, cand, width, pixel, dmin / MIN_DISTANCE_FRACTION)
     ref_radius = NEIGHBOURHOOD * dmin / MIN_DISTANCE_FRACTION
     added, removed = [], []
-    keep = np.zeros(0, dtype=bool)
     z = np.zeros(0)
     rounds = 0
     noise_free = False
@@ -301,7 +298,7 @@ def detect_columns(
         a_mat = _design(cand, width, pixel, data.shape, finite)
         h, m_mat = _solve_heights(a_mat, y.ravel())
         resid = np.where(finite, y - (a_mat @ h).reshape(y.shape), np.nan)
-        var, noise_free = _noise_variance(resid, y + bg, finite, width / pixel)
+        var, noise_free = _noise_variance(resid, xf, finite, width / pixel)
         z = h / _height_errors(a_mat, m_mat, var)
         keep = _accept(cand, h, z, penalty, ref_radius, dmin / MIN_DISTANCE_FRACTION)
         removed.extend(cand[~keep])
