@@ -44,10 +44,10 @@ def _complete(out: Path) -> bool:
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
 def test_signal_mid_fit_exits_with_one_line_and_no_output(tmp_path, sig, code):
     path = tmp_path / "big.tif"
-    _write_image(path, 700, spacing=1.6)  # ~19,000 columns: the fit takes well over a second
+    _write_image(path, 1000, spacing=1.2)  # 6,889 columns: the whole run takes 10-20 s
     out = tmp_path / "out"
     proc = subprocess.Popen([sys.executable, "-m", "atomscount", "fit", str(path), "--out", str(out), "--threshold",
-                             "0.1", "--min-distance", "1.2", "--no-figures"], stdout=subprocess.PIPE,
+                             "0.1", "--min-distance", "0.9", "--no-figures"], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
     # wait until the fit is under way (the temporary folder exists), then signal
     deadline = time.monotonic() + 120
