@@ -1,4 +1,4 @@
-"""Constrained core-shell configuration search (issue 13).
+"""Constrained core-shell configuration search (after van den Bos et al., PRL 116, 246101 (2016)).
 
 The 3D arrangement of a bimetallic particle (which lattice sites hold the core
 element, which the shell element) from the SCS of its columns in one or two views,

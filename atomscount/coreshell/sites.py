@@ -3,7 +3,7 @@
 All sites live in one frame, the first view's: x and y as in its image, z along its
 beam (the beam travels along +z, so the smallest z is the entrance surface). A second
 view sees the same sites after a rotation; its columns are a different grouping of
-the same site indices (issue 13).
+the same site indices.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Atom-tracing tomography (issue 14): tilt series, reconstruction, atom tracing and classification.
+"""Atom-tracing tomography: tilt series, reconstruction, atom tracing and classification (after Yang et al., 2017).
 
 Conventions (angles, rotations, the volume grid) are in :mod:`atomscount.tomo.geometry`
 and :mod:`atomscount.tomo._kernels`.

@@ -1,4 +1,4 @@
-"""Alignment of a tilt series and voxel-level composition (issue 14).
+"""Alignment of a tilt series and voxel-level composition.
 
 :func:`align_projections` puts each projection's centre of mass on the image
 centre (a single-axis series of an object whose centre of mass sits on the tilt

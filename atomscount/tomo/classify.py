@@ -1,4 +1,4 @@
-"""Classification of traced atoms by intensity, and comparison with a true model (issue 14).
+"""Classification of traced atoms by intensity, and comparison with a true model.
 
 :func:`classify_atoms` follows Yang et al., Nature 542, 75 (2017):
 

@@ -1,4 +1,4 @@
-"""Tilt angles, rotations and the :class:`TiltSeries` (issue 14).
+"""Tilt angles, rotations and the :class:`TiltSeries`.
 
 Convention. Angles are ZYZ Euler triples (φ, θ, ψ) in degrees. Projection k rotates
 the object by ``R = Rz(φ) Ry(θ) Rz(ψ)`` (active rotations: ``q = R p``) and

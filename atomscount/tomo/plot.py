@@ -1,5 +1,5 @@
 """Figures of the tomography stage: orthoslices with traced atoms, the intensity histogram with the class
-boundaries, a 3D view by element, and the R1 factor against iteration (issue 14)."""
+boundaries, a 3D view by element, and the R1 factor against iteration."""
 
 from __future__ import annotations
 

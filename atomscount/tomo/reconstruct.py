@@ -1,4 +1,4 @@
-"""Iterative reconstruction of a tilt series: SIRT with positivity and a support (issue 14).
+"""Iterative reconstruction of a tilt series: SIRT with positivity and a support.
 
 Two paths share the projector conventions of :mod:`._kernels`:
 

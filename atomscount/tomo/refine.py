@@ -1,4 +1,4 @@
-"""Refinement of a traced atomic model against the measured projections (issue 14).
+"""Refinement of a traced atomic model against the measured projections.
 
 Every candidate of a :class:`~.trace.TracedAtoms` becomes a 3D Gaussian, projected
 exactly as :func:`~.simulate.simulate_tilt_series` does (pixel integrals of error

@@ -1,4 +1,4 @@
-"""Tilt series of an atomic model: every atom a 3D Gaussian, projected analytically (issue 14).
+"""Tilt series of an atomic model: every atom a 3D Gaussian, projected analytically.
 
 A 3D Gaussian projects to a 2D Gaussian of the same width and integral, so each
 projection is a sum of 2D Gaussians, each pixel getting the exact integral over its

@@ -1,4 +1,4 @@
-"""Atom tracing in a reconstructed volume (issue 14).
+"""Atom tracing in a reconstructed volume.
 
 1. Local maxima of the volume (optionally upsampled), above a threshold, brightest
    first, each at least ``min_distance_angstrom`` from every brighter one kept.
