@@ -4,8 +4,7 @@ Column fitting, abTEM simulation libraries, atom counting, core-shell search and
 atom-tracing tomography.
 """
 
-__version__ = "0.1.0"
-
+from ._version import __version__
 from .columns import (
     ColumnCRLB,
     ColumnDetection,

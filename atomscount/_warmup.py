@@ -18,7 +18,7 @@ __all__ = ["kernels_compiled", "compile_kernels"]
 def _dispatchers():
     from numba.core.registry import CPUDispatcher
 
-    from . import _kernels
+    from .columns import _kernels
     from .counting import _em
 
     # the kernels called from Python; helpers (leading underscore) compile into them

@@ -83,7 +83,7 @@ def write_hdf5(path, kind: str, arrays: dict, attrs: dict) -> None:
         "attrs": {k: _digest(v) for k, v in json.loads(attrs_json).items()},
         "arrays": {n: _digest(a) for n, a in stored.items()},
     }
-    from . import __version__
+    from ._version import __version__
 
     # HDF5 1.8's layout checksums the file's own structure, so HDF5 reports damage there instead of
     # following it (with the oldest layout one changed byte could crash or hang the reader). Strings are

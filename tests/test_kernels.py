@@ -5,8 +5,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from atomscount import _kernels
-from atomscount.columns import _solver
+from atomscount.columns import _kernels, _solver
 from atomscount.columns.model import (
     CUTOFF_SIGMAS,
     ColumnIndex,

@@ -17,8 +17,8 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.spatial import cKDTree
 
-from .. import _kernels
 from .._checks import check_memory
+from . import _kernels
 from .model import CUTOFF_SIGMAS, _image_centre, exp_tables, render_bands
 
 

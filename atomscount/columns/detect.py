@@ -11,6 +11,8 @@ from skimage.feature import peak_local_max
 
 from .._checks import check_2d_image, check_positions, check_positive
 from ..image import HAADFImage
+from ._peaks import _enforce_spacing, check_distance
+from .detect_model import detect_columns
 
 __all__ = ["find_columns", "add_columns", "remove_columns"]
 
@@ -73,8 +75,6 @@ def find_columns(
     check_distance(smoothing_angstrom, "smoothing_angstrom", image, optional=True)
     check_distance(exclude_border_angstrom, "exclude_border_angstrom", image, allow_zero=True)
     if threshold is None:
-        from .detect_model import detect_columns
-
         if smoothing_angstrom is not None:
             raise ValueError("smoothing_angstrom applies to the threshold detector only: pass threshold too")
         return detect_columns(image, min_distance_angstrom=min_distance_angstrom,
@@ -110,34 +110,6 @@ def find_columns(
     rc = _centroid_refine(sm - lo, peaks)
     order = np.lexsort((rc[:, 1], rc[:, 0]))
     return image.to_angstrom(rc[order])
-
-
-def check_distance(value, name, image, *, optional=False, allow_zero=False):
-    """A length [Å] that must be positive and smaller than the image (a larger one only
-    makes the filters' memory and time grow)."""
-    if value is None and optional:
-        return None
-    value = check_positive(value, name, allow_zero=allow_zero)
-    extent = max(image.shape) * image.pixel_size_angstrom
-    if value > extent:
-        raise ValueError(f"{name} must be smaller than the image ({extent:.4g} Å across), got {value:.4g}")
-    return value
-
-
-def _enforce_spacing(peaks, values, dmin_px):
-    """Drop every peak (row, col) closer than ``dmin_px`` to one with a higher value."""
-    if len(peaks) < 2:
-        return peaks
-    order = np.argsort(-np.asarray(values), kind="stable")
-    peaks = peaks[order]
-    tree = cKDTree(peaks)
-    keep = np.ones(len(peaks), dtype=bool)
-    for i in range(len(peaks)):
-        if keep[i]:
-            for j in tree.query_ball_point(peaks[i], dmin_px - 1e-9):
-                if j > i:
-                    keep[j] = False
-    return peaks[keep]
 
 
 def _centroid_refine(img, peaks):

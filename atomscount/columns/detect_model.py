@@ -47,7 +47,7 @@ from skimage.feature import peak_local_max
 from .._checks import check_2d_image, check_integer, check_positive
 from ..image import HAADFImage
 from ..io import read_hdf5, write_hdf5
-from .detect import _enforce_spacing, check_distance
+from ._peaks import _enforce_spacing, check_distance
 
 __all__ = ["ColumnDetection", "detect_columns"]
 

@@ -9,7 +9,7 @@ with a constant or plane background ``b`` and a scattering cross-section
 is normalised to the incident beam.
 
 The NumPy functions here are the references for the numba kernels in
-:mod:`atomscount._kernels`; they evaluate every Gaussian at every pixel.
+:mod:`atomscount.columns._kernels`; they evaluate every Gaussian at every pixel.
 """
 
 from __future__ import annotations
@@ -19,8 +19,8 @@ import dataclasses
 import numba
 import numpy as np
 
-from .. import _kernels
 from .._checks import check_positions, check_positive, check_rng
+from . import _kernels
 
 __all__ = [
     "gaussian2d",

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .. import _kernels
 from .._checks import check_2d_image, check_positions, check_positive
+from . import _kernels
 from .model import ColumnIndex, background_plane
 
 __all__ = ["voronoi_scs", "voronoi_labels"]

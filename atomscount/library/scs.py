@@ -8,8 +8,8 @@ import warnings
 
 import numpy as np
 
-from .. import __version__
 from .._checks import check_increasing, check_integer
+from .._version import __version__
 from ..io import read_hdf5, write_hdf5
 from ._files import check_curve, check_finite, check_scs_table, checking, read_text_table
 from .settings import MicroscopeSettings
