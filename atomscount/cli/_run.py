@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import signal
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -130,3 +131,19 @@ def final_paths(files: dict, tmp: Path, out: Path) -> dict:
             path = Path(out) / path.relative_to(tmp)
         result[name] = path
     return result
+
+
+def warm_up() -> None:
+    """Compile the numba kernels with a progress bar on the first run (otherwise a silent minute)."""
+    from .._warmup import compile_kernels, kernels_compiled
+
+    if not kernels_compiled():
+        print("atomscount: first run on this machine: compiling the numerical kernels (about a minute, once)",
+              file=sys.stderr)  # fmt: skip
+        compile_kernels(progress=True)
+
+
+def print_files(files: dict, out: Path) -> None:
+    print(f"results written to {out.resolve()}")
+    for name, path in files.items():
+        print(f"  {name:16s} {path}")

@@ -1,4 +1,4 @@
-"""``atomscount tomo``: simulate, reconstruct, trace and compare (issue 14)."""
+"""``atomscount tomo``: simulate a tilt series, reconstruct it, trace its atoms and compare them with a model."""
 
 from __future__ import annotations
 
@@ -8,12 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["add_parser", "run"]
-
 
 def add_parser(sub, fmt) -> None:
     """Add the ``tomo`` command and its actions to the subparsers ``sub``."""
     t = sub.add_parser("tomo", formatter_class=fmt, help="atom-tracing tomography: simulate, reconstruct, trace")
+    t.set_defaults(handler=_cmd_tomo)
     ts = t.add_subparsers(dest="tomo_command", metavar="ACTION", required=True)
     s = ts.add_parser("simulate", formatter_class=fmt, help="a tilt series of an atomic model")
     s.add_argument("model", type=Path, help="atomic model (.xyz or any file ASE reads), centred on the origin")
@@ -82,11 +81,11 @@ def _read_atoms(path: Path):
         raise ValueError(f"cannot read an atomic model from {str(path)!r}: {exc}") from None
 
 
-def run(args: argparse.Namespace) -> int:
-    from .tomo import classify_atoms, compare_models, reconstruct, refine_atoms, simulate_tilt_series, trace_atoms
-    from .tomo.geometry import TiltSeries
-    from .tomo.plot import save_tomo_figures
-    from .tomo.reconstruct import Volume
+def _cmd_tomo(args: argparse.Namespace) -> int:
+    from ..tomo import classify_atoms, compare_models, reconstruct, refine_atoms, simulate_tilt_series, trace_atoms
+    from ..tomo.geometry import TiltSeries
+    from ..tomo.plot import save_tomo_figures
+    from ..tomo.reconstruct import Volume
 
     if args.tomo_command == "simulate":
         atoms = _read_atoms(args.model)

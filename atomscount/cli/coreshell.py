@@ -1,0 +1,148 @@
+"""``atomscount coreshell``: the core and shell sites of a bimetallic particle from one or two fits."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from ._run import check_output_folder, final_paths, output_folder, print_files, warm_up
+from .library import check_crystal
+
+
+def add_parser(sub, fmt) -> None:
+    """Add the ``coreshell`` command to the subparsers ``sub``."""
+    cs = sub.add_parser("coreshell", formatter_class=fmt,
+                        help="find the core and shell sites of a bimetallic particle from one or two fits")  # fmt: skip
+    cs.add_argument("fits", type=Path, nargs="+", metavar="FIT",
+                    help="fit.h5 of `atomscount fit`, one per view (two at most); first sets the frame")  # fmt: skip
+    cs.add_argument("--lensing", action="append", required=True,
+                    help="lensing model HDF5 file, or A:B:AXIS for a shipped one (e.g. Au:Ag:001); once per zone "
+                         "axis")  # fmt: skip
+    cs.add_argument("--counts", type=Path, action="append", default=[],
+                    help="counts.h5 of `atomscount count` for the first fit (atoms per column: the particle's "
+                         "shape); again for the second fit to check its total. Without it the shape is fitted "
+                         "too")  # fmt: skip
+    cs.add_argument("--zone-axis", default="001", help="zone axis of the first fit")
+    cs.add_argument("--zone-axis2", default="110", help="zone axis of the second fit")
+    cs.add_argument("--beam2", default=None, metavar="X,Y,Z",
+                    help="beam of the second fit in the first fit's frame (x, y of its image, z along its beam), "
+                         "as the goniometer gives it; picks the relative orientation, which the data alone leave "
+                         "nearly open (the particle turned 180 degrees about the tilt axis)")  # fmt: skip
+    cs.add_argument("--crystal", default="Au", help="element whose fcc lattice holds the sites")
+    cs.add_argument("--core-element", default="Au", help="element of the core")
+    cs.add_argument("--shell-element", default="Ag", help="element of the shell")
+    cs.add_argument("--core", choices=["ellipsoid", "sphere", "star"], default="ellipsoid",
+                    help="shape of the parametric core that seeds the site-level search")  # fmt: skip
+    cs.add_argument("--symmetric", action="store_true",
+                    help="mirror symmetry about the particle's mid-plane")  # fmt: skip
+    cs.add_argument("--n-core", type=int, default=None, help="known composition: the number of core atoms")
+    cs.add_argument("--fit-shape", action="store_true",
+                    help="let the search add and remove surface atoms even with --counts")  # fmt: skip
+    cs.add_argument("--penalty", type=float, default=0.5, help="cost added to chi2 per exposed core bond")
+    cs.add_argument("--n-anneal", type=int, default=None,
+                    help="proposals in the annealing (default 100 per site, at least 50,000)")  # fmt: skip
+    cs.add_argument("--n-sample", type=int, default=None,
+                    help="proposals sampled at temperature 1 for the per-site probabilities (default 50 per site, "
+                         "at least 20,000)")  # fmt: skip
+    cs.add_argument("--seed", type=int, default=0, help="seed of the search")
+    cs.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
+    cs.add_argument("--out", type=Path, required=True, help="output folder")
+    cs.set_defaults(handler=_cmd_coreshell)
+
+
+def _load_lensing(spec: str):
+    from ..library import load_default_lensing
+    from ..library.lensing import LensingModel
+
+    path = Path(spec)
+    if path.suffix.lower() in (".h5", ".hdf5") or path.exists():
+        return LensingModel.from_hdf5(path)
+    parts = spec.split(":")
+    if len(parts) == 3:
+        return load_default_lensing(*parts)
+    raise ValueError(f"--lensing must be an HDF5 file or A:B:AXIS (e.g. Au:Ag:001), got {spec!r}")
+
+
+def _cmd_coreshell(args) -> int:
+    import json
+
+    import numpy as np
+
+    from ..columns import ColumnFit
+    from ..coreshell.search import SearchWarning, search_core_shell
+    from ..counting import ColumnCounts
+
+    check_output_folder(args.out)
+    if len(args.fits) > 2:
+        raise ValueError(f"give one or two fits (views), got {len(args.fits)}")
+    if len(args.counts) > len(args.fits):
+        raise ValueError(f"--counts given {len(args.counts)} times for {len(args.fits)} fits")
+    axes = [str(a).strip("[]") for a in (args.zone_axis, args.zone_axis2)][: len(args.fits)]
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"the two fits need different zone axes, got --zone-axis {axes[0]} --zone-axis2 {axes[1]}")
+    check_crystal(args.crystal, axes[0])
+    beams = None
+    if args.beam2 is not None:
+        if len(args.fits) != 2:
+            raise ValueError(f"--beam2 {args.beam2!r} is the beam of a second fit, but {len(args.fits)} fit is given")
+        try:
+            beam = [float(t) for t in args.beam2.split(",")]
+        except ValueError:
+            beam = []
+        if len(beam) != 3:
+            raise ValueError(f"--beam2 must be three numbers X,Y,Z, got {args.beam2!r}")
+        beams = [beam]
+    pair = sorted((args.core_element, args.shell_element))
+    models = {}
+    for spec in args.lensing:
+        model = _load_lensing(spec)
+        if sorted(model.elements) != pair or args.core_element == args.shell_element:
+            raise ValueError(f"--lensing {spec!r} is a model for {'/'.join(model.elements)}, but the particle is "
+                             f"{args.core_element} (core) / {args.shell_element} (shell)")  # fmt: skip
+        models[str(model.zone_axis).strip("[]")] = model
+    missing = [a for a in axes if a not in models]
+    if missing:
+        raise ValueError(f"no --lensing model for zone axis {', '.join(missing)} (given: {sorted(models) or 'none'})")
+    fits = [ColumnFit.from_hdf5(f) for f in args.fits]
+    counts = []
+    for v, path in enumerate(args.counts):
+        c = ColumnCounts.from_hdf5(path).counts
+        if c.ndim != 1:
+            raise ValueError(f"--counts {str(path)!r} holds {c.shape[0]} frames; count a single frame")
+        if len(c) != fits[v].n_columns:
+            raise ValueError(f"--counts {str(path)!r} has {len(c)} columns, fit {str(args.fits[v])!r} "
+                             f"{fits[v].n_columns}")  # fmt: skip
+        counts.append(c)
+    warm_up()
+    views = [(fit, axis) for fit, axis in zip(fits, axes, strict=True)]
+    lensing = {a: models[a] for a in axes}
+    with output_folder(args.out, command="coreshell", signals=args.signals) as tmp:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SearchWarning)  # reported below, with the reason
+            model = search_core_shell(views, lensing, args.crystal, core=args.core, counts=counts or None,
+                                      symmetric=args.symmetric, rng=args.seed, core_element=args.core_element,
+                                      shell_element=args.shell_element, penalty=args.penalty,
+                                      n_anneal=args.n_anneal, n_sample=args.n_sample, n_core=args.n_core,
+                                      fit_shape=True if args.fit_shape else None,
+                                      beam_directions=beams)  # fmt: skip
+        files = {"model": tmp / "model.h5", "model_xyz": tmp / "model.xyz", "model_cif": tmp / "model.cif"}
+        model.to_hdf5(files["model"])
+        model.write_xyz(files["model_xyz"])
+        model.write_cif(files["model_cif"])
+        if not args.no_figures:
+            from ..coreshell.plot import save_coreshell_figures
+
+            files.update(save_coreshell_figures(model, tmp, views=views, lensing=lensing))
+        summary = model.summary()
+        summary["core_counts"] = [c.tolist() for c in model.core_counts]
+        summary["core_counts_std"] = [np.round(s, 4).tolist() for s in model.core_counts_std]
+        summary["inputs"] = {"fits": [str(f) for f in args.fits], "counts": [str(c) for c in args.counts],
+                             "lensing": list(args.lensing), "zone_axes": axes}  # fmt: skip
+        files["summary"] = tmp / "summary.json"
+        files["summary"].write_text(json.dumps(summary, indent=2))
+    print(repr(model))
+    if not model.converged:
+        print(f"  - the search did not converge: best chi2 {float(model.chi2.sum()):.1f} over "
+              f"{int(model.n_columns.sum())} columns; {model.info['convergence']}")  # fmt: skip
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
