@@ -11,7 +11,7 @@ import os
 import sys
 import warnings
 
-from .. import __version__
+from .._version import __version__
 from . import columns, coreshell, counting, demo, library, tomo
 from ._run import Signals, interruption
 
