@@ -1,10 +1,10 @@
-"""The range of SCS values the counting methods accept, and the rounding that makes their choices reproducible."""
+"""Checks of the SCS the counting methods accept, and the rounding that makes their choices reproducible."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._checks import check_magnitude
+from .._checks import check_magnitude, check_real_array
 
 #: Largest |SCS| accepted [Å², or detector counts × Å²]. Normalised SCS are 1e-4..1e2 Å² and unnormalised
 #: ones (detector counts × Å²) stay below about 1e9. Beyond 1e12 nothing physical is left, and well before
@@ -36,3 +36,64 @@ def round_scs(x) -> np.ndarray:
     """
     mantissa, exponent = np.frexp(np.asarray(x, dtype=np.float64))
     return np.ldexp(np.round(np.ldexp(mantissa, SCS_BITS)), exponent - SCS_BITS)
+
+
+def _listing(x, idx, name, shown=5):
+    """``name[i] = value`` for the first few of ``idx``, for a message."""
+    items = ", ".join(f"{name}[{int(i)}] = {x[i]:.6g}" for i in idx[:shown])
+    return items + (", ..." if idx.size > shown else "")
+
+
+def _clean_scs(scs, scs_errors=None, mask=None, name="scs"):
+    """SCS as float64, the mask of columns to count and their errors, all checked.
+
+    Every counted SCS must be finite and >= 0: NaN, inf and negative values are
+    refused with how many and which. Columns that are not to be counted (a fit
+    that did not converge) are left out with ``mask`` (False: counted -1), and
+    their SCS may then be anything. NaN and +inf errors mean "unknown";
+    negative ones are refused.
+    """
+    x = check_real_array(scs, name)
+    if x.ndim != 1:
+        raise ValueError(f"{name} must be a 1D array, got shape {x.shape}")
+    if x.size == 0:
+        raise ValueError(f"{name} must not be empty")
+    if mask is None:
+        ok = np.ones(x.shape, dtype=bool)
+    else:
+        ok = np.asarray(mask)
+        if ok.dtype != bool:
+            raise TypeError(f"mask must be an array of bool (True: count the column), got dtype {ok.dtype}")
+        if ok.shape != x.shape:
+            raise ValueError(f"mask must have the shape of {name} {x.shape}, got {ok.shape}")
+        if not ok.any():
+            raise ValueError(f"mask leaves no column to count (all {ok.size} are False)")
+        ok = ok.copy()
+    bad = np.flatnonzero(ok & ~np.isfinite(x))
+    if bad.size:
+        raise ValueError(f"{name} must be finite, got {bad.size} NaN/inf of {int(ok.sum())} counted values "
+                         f"({_listing(x, bad, name)}); leave columns that are not to be counted out with mask= "
+                         "(e.g. mask=fit.converged), or drop them")  # fmt: skip
+    negative = np.flatnonzero(ok & (x < 0))
+    if negative.size:
+        raise ValueError(f"{name} must be >= 0 (a cross-section), got {negative.size} negative of {int(ok.sum())} "
+                         f"counted values ({_listing(x, negative, name)}); check the background of the fit, or "
+                         "leave these columns out with mask=")  # fmt: skip
+    check_scs_magnitude(x[ok], name)
+    err = None
+    if scs_errors is not None:
+        err = check_real_array(scs_errors, "scs_errors")
+        if err.shape != x.shape:
+            raise ValueError(f"scs_errors must have the shape of {name} {x.shape}, got {err.shape}")
+        negative = np.flatnonzero(err < 0)
+        if negative.size:
+            i = int(negative[0])
+            raise ValueError(f"scs_errors must be >= 0 (NaN where unknown), got scs_errors[{i}] = {err[i]:.6g}")
+        check_magnitude(err, "scs_errors", largest=SCS_LARGEST)
+    return x, ok, err
+
+
+def _check_normalised(normalised):
+    if normalised is not None and not isinstance(normalised, bool | np.bool_):
+        raise TypeError(f"normalised must be True, False or None, got {normalised!r}")
+    return None if normalised is None else bool(normalised)
