@@ -161,9 +161,12 @@ def _detect(args, det):
         detection = detect_columns(det, min_distance_angstrom=args.min_distance,
                                    exclude_border_angstrom=args.exclude_border, progress=True)  # fmt: skip
     if detection.n_columns == 0:
-        raise ValueError(detection.notes[-1].replace("pass min_distance_angstrom", "give --min-distance")
-                         .replace("pixel_size_angstrom (", "--pixel-size (")
-                         .replace("(find_columns(..., threshold=0.2), --threshold 0.2)", "(--threshold 0.2)"))
+        message = detection.notes[-1]
+        for api, option in (("pass min_distance_angstrom", "give --min-distance"),
+                            ("pixel_size_angstrom (", "--pixel-size ("),
+                            ("(find_columns(..., threshold=0.2), --threshold 0.2)", "(--threshold 0.2)")):  # fmt: skip
+            message = message.replace(api, option)
+        raise ValueError(message)
     return detection.positions, detection
 
 

@@ -460,3 +460,29 @@ def trial_global(st: State, new: State, prob: Problem) -> np.ndarray:
     if not prob.free_width:
         d += list(new.rho - st.rho)
     return np.asarray(d)
+
+
+def unit_scale(values) -> float:
+    """A power of two that brings the 99.9th percentile of ``|values|`` into [0.5, 1) (1 for an all-zero image)."""
+    top = float(np.percentile(np.abs(values), 99.9)) if values.size else 0.0
+    if not (np.isfinite(top) and top > 0):
+        return 1.0
+    return float(2.0 ** -np.frexp(top)[1])
+
+
+def unscale(prob, st, local, cross, glob, unit):
+    """State and covariance blocks of a fit to ``unit`` times the image, in the image's units.
+
+    Heights and background coefficients scale with the image; positions and widths do not.
+    """
+    st = st.copy()
+    st.eta = st.eta / unit
+    st.bg = st.bg / unit
+    col = np.ones(prob.b)
+    col[2] = 1.0 / unit  # (x, y, eta[, rho])
+    gl = np.ones(prob.n_global)
+    gl[: prob.n_bg] = 1.0 / unit  # background first, then the shared widths
+    local = local * col[None, :, None] * col[None, None, :]
+    cross = cross * col[None, :, None] * gl[None, None, :]
+    glob = glob * gl[:, None] * gl[None, :]
+    return st, local, cross, glob

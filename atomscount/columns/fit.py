@@ -465,7 +465,7 @@ def fit_columns(
     # The solver works on the image times a power of two (exact in floating point) that
     # brings its brightest pixels near 1: its tolerances are then right for raw counts of
     # 10^7 and for 10^-6 of the beam alike. Heights, background and errors are scaled back.
-    unit = _unit_scale(data[finite])
+    unit = _solver.unit_scale(data[finite])
     prob = _solver.Problem(
         np.ascontiguousarray(data * unit), weights, pixel, tidx, len(tnames), width == "free", n_bg,
         jacobian_sigmas=JACOBIAN_SIGMAS, bounds=_bounds(data.shape, pixel, margin + pixel), max_width=max_width,
@@ -496,7 +496,7 @@ def fit_columns(
     local, cross, glob = local * red, cross * red, glob * red
     # back to the image's units: Pearson chi2 scales as the intensity, Gaussian as its square
     red = red / (unit if noise == "poisson" else unit * unit)
-    st, local, cross, glob = _unscale(prob, st, local, cross, glob, unit)
+    st, local, cross, glob = _solver.unscale(prob, st, local, cross, glob, unit)
     prob.data = np.ascontiguousarray(data)
     if prob.poisson:
         prob.floor /= unit
@@ -507,32 +507,6 @@ def fit_columns(
         image, prob, st, local, cross, glob, col_conv, ok, stuck, red, total_it, tidx, tnames, input_index, pos,
         max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
     )  # fmt: skip
-
-
-def _unit_scale(values) -> float:
-    """A power of two that brings the 99.9th percentile of ``|values|`` into [0.5, 1) (1 for an all-zero image)."""
-    top = float(np.percentile(np.abs(values), 99.9)) if values.size else 0.0
-    if not (np.isfinite(top) and top > 0):
-        return 1.0
-    return float(2.0 ** -np.frexp(top)[1])
-
-
-def _unscale(prob, st, local, cross, glob, unit):
-    """State and covariance blocks of a fit to ``unit`` times the image, in the image's units.
-
-    Heights and background coefficients scale with the image; positions and widths do not.
-    """
-    st = st.copy()
-    st.eta = st.eta / unit
-    st.bg = st.bg / unit
-    col = np.ones(prob.b)
-    col[2] = 1.0 / unit  # (x, y, eta[, rho])
-    gl = np.ones(prob.n_global)
-    gl[: prob.n_bg] = 1.0 / unit  # background first, then the shared widths
-    local = local * col[None, :, None] * col[None, None, :]
-    cross = cross * col[None, :, None] * gl[None, None, :]
-    glob = glob * gl[:, None] * gl[None, :]
-    return st, local, cross, glob
 
 
 def failed_columns(fit: ColumnFit, *, ignore=()) -> np.ndarray:
