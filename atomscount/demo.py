@@ -29,10 +29,11 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
     """
     from .columns import find_columns, fit_columns
     from .columns.fit import save_fit
+    from .columns.plot import save_fit_figures
     from .counting import count_atoms, model_from_counts, write_model
+    from .counting.plot import save_count_figures
     from .io import atomic_path, read_image
     from .library import load_default
-    from .plot import save_count_figures, save_fit_figures
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -173,7 +173,7 @@ def _detect(args, det):
 def _cmd_detect(args) -> int:
     import csv
 
-    from ..plot import save_detection_figure
+    from ..columns.plot import save_detection_figure
 
     check_output_folder(args.out)
     warm_up()
@@ -251,7 +251,7 @@ def _cmd_fit(args) -> int:
         )  # fmt: skip
         files = save_fit(fit, tmp)
         if not args.no_figures and fit.n_columns:
-            from ..plot import save_fit_figures
+            from ..columns.plot import save_fit_figures
 
             files.update(save_fit_figures(image, fit, tmp))
     print(fit.report())

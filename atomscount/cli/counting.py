@@ -49,7 +49,7 @@ def _cmd_count(args) -> int:
 
     from ..columns import ColumnFit
     from ..counting import count_atoms, model_from_counts, write_model
-    from ..plot import save_count_figures
+    from ..counting.plot import save_count_figures
 
     check_output_folder(args.out)
     fit = ColumnFit.from_hdf5(args.fit)

@@ -78,7 +78,7 @@ def _cmd_library(args) -> int:
     lib = load_library(args.file, option="FILE")
     print(repr(lib))
     print(lib.table())
-    from ..plot import plot_scs_library
+    from ..library.plot import plot_scs_library
 
     if args.plot is not None:
         png = args.plot

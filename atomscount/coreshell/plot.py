@@ -159,7 +159,7 @@ def save_coreshell_figures(model: CoreShellModel, out_dir, *, views=None, lensin
     else the ``views`` and ``lensing`` given to the search; without either only the
     slices and the count maps are drawn.
     """
-    from ..plot import write_figures
+    from .._figures import write_figures
 
     out = Path(out_dir)
     if not out.is_dir():

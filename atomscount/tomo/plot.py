@@ -83,7 +83,8 @@ def plot_r1(volume: Volume, *, ax=None):
 
 def save_tomo_figures(out_dir, *, volume: Volume | None = None, traced: TracedAtoms | None = None) -> dict:
     """Write the figures that the inputs allow as PNGs in ``out_dir`` (each atomically); return name → path."""
-    from ..plot import plot_model_3d, write_figures
+    from .._figures import write_figures
+    from ..counting.plot import plot_model_3d
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,190 @@
+"""Figures of the counting stage: count histograms, the ICL curve with its candidates, count and
+probability maps over the image, and the 3D model. Each function returns its Figure."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.ticker import MaxNLocator
+
+from .._figures import _backdrop, _column_scatter, _fig_ax, _map_figsize, _pixel_size, _positions, _save_pngs
+from ..columns.fit import ColumnFit
+from ..columns.plot import scs_bin_edges
+from ..image import HAADFImage
+
+__all__ = ["plot_count_histogram", "plot_icl", "plot_count_map", "plot_count_probability_map", "plot_model_3d",
+           "save_count_figures"]
+
+
+def plot_count_histogram(counts, *, ax=None, bins=None, scs_unit: str = "image units·Å²"):
+    """SCS histogram with the fitted mixture components and their sum.
+
+    Bins follow :func:`scs_bin_edges` (about three per component spacing).
+    ``scs_unit`` labels the SCS axis: pass ``fit.scs_unit``.
+    """
+    from scipy.stats import norm
+
+    fig, ax = _fig_ax(ax, (7, 4.2))
+    x = np.asarray(counts.scs, dtype=float).ravel()
+    x = x[np.isfinite(x)]
+    means = np.asarray(counts.component_means, dtype=float)
+    if bins is None:
+        bins = scs_bin_edges(x, component_means=means)
+    h, edges, _ = ax.hist(x, bins=bins, color="0.75", label=f"{x.size} SCS values")
+    width = edges[1] - edges[0]
+    grid = np.linspace(edges[0], edges[-1], 1000)
+    weights = np.asarray(counts.component_weights)
+    sd = float(counts.component_width)
+    dose = (counts.metadata or {}).get("dose")
+    total = np.zeros_like(grid)
+    for i, (m, w) in enumerate(zip(means, weights, strict=True)):
+        s = np.sqrt(sd**2 + (max(m, 0) / dose if dose else 0.0))
+        comp = x.size * width * w * norm.pdf(grid, m, s)
+        total += comp
+        ax.plot(grid, comp, color="tab:blue", lw=0.8, alpha=0.8, label="components" if i == 0 else None)
+    ax.plot(grid, total, color="tab:red", lw=1.5, label="mixture")
+    ax.set_xlabel(f"SCS ({scs_unit})")
+    ax.set_ylabel("columns")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"{counts.method}: {counts.n_components} components")
+    ax.legend()
+    return fig
+
+
+
+def plot_icl(counts, *, ax=None):
+    """ICL, AIC and BIC against the number of components G (integer ticks).
+
+    Markers, each in the legend: the physically consistent candidates (open
+    circles), the ICL local minima (open squares; filled inside where clear,
+    at least two standard deviations of the ICL steps deep), the chosen G (star), the runners-up
+    (their G written beside them) and the global ICL minimum (triangle) when it
+    was not chosen. The legend sits outside the axes, right of the data.
+    Results saved before candidates carried ``consistent`` and ``depth_sigma``
+    show every candidate as a circle.
+    """
+    fig, ax = _fig_ax(ax, (8.5, 4.2))
+    icl = np.asarray(counts.icl)
+    if icl.size == 0:
+        ax.text(0.5, 0.5, f"no ICL curve for method {counts.method!r}", ha="center", transform=ax.transAxes)
+        return fig
+    g = np.arange(1, icl.size + 1)
+    ax.plot(g, icl, "-", color="tab:blue", label="ICL")
+    ax.plot(g, counts.bic, "--", color="tab:green", label="BIC")
+    ax.plot(g, counts.aic, ":", color="tab:orange", label="AIC")
+    cands = list(counts.candidates)
+    old = cands and "consistent" not in cands[0]
+    consistent = [c for c in cands if old or c.get("consistent")]
+    minima = [c for c in cands if not old and (c.get("depth") or -1) > 0]
+    if consistent:
+        ax.plot([c["n_components"] for c in consistent], [c["icl"] for c in consistent], "o", mfc="none",
+                color="0.3", ms=7, ls="none", label="candidates" if old else "physically consistent G")  # fmt: skip
+    if minima:
+        ax.plot([c["n_components"] for c in minima], [c["icl"] for c in minima], "s", mfc="none", color="tab:purple",
+                ms=9, ls="none", label="ICL local minima (filled: clear, ≥ 2 sd deep)")  # fmt: skip
+        clear = [c for c in minima if (c.get("depth_sigma") or 0) >= 2]
+        if clear:
+            ax.plot([c["n_components"] for c in clear], [c["icl"] for c in clear], "s", color="tab:purple", ms=5,
+                    ls="none", alpha=0.6, label="clear ICL local minima")  # fmt: skip
+    gmin = int(np.argmin(icl)) + 1
+    chosen = f"chosen G = {counts.n_components}" + (" (global minimum)" if gmin == counts.n_components else "")
+    ax.plot(counts.n_components, icl[counts.n_components - 1], "*", color="tab:red", ms=14, label=chosen)
+    runners = [c for c in cands if c["n_components"] != counts.n_components][:3]
+    for k, c in enumerate(runners):
+        ax.annotate(f"#{k + 2}", (c["n_components"], c["icl"]), textcoords="offset points", xytext=(3, 5 + 7 * k),
+                    fontsize=7, color="0.2")  # fmt: skip
+    if runners:
+        ax.plot([], [], ls="none", label="runners-up #2-#4: G = " + ", ".join(str(c["n_components"]) for c in runners))
+    if gmin != counts.n_components:
+        ax.plot(gmin, icl[gmin - 1], "v", color="k", ms=8, label=f"global ICL minimum G = {gmin}")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_xlabel("number of components G")
+    ax.set_ylabel("criterion (lower is better)")
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    return fig
+
+
+
+def plot_count_map(fit, counts, *, ax=None, image: HAADFImage | None = None, frame: int = 0):
+    """Columns coloured (and, when few, labelled) by their atom count.
+
+    ``fit`` is a :class:`ColumnFit` or the (n, 2) positions [Å]. The map is drawn
+    over ``image``, else over the fitted model (a ColumnFit), as the title says.
+    """
+    c = np.atleast_2d(counts.counts)[frame]
+    fig, ax, backdrop, where = _count_axes(fit, ax, image)
+    sc = _column_scatter(_positions(fit), np.where(c >= 0, c, np.nan), ax, backdrop, _pixel_size(fit, image),
+                         "viridis", "atoms in the column", annotate=True)  # fmt: skip
+    sc.colorbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.set_title(f"atom counts ({int(np.where(c >= 0, c, 0).sum())} atoms) {where}".strip())
+    return fig
+
+
+
+def plot_count_probability_map(fit, counts, *, ax=None, image: HAADFImage | None = None, frame: int = 0):
+    """Columns coloured by the posterior probability of their count, over the image as in :func:`plot_count_map`."""
+    p = np.atleast_2d(counts.probability)[frame]
+    fig, ax, backdrop, where = _count_axes(fit, ax, image)
+    _column_scatter(_positions(fit), p, ax, backdrop, _pixel_size(fit, image), "magma",
+                    "probability of the count (0–1)", annotate=False, vmin=0.0, vmax=1.0)  # fmt: skip
+    ax.set_title(f"count probability (mean {np.mean(p):.2f}) {where}".strip())
+    return fig
+
+
+
+def plot_model_3d(atoms, *, ax=None, color_by="element"):
+    """3D scatter of an atomic model (from :func:`atomscount.counting.model_from_counts`)."""
+    if ax is None:
+        fig = plt.figure(figsize=(6.5, 6), constrained_layout=True)
+        ax = fig.add_subplot(projection="3d")
+    fig = ax.figure
+    pos = atoms.positions
+    sym = np.array(atoms.get_chemical_symbols())
+    for i, el in enumerate(np.unique(sym)):
+        m = sym == el
+        ax.scatter(*pos[m].T, s=18, depthshade=True, color=plt.cm.tab10(i), label=f"{el} ({int(m.sum())})")
+    ax.set_xlabel("x (Å)")
+    ax.set_ylabel("y (Å)")
+    ax.set_zlabel("z, beam (Å)")
+    span = np.ptp(pos, axis=0).max() if len(pos) else 1.0
+    mid = pos.mean(axis=0) if len(pos) else np.zeros(3)
+    for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
+        setter(c - span / 2, c + span / 2)
+    ax.legend()
+    ax.set_title(f"{len(atoms)} atoms")
+    return fig
+
+
+
+def save_count_figures(fit, counts, out_dir, *, image: HAADFImage | None = None, model=None) -> dict:
+    """Write the counting figures as PNG into ``out_dir``; return their paths.
+
+    The maps are drawn over ``image``, or, without one, over the fitted model of
+    ``fit`` (a :class:`ColumnFit`). SCS are labelled in ``fit.scs_unit``.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    unit = fit.scs_unit if isinstance(fit, ColumnFit) else "image units·Å²"
+    figs = {"count_histogram": plot_count_histogram(counts, scs_unit=unit),
+            "count_map": plot_count_map(fit, counts, image=image),
+            "count_probability": plot_count_probability_map(fit, counts, image=image)}  # fmt: skip
+    if np.asarray(counts.icl).size:
+        figs["icl"] = plot_icl(counts)
+    if model is not None:
+        figs["model_3d"] = plot_model_3d(model)
+    return _save_pngs(figs, out)
+
+
+
+def _count_axes(fit, ax, image):
+    if image is not None:
+        shape = image.shape
+    elif isinstance(fit, ColumnFit):
+        shape = fit.image_shape
+    else:  # positions only: their bounding box, one column spacing around
+        span = np.ptp(_positions(fit), axis=0) if len(_positions(fit)) else np.ones(2)
+        shape = (max(span[1], 1e-3), max(span[0], 1e-3))
+    fig, ax = _fig_ax(ax, _map_figsize(shape, colorbar=True))
+    return fig, ax, *_backdrop(fit, image)
