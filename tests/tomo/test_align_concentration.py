@@ -1,4 +1,4 @@
-"""Projection alignment and the voxel-level concentration map (issue 14)."""
+"""Projection alignment and the voxel-level concentration map."""
 
 import numpy as np
 import pytest
@@ -8,7 +8,20 @@ from atomscount.tomo import reconstruct, simulate_tilt_series
 from atomscount.tomo.align import align_projections, concentration_map
 from atomscount.tomo.reconstruct import Volume
 from atomscount.tomo.simulate import element_strengths
-from atomscount.tomo.sites_helper import fcc_ball
+from atomscount.coreshell.sites import fcc_sites, zone_axis_rotation
+
+
+def fcc_ball(lattice_constant, radius):
+    """fcc sites [Å] in the cubic frame within ``radius`` of a site at the origin, in lattice order.
+
+    Built by the package's one fcc builder (in the [001] view frame) and turned back
+    to the cube axes.
+    """
+    half = lattice_constant / 2.0
+    ijk = np.rint(fcc_sites(lattice_constant, radius) @ zone_axis_rotation("001") / half)
+    ijk = ijk[np.lexsort((ijk[:, 2], ijk[:, 1], ijk[:, 0]))]
+    xyz = ijk * half
+    return xyz[np.linalg.norm(xyz, axis=1) <= radius]
 
 
 def test_alignment_undoes_random_shifts():
