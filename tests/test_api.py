@@ -1,4 +1,4 @@
-"""The top-level API: lazy subpackages, exports, and declared dependencies (issue 12, items 5-6)."""
+"""The top-level API: lazy subpackages, exports, and declared dependencies."""
 
 import ast
 import subprocess

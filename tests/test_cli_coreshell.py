@@ -1,4 +1,4 @@
-"""`atomscount coreshell` on a small Au@Ag ball whose SCS come from the lensing model (issue 13)."""
+"""`atomscount coreshell` on a small Au@Ag ball whose SCS come from the lensing model."""
 
 import dataclasses
 import json

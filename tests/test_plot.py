@@ -58,7 +58,7 @@ def test_counting_figures(tmp_path):
     assert all(p.stat().st_size > 5000 for p in paths.values())
 
 
-# ------------------------------------------------------------------ figures a microscopist accepts (issue 12)
+# ------------------------------------------------------------------ figures a microscopist accepts
 
 PIXEL = 0.2
 SPACING = 2.0

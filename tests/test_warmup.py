@@ -1,4 +1,4 @@
-"""First run: the kernels compile behind a notice and a progress bar, not in a silent minute (issue 12)."""
+"""First run: the kernels compile behind a notice and a progress bar, not in a silent minute."""
 
 import numpy as np
 

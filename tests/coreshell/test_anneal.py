@@ -1,5 +1,5 @@
 """The numba annealing loop and the search's constraints: energy bookkeeping, composition,
-mirror symmetry, shape fitting, orientation and non-convergence (issue 13)."""
+mirror symmetry, shape fitting, orientation and non-convergence."""
 
 import warnings
 

@@ -1,4 +1,4 @@
-"""Figures of a CoreShellModel: axis labels, aspect and legends, not pixels (issue 13)."""
+"""Figures of a CoreShellModel: axis labels, aspect and legends, not pixels."""
 
 import dataclasses
 

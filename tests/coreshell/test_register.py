@@ -1,4 +1,4 @@
-"""Registration of the views on one lattice, and the search on views rotated in their planes (issue 13)."""
+"""Registration of the views on one lattice, and the search on views rotated in their planes."""
 
 import warnings
 

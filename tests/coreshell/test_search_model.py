@@ -1,4 +1,4 @@
-"""search_core_shell and CoreShellModel on a small Au@Ag ball with lensing-model SCS (issue 13).
+"""search_core_shell and CoreShellModel on a small Au@Ag ball with lensing-model SCS.
 
 The second view is [110] (a 90° tilt about the shared [1-10] axis); each view's SCS
 come from the shipped lensing model of its zone axis.
@@ -51,7 +51,7 @@ def test_two_view_search_recovers_most_sites_and_the_core_centre(particle, two_v
     # measured: all sites right, and the core centroid 0.23 Å from the ellipsoid's centre (the
     # lattice sites inside are not centred on it). Over noise seeds 1-5, two views with the known
     # beam get every site right in all five; with the orientation left to the data, 0.925 in four
-    # (the particle turned 180° about the tilt axis); one view 0.925-1.0 (issue 13's targets:
+    # (the particle turned 180° about the tilt axis); one view 0.925-1.0 (the targets:
     # 0.95, 1 Å)
     assert correct >= 0.95, correct
     assert centre_error < 1.0, centre_error

@@ -1,4 +1,4 @@
-"""Sites, column groupings and the cached forward model of the core-shell search (issue 13)."""
+"""Sites, column groupings and the cached forward model of the core-shell search."""
 
 import numpy as np
 import pytest

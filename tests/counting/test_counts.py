@@ -194,7 +194,7 @@ def _seeded_scs(lib, seed=11, n=300):
     return truth, lib.scs_at(truth) + rng.normal(0, sd, n), np.full(n, sd)
 
 
-# (function, keyword, bad value, error, message naming the argument and the value); issue 11
+# (function, keyword, bad value, error, message naming the argument and the value)
 BAD_ARGUMENTS = [
     ("count_atoms", "dose", -1, ValueError, "dose must be > 0, got -1.0"),
     ("count_atoms", "dose", float("nan"), ValueError, "dose must be finite, got nan"),

@@ -100,7 +100,7 @@ def test_a_library_starting_at_zero_is_rejected(au, hard_case):
 
 
 def _uniform_particle(lib, seed):
-    """Counts drawn uniformly from a seeded range, spread 0.1-0.45 single-atom steps (issue 11 search)."""
+    """Counts drawn uniformly from a seeded range, spread 0.1-0.45 single-atom steps."""
     rng = np.random.default_rng(seed)
     n, lo = int(rng.integers(100, 600)), int(rng.integers(1, 8))
     truth = rng.integers(lo, lo + int(rng.integers(4, 20)) + 1, n)
@@ -111,7 +111,7 @@ def _uniform_particle(lib, seed):
 @pytest.mark.parametrize(("seed", "with_library"), [(34, True), (95, False), (259, False)])
 def test_the_choice_does_not_hinge_on_floating_point_noise_in_the_scs(au, seed, with_library):
     # Before the SCS were rounded for the fits, a relative change of 1e-13 moved the ICL of these particles by
-    # 22, 17 and 17 at some G above the chosen one, changing the runners-up and the notes (issue 11)
+    # 22, 17 and 17 at some G above the chosen one, changing the runners-up and the notes
     truth, scs, err = _uniform_particle(au, seed)
     kw = dict(max_components=min(25, scs.size // 3), scs_errors=err, library=au if with_library else None, rng=0)
     a = count_atoms(scs, **kw)

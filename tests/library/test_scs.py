@@ -198,7 +198,7 @@ def test_load_default_names_a_zone_axis_or_element_of_the_wrong_kind():
     said = r"zone_axis must be one of \['0001', '001', '100', '110', '111'\] or a tuple of three integers .* "
     said += r"got 1 \(int\)"
     with pytest.raises(TypeError, match=said):
-        load_default("Au", 1)  # said "'int' object is not iterable" before (issue 11)
+        load_default("Au", 1)  # said "'int' object is not iterable" before
     with pytest.raises(TypeError, match=said):
         load_default_lensing("Au", "Ag", 1)
     with pytest.raises(TypeError, match=said):
@@ -233,7 +233,7 @@ def test_a_library_file_with_invalid_values_is_refused_naming_file_and_field(tmp
     path = tmp_path / "edited.h5"
     dataclasses.replace(au, **{field: values}).to_hdf5(path)
     with pytest.raises(FileFormatError, match=rf"library file '{re.escape(str(path))}' holds invalid values: {said}"):
-        ScsLibrary.from_hdf5(path)  # loaded before, and scs_at gave NaN (issue 11)
+        ScsLibrary.from_hdf5(path)  # loaded before, and scs_at gave NaN
     bad_curve = dataclasses.replace(au, curve={**au.curve, "n_sat": float("nan")})
     bad_curve.to_hdf5(path)
     with pytest.raises(FileFormatError, match=r"holds invalid values: curve\['n_sat'\] must be finite"):

@@ -4,11 +4,11 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
+from atomscount.coreshell.sites import fcc_sites, zone_axis_rotation
 from atomscount.tomo import reconstruct, simulate_tilt_series
 from atomscount.tomo.align import align_projections, concentration_map
 from atomscount.tomo.reconstruct import Volume
 from atomscount.tomo.simulate import element_strengths
-from atomscount.coreshell.sites import fcc_sites, zone_axis_rotation
 
 
 def fcc_ball(lattice_constant, radius):

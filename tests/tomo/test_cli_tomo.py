@@ -1,4 +1,4 @@
-"""`atomscount tomo` simulate -> reconstruct -> trace -> compare on a few atoms (issue 14)."""
+"""`atomscount tomo` simulate -> reconstruct -> trace -> compare on a few atoms."""
 
 import json
 

@@ -1,4 +1,4 @@
-"""Tilt-series simulation, the projector pairs and SIRT (issue 14)."""
+"""Tilt-series simulation, the projector pairs and SIRT."""
 
 import numpy as np
 import pytest

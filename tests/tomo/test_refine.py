@@ -1,4 +1,4 @@
-"""Refinement of traced atoms against the projections (issue 14): operators, strengths, positions, missing atoms."""
+"""Refinement of traced atoms against the projections: operators, strengths, positions, missing atoms."""
 
 import numpy as np
 import pytest

@@ -1,4 +1,4 @@
-"""Atom tracing, classification and comparison on the centre of the Yang et al. (2017) FePt model (issue 14)."""
+"""Atom tracing, classification and comparison on the centre of the Yang et al. (2017) FePt model."""
 
 import numpy as np
 import pytest
