@@ -28,7 +28,8 @@ from .io import read_image
 _SUBMODULES = {"columns", "counting", "library", "plot", "io", "image", "cli", "demo", "coreshell", "tomo"}
 #: Names exported from a lazily loaded subpackage: name -> subpackage.
 _LAZY = {"count_atoms": "counting", "ColumnCounts": "counting", "load_default": "library",
-         "ScsLibrary": "library"}  # fmt: skip
+         "ScsLibrary": "library", "search_core_shell": "coreshell", "simulate_tilt_series": "tomo",
+         "reconstruct": "tomo", "trace_atoms": "tomo", "refine_atoms": "tomo", "classify_atoms": "tomo"}  # fmt: skip
 
 
 def __getattr__(name):
@@ -50,6 +51,12 @@ __all__ = [
     "ScsLibrary",
     "count_atoms",
     "load_default",
+    "search_core_shell",
+    "simulate_tilt_series",
+    "reconstruct",
+    "trace_atoms",
+    "refine_atoms",
+    "classify_atoms",
     "ColumnCRLB",
     "ColumnDetection",
     "ColumnFit",

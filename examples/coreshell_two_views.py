@@ -29,8 +29,8 @@ from scipy.spatial import cKDTree
 
 import atomscount as ac
 from atomscount.columns.model import add_poisson_noise
+from atomscount.coreshell import SearchWarning, search_core_shell
 from atomscount.coreshell.plot import save_coreshell_figures
-from atomscount.coreshell.search import SearchWarning, search_core_shell
 from atomscount.library import load_default_lensing
 from atomscount.plot import save_fit_figures
 

@@ -20,6 +20,9 @@ MOVED = {
         ("atomscount.counting.hybrid", ["count_hybrid"]),
     ],
     "atomscount.cli": [("atomscount.cli.main", ["main", "run"])],
+    "atomscount.coreshell": [("atomscount.coreshell.search", ["search_core_shell"])],
+    "atomscount": [("atomscount.coreshell", ["search_core_shell"]), ("atomscount.counting", ["count_atoms"]),
+                   ("atomscount.tomo", ["simulate_tilt_series", "reconstruct", "trace_atoms", "classify_atoms"])],
 }  # fmt: skip
 
 

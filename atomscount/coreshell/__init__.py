@@ -7,7 +7,10 @@ doi:10.1103/PhysRevLett.116.246101).
 """
 
 from .forward import CORE, EMPTY, SHELL, ForwardModel, LensingTables
+from .model import CoreShellModel
+from .search import SearchWarning, core_codes, search_core_shell
 from .sites import Columns, fcc_sites, group_columns, neighbour_pairs, tilt_rotation, zone_axis_rotation
 
-__all__ = ["CORE", "EMPTY", "SHELL", "Columns", "ForwardModel", "LensingTables", "fcc_sites", "group_columns",
-           "neighbour_pairs", "tilt_rotation", "zone_axis_rotation"]  # fmt: skip
+__all__ = ["search_core_shell", "CoreShellModel", "SearchWarning", "core_codes", "CORE", "EMPTY", "SHELL", "Columns",
+           "ForwardModel", "LensingTables", "fcc_sites", "group_columns", "neighbour_pairs", "tilt_rotation",
+           "zone_axis_rotation"]  # fmt: skip
