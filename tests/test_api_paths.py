@@ -40,3 +40,19 @@ def test_every_name_in_a_stage_all_exists(stage):
     mod = importlib.import_module(f"atomscount.{stage}")
     missing = [name for name in mod.__all__ if not hasattr(mod, name)]
     assert missing == []
+
+
+def test_the_api_page_documents_every_stage_name_and_nothing_missing():
+    import re
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "api.rst").read_text()
+    listed = re.findall(r"^\s+(atomscount\.[\w.]+)\s*$", page, re.M)
+    for dotted in listed:  # every documented name resolves
+        mod, _, attr = dotted.rpartition(".")
+        assert hasattr(importlib.import_module(mod), attr), dotted
+    for stage in ("columns", "library", "counting", "coreshell", "tomo"):  # every exported name is documented
+        names = importlib.import_module(f"atomscount.{stage}").__all__
+        undocumented = [n for n in names if not any(d.startswith(f"atomscount.{stage}.") and d.endswith(f".{n}")
+                                                    for d in listed) and f"atomscount.{n}" not in listed]  # fmt: skip
+        assert undocumented == [], stage
