@@ -60,3 +60,30 @@ def test_no_module_over_800_lines():
     long = sorted((p.relative_to(PACKAGE).as_posix(), n) for p in PACKAGE.rglob("*.py")
                   if (n := len(p.read_text().splitlines())) > 800)  # fmt: skip
     assert long == []
+
+
+def test_every_import_inside_the_package_resolves():
+    # function-level imports run only when their function does: check them all here
+    import importlib
+
+    missing = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = _module_name(path)
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        for node in ast.walk(ast.parse(path.read_text())):
+            if not (isinstance(node, ast.ImportFrom) and node.level):
+                continue
+            base = package.split(".")
+            mod = ".".join(base[: len(base) - node.level + 1] + ([node.module] if node.module else []))
+            try:
+                target = importlib.import_module(mod)
+            except ImportError:
+                missing.append(f"{name}: {mod}")
+                continue
+            for alias in node.names:
+                if not hasattr(target, alias.name):
+                    try:
+                        importlib.import_module(f"{mod}.{alias.name}")
+                    except ImportError:
+                        missing.append(f"{name}: {mod}.{alias.name}")
+    assert missing == []

@@ -301,7 +301,7 @@ def save_detection_figure(image: HAADFImage, positions, path, *, detection=None)
     The figure is what to check before fitting: every column should carry a marker,
     and nothing else should.
     """
-    from .io import atomic_path
+    from ..io import atomic_path
 
     pos = np.asarray(positions, dtype=float).reshape(-1, 2)
     ny, nx = image.shape

@@ -12,7 +12,7 @@ __all__ = ["plot_scs_library", "plot_mixed_predictions"]
 def plot_scs_library(library, *, ax=None, extrapolate_to=None):
     """SCS against the number of atoms, with the phonon standard error, each
     configuration faintly, and the fitted thickness curve (dashed where extrapolated)."""
-    from .library.scs import thickness_curve
+    from .scs import thickness_curve
 
     fig, ax = _fig_ax(ax, (6.5, 4.4))
     n = library.n_atoms
