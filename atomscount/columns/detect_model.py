@@ -563,15 +563,18 @@ def _on_lattice(points, columns, spacing):
     return d < LATTICE_TOLERANCE * spacing
 
 
-def _brightest_near(positions, h, among, radius):
-    """Height of the brightest of the ``among`` columns within ``radius`` of each position (0 if none)."""
-    out = np.zeros(len(positions))
+def _near(positions, h, among, radius):
+    """For each position, the height of the brightest of the ``among`` columns within ``radius`` (0 if none)
+    and how many of them there are."""
+    brightest = np.zeros(len(positions))
+    count = np.zeros(len(positions), dtype=int)
     idx = np.flatnonzero(among)
     if len(idx):
         for k, nb in enumerate(cKDTree(positions[idx]).query_ball_point(positions, radius)):
             if nb:
-                out[k] = h[idx[nb]].max()
-    return out
+                brightest[k] = h[idx[nb]].max()
+                count[k] = len(nb)
+    return brightest, count
 
 
 def _accept(positions, h, z, penalty, radius, spacing):
@@ -587,20 +590,17 @@ def _accept(positions, h, z, penalty, radius, spacing):
         return sig
     for _ in range(LATTICE_SHELLS):
         more = ~sig & (z2 > penalty / 3) & _on_lattice(positions, positions[sig], spacing)
-        more &= h >= LATTICE_MIN_RELATIVE * _brightest_near(positions, h, sig, radius)
+        more &= h >= LATTICE_MIN_RELATIVE * _near(positions, h, sig, radius)[0]
         if not more.any():
             break
         sig |= more
     bright = np.percentile(h[sig], 99)
     keep = sig & (h >= MIN_GLOBAL_HEIGHT * bright)
     if sig.sum() > 1:
-        idx = np.flatnonzero(sig)
-        tree = cKDTree(positions[idx])
-        for k, nb in enumerate(tree.query_ball_point(positions[idx], radius)):
-            if h[idx[k]] < MIN_RELATIVE_HEIGHT * h[idx[nb]].max():
-                keep[idx[k]] = False
-            elif len(nb) == 1 and h[idx[k]] < MIN_ISOLATED_HEIGHT * bright:
-                keep[idx[k]] = False  # alone in the vacuum and faint: a bump of the support, not a column
+        brightest, count = _near(positions, h, sig, radius)  # a significant candidate counts itself
+        keep &= ~(sig & (h < MIN_RELATIVE_HEIGHT * brightest))
+        # alone in the vacuum and faint: a bump of the support, not a column
+        keep &= ~(sig & (count == 1) & (h < MIN_ISOLATED_HEIGHT * bright))
     return keep
 
 
