@@ -37,11 +37,17 @@ def add_parser(sub, fmt) -> None:
     tr.add_argument("volume", type=Path, help="volume HDF5 file (atomscount tomo reconstruct)")
     tr.add_argument("--classes", type=int, default=3, help="number of intensity classes, the first is non-atom")
     tr.add_argument("--names", default=None, help="class names, darkest first, comma-separated (e.g. non-atom,Fe,Pt)")
-    tr.add_argument("--min-distance", type=float, default=2.0, help="smallest distance between atoms [Å]")
+    tr.add_argument("--min-distance", type=float, default=None,
+                    help="smallest distance between atoms [Å] (default: from the data, 0.8 times the onset of the "
+                         "first peak of the radial distribution of the bright maxima)")  # fmt: skip
+    tr.add_argument("--lattice", choices=("auto", "crystal", "none"), default="auto",
+                    help="whether the atoms sit on a lattice: auto detects it; none (an amorphous particle) "
+                         "proposes no lattice sites in the refinement")  # fmt: skip
     tr.add_argument("--series", type=Path, default=None,
                     help="the tilt series of the volume: refine the atoms against its projections (width, integrals, "
                          "positions, missing atoms) and classify the fitted integrals")  # fmt: skip
-    tr.add_argument("--figures", type=Path, default=None, help="folder for the histogram, slices and 3D view")
+    tr.add_argument("--figures", type=Path, default=None,
+                    help="folder for the histogram, slices, 3D view, pair distribution and Q4-Q6 map")  # fmt: skip
     tr.add_argument("--out", type=Path, required=True, help="extended XYZ of the classified atoms")
     c = ts.add_parser("compare", formatter_class=fmt, help="match traced atoms to a true model")
     c.add_argument("traced", type=Path)
@@ -104,7 +110,10 @@ def _cmd_tomo(args: argparse.Namespace) -> int:
     elif args.tomo_command == "trace":
         volume = Volume.from_hdf5(args.volume)
         names = args.names.split(",") if args.names else None
-        traced = trace_atoms(volume, min_distance_angstrom=args.min_distance)
+        traced = trace_atoms(volume, min_distance_angstrom=args.min_distance, lattice=args.lattice)
+        print(f"traced {len(traced)} candidates {traced.tracing['min_distance_angstrom']:.2f} Å apart "
+              f"({traced.tracing['min_distance_source']}); lattice: {traced.tracing['lattice']} "
+              f"({traced.tracing['lattice_source']})")  # fmt: skip
         if args.series is not None:
             traced = refine_atoms(traced, TiltSeries.from_hdf5(args.series), volume)
             print(f"refined: width {traced.refinement['width_angstrom']:.3f} Å, R1 {traced.refinement['r1']:.3f}")

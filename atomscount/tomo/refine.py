@@ -38,7 +38,8 @@ from .._checks import check_integer, check_positive
 from . import _kernels
 from .geometry import TiltSeries
 from .reconstruct import Volume, reconstruct
-from .trace import TracedAtoms, sample_volume, trace_atoms
+from .structure import detect_lattice, lattice_order
+from .trace import TracedAtoms, lattice_choice, sample_volume, trace_atoms
 
 __all__ = ["fit_class_strengths", "project_model", "refine_angles", "refine_atoms"]
 
@@ -229,7 +230,7 @@ def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclu
     vals = rv.data[near] if near.any() else rv.data.ravel()
     noise = 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
     try:
-        peaks = trace_atoms(rv, min_distance_angstrom=dmin, threshold=4.0 * noise)
+        peaks = trace_atoms(rv, min_distance_angstrom=dmin, threshold=4.0 * noise, lattice="none")
     except ValueError:
         return np.zeros((0, 3))
     if not significant.any():
@@ -257,7 +258,8 @@ def _near_mask(shape, pixel, positions, radius):
 
 def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_rounds: int = 2,
                  add_missing: bool = True, refine_positions: bool = True, width_angstrom: float | None = None,
-                 lattice: bool = True, min_distance_angstrom: float = 2.0, exclude_angstrom: float = 1.8,
+                 lattice: bool | str = "auto", min_distance_angstrom: float | None = None,
+                 exclude_angstrom: float = 1.8,
                  pair_distance_angstrom: float = 3.2, n_iter: int = 15, residual_iter: int = 10,
                  significance: float = 5.0, max_step_angstrom: float = 0.3, min_neighbours: int = 2,
                  progress: bool = True) -> TracedAtoms:  # fmt: skip
@@ -275,16 +277,21 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         Rounds of strengths, positions and missing atoms.
     add_missing : bool
         Look for atoms in the reconstructed residual.
-    lattice : bool
-        Add the lattice sites next to significant atoms that a centrosymmetric crystal
-        implies (each atom's mirror of a neighbour within ``pair_distance_angstrom``,
-        where two pairs agree) as candidates: the fit keeps those that hold an atom
-        and gives the others integrals near zero.
+    lattice : {"auto", "crystal", "none"} or bool
+        For a crystal (or True), add the lattice sites next to significant atoms that a
+        centrosymmetric crystal implies (each atom's mirror of a neighbour within
+        ``pair_distance_angstrom``, where two pairs agree) as candidates: the fit keeps
+        those that hold an atom and gives the others integrals near zero. For "none"
+        (or False: an amorphous particle) only the residual proposes atoms. "auto"
+        follows the lattice given to :func:`~.trace.trace_atoms` and otherwise asks
+        :func:`~.structure.detect_lattice` of the first fit's significant atoms (the
+        light element included, which the tracing's bright maxima may leave out).
     refine_positions : bool
     width_angstrom : float, optional
         The atoms' Gaussian width [Å] (default: fitted).
-    min_distance_angstrom : float
-        Smallest distance between two maxima of the residual [Å].
+    min_distance_angstrom : float, optional
+        Smallest distance between two maxima of the residual [Å] (default: the tracing's,
+        ``traced.tracing["min_distance_angstrom"]``, else 2.0).
     exclude_angstrom : float
         A new candidate must be this far from every significant atom, and two
         candidates closer than this cannot both stay [Å].
@@ -328,7 +335,10 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
     n_rounds = check_integer(n_rounds, "n_rounds", low=0)
     n_iter = check_integer(n_iter, "n_iter", low=1)
     residual_iter = check_integer(residual_iter, "residual_iter", low=1)
+    if min_distance_angstrom is None:
+        min_distance_angstrom = traced.tracing.get("min_distance_angstrom", 2.0)
     dmin = check_positive(min_distance_angstrom, "min_distance_angstrom")
+    use_lattice, found_order = lattice_choice(lattice, traced), None  # None: detected below
     exclude = check_positive(exclude_angstrom, "exclude_angstrom")
     pair_distance = check_positive(pair_distance_angstrom, "pair_distance_angstrom")
     significance = check_positive(significance, "significance")
@@ -358,7 +368,10 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         if add_missing:
             added["residual"] = _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude,
                                          residual_iter)  # fmt: skip
-        if lattice:
+        if use_lattice is None:
+            use_lattice = detect_lattice(pos[significant]) == "crystal"
+            found_order = lattice_order(pos[significant]) if significant.sum() >= 8 else 0.0
+        if use_lattice:
             sites = _lattice_sites(pos[significant], pair_distance, exclude)
             if len(sites) and len(added["residual"]):
                 sites = sites[cKDTree(added["residual"]).query(sites)[0] >= exclude]
@@ -398,7 +411,8 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
     if not np.all(np.isfinite(amp)):
         warnings.warn("some fitted integrals are not finite: the projections may not match the volume",
                       RuntimeWarning, stacklevel=2)  # fmt: skip
-    info = {"width_angstrom": width, "r1": prob.r1(model), "rounds": history, "background": bg.tolist()}
+    info = {"width_angstrom": width, "r1": prob.r1(model), "rounds": history, "background": bg.tolist(),
+            "lattice": "crystal" if use_lattice else "none", "lattice_order": found_order}  # fmt: skip
     return dataclasses.replace(traced, positions=pos, intensity_box=box, intensity_fit=np.full(len(pos), np.nan),
                                peak=peak, profiles=profiles, labels=None, strength=amp, strength_error=err,
                                refinement=info)  # fmt: skip

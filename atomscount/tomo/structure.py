@@ -246,6 +246,8 @@ def lattice_order(positions, *, shell_angstrom: float | None = None, tolerance_a
     """
     pos = _positions(positions, min_atoms=4)
     if shell_angstrom is None or tolerance_angstrom is None:
+        if len(cKDTree(pos).query_pairs(5.0, output_type="ndarray")) == 0:
+            return 0.0  # no neighbours at all: nothing a lattice could explain
         peak = nearest_neighbour_distance(pos)["peak"]
         shell_angstrom = 1.7 * peak if shell_angstrom is None else shell_angstrom
         tolerance_angstrom = 0.3 * peak if tolerance_angstrom is None else tolerance_angstrom

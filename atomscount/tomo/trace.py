@@ -9,6 +9,14 @@
 3. A box integral as well: the voxels within ``integration_radius_angstrom`` of the
    refined centre.
 4. A last pass of the minimum-distance rule on the refined positions.
+
+Without a given minimum distance the data set it: the atoms are first traced
+``PROVISIONAL_DISTANCE`` apart, and the minimum distance is ``0.8`` times the onset
+of the first peak of the radial distribution of the clearly bright maxima (those
+above a fifth of the 99th percentile: the noise maxima, which crowd at small
+distances, stay out). The same bright maxima tell whether a lattice explains the
+positions (:func:`~.structure.detect_lattice`), which decides whether
+:func:`~.refine.refine_atoms` proposes lattice sites.
 """
 
 from __future__ import annotations
@@ -20,10 +28,16 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .._checks import check_integer, check_positive
+from .._checks import check_choice, check_integer, check_positive
 from .reconstruct import Volume
+from .structure import detect_lattice, lattice_order, nearest_neighbour_distance
 
 __all__ = ["TracedAtoms", "sample_volume", "trace_atoms"]
+
+#: Minimum distance [Å] of the first tracing when the data set the final one.
+PROVISIONAL_DISTANCE = 1.5
+#: Used when too few bright maxima make a radial distribution [Å].
+FALLBACK_DISTANCE = 2.0
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -52,6 +66,10 @@ class TracedAtoms:
     refinement : dict
         What the refinement found: the atoms' width, the R1 factor of the model's
         projections, and per round the χ², the candidates and the atoms added.
+    tracing : dict
+        How the atoms were traced: ``min_distance_angstrom`` (given or from the data, and
+        ``min_distance_source``), ``lattice`` ("crystal" or "none") and how it was decided
+        (``lattice_source``: "given" or "detected", with ``lattice_order``).
     """
 
     positions: np.ndarray
@@ -65,6 +83,7 @@ class TracedAtoms:
     strength: np.ndarray | None = None
     strength_error: np.ndarray | None = None
     refinement: dict = dataclasses.field(default_factory=dict)
+    tracing: dict = dataclasses.field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.positions)
@@ -144,15 +163,18 @@ def _gaussian_refine(profiles, pixel):
     return offset, integral
 
 
-def trace_atoms(volume: Volume, *, min_distance_angstrom: float = 2.0, threshold: float | None = None,
-                upsample: int = 1, integration_radius_angstrom: float = 1.0) -> TracedAtoms:  # fmt: skip
+def trace_atoms(volume: Volume, *, min_distance_angstrom: float | None = None, threshold: float | None = None,
+                upsample: int = 1, integration_radius_angstrom: float = 1.0,
+                lattice: str = "auto") -> TracedAtoms:  # fmt: skip
     """Trace atoms as local maxima of ``volume``, refined to sub-voxel precision.
 
     Parameters
     ----------
     volume : Volume
-    min_distance_angstrom : float
-        Smallest distance between two atoms [Å].
+    min_distance_angstrom : float, optional
+        Smallest distance between two atoms [Å] (default: from the data, 0.8 times the
+        onset of the first peak of the bright maxima's radial distribution; 2.0 Å when
+        fewer than 20 maxima are bright).
     threshold : float, optional
         Smallest voxel value of a maximum (default 5 % of the 99.9th percentile of
         the positive voxels: low, so that weak atoms are kept and the classification's
@@ -161,14 +183,62 @@ def trace_atoms(volume: Volume, *, min_distance_angstrom: float = 2.0, threshold
         Interpolate the volume by this factor (cubic spline) before tracing.
     integration_radius_angstrom : float
         Radius of the box integral [Å].
+    lattice : {"auto", "crystal", "none"}
+        Whether the atoms sit on a lattice: "auto" asks the bright maxima
+        (:func:`~.structure.detect_lattice`); "crystal" or "none" says so. Recorded in
+        ``tracing``; :func:`~.refine.refine_atoms` proposes lattice sites only for a crystal.
+
+    Returns
+    -------
+    TracedAtoms
+        Brightest first, with ``tracing`` set.
 
     Raises
     ------
     ValueError
         For a volume with no voxel above the threshold.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from atomscount.tomo import random_packing, reconstruct, simulate_tilt_series
+    >>> atoms = random_packing(40, rng=0)
+    >>> series = simulate_tilt_series(atoms, np.linspace(-70, 70, 15), pixel_size_angstrom=0.4, rng=0)
+    >>> traced = trace_atoms(reconstruct(series, n_iter=20, progress=False))
+    >>> traced.tracing["lattice"]
+    'none'
     """
     if not isinstance(volume, Volume):
         raise TypeError(f"volume must be a Volume, got {type(volume).__name__}")
+    check_choice(lattice, "lattice", {"auto", "crystal", "none"})
+    info = {}
+    if min_distance_angstrom is None:
+        first = _trace(volume, PROVISIONAL_DISTANCE, threshold, upsample, integration_radius_angstrom)
+        bright = first.positions[first.peak > 0.2 * np.percentile(first.peak, 99)]
+        if len(bright) >= 20 and len(cKDTree(bright).query_pairs(5.0, output_type="ndarray")):
+            dmin = 0.8 * nearest_neighbour_distance(bright)["onset"]
+            dmin = float(np.clip(dmin, PROVISIONAL_DISTANCE, 4.0))
+            info["min_distance_source"] = "data"
+        else:
+            dmin = FALLBACK_DISTANCE
+            info["min_distance_source"] = "fallback"
+    else:
+        dmin = check_positive(min_distance_angstrom, "min_distance_angstrom")
+        info["min_distance_source"] = "given"
+    traced = _trace(volume, dmin, threshold, upsample, integration_radius_angstrom)
+    info["min_distance_angstrom"] = dmin
+    if lattice == "auto":
+        bright = traced.positions[traced.peak > 0.2 * np.percentile(traced.peak, 99)]
+        lattice = detect_lattice(bright)
+        info["lattice_order"] = lattice_order(bright) if len(bright) >= 8 else 0.0
+        info["lattice_source"] = "detected"
+    else:
+        info["lattice_source"] = "given"
+    info["lattice"] = lattice
+    return dataclasses.replace(traced, tracing=info)
+
+
+def _trace(volume, min_distance_angstrom, threshold, upsample, integration_radius_angstrom):
     dmin = check_positive(min_distance_angstrom, "min_distance_angstrom")
     upsample = check_integer(upsample, "upsample", low=1, high=4)
     r_int = check_positive(integration_radius_angstrom, "integration_radius_angstrom")
@@ -203,6 +273,17 @@ def trace_atoms(volume: Volume, *, min_distance_angstrom: float = 2.0, threshold
     keep = _min_distance(positions, dmin)
     return TracedAtoms(positions[keep], box[keep], integral[keep], values[keep], profiles[keep],
                        volume.pixel_size_angstrom)  # fmt: skip
+
+
+def lattice_choice(lattice, traced: TracedAtoms):
+    """Whether lattice sites are proposed for ``traced``: True, False, or None when it is to be detected
+    (``lattice`` "auto" and no lattice given to :func:`trace_atoms`)."""
+    if isinstance(lattice, bool):
+        return lattice
+    check_choice(lattice, "lattice", {"auto", "crystal", "none"})
+    if lattice == "auto" and traced.tracing.get("lattice_source") == "given":
+        lattice = traced.tracing["lattice"]
+    return None if lattice == "auto" else lattice == "crystal"
 
 
 def sample_volume(volume: Volume, positions, *, integration_radius_angstrom: float = 1.0):

@@ -33,7 +33,8 @@ def test_the_four_actions_chain_and_recover_the_atoms(tmp_path, capsys):
     assert main(["tomo", "trace", str(volume), "--names", "non-atom,Fe,Pt", "--out", str(traced), "--figures",
                  str(figs)]) == 0  # fmt: skip
     assert {p.name for p in figs.iterdir()} == {"orthoslices.png", "r1.png", "intensity_histogram.png",
-                                                 "model_3d.png"}  # fmt: skip
+                                                 "model_3d.png", "pair_distribution.png",
+                                                 "bond_order.png"}  # fmt: skip
     capsys.readouterr()
     assert main(["tomo", "compare", str(traced), str(tmp_path / "truth.xyz")]) == 0
     scores = json.loads(capsys.readouterr().out)
