@@ -28,7 +28,10 @@ def add_parser(sub, fmt) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the noise and the misalignment")
     s.add_argument("--out", type=Path, required=True, help="tilt series HDF5 file")
     r = ts.add_parser("reconstruct", formatter_class=fmt, help="SIRT reconstruction of a tilt series")
-    r.add_argument("series", type=Path, help="tilt series HDF5 file (atomscount tomo simulate)")
+    r.add_argument("series", type=Path,
+                   help="tilt series: HDF5 file (atomscount tomo simulate) or .npz archive of noise-free images "
+                        "(atomscount/data/fept_tilt_series.npz)")  # fmt: skip
+    _series_options(r, "")
     r.add_argument("--iterations", type=int, default=50, help="SIRT iterations")
     r.add_argument("--thickness", type=int, default=None, help="voxels along the beam (default: the image width)")
     r.add_argument("--figures", type=Path, default=None, help="folder for the orthoslices and the R1 curve")
@@ -46,15 +49,31 @@ def add_parser(sub, fmt) -> None:
     tr.add_argument("--series", type=Path, default=None,
                     help="the tilt series of the volume: refine the atoms against its projections (width, integrals, "
                          "positions, missing atoms) and classify the fitted integrals")  # fmt: skip
+    _series_options(tr, " of --series (the same as for reconstruct)")
     tr.add_argument("--figures", type=Path, default=None,
                     help="folder for the histogram, slices, 3D view, pair distribution and Q4-Q6 map")  # fmt: skip
     tr.add_argument("--out", type=Path, required=True, help="extended XYZ of the classified atoms")
     c = ts.add_parser("compare", formatter_class=fmt, help="match traced atoms to a true model")
     c.add_argument("traced", type=Path)
-    c.add_argument("truth", type=Path)
+    c.add_argument("truth", type=Path, help="true model: any file ASE reads, or a .npz archive with positions and "
+                                            "symbols (atomscount/data/fept_tilt_series.npz)")  # fmt: skip
     c.add_argument("--max-distance", type=float, default=1.0, help="largest distance of a match [Å]")
     c.add_argument("--superpose", action="store_true",
                    help="first move the traced model onto the truth by the best rigid motion (Kabsch)")  # fmt: skip
+
+
+def _series_options(p, which: str) -> None:
+    p.add_argument("--dose", type=float, default=None,
+                   help=f"Poisson noise at this dose per projection [e/Å²] added to the noise-free images{which} "
+                        "(a .npz archive; default: none)")  # fmt: skip
+    p.add_argument("--seed", type=int, default=0, help=f"seed of the noise{which}")
+    p.add_argument("--every", type=int, default=1, help=f"use every N-th projection{which}")
+
+
+def _read_series(path: Path, args: argparse.Namespace):
+    from ..tomo import read_tilt_series
+
+    return read_tilt_series(path, dose_e_per_angstrom2=args.dose, every=args.every, rng=args.seed)
 
 
 def _angles(spec: str) -> np.ndarray:
@@ -81,6 +100,13 @@ def _read_atoms(path: Path):
 
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")
+    if path.suffix.lower() == ".npz":
+        from ase import Atoms
+
+        with np.load(path, allow_pickle=False) as z:
+            if "positions" not in z.files or "symbols" not in z.files:
+                raise ValueError(f"model archive {str(path)!r} needs positions and symbols, it has {sorted(z.files)}")
+            return Atoms([str(e) for e in z["symbols"]], positions=z["positions"])
     try:
         return ase.io.read(str(path))
     except Exception as exc:  # ase raises many kinds for unreadable files
@@ -89,7 +115,6 @@ def _read_atoms(path: Path):
 
 def _cmd_tomo(args: argparse.Namespace) -> int:
     from ..tomo import classify_atoms, compare_models, reconstruct, refine_atoms, simulate_tilt_series, trace_atoms
-    from ..tomo.geometry import TiltSeries
     from ..tomo.plot import save_tomo_figures
     from ..tomo.reconstruct import Volume
 
@@ -102,7 +127,7 @@ def _cmd_tomo(args: argparse.Namespace) -> int:
         series.to_hdf5(args.out)
         print(f"{series} -> {args.out}")
     elif args.tomo_command == "reconstruct":
-        volume = reconstruct(TiltSeries.from_hdf5(args.series), n_iter=args.iterations, thickness=args.thickness)
+        volume = reconstruct(_read_series(args.series, args), n_iter=args.iterations, thickness=args.thickness)
         volume.to_hdf5(args.out)
         print(f"{volume} -> {args.out}")
         if args.figures is not None:
@@ -115,7 +140,7 @@ def _cmd_tomo(args: argparse.Namespace) -> int:
               f"({traced.tracing['min_distance_source']}); lattice: {traced.tracing['lattice']} "
               f"({traced.tracing['lattice_source']})")  # fmt: skip
         if args.series is not None:
-            traced = refine_atoms(traced, TiltSeries.from_hdf5(args.series), volume)
+            traced = refine_atoms(traced, _read_series(args.series, args), volume)
             print(f"refined: width {traced.refinement['width_angstrom']:.3f} Å, R1 {traced.refinement['r1']:.3f}")
         traced = classify_atoms(traced, args.classes, names=names)
         traced.write_xyz(args.out)

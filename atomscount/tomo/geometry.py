@@ -14,9 +14,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import read_hdf5, write_hdf5
+from .._checks import check_integer, check_positive, check_rng
+from ..io import FileFormatError, read_hdf5, write_hdf5
 
-__all__ = ["TiltSeries", "euler_angles", "rotation_matrices"]
+__all__ = ["TiltSeries", "euler_angles", "read_tilt_series", "rotation_matrices"]
 
 _KIND = "TiltSeries"
 
@@ -135,3 +136,76 @@ class TiltSeries:
     def from_hdf5(cls, path) -> TiltSeries:
         arrays, attrs = read_hdf5(path, _KIND)
         return cls(arrays["images"], arrays["angles"], attrs["pixel_size_angstrom"], attrs.get("provenance", {}))
+
+
+def read_tilt_series(path, *, dose_e_per_angstrom2=None, every: int = 1, rng=0) -> TiltSeries:
+    """Read a tilt series: the HDF5 file :meth:`TiltSeries.to_hdf5` writes, or a NumPy ``.npz`` archive.
+
+    An ``.npz`` archive (the shipped ``atomscount/data/fept_tilt_series.npz``, made by
+    ``simulations/make_fept_tilt_series.py``) holds ``images`` (k, rows, cols), the
+    angles as ``tilts_deg`` (k,) single-axis tilts or ``angles`` (k,) or (k, 3) ZYZ Euler
+    triples [degrees], and ``pixel_size_angstrom``; optional ``settings`` (a JSON
+    string) go into the provenance (its ``positions`` and ``symbols``, the true model,
+    do not: ``atomscount tomo compare`` reads them from the archive).
+    Its images are noise-free, in fractions of the beam per Å² (a pixel's expected
+    count is image x dose x pixel area).
+
+    Parameters
+    ----------
+    path : str or Path
+        ``.npz`` for an archive; anything else is read as HDF5.
+    dose_e_per_angstrom2 : float, optional
+        Add Poisson noise at this dose per projection [e/Å²], the images staying in
+        their unit (counts divided by dose x pixel area), as
+        :func:`~.simulate.simulate_tilt_series` does. Only for noise-free images: the
+        result is not meaningful for a series that is already noisy.
+    every : int
+        Keep every ``every``-th projection (1: all).
+    rng : int or numpy.random.Generator
+        Seed of the noise: the same seed and dose give the same series.
+
+    Returns
+    -------
+    TiltSeries
+
+    Raises
+    ------
+    ValueError
+        For a file that does not exist, an archive that lacks a field, or a bad
+        ``dose_e_per_angstrom2`` or ``every``.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"path {str(path)!r} is not a file")
+    every = check_integer(every, "every", low=1)
+    if path.suffix.lower() != ".npz":
+        series = TiltSeries.from_hdf5(path)
+        images, angles, pixel, prov = series.images, series.angles, series.pixel_size_angstrom, series.provenance
+    else:
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                fields = {k: z[k] for k in z.files}
+        except (OSError, ValueError) as exc:
+            raise FileFormatError(f"{str(path)!r} is not a readable .npz archive: {exc}") from exc
+        key = "tilts_deg" if "tilts_deg" in fields else "angles"
+        missing = [k for k in ("images", key, "pixel_size_angstrom") if k not in fields]
+        if missing:
+            raise ValueError(f"{str(path)!r} lacks the field(s) {missing}; it has {sorted(fields)}")
+        images, angles, pixel = fields["images"], fields[key], float(fields["pixel_size_angstrom"])
+        prov = {"source": str(path)}
+        if "settings" in fields:
+            import json
+
+            prov["settings"] = json.loads(str(fields["settings"]))
+    images = np.asarray(images, dtype=np.float64)[::every]
+    angles = np.asarray(angles, dtype=np.float64)[::every]
+    prov = dict(prov, every_nth_projection=every) if every > 1 else dict(prov)
+    if dose_e_per_angstrom2 is not None:
+        per_pixel = check_positive(dose_e_per_angstrom2, "dose_e_per_angstrom2") * float(pixel) ** 2
+        if np.any(images < 0):
+            raise ValueError(f"dose_e_per_angstrom2 needs non-negative images; {str(path)!r} has a minimum of "
+                             f"{float(images.min()):g}")  # fmt: skip
+        images = check_rng(rng).poisson(images * per_pixel) / per_pixel
+        prov = dict(prov, dose_e_per_angstrom2=float(dose_e_per_angstrom2),
+                    noise_seed=rng if isinstance(rng, int) else None)  # fmt: skip
+    return TiltSeries(images, angles, pixel, prov)
