@@ -221,7 +221,7 @@ def _min_distance_order(positions, dmin):
     return np.flatnonzero(alive)
 
 
-def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude, residual_iter):
+def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude, residual_iter, n_sigma=4.0):
     """Maxima (``dmin`` apart) of the reconstructed residual farther than ``exclude`` from every
     significant atom."""
     res = (prob.data - prob.forward(pos, amp, sigma, bg)) / prob.pixel**2
@@ -232,7 +232,7 @@ def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclu
     vals = rv.data[near] if near.any() else rv.data.ravel()
     noise = 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
     try:
-        peaks = trace_atoms(rv, min_distance_angstrom=dmin, threshold=4.0 * noise, lattice="none")
+        peaks = trace_atoms(rv, min_distance_angstrom=dmin, threshold=n_sigma * noise, lattice="none")
     except ValueError:
         return np.zeros((0, 3))
     if not significant.any():
@@ -289,11 +289,21 @@ def _local_significance(prob, pos, amp, sigma, bg, radius):
     return amp * np.sqrt(jtj[:, 0, 0] / np.maximum(var, 1e-300)), res
 
 
-def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_rounds: int = 2,
+def _first_shell(positions, at_least):
+    """The first minimum of the radial distribution of ``positions`` [Å], at least ``at_least``."""
+    from .structure import nearest_neighbour_distance
+
+    if len(positions) < 8 or len(cKDTree(positions).query_pairs(5.0, output_type="ndarray")) == 0:
+        return at_least
+    return max(at_least, nearest_neighbour_distance(positions)["minimum"])
+
+
+def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_rounds: int | None = None,
                  add_missing: bool = True, refine_positions: bool = True, width_angstrom: float | None = None,
                  lattice: bool | str = "auto", min_distance_angstrom: float | None = None,
                  exclude_angstrom: float = 1.8,
                  pair_distance_angstrom: float = 3.2, n_iter: int = 15, residual_iter: int = 10,
+                 residual_sigma: float | None = None,
                  significance: float = 5.0, max_step_angstrom: float = 0.3, min_neighbours: int = 2,
                  model_error: bool = True, progress: bool = True) -> TracedAtoms:  # fmt: skip
     """Fit the traced candidates to the projections: width, integrals, positions, and missing atoms.
@@ -306,8 +316,10 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         The projections ``volume`` was reconstructed from (aligned; in a linear unit).
     volume : Volume
         For the box integrals and profiles at the refined positions, and the residual's grid.
-    n_rounds : int
-        Rounds of strengths, positions and missing atoms.
+    n_rounds : int, optional
+        Rounds of strengths, positions and missing atoms (default 2 for a crystal; 4
+        without a lattice, where the residual alone proposes the missing atoms and
+        finds the light atom of a close pair only once its neighbour has moved).
     add_missing : bool
         Look for atoms in the reconstructed residual.
     lattice : {"auto", "crystal", "none"} or bool
@@ -334,6 +346,11 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         CGLS iterations of each strength fit.
     residual_iter : int
         SIRT iterations of the residual reconstruction.
+    residual_sigma : float, optional
+        A maximum of the reconstructed residual is a candidate above this many robust
+        noise levels of the residual volume (default 4 for a crystal, whose lattice sites
+        propose atoms as well; 3 without a lattice: on a 3,000-atom amorphous Si/Ge/Sn
+        particle at 1e4 e/Å² this found 3 % more of the atoms).
     significance : float
         An atom is significant when its integral exceeds this many standard errors:
         only those move, and only those keep new candidates away.
@@ -341,6 +358,8 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         Largest position step of one round [Å].
     min_neighbours : int
         A candidate with fewer significant atoms than this within ``pair_distance_angstrom``
+        (without a lattice: within the first minimum of the significant atoms' g(r), if
+        farther, the first neighbour shell of an amorphous solid)
         is dropped at the end: no atom of a solid floats alone (the weak candidates
         in the vacuum that the missing wedge leaves poorly determined).
     model_error : bool
@@ -377,7 +396,10 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
                          f"{series.pixel_size_angstrom:g}")  # fmt: skip
     if len(traced) == 0:
         raise ValueError("traced holds no candidate atoms to refine")
-    n_rounds = check_integer(n_rounds, "n_rounds", low=0)
+    if n_rounds is not None:
+        n_rounds = check_integer(n_rounds, "n_rounds", low=0)
+    if residual_sigma is not None:
+        residual_sigma = check_positive(residual_sigma, "residual_sigma")
     n_iter = check_integer(n_iter, "n_iter", low=1)
     residual_iter = check_integer(residual_iter, "residual_iter", low=1)
     if min_distance_angstrom is None:
@@ -392,7 +414,8 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
     prob = _Problem(series)
     pos = np.ascontiguousarray(traced.positions, dtype=np.float64)
     pixel = prob.pixel
-    bar = tqdm(total=2 + 3 * n_rounds, desc="refining atoms", unit="step", disable=not progress)
+    bar = tqdm(total=2 + 3 * (4 if n_rounds is None else n_rounds), desc="refining atoms", unit="step",
+               disable=not progress)  # fmt: skip
     if width_angstrom is None:
         width = _fit_width(prob, pos, 0.5 * pixel, 3.0 * pixel)
     else:
@@ -402,6 +425,13 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
     amp, bg, chi2 = prob.strengths(pos, sigma, n_iter=n_iter)
     history = [{"chi2": chi2, "n_candidates": len(pos)}]
     bar.update()
+    if use_lattice is None:  # asked of the first fit's significant atoms
+        sig0 = amp > significance * _errors(prob, pos, amp, sigma, prob.forward(pos, amp, sigma, bg))
+        use_lattice = detect_lattice(pos[sig0]) == "crystal"
+        found_order = lattice_order(pos[sig0]) if sig0.sum() >= 8 else 0.0
+    n_rounds = (2 if use_lattice else 4) if n_rounds is None else n_rounds
+    residual_sigma = (4.0 if use_lattice else 3.0) if residual_sigma is None else residual_sigma
+    bar.total = 2 + 3 * n_rounds
     for _ in range(n_rounds):
         err = _errors(prob, pos, amp, sigma, prob.forward(pos, amp, sigma, bg))
         significant = amp > significance * err
@@ -412,10 +442,7 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         added = {"residual": np.zeros((0, 3)), "lattice": np.zeros((0, 3))}
         if add_missing:
             added["residual"] = _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude,
-                                         residual_iter)  # fmt: skip
-        if use_lattice is None:
-            use_lattice = detect_lattice(pos[significant]) == "crystal"
-            found_order = lattice_order(pos[significant]) if significant.sum() >= 8 else 0.0
+                                         residual_iter, residual_sigma)  # fmt: skip
         if use_lattice:
             sites = _lattice_sites(pos[significant], pair_distance, exclude)
             if len(sites) and len(added["residual"]):
@@ -456,7 +483,8 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
     significant = np.zeros(len(pos), dtype=bool)
     significant[keep] = amp[keep] > significance * err[keep]
     if min_neighbours > 0 and significant.any():
-        counts = cKDTree(pos[significant]).query_ball_point(pos[keep], pair_distance, return_length=True)
+        shell = pair_distance if use_lattice else _first_shell(pos[significant], pair_distance)
+        counts = cKDTree(pos[significant]).query_ball_point(pos[keep], shell, return_length=True)
         keep = keep[counts - significant[keep] >= min_neighbours]
     if len(keep) < len(pos):
         pos, sigma = np.ascontiguousarray(pos[keep]), sigma[keep]
