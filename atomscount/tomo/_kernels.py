@@ -132,31 +132,57 @@ def backproject(proj, rot, pixel, out):
 
 
 @nb.njit(cache=True, nogil=True)
+def _inner_span(base, c, nx, nu):
+    """The columns ix in [lo, hi) whose detector coordinate ``fu = base + c * ix`` has both of its pixels
+    (floor(fu) and the next) on the detector: there the slice kernels skip their bounds tests."""
+    if c > 0.0:
+        lo = math.ceil(-base / c)
+        hi = math.ceil((nu - 1 - base) / c)
+    elif c < 0.0:
+        lo = math.floor((nu - 1 - base) / c) + 1
+        hi = math.floor(-base / c) + 1
+    else:
+        return (0, nx) if 0.0 <= base < nu - 1 else (0, 0)
+    lo = min(max(int(lo), 0), nx)
+    return lo, min(max(int(hi), lo), nx)
+
+
+@nb.njit(cache=True, nogil=True)
 def project_slice(sl, cos_t, sin_t, pixel, out):
     """2D forward projection of ``sl`` (nz, nx) for tilts about the image rows into ``out`` (k, nu).
 
     Tilt k rotates (x, z) by the angle whose cosine and sine are given: u = x cos + z sin.
+    Loops run tilt by tilt and along x, where the detector coordinate grows by ``cos`` per
+    voxel, so that one detector row is written at a time.
     """
     nz, nx = sl.shape
     nk, nu = out.shape
     cx, cz, cu = (nx - 1) / 2.0, (nz - 1) / 2.0, (nu - 1) / 2.0
     out[:, :] = 0.0
-    for iz in range(nz):
-        pz = (iz - cz) * pixel
-        for ix in range(nx):
-            f = sl[iz, ix]
-            if f == 0.0:
-                continue
-            px = (ix - cx) * pixel
-            f = f * pixel
-            for k in range(nk):
-                fu = (cos_t[k] * px + sin_t[k] * pz) / pixel + cu
+    for k in range(nk):
+        c = cos_t[k]
+        row = out[k]
+        for iz in range(nz):
+            base = sin_t[k] * (iz - cz) - c * cx + cu
+            lo, hi = _inner_span(base, c, nx, nu)
+            for ix in range(lo, hi):
+                f = sl[iz, ix] * pixel
+                fu = base + c * ix
+                i0 = int(fu)
+                a = fu - i0
+                row[i0] += f * (1.0 - a)
+                row[i0 + 1] += f * a
+            for ix in range(nx):
+                if lo <= ix < hi:
+                    continue
+                f = sl[iz, ix] * pixel
+                fu = base + c * ix
                 i0 = int(math.floor(fu))
                 a = fu - i0
                 if 0 <= i0 < nu:
-                    out[k, i0] += f * (1.0 - a)
+                    row[i0] += f * (1.0 - a)
                 if 0 <= i0 + 1 < nu:
-                    out[k, i0 + 1] += f * a
+                    row[i0 + 1] += f * a
 
 
 @nb.njit(cache=True, nogil=True)
@@ -165,20 +191,34 @@ def backproject_slice(sino, cos_t, sin_t, pixel, out):
     nz, nx = out.shape
     nk, nu = sino.shape
     cx, cz, cu = (nx - 1) / 2.0, (nz - 1) / 2.0, (nu - 1) / 2.0
-    for iz in range(nz):
-        pz = (iz - cz) * pixel
-        for ix in range(nx):
-            px = (ix - cx) * pixel
-            total = 0.0
-            for k in range(nk):
-                fu = (cos_t[k] * px + sin_t[k] * pz) / pixel + cu
+    out[:, :] = 0.0
+    for k in range(nk):
+        c = cos_t[k]
+        row = sino[k]
+        for iz in range(nz):
+            base = sin_t[k] * (iz - cz) - c * cx + cu
+            lo, hi = _inner_span(base, c, nx, nu)
+            o = out[iz]
+            for ix in range(lo, hi):
+                fu = base + c * ix
+                i0 = int(fu)
+                a = fu - i0
+                o[ix] += row[i0] * (1.0 - a) + row[i0 + 1] * a
+            for ix in range(nx):
+                if lo <= ix < hi:
+                    continue
+                fu = base + c * ix
                 i0 = int(math.floor(fu))
                 a = fu - i0
+                t = 0.0
                 if 0 <= i0 < nu:
-                    total += sino[k, i0] * (1.0 - a)
+                    t += row[i0] * (1.0 - a)
                 if 0 <= i0 + 1 < nu:
-                    total += sino[k, i0 + 1] * a
-            out[iz, ix] = total * pixel
+                    t += row[i0 + 1] * a
+                o[ix] += t
+    for iz in range(nz):
+        for ix in range(nx):
+            out[iz, ix] *= pixel
 
 
 @nb.njit(cache=True, nogil=True)

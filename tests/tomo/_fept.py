@@ -1,8 +1,9 @@
 """The centre of the Yang et al. (2017) FePt model, for the tomography tests.
 
 ``tests/data/fept_centre_11A.npz`` holds the atoms of the full 23,196-atom model
-(the project's FePt benchmark data) within 11 Å of the model's centre (the mean of all 23,196 positions), relative to that
-centre, with their elements (0 = Fe, 1 = Pt): Yang, Y. et al., Nature 542, 75 (2017).
+(the project's FePt benchmark data) within 11 Å of the model's centre (the mean of all
+23,196 positions), relative to that centre, with their elements (0 = Fe, 1 = Pt):
+Yang, Y. et al., Nature 542, 75 (2017).
 It ships with the tests so that they run on a fresh clone.
 """
 
