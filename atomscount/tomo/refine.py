@@ -243,7 +243,7 @@ def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclu
     return peaks.positions[d >= exclude]
 
 
-def _near_values(data, pixel, positions, radius, max_atoms=400):
+def _near_values(data, pixel, positions, radius, max_atoms=4000):
     """The values of the voxels of ``data`` within ``radius`` [Å] of ``positions`` (voxel centres,
     each voxel once), all of them when there are none. For a robust noise level a sample is enough:
     the balls of at most ``max_atoms`` positions, evenly spaced in their order (a dilation of the
