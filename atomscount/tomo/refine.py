@@ -19,7 +19,10 @@ blur and streak:
    near it. Weak atoms beside bright ones, which are not maxima of the volume, are
    found here.
 
-Steps 2-4 repeat ``n_rounds`` times, then 2 runs once more. Each candidate's
+Steps 2-4 repeat ``n_rounds`` times. Where the residual shows model error beyond its
+noise (projections that are not sums of Gaussians: dynamical scattering), candidates
+whose integrals that error explains are taken out (``model_error``); then 2 runs once
+more. Each candidate's
 integral and its standard error go in ``TracedAtoms.strength`` and
 ``strength_error``; :func:`~.classify.classify_atoms` clusters them. Candidates
 that are noise get integrals near zero, which the non-atom class takes.
