@@ -64,8 +64,8 @@ def add_parser(sub, fmt) -> None:
 
 def _series_options(p, which: str) -> None:
     p.add_argument("--dose", type=float, default=None,
-                   help=f"Poisson noise at this dose per projection [e/Å²] added to the noise-free images{which} "
-                        "(a .npz archive; default: none)")  # fmt: skip
+                   help=f"Poisson noise at this dose per projection [e/Å²], added to the noise-free images{which} "
+                        "(such as a .npz archive's)")  # fmt: skip
     p.add_argument("--seed", type=int, default=0, help=f"seed of the noise{which}")
     p.add_argument("--every", type=int, default=1, help=f"use every N-th projection{which}")
 
