@@ -156,7 +156,7 @@ def read_image(path, *, pixel_size_angstrom: float | None = None, frame: int | s
     if not path.is_file():
         raise FileNotFoundError(f"path does not exist or is not a file: {str(path)!r}")
     suffix = path.suffix.lower()
-    readers = {".tif": _read_tiff, ".tiff": _read_tiff, ".npy": _read_npy}
+    readers = {".tif": _read_tiff, ".tiff": _read_tiff, ".npy": _read_npy, ".npz": _read_npz}
     readers.update(dict.fromkeys(_ROSETTASCIIO, _read_rosettasciio))
     if suffix not in readers:
         raise FileFormatError(f"path has unsupported extension {suffix!r}; supported: {sorted(readers)}")
@@ -346,6 +346,33 @@ def _read_npy(path, *, calibrate: bool):
     except ValueError as exc:
         raise FileFormatError(f"{str(path)!r} is not a valid .npy array: {exc}") from exc
     return [_Signal(data, None, {"format": "npy"})]
+
+
+def _read_npz(path, *, calibrate: bool):
+    """The 2D (or 3D stack) arrays of a NumPy archive, one signal each, titled by their names.
+
+    The pixel size comes from a scalar ``pixel_size_angstrom`` in the archive (as in the
+    package's own data files); ``--signal NAME`` picks an array.
+    """
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except ValueError as exc:
+        raise FileFormatError(f"{str(path)!r} is not a valid .npz archive: {exc}") from exc
+    with archive as z:
+        pixel = None
+        if "pixel_size_angstrom" in z.files and z["pixel_size_angstrom"].size == 1:
+            p = float(z["pixel_size_angstrom"])
+            pixel = (p, p)
+        meta = {"format": "npz"}
+        if "settings" in z.files and z["settings"].ndim == 0 and z["settings"].dtype.kind == "U":
+            settings = _json_description(str(z["settings"]))
+            if "normalised" in settings:
+                meta["normalised"] = _parse_flag(settings["normalised"], "normalised", path)
+        signals = [_Signal(z[k], pixel if calibrate else None, {**meta, "array": k}, k)
+                   for k in z.files if z[k].ndim in (2, 3) and np.issubdtype(z[k].dtype, np.number)]  # fmt: skip
+    if not signals:
+        raise FileFormatError(f"{str(path)!r} holds no 2D or 3D numeric array")
+    return signals
 
 
 def _read_tiff(path, *, calibrate: bool):

@@ -49,7 +49,19 @@ Measurement (b), multislice: the shipped abTEM pair
 with Poisson noise at 1e5 e/Å², through ``find_columns``, ``fit_columns`` and
 ``search_core_shell`` (``examples/coreshell_two_views.py``); null with ``--quick``.
 
-Usage: python benchmarks/bench_coreshell.py --out FILE.json [--quick]
+Measurement (c), the chain from two images with no truth counts (``--chain-only`` runs
+it alone and merges its keys into ``--out``): the shipped pair and two independent
+multislice pairs simulated at other particle shapes, core shapes and sizes
+(``benchmarks/data/coreshell_to_sphere.npz``: a 459-atom truncated octahedron with a
+centred spherical 87-atom core; ``benchmarks/data/coreshell_poly_ellipsoid.npz``: a
+579-atom {100}/{110}/{111} polyhedron with an off-centre 77-atom ellipsoidal core; one
+frozen-phonon configuration each, ``simulations/coreshell_pair_*.toml``), Poisson noise
+at 1e5 e/Å², ``find_columns`` → ``fit_columns`` → ``search_core_shell`` with every
+default and no counts. ``chain_sites_correct_no_counts`` is, at its lowest over the
+pairs, the number of model sites on a true site with the right element over the larger
+of the model's and the truth's number of sites (a missing or an extra site is wrong).
+
+Usage: python benchmarks/bench_coreshell.py --out FILE.json [--quick | --chain-only]
 """
 
 from __future__ import annotations
@@ -303,11 +315,80 @@ def run_multislice():
     return out
 
 
+#: The independent multislice pairs of the chain with no counts: (name, file). Each was simulated by
+#: simulations/make_coreshell_images.py with its own settings file (another particle shape, core shape and size).
+CHAIN_PAIRS = (
+    ("shipped_sphere_offcentre_ellipsoid", None),  # atomscount/data/coreshell_auag.npz (coreshell_images.toml)
+    ("truncated_octahedron_centred_sphere", HERE / "data" / "coreshell_to_sphere.npz"),  # coreshell_pair_to_sphere
+    ("polyhedron_offcentre_ellipsoid", HERE / "data" / "coreshell_poly_ellipsoid.npz"),  # coreshell_pair_poly_ellipsoid
+)
+
+
+def run_chain(dose=1e5, seed=0):
+    """Measurement (c): from two multislice images to the 3D model with no truth counts, on every pair.
+
+    Per pair: Poisson noise at ``dose``, ``find_columns`` and ``fit_columns`` with their
+    defaults, ``search_core_shell`` with its defaults and no counts (the faceted shape
+    stage); the beams of the two views as the goniometer gives them. The shipped pair
+    is also searched with its true counts, as the reference the no-count chain is
+    measured against.
+    """
+    sys.path.insert(0, str(HERE.parent / "examples"))
+    import coreshell_two_views as chain
+
+    out = {}
+    for name, path in CHAIN_PAIRS:
+        if path is not None and not path.exists():
+            out[name] = {"missing": str(path.relative_to(HERE.parent))}
+            print(f"chain {name}: {path} missing", flush=True)
+            continue
+        data = chain.load_pair(path)
+        settings = data["settings"]
+        report, model = chain.run(data, dose=dose, counts="none", n_views=2, seed=seed, progress=False)
+        report["pair"] = {k: settings.get(k) for k in ("shape", "facets_angstrom", "radius_angstrom", "core_shape",
+                                                         "core_spheres", "core_centre_angstrom", "core_radii_angstrom",
+                                                         "num_configs")}  # fmt: skip
+        # right sites over the larger of the model's and the truth's: a missing or an extra site is wrong
+        right = report["sites_correct"] * report["n_sites_model"]
+        report["sites_correct_of_larger"] = float(right / max(report["n_sites_model"], report["n_sites_true"]))
+        report["scs_scale"] = model.info["scs_scale"][0]
+        report["scs_scale_preferred"] = model.info.get("scs_scale_preferred")
+        out[name] = report
+        print(f"chain {name}: {report['sites_correct_of_larger']:.3f} sites right, {report['n_sites_model']} sites "
+              f"(true {report['n_sites_true']}), Au {report['n_au_model']} (true {report['n_au_true']}), "
+              f"converged {report['converged']}, search {report['seconds_search']:.0f} s", flush=True)  # fmt: skip
+        if path is None:
+            ref, _ = chain.run(data, dose=dose, counts="true", n_views=2, seed=seed, progress=False)
+            out[name]["reference_true_counts_sites_correct"] = ref["sites_correct"]
+    return out
+
+
+def merge_chain(path, chain_runs, seconds):
+    """Write the chain's figures into the JSON at ``path``, keeping what the other measurements wrote."""
+    data = json.loads(path.read_text()) if path.exists() else {}
+    scores = [r["sites_correct_of_larger"] for r in chain_runs.values() if "sites_correct" in r]
+    data["chain_sites_correct_no_counts"] = float(min(scores)) if scores else None
+    data["chain_pairs_measured"] = len(scores)
+    data["chain_no_counts"] = chain_runs
+    data["chain_seconds"] = seconds
+    data["chain_machine"] = {"cpus": os.cpu_count(), "load_average": os.getloadavg()}
+    write_json(path, data)
+    return data
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--quick", action="store_true", help="particles of a few hundred sites (a few minutes)")
+    ap.add_argument("--chain-only", action="store_true",
+                    help="run measurement (c) alone and merge its keys into --out")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.chain_only:
+        t0 = time.perf_counter()
+        runs = run_chain()
+        data = merge_chain(args.out, runs, time.perf_counter() - t0)
+        print(json.dumps({k: data[k] for k in ("chain_sites_correct_no_counts", "chain_pairs_measured")}))
+        return
     lensing = {a: load_default_lensing("Au", "Ag", a) for a in AXES}
     t_start = time.perf_counter()
     per = {}
@@ -317,6 +398,7 @@ def main(argv=None):
         scaling = run_scaling(lensing, args.quick)
         variants = run_variants(lensing, args.quick)
         multislice = None if args.quick else run_multislice()
+        chain_runs = None if args.quick else run_chain()
 
     def mean(label, key):
         return float(np.mean([per[p][label][key] for p in per]))
@@ -337,6 +419,9 @@ def main(argv=None):
             "sites_correct"] if multislice else None,
         "multislice_views": (2 if "2view_true_counts" in multislice else 1) if multislice else 0,
         "multislice": multislice,
+        "chain_sites_correct_no_counts": float(min(r["sites_correct_of_larger"] for r in chain_runs.values()
+                                                   if "sites_correct" in r)) if chain_runs else None,
+        "chain_no_counts": chain_runs,
         "scaling_10k_sites": scaling,
         "variants": variants,
         "notes": [

@@ -48,18 +48,51 @@ ROTATIONS = {
 LAYER = {"001": 0.5, "110": 0.25 * np.sqrt(2.0)}  # atomic layer spacing along the beam, in lattice constants
 
 
+def inside_shape(pos: np.ndarray, cfg) -> np.ndarray:
+    """Which cubic-frame positions lie in the particle: ``shape`` of the settings.
+
+    - ``"sphere"`` (the default): ``|r| < radius_angstrom``;
+    - ``"polyhedron"``: the intersection of the half-spaces ``|n . r| <= d`` of the
+      {100}, {110} and {111} facet families whose distances ``facets_angstrom``
+      gives (a missing family is not cut), inside ``radius_angstrom``.
+    """
+    keep = np.linalg.norm(pos, axis=1) < cfg["radius_angstrom"]
+    if cfg.get("shape", "sphere") == "sphere":
+        return keep
+    normals = {
+        "100": np.eye(3),
+        "110": np.array([[1, 1, 0], [1, -1, 0], [1, 0, 1], [1, 0, -1], [0, 1, 1], [0, 1, -1]]) / np.sqrt(2.0),
+        "111": np.array([[1, 1, 1], [1, 1, -1], [1, -1, 1], [-1, 1, 1]]) / np.sqrt(3.0),
+    }
+    for family, d in cfg["facets_angstrom"].items():
+        keep &= np.all(np.abs(pos @ normals[family].T) <= d + 1e-6, axis=1)
+    return keep
+
+
+def inside_core(pos: np.ndarray, cfg) -> np.ndarray:
+    """Which positions hold the core element: ``core_shape`` of the settings.
+
+    - ``"ellipsoid"`` (the default): axis-aligned, ``core_centre_angstrom`` and
+      ``core_radii_angstrom``;
+    - ``"spheres"``: the union of the spheres ``core_spheres`` (rows of x, y, z, radius).
+    """
+    if cfg.get("core_shape", "ellipsoid") == "spheres":
+        spheres = np.asarray(cfg["core_spheres"], dtype=float)
+        return np.any(np.linalg.norm(pos[:, None, :] - spheres[None, :, :3], axis=2) < spheres[:, 3], axis=1)
+    rel = (pos - np.asarray(cfg["core_centre_angstrom"])) / np.asarray(cfg["core_radii_angstrom"])
+    return np.sum(rel**2, axis=1) < 1.0
+
+
 def particle(cfg) -> Atoms:
-    """The Au@Ag sphere in the cubic frame, centred on the origin (a site)."""
+    """The Au@Ag particle in the cubic frame, centred on the origin (a site)."""
     unit = bulk(cfg["host"], "fcc", cubic=True)
     a = unit.cell.lengths()[0]
     n = int(np.ceil(cfg["radius_angstrom"] / a)) + 1
     atoms = unit.repeat((2 * n, 2 * n, 2 * n))
     atoms.positions -= n * a
-    keep = np.linalg.norm(atoms.positions, axis=1) < cfg["radius_angstrom"]
-    atoms = atoms[keep]
-    rel = (atoms.positions - np.asarray(cfg["core_centre_angstrom"])) / np.asarray(cfg["core_radii_angstrom"])
-    core = np.sum(rel**2, axis=1) < 1.0
-    atoms.set_chemical_symbols(np.where(core, "Au", "Ag"))
+    atoms = atoms[inside_shape(atoms.positions, cfg)]
+    core = inside_core(atoms.positions, cfg)
+    atoms.set_chemical_symbols(np.where(core, cfg.get("core_element", "Au"), cfg.get("shell_element", "Ag")))
     atoms.cell = np.zeros((3, 3))
     return atoms
 

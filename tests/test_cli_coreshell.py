@@ -131,8 +131,10 @@ def test_known_composition_and_shape_fitting_reach_the_search(inputs, tmp_path, 
     model = CoreShellModel.from_hdf5(out / "model.h5")
     assert int(model.is_core.sum()) == n_core - 2 and model.info["n_core_fixed"] == n_core - 2
     out = tmp_path / "shape"
-    code = main(["coreshell", str(fit), "--lensing", "Au:Ag:001", "--no-figures", *FAST, "--out", str(out)])
-    assert code == 0, capsys.readouterr().err
+    # the SCS are the lensing model's own: its scale is 1
+    code = main(["coreshell", str(fit), "--lensing", "Au:Ag:001", "--no-figures", "--scale-prior", "1.0,0.02",
+                 *FAST, "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr()
     model = CoreShellModel.from_hdf5(out / "model.h5")
     assert model.info["fit_shape"] and abs(len(model.atoms) - n_sites) <= 0.25 * n_sites
     summary = json.loads((out / "summary.json").read_text())
@@ -147,3 +149,20 @@ def test_counts_of_another_fit_are_refused(inputs, tmp_path, capsys):
     assert code == 2
     assert "columns, fit" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_a_search_that_does_not_converge_says_so_last_and_exits_3(inputs, tmp_path, capsys):
+    files, _, _, _ = inputs
+    fit = ColumnFit.from_hdf5(files["001"][0])
+    # SCS a quarter above what the lensing model gives any particle at the scale the search is told
+    bright = dataclasses.replace(fit, scs=1.25 * fit.scs, scs_error=1.25 * fit.scs_error)
+    bright.to_hdf5(tmp_path / "bright.h5")
+    out = tmp_path / "run"
+    code = main(["coreshell", str(tmp_path / "bright.h5"), "--lensing", "Au:Ag:001", "--no-figures",
+                 "--scale-prior", "1.0,0.02", *FAST, "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert code == 3
+    assert printed[-1].startswith("NOT CONVERGED")
+    # the files are there to inspect, and they say so too
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["converged"] is False

@@ -20,8 +20,8 @@ def add_parser(sub, fmt) -> None:
                          "axis")  # fmt: skip
     cs.add_argument("--counts", type=Path, action="append", default=[],
                     help="counts.h5 of `atomscount count` for the first fit (atoms per column: the particle's "
-                         "shape); again for the second fit to check its total. Without it the shape is fitted "
-                         "too")  # fmt: skip
+                         "shape); again for the second fit to check its total. Without it (the default) the "
+                         "particle's faceted shape is fitted from the SCS too")  # fmt: skip
     cs.add_argument("--zone-axis", default="001", help="zone axis of the first fit")
     cs.add_argument("--zone-axis2", default="110", help="zone axis of the second fit")
     cs.add_argument("--beam2", default=None, metavar="X,Y,Z",
@@ -39,6 +39,10 @@ def add_parser(sub, fmt) -> None:
     cs.add_argument("--fit-shape", action="store_true",
                     help="let the search add and remove surface atoms even with --counts")  # fmt: skip
     cs.add_argument("--penalty", type=float, default=0.5, help="cost added to chi2 per exposed core bond")
+    cs.add_argument("--scale-prior", default="0.95,0.02", metavar="MEAN,SD",
+                    help="without --counts: the measured over the lensing model's SCS, which the shape fit "
+                         "holds at MEAN and the final check allows 3 SD from (0.95: fit_columns on normalised "
+                         "images)")  # fmt: skip
     cs.add_argument("--n-anneal", type=int, default=None,
                     help="proposals in the annealing (default 100 per site, at least 50,000)")  # fmt: skip
     cs.add_argument("--n-sample", type=int, default=None,
@@ -81,6 +85,12 @@ def _cmd_coreshell(args) -> int:
     if len(set(axes)) != len(axes):
         raise ValueError(f"the two fits need different zone axes, got --zone-axis {axes[0]} --zone-axis2 {axes[1]}")
     check_crystal(args.crystal, axes[0])
+    try:
+        scale_prior = tuple(float(t) for t in args.scale_prior.split(","))
+    except ValueError:
+        scale_prior = ()
+    if len(scale_prior) != 2 or not all(np.isfinite(scale_prior)) or min(scale_prior) <= 0:
+        raise ValueError(f"--scale-prior must be two positive numbers MEAN,SD, got {args.scale_prior!r}")
     beams = None
     if args.beam2 is not None:
         if len(args.fits) != 2:
@@ -124,7 +134,7 @@ def _cmd_coreshell(args) -> int:
                                       shell_element=args.shell_element, penalty=args.penalty,
                                       n_anneal=args.n_anneal, n_sample=args.n_sample, n_core=args.n_core,
                                       fit_shape=True if args.fit_shape else None,
-                                      beam_directions=beams)  # fmt: skip
+                                      beam_directions=beams, scale_prior=scale_prior)  # fmt: skip
         files = {"model": tmp / "model.h5", "model_xyz": tmp / "model.xyz", "model_cif": tmp / "model.cif"}
         model.to_hdf5(files["model"])
         model.write_xyz(files["model_xyz"])
@@ -141,8 +151,10 @@ def _cmd_coreshell(args) -> int:
         files["summary"] = tmp / "summary.json"
         files["summary"].write_text(json.dumps(summary, indent=2))
     print(repr(model))
-    if not model.converged:
-        print(f"  - the search did not converge: best chi2 {float(model.chi2.sum()):.1f} over "
-              f"{int(model.n_columns.sum())} columns; {model.info['convergence']}")  # fmt: skip
     print_files(final_paths(files, tmp, args.out), args.out)
+    if not model.converged:
+        # the last line, and a non-zero status: a script must not take this model for an answer
+        print(f"NOT CONVERGED: best chi2 {float(model.chi2.sum()):.1f} over {int(model.n_columns.sum())} columns; "
+              f"{model.info['convergence']}. The files are written for inspection.")  # fmt: skip
+        return 3
     return 0

@@ -5,6 +5,7 @@ The state is a code per site (EMPTY, SHELL, CORE; see :mod:`.forward`). Its ener
 
     E = χ² + p_core · (bonds between a core site and a non-core site or the outside)
            + p_surf · (bonds between an occupied site and an empty site or the outside)
+           + p_expose · (bonds between a core site and an empty site or the outside)
 
 over the twelve fcc bonds of every site; a site with fewer than twelve listed
 neighbours lies on the edge of the candidate set, and its missing bonds go to the
@@ -92,31 +93,33 @@ def _column_scs(g, v, gstart, gorder, codes, eoc, inc, nlen, curves, lam):
 
 
 @nb.njit(cache=True)
-def _bond_cost(a, b, p_core, p_surf):
+def _bond_cost(a, b, p_core, p_surf, p_expose):
     c = 0.0
     if (a == CORE) != (b == CORE):
         c += p_core
     if (a == EMPTY) != (b == EMPTY):
         c += p_surf
+    if (a == CORE and b == EMPTY) or (a == EMPTY and b == CORE):
+        c += p_expose
     return c
 
 
 @nb.njit(cache=True)
-def _local_bonds(sel, n_sel, codes, nbr_start, nbr, p_core, p_surf):
+def _local_bonds(sel, n_sel, codes, nbr_start, nbr, p_core, p_surf, p_expose):
     """Bond energy of every bond touching the sites sel[:n_sel] (a bond between two of them once)."""
     total = 0.0
     for i in range(n_sel):
         s = sel[i]
         cs = codes[s]
         deg = nbr_start[s + 1] - nbr_start[s]
-        total += (12 - deg) * _bond_cost(cs, EMPTY, p_core, p_surf)
+        total += (12 - deg) * _bond_cost(cs, EMPTY, p_core, p_surf, p_expose)
         for q in range(nbr_start[s], nbr_start[s + 1]):
             n_ = nbr[q]
             inside = False
             for k in range(n_sel):
                 if sel[k] == n_:
                     inside = True
-            total += _bond_cost(cs, codes[n_], p_core, p_surf) * (0.5 if inside else 1.0)
+            total += _bond_cost(cs, codes[n_], p_core, p_surf, p_expose) * (0.5 if inside else 1.0)
     return total
 
 
@@ -175,8 +178,8 @@ def _accumulate(codes, n_core_col, n_occ_col, prob_core, prob_occ, sum_core, sq_
 
 @nb.njit(cache=True)
 def anneal(codes, fixed, mirror, nbr_start, nbr, col_of_site, gstart, gorder, view_of_col, eoc, inc, nlen, curves,
-           lam, measured, weight, p_core, p_surf, core_ref, occ_ref, move_weights, n_anneal, n_sample, t0, thin,
-           seed):  # fmt: skip
+           lam, measured, weight, p_core, p_surf, p_expose, core_ref, occ_ref, move_weights, n_anneal, n_sample, t0,
+           thin, seed):  # fmt: skip
     """Anneal ``codes`` in place, then sample at temperature 1.
 
     ``fixed[s]`` marks sites no move may change; ``mirror[s]`` is the site's mirror
@@ -206,9 +209,9 @@ def anneal(codes, fixed, mirror, nbr_start, nbr, col_of_site, gstart, gorder, vi
     # total bond energy: every bond once (half of the sum over sites of each site's bonds, plus the outside ones)
     for s in range(m):
         cs = codes[s]
-        bonds += (12 - (nbr_start[s + 1] - nbr_start[s])) * _bond_cost(cs, EMPTY, p_core, p_surf)
+        bonds += (12 - (nbr_start[s + 1] - nbr_start[s])) * _bond_cost(cs, EMPTY, p_core, p_surf, p_expose)
         for q in range(nbr_start[s], nbr_start[s + 1]):
-            bonds += 0.5 * _bond_cost(cs, codes[nbr[q]], p_core, p_surf)
+            bonds += 0.5 * _bond_cost(cs, codes[nbr[q]], p_core, p_surf, p_expose)
     n_core = 0
     n_occ = 0
     for s in range(m):
@@ -326,7 +329,7 @@ def anneal(codes, fixed, mirror, nbr_start, nbr, col_of_site, gstart, gorder, vi
                         ok = False
         if ok:
             # energy change
-            b_before = _local_bonds(sel, n_sel, codes, nbr_start, nbr, p_core, p_surf)
+            b_before = _local_bonds(sel, n_sel, codes, nbr_start, nbr, p_core, p_surf, p_expose)
             n_t = 0
             for k in range(n_sel):
                 for v in range(n_views):
@@ -351,7 +354,7 @@ def anneal(codes, fixed, mirror, nbr_start, nbr, col_of_site, gstart, gorder, vi
                 g = touched[q]
                 pred[g] = _column_scs(g, view_of_col[g], gstart, gorder, codes, eoc, inc, nlen, curves, lam)
                 c_after += (measured[g] - pred[g]) ** 2 * weight[g]
-            b_after = _local_bonds(sel, n_sel, codes, nbr_start, nbr, p_core, p_surf)
+            b_after = _local_bonds(sel, n_sel, codes, nbr_start, nbr, p_core, p_surf, p_expose)
             d_core = 0
             d_occ = 0
             for k in range(n_sel):
@@ -413,11 +416,12 @@ def compact_reference(positions, centre, nbr_start, nbr) -> np.ndarray:
     return ref
 
 
-def energy_reference(codes, nbr_pairs, degree, predicted, measured, weight, p_core, p_surf) -> float:
+def energy_reference(codes, nbr_pairs, degree, predicted, measured, weight, p_core, p_surf, p_expose=0.0) -> float:
     """Plain-Python energy of a state (χ² of given predictions plus the bond terms), for the tests."""
 
     def cost(a, b):
-        return p_core * ((a == CORE) != (b == CORE)) + p_surf * ((a == EMPTY) != (b == EMPTY))
+        return (p_core * ((a == CORE) != (b == CORE)) + p_surf * ((a == EMPTY) != (b == EMPTY))
+                + p_expose * ({a, b} == {CORE, EMPTY}))
 
     total = float(np.sum((np.asarray(measured) - np.asarray(predicted)) ** 2 * np.asarray(weight)))
     for i, j in nbr_pairs:

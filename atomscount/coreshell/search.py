@@ -28,6 +28,7 @@ from .._checks import check_choice, check_integer, check_positive, check_rng
 from . import _anneal
 from .forward import CORE, EMPTY, SHELL, ForwardModel, LensingTables
 from .model import CoreShellModel
+from .outer import SCALE_RANGE, common_scale, fit_outer_shape, interior
 from .register import particle_sites, register_view, view_rotations
 from .shapes import SHAPES, CoreShape
 from .sites import group_columns, neighbour_pairs
@@ -38,8 +39,8 @@ __all__ = ["search_core_shell", "core_codes", "SearchWarning"]
 TOTAL_TOLERANCE = 0.03
 #: Annealing passes at most: another follows when the scale moved or the sampling beat the annealing.
 MAX_PASSES = 3
-#: Fitted SCS scales outside this range mean the image and the lensing model do not belong together.
-SCALE_RANGE = (0.75, 1.33)
+#: Fitted SCS scales outside SCALE_RANGE (of :mod:`.outer`) mean the image and the lensing model do not belong
+#: together.
 #: A search whose best χ² per measured column exceeds this does not explain the data.
 MAX_REDUCED_CHI2 = 4.0
 
@@ -82,20 +83,49 @@ def _lattice_constant(crystal) -> float:
     return float(zone_axis_crystal(crystal, "001").cell.lengths()[0])
 
 
-def _match(pred_xy, meas_xy, v, tol=0.6, *, allow_unmatched=False):
+def _refine_shift(tree, pred_xy, meas_xy, shift, tol, n_iter=8):
+    for it in range(n_iter):
+        d, idx = tree.query(pred_xy + shift)
+        near = d < max(tol, 0.5 * np.median(d) + tol) if it == 0 else d < tol
+        if not np.any(near):
+            near = d <= np.median(d)
+        shift = shift + np.mean(meas_xy[idx[near]] - (pred_xy[near] + shift), axis=0)
+    return shift
+
+
+def _match(pred_xy, meas_xy, v, tol=0.6, *, allow_unmatched=False, pred_weight=None, meas_value=None):
     """Index of the measured column under each predicted column, after fitting a translation.
 
     With ``allow_unmatched``, a predicted column with no measured column within ``tol``
     gets -1 (it should hold no atoms); otherwise it is an error naming the view.
+
+    With ``pred_weight`` (a length per predicted column) and ``meas_value`` (the SCS per
+    measured column), the translation is chosen among the column offsets near the
+    first guess: the one that leaves fewest measured columns without a predicted one
+    and, among those, correlates the lengths best with the SCS. When the candidate
+    sites stick out of the particle unevenly (a shape still to be fitted), the mean
+    offset alone can put the columns one lattice spacing off.
     """
     tree = cKDTree(meas_xy)
-    shift = meas_xy.mean(axis=0) - pred_xy.mean(axis=0)
-    for _ in range(8):
-        d, idx = tree.query(pred_xy + shift)
-        near = d < max(tol, 0.5 * np.median(d) + tol) if _ == 0 else d < tol
-        if not np.any(near):
-            near = d <= np.median(d)
-        shift += np.mean(meas_xy[idx[near]] - (pred_xy[near] + shift), axis=0)
+    shift = _refine_shift(tree, pred_xy, meas_xy, meas_xy.mean(axis=0) - pred_xy.mean(axis=0), tol)
+    if pred_weight is not None and meas_value is not None and allow_unmatched:
+        pred_tree = cKDTree(pred_xy + shift)
+        centre = meas_xy[np.argmax(meas_value)]
+        _, near_pred = pred_tree.query(centre, k=min(13, len(pred_xy)))
+        best = None
+        for j in np.atleast_1d(near_pred):
+            trial = _refine_shift(tree, pred_xy, meas_xy, shift + centre - (pred_xy[j] + shift), tol, n_iter=2)
+            d, idx = tree.query(pred_xy + trial)
+            hit = d <= tol
+            covered = np.zeros(len(meas_xy), dtype=bool)
+            covered[idx[hit]] = True
+            w = np.asarray(pred_weight, dtype=np.float64)[hit]
+            y = np.asarray(meas_value, dtype=np.float64)[idx[hit]]
+            corr = float(np.corrcoef(w, y)[0, 1]) if hit.sum() > 2 and np.ptp(w) > 0 and np.ptp(y) > 0 else -1.0
+            key = (int(np.sum(~covered)), -corr)
+            if best is None or key < best[0]:
+                best = (key, trial)
+        shift = best[1]
     d, idx = tree.query(pred_xy + shift)
     far = d > tol
     if (np.any(far) and not allow_unmatched) or len(np.unique(idx[~far])) != int(np.sum(~far)):
@@ -110,7 +140,7 @@ def _match(pred_xy, meas_xy, v, tol=0.6, *, allow_unmatched=False):
 BEAM_TOLERANCE_DEGREES = 15.0
 
 
-def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beam=None):
+def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beam=None, *, all_candidates=False):
     """The rotation from view 0's frame to view ``v``'s among the crystal-symmetric candidates.
 
     With ``beam`` (view ``v``'s beam in view 0's frame) only the candidates whose beam
@@ -118,7 +148,9 @@ def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beam=None):
     every projected column on a measured one; those left are ranked by the rank
     correlation of their atoms per column with the measured SCS, and the close ones by
     the χ² of a quick search over views 0 and ``v`` (a spherical core, then a short
-    annealing).
+    annealing). With ``all_candidates`` there is no ranking: the list of every candidate
+    that fits (dicts of rotation, columns, index, rank_correlation) is returned, for the
+    caller to score with a full shape fit.
     """
     from scipy.stats import spearmanr
 
@@ -139,7 +171,9 @@ def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beam=None):
     for rot in candidates:
         cols = group_columns(xyz, rot)
         try:
-            idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
+            idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape,
+                            pred_weight=np.bincount(cols.column_of_site, weights=~empty, minlength=cols.n_columns),
+                            meas_value=scs)  # fmt: skip
         except ValueError:
             continue
         hit = idx >= 0
@@ -149,6 +183,8 @@ def _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beam=None):
     if not tried:
         raise ValueError(f"view {v}: no orientation of the particle of view 0 along [{axis}] puts its columns on the "
                          f"measured ones; the views disagree on the particle")  # fmt: skip
+    if all_candidates:
+        return tried
     best_rho = max(t["rank_correlation"] for t in tried)
     close = [t for t in tried if t["rank_correlation"] >= best_rho - 0.02]
     if len(close) > 1:
@@ -195,7 +231,7 @@ def _quick_chi2(xyz, empty, columns, indices, views, tables, a, gen):
     out = _anneal.anneal(codes, np.zeros(m, dtype=np.bool_), np.full(m, -1, dtype=np.int64), nbr_start, nbr,
                          packed["col_of_site"], packed["gstart"], packed["gorder"], packed["view_of_col"],
                          packed["eoc"], packed["inc"], packed["nlen"], packed["curves"], packed["lam"],
-                         packed["measured"], packed["weight"], 0.5, 0.0, ref, np.zeros(m + 1),
+                         packed["measured"], packed["weight"], 0.5, 0.0, 0.0, ref, np.zeros(m + 1),
                          np.array([1.0, 1.0, 0.0, 0.0]), max(20000, 20 * m), 0, 10.0, 10,
                          int(gen.integers(2**31 - 1)))  # fmt: skip
     return float(out[1])
@@ -255,9 +291,11 @@ def _adjacency(pairs, m):
 def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", counts=None, symmetric: bool = False,
                       rng=None, core_element: str = "Au", shell_element: str = "Ag", n_core: int | None = None,
                       fit_shape: bool | None = None, penalty: float = 0.5, surface_penalty: float = 1.0,
-                      n_anneal: int | None = None, n_sample: int | None = None, start_temperature: float = 20.0,
+                      exposed_penalty: float = 2.0,
+                      n_anneal: int | None = None, n_sample: int | None = None, start_temperature: float | None = None,
                       de_maxiter: int = 60, scs_scale="fit", model_error: float | None = None,
-                      beam_directions=None, progress: bool = False) -> CoreShellModel:  # fmt: skip
+                      beam_directions=None, outer: str = "faceted", scale_prior=(0.95, 0.02),
+                      progress: bool = False) -> CoreShellModel:  # fmt: skip
     """Find which sites of a core-shell particle hold the core element (and, optionally, its shape).
 
     Parameters
@@ -296,10 +334,21 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         Cost added to χ² per exposed core bond (to a shell site or the outside).
     surface_penalty : float
         Cost added to χ² per bond between an atom and an empty site (shape fitting).
+    exposed_penalty : float
+        Further cost per bond between a core atom and an empty site or the outside: a
+        core-shell particle's shell covers its core. Without it, a thinner particle
+        with a larger core exposed at the surface explains two views' SCS about as
+        well as the true one (a core atom scatters like one to two shell atoms). 0
+        allows a bare core.
     n_anneal, n_sample : int, optional
         Proposals in the annealing and in the sampling at temperature 1 (default
-        100 and 50 per candidate site, at least 50,000 and 20,000).
-    start_temperature : float
+        100 and 50 per candidate site, at least 50,000 and 20,000; without counts
+        500 per site for the annealing, at least 200,000).
+    start_temperature : float, optional
+        Temperature at the start of the annealing (default 20; 1.5 without counts,
+        where the faceted shape stage's state only needs refining: a hot start lets
+        the shape melt into a thinner particle with a larger core, which explains
+        the SCS about as well).
     de_maxiter : int
         Generations of the differential evolution.
     scs_scale : "fit" or float
@@ -320,6 +369,26 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         particle 180° about the shared tilt axis changes the projections only through the
         order of the atoms along the beams (lensing), a weak signal. A known beam keeps
         the orientations within 15° of it. Default: every orientation is tried.
+    outer : {"faceted", "columns"}
+        Without counts, how the particle's shape starts. ``"faceted"`` (the default)
+        first fits a convex polyhedron of {100}, {110} and {111} facets (26 facet
+        distances, :class:`~atomscount.coreshell.shapes.FacetedShape`) jointly with a
+        spherical core held under a one-layer shell and one SCS scale for all views
+        (under ``scale_prior``); the site-level stage then starts from it and may
+        still add and remove surface atoms. ``"columns"`` starts from each column
+        filled with the atoms a pure-shell column of its SCS holds (the shape is then
+        left to the annealing alone, which tends to trade atoms for core atoms).
+    scale_prior : (float, float)
+        Without counts and with ``scs_scale="fit"``: the mean and standard deviation of
+        the measured SCS over the lensing model's. The scale trades against the
+        particle's thickness and its core's size (a few % lower scale buys a few more
+        core atoms), which the SCS alone hardly tell apart, so it needs a calibration:
+        the default, 0.95 ± 0.02, is what :func:`atomscount.fit_columns` gives on
+        normalised abTEM multislice images against the integrated SCS of the lensing
+        models (0.93-0.94 on the shipped Au@Ag pair with its true counts; the Gaussian
+        columns miss the probe's tails). For SCS from another source, pass its own
+        (e.g. ``(1.0, 0.02)`` for the lensing model's own SCS). The scale is fitted in
+        the shape stage and then held.
     progress : bool
         Print the stages and their timings.
 
@@ -343,9 +412,18 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     """
     t_start = time.perf_counter()
     check_choice(core, "core", set(SHAPES))
+    check_choice(outer, "outer", {"faceted", "columns"})
+    try:
+        scale_prior = (float(scale_prior[0]), float(scale_prior[1]))
+    except (TypeError, ValueError, IndexError):
+        raise ValueError(f"scale_prior must be (mean, standard deviation), got {scale_prior!r}") from None
+    if not (scale_prior[0] > 0 and scale_prior[1] > 0 and np.all(np.isfinite(scale_prior))):
+        raise ValueError(f"scale_prior must be a positive mean and standard deviation, got {scale_prior!r}")
     penalty = check_positive(penalty, "penalty", allow_zero=True)
     surface_penalty = check_positive(surface_penalty, "surface_penalty", allow_zero=True)
-    start_temperature = check_positive(start_temperature, "start_temperature")
+    exposed_penalty = check_positive(exposed_penalty, "exposed_penalty", allow_zero=True)
+    if start_temperature is not None:
+        start_temperature = check_positive(start_temperature, "start_temperature")
     de_maxiter = check_integer(de_maxiter, "de_maxiter", low=1)
     gen = check_rng(rng)
     if not isinstance(views, list | tuple) or len(views) == 0:
@@ -372,8 +450,11 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         free_scale = False
     fixed_scale = 1.0 if free_scale or isinstance(scs_scale, str) else check_positive(scs_scale, "scs_scale")
 
+    shape_stage = counts is None and outer == "faceted"
     if counts is None:
-        counts_list = [_estimate_counts(parsed[0][1] / fixed_scale, tables[0])]
+        # with the scale to be fitted, candidates for the smallest scale allowed: every column long enough
+        lowest = SCALE_RANGE[0] if shape_stage and isinstance(scs_scale, str) else 1.0
+        counts_list = [_estimate_counts(parsed[0][1] / (fixed_scale * lowest), tables[0])]
         fit_shape = True if fit_shape is None else bool(fit_shape)
     else:
         counts_list = list(counts) if isinstance(counts, list | tuple) else [counts]
@@ -408,10 +489,18 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     xyz, empty, _, reg0 = particle_sites(parsed[0][0], counts_list[0], a, axes[0], margin=1 if fit_shape else 0)
     m = len(xyz)
     columns, measured, sigma, meas_index, rotations, orientation = [], [], [], [], [np.eye(3)], []
+    alternatives = [None]
     for v, (pos, scs, err, _) in enumerate(parsed):
         if v == 0:
             cols = group_columns(xyz)
             idx, _ = _match(cols.xy, pos, v, allow_unmatched=fit_shape)
+        elif shape_stage and v == len(parsed) - 1:
+            # the last view's orientations are told apart by the shape fit itself (below)
+            alternatives = _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beams[v - 1],
+                                   all_candidates=True)  # fmt: skip
+            alternatives.sort(key=lambda t: -t["rank_correlation"])
+            rot, cols, idx = alternatives[0]["rotation"], alternatives[0]["columns"], alternatives[0]["index"]
+            rotations.append(rot)
         else:
             rot, cols, idx, scores = _orient(xyz, empty, parsed, tables, reg0, v, a, fit_shape, gen, beams[v - 1])
             rotations.append(rot)
@@ -434,10 +523,51 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     shape = CoreShape(core, xyz, a, symmetric=symmetric, plane=plane)
     base = np.where(empty, EMPTY, SHELL).astype(np.int64)
     fm = ForwardModel(base, columns, tables, measured, sigma, offsets)
+    nbr_start, nbr = _adjacency(neighbour_pairs(xyz, a), m)
+    allowed = ~empty  # sites the parametric core may take
+    outer_info, scale0 = None, np.ones(len(parsed))
+    if shape_stage:
+        from scipy.sparse import csr_matrix
+
+        adjacency = csr_matrix((np.ones(len(nbr)), nbr, nbr_start), shape=(m, m))
+        # the scale is held at the prior's mean: while the shape is still coarse its χ² (thousands) would pull
+        # the scale wherever it hides the misfit, a few % low, and buy a core too large; checked at the end
+        prior = (scale_prior[0], 1e-6) if isinstance(scs_scale, str) else (1.0, 1e-6)
+
+        def use_alternative(alt):
+            """The last view's columns, SCS and unmatched χ² in orientation ``alt``."""
+            v, (pos, scs, err, _) = len(parsed) - 1, parsed[-1]
+            hit = alt["index"] >= 0
+            columns[v], meas_index[v], rotations[v] = alt["columns"], alt["index"], alt["rotation"]
+            measured[v] = np.where(hit, scs[np.maximum(alt["index"], 0)], 0.0) / fixed_scale
+            sigma[v] = np.where(hit, err[np.maximum(alt["index"], 0)], np.min(err)) / fixed_scale
+            unmatched = np.setdiff1d(np.arange(len(pos)), alt["index"])
+            offsets[v] = float(np.sum((scs[unmatched] / err[unmatched]) ** 2))
+
+        fits = []
+        for alt in alternatives:
+            if alt is not None:  # the last view in this orientation
+                use_alternative(alt)
+                fm = ForwardModel(base, columns, tables, measured, sigma, offsets)
+            fits.append(fit_outer_shape(xyz, fm, reg0["frame"], a, adjacency, gen, prior, progress, core))
+            if alt is not None:
+                alt["shape_energy"] = fits[-1][3]
+        k = int(np.argmin([f[3] for f in fits]))
+        inside, s0, outer_info, chi2_outer = fits[k]
+        if alternatives[k] is not None:
+            use_alternative(alternatives[k])
+            orientation.append([{"rank_correlation": t["rank_correlation"], "shape_energy": t["shape_energy"],
+                                 "chosen": i == k} for i, t in enumerate(alternatives)])  # fmt: skip
+        outer_info["chi2"], outer_info["scs_scale"] = chi2_outer, s0
+        empty = ~inside
+        allowed = interior(inside, adjacency)
+        base = np.where(empty, EMPTY, SHELL).astype(np.int64)
+        scale0 = np.full(len(parsed), s0)
+        fm = ForwardModel(base, columns, tables, [y / s0 for y in measured], [e / s0 for e in sigma], offsets)
 
     def state(p, family=shape):
         rho = family.rho(p)
-        rho[empty] = np.inf
+        rho[~allowed] = np.inf
         if n_core is None:
             is_core = rho <= 1.0
         else:
@@ -467,15 +597,19 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         best_p = p_rich if f_rich <= best_f else shape.from_sphere(best_p)
     codes0 = state(best_p)
     fm.set_codes(codes0)
-    chi2_parametric, scales = _profiled(fm) if free_scale else (fm.chi2(), np.ones(len(parsed)))
+    chi2_parametric, scales = _profiled(fm) if free_scale else (fm.chi2(), scale0)
     t_parametric = time.perf_counter() - t_start
     if progress:
         print(f"  parametric {core}: chi2 {chi2_parametric:.1f} in {t_parametric:.1f} s")
 
     # stage 2 and 3: annealing, then sampling at temperature 1
-    n_anneal = max(50000, 100 * m) if n_anneal is None else check_integer(n_anneal, "n_anneal", low=0)
+    if n_anneal is None:
+        n_anneal = max(200000, 500 * m) if shape_stage else max(50000, 100 * m)
+    n_anneal = check_integer(n_anneal, "n_anneal", low=0)
+    if start_temperature is None:
+        # the shape stage's state is close: refine it (a hot start melts its shape into a thinner, Au-richer one)
+        start_temperature = 1.5 if shape_stage else 20.0
     n_sample = max(20000, 50 * m) if n_sample is None else check_integer(n_sample, "n_sample", low=0)
-    nbr_start, nbr = _adjacency(neighbour_pairs(xyz, a), m)
     moves = np.array([1.0, 0.0 if n_core is not None else 1.0, 0.5 if fit_shape else 0.0,
                       0.5 if fit_shape else 0.0])  # fmt: skip
     thin = max(10, n_sample // 2000)
@@ -495,12 +629,16 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             codes.copy(), np.zeros(m, dtype=np.bool_), mirror, nbr_start, nbr, packed["col_of_site"],
             packed["gstart"], packed["gorder"], packed["view_of_col"], packed["eoc"], packed["inc"], packed["nlen"],
             packed["curves"], packed["lam"], packed["measured"], packed["weight"], penalty, surface_penalty,
-            core_ref, occ_ref, moves, n_anneal, n_sample, start_temperature if n_pass == 0 else 3.0, thin,
+            exposed_penalty, core_ref, occ_ref, moves, n_anneal, n_sample,
+            start_temperature if n_pass == 0 else min(3.0, start_temperature), thin,
             int(gen.integers(2**31 - 1)))  # fmt: skip
         fm.set_codes(best_codes)
         # the sampling at temperature 1 finding a much better state than the annealing: anneal again from it
         improved = bool(n_sample) and energy_anneal - best_energy > max(10.0, 0.02 * abs(best_energy))
-        new_scales = _profiled(fm)[1] if free_scale else scales
+        if free_scale:
+            new_scales = _profiled(fm)[1]
+        else:
+            new_scales = scales
         moved = bool(np.max(np.abs(new_scales / scales - 1.0)) >= 2e-3)
         passes.append({"scales": scales.tolist(), "chi2": best_chi2, "best_energy": best_energy,
                        "best_energy_annealing": energy_anneal, "sampling_improved": improved})  # fmt: skip
@@ -557,6 +695,17 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         reasons.append(f"the measured SCS are {', '.join(f'{x:.2f}' for x in scales)} times the lensing model's "
                        f"(outside {SCALE_RANGE[0]}-{SCALE_RANGE[1]}): is the image normalised to the incident beam "
                        "and the microscope that of the lensing model?")  # fmt: skip
+    if shape_stage and isinstance(scs_scale, str):
+        # the scale the final state itself prefers, against the prior it was held at
+        s_free = float(scales[0]) * common_scale(fm_final, (1.0, 1e6))[1]
+        info_scale_free = s_free
+        if abs(s_free - scale_prior[0]) > 3.0 * scale_prior[1]:
+            reasons.append(f"the final model fits the SCS best at a scale of {s_free:.3f}, but the search held it "
+                           f"at {scale_prior[0]:.3f} (scale_prior {scale_prior[0]:g} ± {scale_prior[1]:g}): the "
+                           "image's normalisation or the lensing model does not match; give the scale (scs_scale) "
+                           "or counts")  # fmt: skip
+    else:
+        info_scale_free = None
     if improved:
         reasons.append(f"after {len(passes)} passes the sampling at temperature 1 still found a state "
                        f"{energy_anneal - best_energy:.1f} below the annealing's best (raise n_anneal)")  # fmt: skip
@@ -570,7 +719,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     core_dict["centroid"] = xyz[best_codes == CORE].mean(axis=0).tolist() if np.any(best_codes == CORE) else None
     core_dict["chi2_parametric"] = chi2_parametric
     core_dict["n_core_parametric"] = int(np.sum(codes0 == CORE))
-    info = {"penalty": penalty, "surface_penalty": surface_penalty, "n_anneal": n_anneal, "n_sample": n_sample,
+    info = {"penalty": penalty, "surface_penalty": surface_penalty, "exposed_penalty": exposed_penalty,
+            "n_anneal": n_anneal, "n_sample": n_sample,
             "lattice_constant": a, "seconds_parametric": t_parametric, "seconds_anneal": t_anneal,
             "seconds_total": time.perf_counter() - t_start, "acceptance_sampling": acceptance,
             "n_views": len(parsed), "n_candidate_sites": m, "fit_shape": fit_shape, "symmetric": symmetric,
@@ -578,7 +728,10 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             "best_energy_annealing": energy_anneal,
             "best_chi2_sampling": best_chi2_sampling if np.isfinite(best_chi2_sampling) else None,
             "convergence": "; ".join(reasons) if reasons else "converged", "orientation_candidates": orientation,
-            "scs_scale": scales.tolist(), "scs_scale_fitted": free_scale, "model_error": model_error,
+            "scs_scale": scales.tolist(),
+            "scs_scale_fitted": free_scale or (shape_stage and isinstance(scs_scale, str)),
+            "model_error": model_error, "outer_shape": outer_info,
+            "scs_scale_preferred": info_scale_free,
             "passes": passes,
             "registration_rms_angstrom": reg0["rms"]}  # fmt: skip
     return CoreShellModel(atoms, p_core[occupied], core_dict, chi2_views, [len(p[0]) for p in parsed], core_counts,

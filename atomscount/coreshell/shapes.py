@@ -24,7 +24,7 @@ import dataclasses
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-__all__ = ["CoreShape", "SHAPES"]
+__all__ = ["CoreShape", "FacetedShape", "SHAPES", "FACET_FAMILIES"]
 
 SHAPES = ("sphere", "ellipsoid", "star")
 
@@ -136,3 +136,83 @@ def normalised_radius(positions, shape: dict) -> np.ndarray:
             factor += c * _harmonic(name, unit)
         return r / (shape["radius"] * np.maximum(factor, 0.05))
     raise ValueError(f"unknown core shape {kind!r}")
+
+
+#: Facet families of the particle's outer shape (cubic directions) and their interplanar spacings / a.
+FACET_FAMILIES = {
+    "100": (np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=float), 0.5),
+    "110": (np.array([[s1 * u[0], s2 * u[1], s2 * u[2]] for u in ([1, 1, 0], [1, 0, 1], [0, 1, 1])
+                      for s1 in (1, -1) for s2 in (1, -1)], dtype=float) / np.sqrt(2.0),
+            0.25 * np.sqrt(2.0)),  # fmt: skip
+    "111": (np.array([[sx, sy, sz] for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)], dtype=float)
+            / np.sqrt(3.0), 1.0 / np.sqrt(3.0)),  # fmt: skip
+    # {311}: the vicinal facets that round off the edges of real (and spherical) particles
+    "311": (np.array([np.roll([3 * sx, sy, sz], k) for k in range(3) for sx in (1, -1) for sy in (1, -1)
+                      for sz in (1, -1)], dtype=float) / np.sqrt(11.0), 1.0 / np.sqrt(11.0)),  # fmt: skip
+}
+
+
+@dataclasses.dataclass
+class FacetedShape:
+    """The particle's outer shape: a convex polyhedron of {100}, {110}, {111} and {311} facets.
+
+    Nanocrystals are bounded by low-index facets (a Wulff-like shape), so the
+    particle is parametrised by the distance of each of its 50 facet planes from a
+    fixed centre; a site is inside when it lies on the inner side of every plane.
+    Different distances make any truncated octahedron, cuboctahedron, cube or
+    rhombicuboctahedron, off-centre and elongated ones included; the {311} facets
+    round off edges and approximate a sphere.
+
+    Parameters
+    ----------
+    positions : ndarray (m, 3)
+        Candidate sites [Å] in the first view's frame.
+    frame : ndarray (3, 3)
+        Rotation from cubic crystal coordinates to that frame (rows: image x, image
+        y, beam), as :func:`atomscount.coreshell.register.register_view` gives it.
+    lattice_constant : float
+    families : tuple of str
+        Facet families used (default all three).
+    """
+
+    positions: np.ndarray
+    frame: np.ndarray
+    lattice_constant: float
+    families: tuple = ("100", "110", "111", "311")
+
+    def __post_init__(self):
+        normals = np.concatenate([FACET_FAMILIES[f][0] for f in self.families])
+        self.spacing = np.concatenate([np.full(len(FACET_FAMILIES[f][0]), FACET_FAMILIES[f][1])
+                                       for f in self.families]) * self.lattice_constant  # fmt: skip
+        self.normals = normals @ np.asarray(self.frame, dtype=np.float64).T  # each row: the normal in the view frame
+        pos = np.asarray(self.positions, dtype=np.float64)
+        # a site as the centre, so that every facet plane can sit half a layer outside a lattice plane
+        self.centre = pos[int(np.argmin(np.linalg.norm(pos - pos.mean(axis=0), axis=1)))]
+        self.projection = (pos - self.centre) @ self.normals.T
+        self.n_facets = len(normals)
+
+    def max_layers(self) -> np.ndarray:
+        """For each facet, the lattice planes from the centre out to the outermost site."""
+        return np.floor(self.projection.max(axis=0) / self.spacing + 1e-6).astype(np.int64)
+
+    def distances(self, layers) -> np.ndarray:
+        """Facet distances [Å] half a layer outside lattice plane ``layers`` (an integer per facet)."""
+        return (np.asarray(layers, dtype=np.float64) + 0.5) * self.spacing
+
+    def depth(self, d) -> np.ndarray:
+        """How many layers inside the polyhedron of facet distances ``d`` each site lies (negative outside)."""
+        return np.min((np.asarray(d)[None, :] - self.projection) / self.spacing[None, :], axis=1)
+
+    def inside(self, d) -> np.ndarray:
+        """True for the sites inside the polyhedron of facet distances ``d`` [Å]."""
+        return np.all(self.projection <= np.asarray(d)[None, :], axis=1)
+
+    def unpack(self, d) -> dict:
+        """The facet distances per family (cubic normals) and the centre [Å]."""
+        d = np.asarray(d, dtype=np.float64)
+        out, k = {"shape": "faceted", "centre": self.centre.tolist()}, 0
+        for f in self.families:
+            n = len(FACET_FAMILIES[f][0])
+            out[f"{{{f}}}"] = d[k : k + n].tolist()
+            k += n
+        return out

@@ -60,13 +60,13 @@ def test_kernel_energy_matches_a_recomputation_from_scratch(lensing):
         out = _anneal.anneal(c, np.zeros(len(pos), dtype=np.bool_), np.full(len(pos), -1), start, nbr,
                              packed["col_of_site"], packed["gstart"], packed["gorder"], packed["view_of_col"],
                              packed["eoc"], packed["inc"], packed["nlen"], packed["curves"], packed["lam"],
-                             packed["measured"], packed["weight"], 0.7, 0.3, core_ref, occ_ref,
+                             packed["measured"], packed["weight"], 0.7, 0.3, 0.4, core_ref, occ_ref,
                              np.array(moves, dtype=float), 3000, 1000, 5.0, 10, 7)  # fmt: skip
         final_energy = out[2]
         fm = ForwardModel(c, cols, [t, t], measured, sigma)
         expected = _anneal.energy_reference(c, pairs, np.diff(start), np.concatenate(fm.predicted),
                                             np.concatenate(measured), np.concatenate([1 / s**2 for s in sigma]),
-                                            0.7, 0.3)  # fmt: skip
+                                            0.7, 0.3, 0.4)  # fmt: skip
         expected -= 0.7 * core_ref[np.sum(c == CORE)] + 0.3 * occ_ref[np.sum(c != EMPTY)]
         assert final_energy == pytest.approx(expected, rel=1e-9, abs=1e-6)
         best = out[0]
