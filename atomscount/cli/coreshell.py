@@ -39,9 +39,9 @@ def add_parser(sub, fmt) -> None:
     cs.add_argument("--fit-shape", action="store_true",
                     help="let the search add and remove surface atoms even with --counts")  # fmt: skip
     cs.add_argument("--penalty", type=float, default=0.5, help="cost added to chi2 per exposed core bond")
-    cs.add_argument("--scale-prior", default="0.95,0.02", metavar="MEAN,SD",
+    cs.add_argument("--scale-prior", default="0.94,0.02", metavar="MEAN,SD",
                     help="without --counts: the measured over the lensing model's SCS, which the shape fit "
-                         "holds at MEAN and the final check allows 3 SD from (0.95: fit_columns on normalised "
+                         "holds at MEAN and the final check allows 3 SD from (0.94: fit_columns on normalised "
                          "images)")  # fmt: skip
     cs.add_argument("--n-anneal", type=int, default=None,
                     help="proposals in the annealing (default 100 per site, at least 50,000)")  # fmt: skip
