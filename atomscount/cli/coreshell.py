@@ -48,6 +48,9 @@ def add_parser(sub, fmt) -> None:
     cs.add_argument("--n-sample", type=int, default=None,
                     help="proposals sampled at temperature 1 for the per-site probabilities (default 50 per site, "
                          "at least 20,000)")  # fmt: skip
+    cs.add_argument("--n-chains", type=int, default=None,
+                    help="independent annealing chains; each site takes the majority's element (default 5 "
+                         "without --counts, 1 with)")  # fmt: skip
     cs.add_argument("--seed", type=int, default=0, help="seed of the search")
     cs.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
     cs.add_argument("--out", type=Path, required=True, help="output folder")
@@ -134,7 +137,8 @@ def _cmd_coreshell(args) -> int:
                                       shell_element=args.shell_element, penalty=args.penalty,
                                       n_anneal=args.n_anneal, n_sample=args.n_sample, n_core=args.n_core,
                                       fit_shape=True if args.fit_shape else None,
-                                      beam_directions=beams, scale_prior=scale_prior)  # fmt: skip
+                                      beam_directions=beams, scale_prior=scale_prior,
+                                      n_chains=args.n_chains)  # fmt: skip
         files = {"model": tmp / "model.h5", "model_xyz": tmp / "model.xyz", "model_cif": tmp / "model.cif"}
         model.to_hdf5(files["model"])
         model.write_xyz(files["model_xyz"])

@@ -73,6 +73,8 @@ def test_faceted_shape_recovers_a_truncated_octahedron_and_its_core_without_coun
     assert _score(model, pos, codes) >= 0.95
     shape = model.info["outer_shape"]
     assert shape["shape"] == "faceted" and abs(shape["scs_scale"] - 1.0) < 0.03
+    # five chains voted on every site; the vote is a state none of them need have been in
+    assert model.info["n_chains"] == 5 and len(model.info["chains"]) == 5
 
 
 def test_without_counts_the_old_column_start_is_still_available(lensing):
@@ -102,6 +104,9 @@ def test_faceted_shape_parameters_are_checked():
     top = shape.max_layers()
     assert shape.inside(shape.distances(top)).all()
     assert shape.inside(shape.distances(top - 1)).sum() < len(pos)
+    with pytest.raises(ValueError, match="n_chains"):
+        search_core_shell([(pos[:, :2], np.ones(len(pos)), np.ones(len(pos)), "001")],
+                          load_default_lensing("Au", "Ag", "001"), "Au", n_chains=0)  # fmt: skip
     with pytest.raises(ValueError, match="scale_prior"):
         search_core_shell([(pos[:, :2], np.ones(len(pos)), np.ones(len(pos)), "001")], {}, "Au",
                           scale_prior=(1.0, -1.0))  # fmt: skip
