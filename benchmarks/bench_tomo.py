@@ -361,9 +361,26 @@ def main(argv=None):
     ap.add_argument("--quick", action="store_true", help="the atoms within 20 Å of the centre, 25 iterations")
     ap.add_argument("--multislice-only", action="store_true",
                     help="only the multislice tilt series (about a minute), written to --out")
+    ap.add_argument("--realistic-only", action="store_true",
+                    help="only the full FePt particle at 1e4 e/Å² (the pipeline's time); its keys are merged into "
+                         "the JSON file at --out")  # fmt: skip
     ap.add_argument("--amorphous-only", action="store_true",
                     help="only the amorphous Si/Ge/Sn particle; its keys are merged into the JSON file at --out")
     args = ap.parse_args(argv)
+    if args.realistic_only:
+        pos, symbols, tilts = load_fept(20.0 if args.quick else None)
+        realistic, _ = run_dose(pos, symbols, tilts, 1e4, 25 if args.quick else 50, 0)
+        result = json.loads(args.out.read_text()) if args.out.is_file() else {}
+        for k in ("recall", "precision", "rmsd_pm", "classification_accuracy", "fe_accuracy", "pt_accuracy", "r1",
+                  "pipeline_seconds", "peak_memory_mb"):
+            result[k] = realistic[k]
+        keep = result.get("realistic_dose", {})
+        result["realistic_dose"] = {**realistic, **{k: keep[k] for k in ("speedup_vs_sart",) if k in keep}}
+        result["realistic_dose"]["machine"] = {"python": platform.python_version(), "cpus": os.cpu_count(),
+                                               "load_average": os.getloadavg()}  # fmt: skip
+        write_json(args.out, result)
+        print(json.dumps({k: result[k] for k in ("recall", "precision", "rmsd_pm", "pipeline_seconds")}))
+        return
     if args.amorphous_only:
         amorphous = run_amorphous(300 if args.quick else 3000)
         result = json.loads(args.out.read_text()) if args.out.is_file() else {}
