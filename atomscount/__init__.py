@@ -5,29 +5,17 @@ atom-tracing tomography.
 """
 
 from ._version import __version__
-from .columns import (
-    ColumnCRLB,
-    ColumnDetection,
-    ColumnFit,
-    ColumnModel,
-    add_columns,
-    add_poisson_noise,
-    crlb,
-    detect_columns,
-    estimate_spacing,
-    find_columns,
-    fit_columns,
-    remove_columns,
-    voronoi_scs,
-)
-from .image import HAADFImage, normalise
-from .io import read_image
 
 #: Subpackages and modules loaded on first attribute access (``ac.library``), so that
 #: ``import atomscount`` stays quick and does not import abTEM or ASE.
 _SUBMODULES = {"columns", "counting", "library", "plot", "io", "image", "cli", "demo", "coreshell", "tomo"}
 #: Names exported from a lazily loaded subpackage: name -> subpackage.
-_LAZY = {"count_atoms": "counting", "ColumnCounts": "counting", "load_default": "library",
+#: The column stage's names too: ``atomscount --help`` and an argument error then import no numerical code.
+_LAZY = {**dict.fromkeys(("ColumnCRLB", "ColumnDetection", "ColumnFit", "ColumnModel", "add_columns",
+                          "add_poisson_noise", "crlb", "detect_columns", "estimate_spacing", "find_columns",
+                          "fit_columns", "remove_columns", "voronoi_scs"), "columns"),
+         "HAADFImage": "image", "normalise": "image", "read_image": "io",
+         "count_atoms": "counting", "ColumnCounts": "counting", "load_default": "library",
          "ScsLibrary": "library", "search_core_shell": "coreshell", "simulate_tilt_series": "tomo",
          "reconstruct": "tomo", "trace_atoms": "tomo", "refine_atoms": "tomo", "classify_atoms": "tomo"}  # fmt: skip
 

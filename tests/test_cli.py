@@ -117,6 +117,8 @@ def _subparsers(parser, prefix=()):
 
 
 def test_every_option_of_every_subcommand_has_help_and_shows_its_default(capsys):
+    """A default is shown where there is one; a required option and a None default show none
+    (the help says what happens when the option is not given)."""
     import argparse
 
     import pytest
@@ -133,10 +135,52 @@ def test_every_option_of_every_subcommand_has_help_and_shows_its_default(capsys)
             if isinstance(action, argparse._HelpAction | argparse._SubParsersAction) or not action.option_strings:
                 continue
             assert action.help, f"{' '.join(path)} {action.option_strings[0]} has no help text"
-            if action.default is not argparse.SUPPRESS and action.required is False:
+            if action.default not in (argparse.SUPPRESS, None) and action.required is False:
                 assert f"(default: {action.default})" in text, f"{' '.join(path)} {action.option_strings[0]}"
             seen += 1
+        assert "(default: None)" not in text, " ".join(path)
     assert seen > 40
+
+
+def test_an_error_from_the_api_names_the_option_not_the_python_argument(tmp_path, capsys):
+    pos = square_lattice((64, 64), 0.1, 1.6)
+    m = ColumnModel((64, 64), 0.1, pos, np.full(len(pos), 0.3), 0.4, background=(0.02,))
+    np.save(tmp_path / "img.npy", m.image())
+    base = ["detect", str(tmp_path / "img.npy"), "--pixel-size", "0.1", "--out", str(tmp_path / "out")]
+    assert main([*base, "--min-distance", "1e9"]) == 2
+    err = capsys.readouterr().err
+    assert "--min-distance must be smaller than the image" in err and "min_distance_angstrom" not in err
+    assert main([*base, "--threshold", "0.3", "--exclude-border", "1e6"]) == 2
+    assert "--exclude-border must be smaller than the image" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "img.npy"), "--pixel-size", "-0.1", "--out", str(tmp_path / "out")]) == 2
+    assert "--pixel-size must be" in capsys.readouterr().err
+    assert main(["fit", str(tmp_path / "nothing.npy"), "--pixel-size", "0.1", "--out", str(tmp_path / "out")]) == 2
+    assert "error: image does not exist" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+
+
+def test_option_names_replace_python_names_only_as_whole_names():
+    from atomscount.cli import _parser
+    from atomscount.cli.main import _option_names
+
+    fit = dict(_subparsers(_parser()))[("fit",)]
+    assert _option_names("max_iter must be >= 1, got 0", fit) == "--max-iter must be >= 1, got 0"
+    assert _option_names("threshold must be a real number", fit) == "--threshold must be a real number"
+    assert _option_names("a relative threshold of 0.3 finds peaks", fit) == "a relative threshold of 0.3 finds peaks"
+    assert _option_names("image.data has 3 NaN/inf pixels", fit) == "image.data has 3 NaN/inf pixels"
+    trace = dict(_subparsers(_parser()))[("tomo", "trace")]
+    assert _option_names("n_classes must be >= 2, got 1", trace) == "--classes must be >= 2, got 1"
+    assert _option_names("pixel_size_angstrom must be > 0", trace) == "pixel_size_angstrom must be > 0"
+
+
+def test_help_and_an_argument_error_import_no_numerical_code():
+    code = ("import sys\nfrom atomscount.cli import main\n"
+            "try:\n    main(['fit', 'x.tif', '--out', 'o', '--min-distance', 'abc'])\nexcept SystemExit:\n    pass\n"
+            "print(sorted(m for m in ('numpy', 'scipy', 'numba', 'matplotlib', 'atomscount.columns') "
+            "if m in sys.modules))")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "--min-distance: invalid float value" in out.stderr
+    assert out.stdout.strip() == "[]"
 
 
 def test_cli_defaults_equal_the_api_defaults():

@@ -6,8 +6,6 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
-
 
 def add_parser(sub, fmt) -> None:
     """Add the ``tomo`` command and its actions to the subparsers ``sub``."""
@@ -76,7 +74,9 @@ def _read_series(path: Path, args: argparse.Namespace):
     return read_tilt_series(path, dose_e_per_angstrom2=args.dose, every=args.every, rng=args.seed)
 
 
-def _angles(spec: str) -> np.ndarray:
+def _angles(spec: str):
+    import numpy as np
+
     path = Path(spec)
     if path.suffix in (".npy", ".txt", ".csv") or path.exists():
         if not path.is_file():
@@ -97,6 +97,7 @@ def _angles(spec: str) -> np.ndarray:
 
 def _read_atoms(path: Path):
     import ase.io
+    import numpy as np
 
     if not path.is_file():
         raise ValueError(f"model file {str(path)!r} does not exist")

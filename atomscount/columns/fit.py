@@ -474,7 +474,8 @@ def fit_columns(
     if progress is None:
         progress = data.size > 1_000_000
     # no total: the fit usually stops long before max_iter, and an estimate from it would mislead
-    bar = tqdm(desc=f"fitting {n:,} columns", unit=" iterations", disable=not progress, leave=False)
+    two = ", pass 1 of 2: least squares" if noise == "poisson" else ""  # the chi2 shown changes scale after it
+    bar = tqdm(desc=f"fitting {n:,} columns{two}", unit=" iterations", disable=not progress, leave=False)
     with bar:
         if noise == "poisson":
             # a rough least-squares pass first (steps down to a third of the errors): a
@@ -483,6 +484,7 @@ def fit_columns(
             st, _, _, it0, _, _ = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=rough,
                                                               stall=0.01 * rough**2, progress=bar)  # fmt: skip
             prob.poisson = True
+            bar.set_description(f"fitting {n:,} columns, pass 2 of 2: Poisson likelihood (chi2 now Pearson's)")
             prob.mask = weights
             prob.floor = 1e-3 * max(float(np.percentile(prob.data[finite], 99.9)), 1e-12)
         else:
