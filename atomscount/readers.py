@@ -1,8 +1,9 @@
 """Readers for microscope image files, one per format, each giving a :class:`~atomscount.image.HAADFImage`.
 
 ``.tif/.tiff`` (tifffile, with rosettasciio's reading of DigitalMicrograph and
-vendor tags as the fallback for the calibration), ``.npy`` (NumPy), and
-``.dm3/.dm4/.emd/.ser/.hspy/.mrc`` (rosettasciio). Nothing is chosen silently: a
+vendor tags as the fallback for the calibration), ``.npy`` (NumPy),
+``.dm3/.dm4/.emd/.ser/.hspy/.mrc`` (rosettasciio), and grey ``.png/.jpg/.jpeg``
+(Pillow; display values, read with a warning). Nothing is chosen silently: a
 file with several signals is read at the one titled HAADF (then ADF, then DF)
 or refused with the list of what it holds, and a stack read without a ``frame``
 warns that its first frame is used.
@@ -87,11 +88,13 @@ def read_image(path, *, pixel_size_angstrom: float | None = None, frame: int | s
     Parameters
     ----------
     path : str or Path
-        ``.tif``, ``.tiff``, ``.npy``, ``.dm3``, ``.dm4``, ``.emd``, ``.ser``,
-        ``.hspy`` or ``.mrc``.
+        ``.tif``, ``.tiff``, ``.npy``, ``.npz``, ``.dm3``, ``.dm4``, ``.emd``,
+        ``.ser``, ``.hspy`` or ``.mrc``; or an 8- or 16-bit grey ``.png``,
+        ``.jpg`` or ``.jpeg`` (display values, not a measurement: read with a
+        warning, and only with ``pixel_size_angstrom``).
     pixel_size_angstrom : float, optional
         Pixel size [Å]. Overrides the file's calibration. Required when the file
-        has none (``.npy``, uncalibrated TIFF).
+        has none (``.npy``, PNG, JPEG, uncalibrated TIFF).
     frame : int or "mean", optional
         Which frame of a stack (3D data) to read, counted from 0, or ``"mean"``
         to average all frames (``metadata["frames_averaged"]`` records how
@@ -132,9 +135,10 @@ def read_image(path, *, pixel_size_angstrom: float | None = None, frame: int | s
     Warns
     -----
     UserWarning
-        When a stack is read without ``frame`` (frame 0 is used), and when a
+        When a stack is read without ``frame`` (frame 0 is used), when a
         colour image whose channels are all equal (a grey image saved as RGB)
-        is read as its first channel.
+        is read as its first channel, and for every PNG or JPEG (its values
+        are display levels, not the detector's).
 
     Examples
     --------
@@ -156,7 +160,8 @@ def read_image(path, *, pixel_size_angstrom: float | None = None, frame: int | s
     if not path.is_file():
         raise FileNotFoundError(f"path does not exist or is not a file: {str(path)!r}")
     suffix = path.suffix.lower()
-    readers = {".tif": _read_tiff, ".tiff": _read_tiff, ".npy": _read_npy, ".npz": _read_npz}
+    readers = {".tif": _read_tiff, ".tiff": _read_tiff, ".npy": _read_npy, ".npz": _read_npz,
+               ".png": _read_display_image, ".jpg": _read_display_image, ".jpeg": _read_display_image}  # fmt: skip
     readers.update(dict.fromkeys(_ROSETTASCIIO, _read_rosettasciio))
     if suffix not in readers:
         raise FileFormatError(f"path has unsupported extension {suffix!r}; supported: {sorted(readers)}")
@@ -340,12 +345,60 @@ def _real_frames(data, samples, path):
     return data[..., 0]
 
 
+def _check_magic(path, magic: bytes, what: str) -> None:
+    """Refuse a file that does not start as ``what`` does (a PNG or a text file named ``.npy``)."""
+    with open(path, "rb") as fh:
+        head = fh.read(len(magic))
+    if head != magic:
+        raise FileFormatError(f"{str(path)!r} is not a {what} (it starts with {head[:8]!r}, not {magic!r}); "
+                              "give the file its real extension")  # fmt: skip
+
+
+def _numpy_refusal(path, exc: ValueError, what: str) -> FileFormatError:
+    if "allow_pickle" in str(exc):  # numpy's advice to unpickle a file of unknown origin is not ours to give
+        return FileFormatError(f"{str(path)!r} holds Python objects, not a numeric array; they are not loaded "
+                               "(unpickling can run code): save the image as a numeric array")  # fmt: skip
+    return FileFormatError(f"{str(path)!r} is not a valid {what}: {exc}")
+
+
 def _read_npy(path, *, calibrate: bool):
+    _check_magic(path, b"\x93NUMPY", ".npy array")
     try:
         data = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise FileFormatError(f"{str(path)!r} is not a valid .npy array: {exc}") from exc
+        raise _numpy_refusal(path, exc, ".npy array") from None
     return [_Signal(data, None, {"format": "npy"})]
+
+
+#: Pillow modes of a grey image, and of colour images whose channels may still be equal.
+_GREY_MODES = {"L", "I;16", "I;16B", "I;16L", "I", "F"}
+_COLOUR_MODES = {"LA", "RGB", "RGBA", "P", "PA"}
+
+
+def _read_display_image(path, *, calibrate: bool):
+    """A PNG or JPEG: a grey image's display values, with a warning (a colour one with equal channels too)."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        kind, mode = im.format, im.mode
+        if mode in ("P", "PA"):
+            im = im.convert("RGBA")
+        elif mode == "1":
+            im = im.convert("L")
+        elif mode not in _GREY_MODES | _COLOUR_MODES:
+            raise FileFormatError(f"{str(path)!r} is a {kind} image in colour mode {mode}; a colour rendering is "
+                                  "not a measurement: read the microscope's original grey-scale file")  # fmt: skip
+        data = np.array(im)
+    bits = {"I;16": 16, "I;16B": 16, "I;16L": 16, "I": 16 if kind == "PNG" else 32, "F": 32}.get(mode, 8)
+    warnings.warn(
+        f"{str(path)!r} is a {bits}-bit {kind} image: its values are display levels"
+        + (" after lossy compression" if kind == "JPEG" else "")
+        + ", not the detector's: SCS and counts from it are not a measurement (read the microscope's original "
+        "file where there is one)",
+        UserWarning,
+        stacklevel=3,
+    )
+    return [_Signal(data, None, {"format": kind.lower()}, samples=mode not in _GREY_MODES and mode != "1")]
 
 
 def _read_npz(path, *, calibrate: bool):
@@ -354,22 +407,28 @@ def _read_npz(path, *, calibrate: bool):
     The pixel size comes from a scalar ``pixel_size_angstrom`` in the archive (as in the
     package's own data files); ``--signal NAME`` picks an array.
     """
+    _check_magic(path, b"PK", ".npz archive (a zip file)")
     try:
         archive = np.load(path, allow_pickle=False)
     except ValueError as exc:
-        raise FileFormatError(f"{str(path)!r} is not a valid .npz archive: {exc}") from exc
-    with archive as z:
-        pixel = None
-        if "pixel_size_angstrom" in z.files and z["pixel_size_angstrom"].size == 1:
-            p = float(z["pixel_size_angstrom"])
-            pixel = (p, p)
-        meta = {"format": "npz"}
-        if "settings" in z.files and z["settings"].ndim == 0 and z["settings"].dtype.kind == "U":
-            settings = _json_description(str(z["settings"]))
-            if "normalised" in settings:
-                meta["normalised"] = _parse_flag(settings["normalised"], "normalised", path)
-        signals = [_Signal(z[k], pixel if calibrate else None, {**meta, "array": k}, k)
-                   for k in z.files if z[k].ndim in (2, 3) and np.issubdtype(z[k].dtype, np.number)]  # fmt: skip
+        raise _numpy_refusal(path, exc, ".npz archive") from None
+    try:
+        with archive as z:
+            pixel = None
+            if "pixel_size_angstrom" in z.files and z["pixel_size_angstrom"].size == 1:
+                p = float(z["pixel_size_angstrom"])
+                pixel = (p, p)
+            meta = {"format": "npz"}
+            if "settings" in z.files and z["settings"].ndim == 0 and z["settings"].dtype.kind == "U":
+                settings = _json_description(str(z["settings"]))
+                if "normalised" in settings:
+                    meta["normalised"] = _parse_flag(settings["normalised"], "normalised", path)
+            signals = [_Signal(z[k], pixel if calibrate else None, {**meta, "array": k}, k)
+                       for k in z.files if z[k].ndim in (2, 3) and np.issubdtype(z[k].dtype, np.number)]  # fmt: skip
+    except FileFormatError:
+        raise
+    except ValueError as exc:  # an object array among the numeric ones
+        raise _numpy_refusal(path, exc, ".npz archive") from None
     if not signals:
         raise FileFormatError(f"{str(path)!r} holds no 2D or 3D numeric array")
     return signals
@@ -434,13 +493,18 @@ def _rosettasciio_tiff_calibration(path) -> tuple[float, float] | None:
     """
     from rsciio.tiff import file_reader
 
-    # rosettasciio leaves the file open when it fails; that is not the user's to act on
+    # rosettasciio leaves the file open when it fails, held by the reference cycles of its
+    # traceback: they are collected here, where the warning is not the user's to act on
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ResourceWarning)
         try:
             signals = file_reader(str(path))
         except Exception:  # a TIFF tifffile reads but rosettasciio does not: no calibration to take from it
-            return None
+            signals = None
+        if signals is None:
+            import gc
+
+            gc.collect()
     if not signals:
         return None
     return _axes_pixel(signals[0].get("axes", []))

@@ -284,3 +284,84 @@ def test_mrc_is_read_through_rosettasciio(tmp_path, stack):
     (tmp_path / "bad.mrc").write_bytes(b"\x00" * 100)
     with pytest.raises(FileFormatError, match="could not read .*bad.mrc"):
         read_image(tmp_path / "bad.mrc")
+
+
+# ------------------------------------------- issue 26: PNG and JPEG, files that are not what they say
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_grey_png_is_read_exactly_with_a_warning_and_only_with_a_pixel_size(tmp_path, dtype):
+    from PIL import Image
+
+    data = np.random.default_rng(0).integers(0, np.iinfo(dtype).max, (12, 9), endpoint=True).astype(dtype)
+    Image.fromarray(data).save(tmp_path / "img.png")
+    with pytest.warns(UserWarning, match=rf"{np.iinfo(dtype).bits}-bit PNG image: its values are display levels"):
+        image = read_image(tmp_path / "img.png", pixel_size_angstrom=0.2)
+    np.testing.assert_array_equal(image.data, data)
+    assert image.pixel_size_angstrom == 0.2 and image.metadata["format"] == "png"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(ValueError, match="pixel_size_angstrom must be given"):
+            read_image(tmp_path / "img.png")
+
+
+def test_grey_jpeg_is_read_with_a_warning_that_names_the_lossy_compression(tmp_path):
+    from PIL import Image
+
+    data = np.tile(np.linspace(0, 255, 16).astype(np.uint8), (16, 1))
+    Image.fromarray(data).save(tmp_path / "img.jpg", quality=100)
+    with pytest.warns(UserWarning, match="JPEG image: .* after lossy compression"):
+        image = read_image(tmp_path / "img.jpg", pixel_size_angstrom=0.1)
+    assert image.data.shape == (16, 16)
+    assert np.abs(image.data - data).max() <= 3  # quality 100: within a few display levels
+
+
+def test_colour_png_is_refused_and_a_grey_one_saved_as_rgb_is_read_with_a_warning(tmp_path):
+    from PIL import Image
+
+    rgb = np.random.default_rng(1).integers(0, 255, (8, 8, 3)).astype(np.uint8)
+    Image.fromarray(rgb).save(tmp_path / "colour.png")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        with pytest.raises(FileFormatError, match="colour image .* not a measurement"):
+            read_image(tmp_path / "colour.png", pixel_size_angstrom=0.1)
+    Image.fromarray(np.repeat(rgb[..., :1], 3, axis=2)).save(tmp_path / "grey.png")
+    with pytest.warns(UserWarning) as record:
+        image = read_image(tmp_path / "grey.png", pixel_size_angstrom=0.1)
+    np.testing.assert_array_equal(image.data, rgb[..., 0])
+    assert any("display levels" in str(w.message) for w in record)
+
+
+@pytest.mark.parametrize("content", [b"\x89PNG\r\n\x1a\n" + bytes(40), b"x_angstrom,y_angstrom\n1,2\n"])
+def test_a_png_or_text_file_named_npy_is_refused_without_numpy_pickle_advice(tmp_path, content):
+    (tmp_path / "img.npy").write_bytes(content)
+    with pytest.raises(FileFormatError, match=r"is not a \.npy array .*give the file its real extension") as exc:
+        read_image(tmp_path / "img.npy", pixel_size_angstrom=0.1)
+    assert "pickle" not in str(exc.value)
+    (tmp_path / "img.npz").write_bytes(content)
+    with pytest.raises(FileFormatError, match=r"is not a \.npz archive"):
+        read_image(tmp_path / "img.npz", pixel_size_angstrom=0.1)
+
+
+def test_an_npy_of_python_objects_is_refused_as_unsafe_not_loaded(tmp_path):
+    np.save(tmp_path / "obj.npy", np.array([[None, 1], [2, 3]], dtype=object), allow_pickle=True)
+    with pytest.raises(FileFormatError, match="holds Python objects, .* not loaded") as exc:
+        read_image(tmp_path / "obj.npy", pixel_size_angstrom=0.1)
+    assert "allow_pickle" not in str(exc.value)
+
+
+def test_reading_a_tiff_leaves_no_file_open(tmp_path):
+    import gc
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # tifffile on (3, rows, cols) without photometric
+        tifffile.imwrite(tmp_path / "planar.tif", np.ones((3, 8, 8), np.float32))  # rosettasciio fails on it
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        for kw in ({}, {"pixel_size_angstrom": 0.1}):
+            try:
+                read_image(tmp_path / "planar.tif", **kw)
+            except ValueError:
+                pass
+        gc.collect()
+    assert not [w for w in record if issubclass(w.category, ResourceWarning)]
