@@ -1,0 +1,95 @@
+"""find_sublattices on perovskite images made with the package's Gaussian column model."""
+
+import numpy as np
+import pytest
+from scipy.spatial import cKDTree
+
+from atomscount import HAADFImage
+from atomscount.columns.model import ColumnModel, add_poisson_noise
+from atomscount.lattice import Sublattices, find_sublattices
+
+A = 3.905  # SrTiO3 [Å]
+
+
+def _perovskite_image(*, seed, shape=(170, 170), pixel=0.2, heights=(0.30, 0.15), widths=(0.45, 0.40)):
+    """A noisy image of A columns on the cell's corners and B columns at (½, ½) (all inside), and the true columns."""
+    g = np.stack(np.meshgrid(np.arange(8), np.arange(8), indexing="ij"), -1).reshape(-1, 2).astype(float)
+    pos = np.vstack([g * A + 2.0, (g + 0.5) * A + 2.0])
+    kind = np.r_[np.zeros(len(g), int), np.ones(len(g), int)]
+    model = ColumnModel(shape, pixel, pos, np.take(heights, kind), np.take(widths, kind), background=(0.02,))
+    data = add_poisson_noise(model.image(), dose_e_per_angstrom2=2e4, pixel_size_angstrom=pixel, rng=seed)
+    return HAADFImage(data, pixel, normalised=True), pos, kind
+
+
+def _labels_right(sub, pos, kind):
+    """Share of columns whose sublattice is their true kind (site 0 is the brighter A site)."""
+    d, i = cKDTree(pos).query(sub.positions)
+    assert d.max() < 0.3
+    return float(np.mean(sub.labels == kind[i]))
+
+
+def test_positions_and_scs_sort_a_and_b_columns_with_no_image():
+    rng = np.random.default_rng(0)
+    g = np.stack(np.meshgrid(np.arange(8.0), np.arange(8.0)), -1).reshape(-1, 2)
+    pos = np.vstack([g * A, (g + 0.5) * A]) + 3.0 + rng.normal(0, 0.03, (128, 2))
+    scs = np.r_[np.full(64, 9.0), np.full(64, 5.0)] * (1 + 0.06 * rng.normal(size=128))
+    sub = find_sublattices(pos, intensities=scs)
+    assert sub.names == ("(0, 0)", "(0.5, 0.5)")
+    assert sub.labels.tolist() == [0] * 64 + [1] * 64
+    assert sub.fit is None and not sub.added.any()
+
+
+def test_every_column_of_an_image_is_on_its_sublattice_and_missed_columns_are_found():
+    image, pos, kind = _perovskite_image(seed=1)
+    rng = np.random.default_rng(1)
+    inner = np.flatnonzero(image.contains(pos, margin_angstrom=-3.0))
+    missed = rng.choice(inner, 5, replace=False)
+    start = np.delete(pos, missed, axis=0) + rng.normal(0, 0.05, (len(pos) - 5, 2))
+    sub = find_sublattices(start, image=image)
+    assert _labels_right(sub, pos, kind) == 1.0
+    assert sub.added.sum() == 5
+    found = sub.positions[sub.added]
+    assert cKDTree(found).query(pos[missed])[0].max() < 0.1  # each missed column recovered in its place
+    # one width per sublattice, each near its truth
+    widths = sub.fit.summary()["widths_by_type"]
+    assert widths["(0, 0)"] == pytest.approx(0.45, abs=0.03)
+    assert widths["(0.5, 0.5)"] == pytest.approx(0.40, abs=0.03)
+    assert sub.fit.type_names == ("(0, 0)", "(0.5, 0.5)")
+
+
+def test_a_spurious_column_is_labelled_off_lattice_and_empty_places_are_not_filled():
+    image, pos, kind = _perovskite_image(seed=2)
+    rng = np.random.default_rng(2)
+    spurious = np.array([[2.0 + 4.2 * A + 0.9, 2.0 + 4.0 * A + 0.2]])  # between sites, on empty background
+    start = np.vstack([pos + rng.normal(0, 0.05, pos.shape), spurious])
+    # a vacancy: a column missing from the image too, so a fit there finds no significant SCS
+    gone = np.flatnonzero(image.contains(pos, margin_angstrom=-4.0))[7]
+    data = image.data - ColumnModel(image.shape, image.pixel_size_angstrom, pos[gone : gone + 1], [0.3 if kind[gone] == 0
+                                    else 0.15], [0.45 if kind[gone] == 0 else 0.40]).image()  # fmt: skip
+    start = np.delete(start, gone, axis=0)
+    sub = find_sublattices(start, image=HAADFImage(data, image.pixel_size_angstrom, normalised=True),
+                           find_missing=True)  # fmt: skip
+    assert sub.n_tested >= 1
+    assert not sub.added.any()  # the vacancy stays empty
+    assert int(np.sum(sub.labels == -1)) == 1
+
+
+def test_n_sublattices_splits_a_site_by_scs():
+    rng = np.random.default_rng(3)
+    g = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
+    pos = g * 3.0 + rng.normal(0, 0.02, (100, 2))
+    heavy = rng.permutation(100) < 30  # no order: only SCS tell them apart
+    scs = np.where(heavy, 12.0, 5.0) * (1 + 0.05 * rng.normal(size=100))
+    sub = find_sublattices(pos, intensities=scs, n_sublattices=2)
+    assert len(sub.names) == 2
+    assert np.array_equal(sub.labels == 1, heavy)
+    with pytest.raises(ValueError, match="n_sublattices=2"):
+        find_sublattices(pos, n_sublattices=2)
+
+
+def test_the_result_checks_its_arrays():
+    sub = find_sublattices(np.stack(np.meshgrid(np.arange(6.0), np.arange(6.0)), -1).reshape(-1, 2) * 3.0)
+    assert isinstance(sub, Sublattices) and sub.summary()["columns_per_sublattice"] == {"(0, 0)": 36}
+    with pytest.raises(ValueError, match="labels must have length 36"):
+        Sublattices(positions=sub.positions, labels=[0], names=sub.names, sites=sub.sites, basis=sub.basis,
+                    added=sub.added)  # fmt: skip
