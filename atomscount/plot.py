@@ -2,14 +2,16 @@
 
 They live with their stages: :mod:`atomscount.columns.plot`,
 :mod:`atomscount.library.plot` and :mod:`atomscount.counting.plot`; the helpers
-every stage's figures share are in ``atomscount._figures``.
+every stage's figures share are in ``atomscount._figures``, the style (one colour per element, the
+style file) in :mod:`atomscount.style`.
 """
 
-from ._figures import COLOUR_PERCENTILES, write_figures
+from ._figures import COLOUR_PERCENTILES, FIGURE_FORMATS, legends_over_data, text_off_canvas, write_figures
 from .columns.plot import (
     BINS_PER_COMPONENT,
     MAX_BINS,
     plot_columns,
+    plot_detection,
     plot_model_residual,
     plot_scs_histogram,
     plot_scs_map,
@@ -45,7 +47,11 @@ __all__ = [
     "residual_summary",
     "scs_bin_edges",
     "save_detection_figure",
+    "plot_detection",
     "write_figures",
+    "text_off_canvas",
+    "legends_over_data",
+    "FIGURE_FORMATS",
     "COLOUR_PERCENTILES",
     "BINS_PER_COMPONENT",
     "MAX_BINS",

@@ -783,11 +783,21 @@ def crlb(model, *, dose_e_per_angstrom2: float) -> ColumnCRLB:
     return ColumnCRLB(sscs, sx, sy, seta, srho, dose)
 
 
-def save_fit(fit: ColumnFit, out_dir) -> dict:
-    """Write ``fit.h5`` and ``columns.csv`` into ``out_dir``; return their paths."""
+def save_fit(fit: ColumnFit, out_dir, *, image: HAADFImage | None = None) -> dict:
+    """Write ``fit.h5`` and ``columns.csv`` into ``out_dir``; return their paths.
+
+    Given the fitted ``image``, ``fit.h5`` keeps the residual ``image - model``
+    (where the fit kept none), so that the image itself is model + residual and
+    figures drawn from ``fit.h5`` alone are drawn over the data.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     paths = {"hdf5": out / "fit.h5", "csv": out / "columns.csv"}
+    if image is not None and fit.residual is None:
+        data = np.asarray(image.data if isinstance(image, HAADFImage) else image, dtype=float)
+        if data.shape != tuple(fit.image_shape):
+            raise ValueError(f"image must have the fit's shape {tuple(fit.image_shape)}, got {data.shape}")
+        fit = dataclasses.replace(fit, residual=data - fit.model().image())
     fit.to_hdf5(paths["hdf5"])
     fit.to_csv(paths["csv"])
     return paths

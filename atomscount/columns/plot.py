@@ -16,24 +16,32 @@ from .._checks import check_positive
 from .._figures import (
     _COLORBAR,
     _LABELS,
-    _MAP_AREA,
     _backdrop,
     _colour_limits,
     _column_scatter,
     _fig_ax,
-    _image_inches,
     _intensity_unit,
     _map_figsize,
     _marker_size,
     _pixel_size,
-    _save_pngs,
     _show_image,
+    write_figures,
 )
 from ..image import HAADFImage
+from ..style import COLUMN_WIDTH_INCH, PAGE_WIDTH_INCH, styled
 from .fit import ColumnFit
 
-__all__ = ["plot_columns", "plot_model_residual", "plot_scs_map", "plot_scs_histogram", "save_fit_figures",
-           "save_detection_figure", "residual_summary", "scs_bin_edges"]
+__all__ = [
+    "plot_columns",
+    "plot_model_residual",
+    "plot_scs_map",
+    "plot_scs_histogram",
+    "save_fit_figures",
+    "plot_detection",
+    "save_detection_figure",
+    "residual_summary",
+    "scs_bin_edges",
+]
 
 #: Histogram bins per SCS spacing of neighbouring mixture components.
 BINS_PER_COMPONENT = 3
@@ -130,7 +138,6 @@ def residual_summary(fit: ColumnFit, image=None, *, dose_e_per_angstrom2: float 
     return out
 
 
-
 def scs_bin_edges(values, *, component_means=None, errors=None) -> np.ndarray:
     """Histogram bin edges that resolve the per-atom peaks of SCS values.
 
@@ -188,35 +195,43 @@ def scs_bin_edges(values, *, component_means=None, errors=None) -> np.ndarray:
     return np.linspace(lo, hi, n + 1)
 
 
-
+@styled
 def plot_columns(image: HAADFImage, fit: ColumnFit, *, ax=None, show_unconverged=True):
-    """The image with fitted column positions (red: flagged as not converged)."""
-    fig, ax = _fig_ax(ax, _map_figsize(image.shape))
-    _show_image(ax, image.data, image.pixel_size_angstrom, alpha=1.0)
+    """The image with fitted column positions (red: flagged as not converged), a colour bar and a scale bar."""
+    fig, ax = _fig_ax(ax, _map_figsize(image.shape, colorbar=True))
+    im = _show_image(ax, image.data, image.pixel_size_angstrom, alpha=1.0)
+    fig.colorbar(im, ax=ax, label=f"intensity ({_intensity_unit(fit)})")
     ok = fit.converged
     size = _marker_size(ax, fit.positions)
     ax.scatter(*fit.positions[ok].T, s=size, c="tab:cyan", marker="+", linewidths=0.8, label="fitted")
     if show_unconverged and (~ok).any():
         ax.scatter(*fit.positions[~ok].T, s=4 * size, facecolors="none", edgecolors="red", label="not converged")
-    ax.set_title(f"{fit.n_columns} columns")
-    ax.legend(loc="upper right", fontsize=8, markerscale=min(1.0, 6.0 / np.sqrt(size)))  # legend-sized markers
+    ax.set_title(f"{fit.n_columns} columns", loc="left")
+    # above the image, beside the title: a legend on an image always hides data
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, borderaxespad=0.1, handletextpad=0.3,
+              markerscale=min(1.0, 6.0 / np.sqrt(size)))  # fmt: skip
     return fig
 
 
-
+@styled
 def plot_model_residual(image: HAADFImage, fit: ColumnFit, *, dose_e_per_angstrom2: float | None = None):
-    """Three panels: data, fitted model and residual, with a colour bar in image units.
+    """Three panels: data, fitted model and residual, with colour bars in image units and scale bars.
 
-    The residual's title states its RMS as :func:`residual_summary` does
+    The figure's title states the residual's RMS as :func:`residual_summary` does
     (relative to the expected noise when ``dose_e_per_angstrom2`` is given).
-    Panels sit side by side, or stacked for an image more than 1.5 times wider than tall.
+    Panels sit side by side on a page-wide figure, or stacked in one column for
+    an image more than 1.5 times wider than tall.
     """
     model = fit.model().image()
     resid = image.data - model
     rows, cols = image.shape
     stacked = cols > 1.5 * rows
-    w, h = _image_inches(image.shape, area=_MAP_AREA / 2)
-    size = (w + _LABELS + _COLORBAR, 3 * (h + _LABELS)) if stacked else (3 * (w + _LABELS) + 2 * _COLORBAR, h + _LABELS)
+    if stacked:
+        w = COLUMN_WIDTH_INCH - _LABELS - _COLORBAR
+        size = (COLUMN_WIDTH_INCH, 3 * (w * rows / cols + _LABELS) + 0.3)
+    else:
+        w = (PAGE_WIDTH_INCH - 2 * _COLORBAR) / 3 - _LABELS
+        size = (PAGE_WIDTH_INCH, min(w * rows / cols, 3 * w) + _LABELS + 0.3)
     fig, axes = plt.subplots(3 if stacked else 1, 1 if stacked else 3, constrained_layout=True, figsize=size)
     axes = np.ravel(axes)
     lo, hi = np.nanpercentile(image.data, [0.5, 99.5])
@@ -224,15 +239,16 @@ def plot_model_residual(image: HAADFImage, fit: ColumnFit, *, dose_e_per_angstro
     for ax, arr, title in ((axes[0], image.data, "data"), (axes[1], model, "fitted model")):
         im = _show_image(ax, arr, image.pixel_size_angstrom, alpha=1.0, vmin=lo, vmax=hi)
         ax.set_title(title)
-    fig.colorbar(im, ax=list(axes[:2]), shrink=0.8, label=f"intensity ({unit})")
+    fig.colorbar(im, ax=list(axes[:2]), shrink=0.9, label=f"intensity ({unit})")
     r = np.nanpercentile(np.abs(resid), 99.5) or 1.0
     im = _show_image(axes[2], resid, image.pixel_size_angstrom, alpha=1.0, cmap="RdBu_r", vmin=-r, vmax=r)
-    axes[2].set_title(residual_summary(fit, image, dose_e_per_angstrom2=dose_e_per_angstrom2)["text"], fontsize=9)
-    fig.colorbar(im, ax=axes[2], shrink=0.8, label=f"data − model ({unit})")
+    axes[2].set_title("residual")
+    fig.colorbar(im, ax=axes[2], shrink=0.9, label=f"data − model ({unit})")
+    fig.suptitle(residual_summary(fit, image, dose_e_per_angstrom2=dose_e_per_angstrom2)["text"])
     return fig
 
 
-
+@styled
 def plot_scs_map(fit: ColumnFit, *, ax=None, image: HAADFImage | None = None):
     """Columns coloured by SCS, over the image (default: the fitted model).
 
@@ -249,7 +265,7 @@ def plot_scs_map(fit: ColumnFit, *, ax=None, image: HAADFImage | None = None):
     return fig
 
 
-
+@styled
 def plot_scs_histogram(fit: ColumnFit, *, ax=None, bins=None, voronoi=True, component_means=None):
     """Histogram of the converged columns' SCS, with the Voronoi estimate beside it.
 
@@ -257,7 +273,7 @@ def plot_scs_histogram(fit: ColumnFit, *, ax=None, bins=None, voronoi=True, comp
     ``component_means`` (e.g. ``counts.component_means``) are given, else
     Freedman–Diaconis refined by the SCS errors.
     """
-    fig, ax = _fig_ax(ax, (6.5, 4.2))
+    fig, ax = _fig_ax(ax, (COLUMN_WIDTH_INCH, 2.6))
     ok = fit.converged
     x = fit.scs[ok]
     show_voronoi = voronoi and fit.n_columns and np.all(np.isfinite(fit.voronoi_scs))
@@ -274,45 +290,44 @@ def plot_scs_histogram(fit: ColumnFit, *, ax=None, bins=None, voronoi=True, comp
     ax.set_xlabel(f"SCS ({fit.scs_unit})")
     ax.set_ylabel("columns")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{int(ok.sum())} converged columns")
-    ax.legend()
+    ax.set_title(f"{int(ok.sum())} converged columns", loc="left")
+    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, borderaxespad=0.1)
     return fig
 
 
-
-def save_fit_figures(image: HAADFImage, fit: ColumnFit, out_dir, *, dose_e_per_angstrom2: float | None = None) -> dict:
-    """Write the four column-fit figures as PNG into ``out_dir``; return their paths."""
+def save_fit_figures(image: HAADFImage, fit: ColumnFit, out_dir, *, dose_e_per_angstrom2: float | None = None,
+                     fmt: str = "png", dpi: float | None = None) -> dict:  # fmt: skip
+    """Write the four column-fit figures into ``out_dir`` (see :func:`~atomscount._figures.write_figures` for
+    ``fmt``, ``"png"``, ``"pdf"`` or ``"svg"``, and ``dpi`` [dots per inch]); return their paths."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    figs = {
-        "columns": plot_columns(image, fit),
-        "model_residual": plot_model_residual(image, fit, dose_e_per_angstrom2=dose_e_per_angstrom2),
-        "scs_map": plot_scs_map(fit, image=image),
-        "scs_histogram": plot_scs_histogram(fit),
+    makers = {
+        "columns": lambda: plot_columns(image, fit),
+        "model_residual": lambda: plot_model_residual(image, fit, dose_e_per_angstrom2=dose_e_per_angstrom2),
+        "scs_map": lambda: plot_scs_map(fit, image=image),
+        "scs_histogram": lambda: plot_scs_histogram(fit),
     }
-    return _save_pngs(figs, out)
+    return write_figures(makers, out, fmt=fmt, dpi=dpi)
 
 
-
-def save_detection_figure(image: HAADFImage, positions, path, *, detection=None) -> Path:
-    """Draw detected columns over the image (and, for a model-based detection, the
-    candidates it added and removed) and write a PNG to ``path``; return it.
+@styled
+def plot_detection(image: HAADFImage, positions, *, detection=None):
+    """Detected columns over the image (and, for a model-based detection, the candidates it added and
+    removed), page-wide, with a colour bar and a scale bar.
 
     The figure is what to check before fitting: every column should carry a marker,
     and nothing else should.
     """
-    from ..io import atomic_path
-
     pos = np.asarray(positions, dtype=float).reshape(-1, 2)
     ny, nx = image.shape
-    aspect = ny / nx
-    width = 7.0 if aspect <= 1 else float(np.clip(7.0 / aspect, 3.0, 7.0))
-    height = float(np.clip(width * aspect, 2.0, 10.0)) + 0.6
+    width = PAGE_WIDTH_INCH
+    height = float(np.clip((width - _COLORBAR - _LABELS) * ny / nx, 1.5, 9.0)) + _LABELS + 0.3
     fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
     data = np.where(np.isfinite(image.data), image.data, np.nan)
     lo, hi = np.nanpercentile(data, [0.5, 99.5]) if np.isfinite(data).any() else (0.0, 1.0)
-    p = image.pixel_size_angstrom
-    ax.imshow(data, cmap="gray", vmin=lo, vmax=hi, extent=(-0.5 * p, (nx - 0.5) * p, (ny - 0.5) * p, -0.5 * p))
+    im = _show_image(ax, data, image.pixel_size_angstrom, alpha=1.0, vmin=lo, vmax=hi)
+    unit = {True: "fraction of beam", False: "counts"}.get(image.metadata.get("normalised"), "image units")
+    fig.colorbar(im, ax=ax, label=f"intensity ({unit})", shrink=0.9)
     size = float(np.clip(3000.0 / max(len(pos), 1), 4.0, 40.0))
     if detection is not None and len(detection.removed):
         # faint and underneath: the candidates tried must not hide the result
@@ -320,12 +335,16 @@ def save_detection_figure(image: HAADFImage, positions, path, *, detection=None)
                    alpha=0.35, zorder=1, label=f"tried and removed ({len(detection.removed)})")  # fmt: skip
     ax.scatter(*pos.T, s=size, facecolors="none", edgecolors="tab:red", linewidths=0.8, zorder=2,
                label=f"columns ({len(pos)})")  # fmt: skip
-    ax.set_aspect("equal")
-    ax.set_xlabel("x (Å)")
-    ax.set_ylabel("y (Å)")
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.04), ncols=2, fontsize="small", frameon=False)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, borderaxespad=0.1)
+    return fig
+
+
+def save_detection_figure(image: HAADFImage, positions, path, *, detection=None, fmt: str = "png",
+                          dpi: float | None = None) -> Path:  # fmt: skip
+    """Write :func:`plot_detection` to ``path`` (its suffix made ``fmt``: ``"png"``, ``"pdf"`` or ``"svg"``)
+    atomically; return the path written."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
-    return path
+    fmt = fmt.lower() if isinstance(fmt, str) else fmt
+    written = write_figures({path.stem: lambda: plot_detection(image, positions, detection=detection)},
+                            path.parent, fmt=fmt, dpi=dpi)  # fmt: skip
+    return written[path.stem]

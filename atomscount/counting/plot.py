@@ -9,15 +9,23 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from .._figures import _backdrop, _column_scatter, _fig_ax, _map_figsize, _pixel_size, _positions, _save_pngs
+from .._figures import _backdrop, _column_scatter, _fig_ax, _map_figsize, _pixel_size, _positions, write_figures
 from ..columns.fit import ColumnFit
 from ..columns.plot import scs_bin_edges
 from ..image import HAADFImage
+from ..style import COLUMN_WIDTH_INCH, PAGE_WIDTH_INCH, element_color, styled
 
-__all__ = ["plot_count_histogram", "plot_icl", "plot_count_map", "plot_count_probability_map", "plot_model_3d",
-           "save_count_figures"]
+__all__ = [
+    "plot_count_histogram",
+    "plot_icl",
+    "plot_count_map",
+    "plot_count_probability_map",
+    "plot_model_3d",
+    "save_count_figures",
+]
 
 
+@styled
 def plot_count_histogram(counts, *, ax=None, bins=None, scs_unit: str = "image units·Å²"):
     """SCS histogram with the fitted mixture components and their sum.
 
@@ -26,7 +34,7 @@ def plot_count_histogram(counts, *, ax=None, bins=None, scs_unit: str = "image u
     """
     from scipy.stats import norm
 
-    fig, ax = _fig_ax(ax, (7, 4.2))
+    fig, ax = _fig_ax(ax, (COLUMN_WIDTH_INCH, 2.6))
     x = np.asarray(counts.scs, dtype=float).ravel()
     x = x[np.isfinite(x)]
     means = np.asarray(counts.component_means, dtype=float)
@@ -49,11 +57,11 @@ def plot_count_histogram(counts, *, ax=None, bins=None, scs_unit: str = "image u
     ax.set_ylabel("columns")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_title(f"{counts.method}: {counts.n_components} components")
-    ax.legend()
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     return fig
 
 
-
+@styled
 def plot_icl(counts, *, ax=None):
     """ICL, AIC and BIC against the number of components G (integer ticks).
 
@@ -65,7 +73,7 @@ def plot_icl(counts, *, ax=None):
     Results saved before candidates carried ``consistent`` and ``depth_sigma``
     show every candidate as a circle.
     """
-    fig, ax = _fig_ax(ax, (8.5, 4.2))
+    fig, ax = _fig_ax(ax, (PAGE_WIDTH_INCH, 2.8))
     icl = np.asarray(counts.icl)
     if icl.size == 0:
         ax.text(0.5, 0.5, f"no ICL curve for method {counts.method!r}", ha="center", transform=ax.transAxes)
@@ -94,7 +102,7 @@ def plot_icl(counts, *, ax=None):
     runners = [c for c in cands if c["n_components"] != counts.n_components][:3]
     for k, c in enumerate(runners):
         ax.annotate(f"#{k + 2}", (c["n_components"], c["icl"]), textcoords="offset points", xytext=(3, 5 + 7 * k),
-                    fontsize=7, color="0.2")  # fmt: skip
+                    fontsize=7, color="0.2", annotation_clip=False)  # fmt: skip
     if runners:
         ax.plot([], [], ls="none", label="runners-up #2-#4: G = " + ", ".join(str(c["n_components"]) for c in runners))
     if gmin != counts.n_components:
@@ -102,27 +110,29 @@ def plot_icl(counts, *, ax=None):
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("number of components G")
     ax.set_ylabel("criterion (lower is better)")
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0.0)
     return fig
 
 
-
+@styled
 def plot_count_map(fit, counts, *, ax=None, image: HAADFImage | None = None, frame: int = 0):
-    """Columns coloured (and, when few, labelled) by their atom count.
+    """Columns coloured by their atom count on a discrete colour bar (one colour per count), the count
+    written on each column where the columns are drawn large enough to hold it legibly.
 
     ``fit`` is a :class:`ColumnFit` or the (n, 2) positions [Å]. The map is drawn
-    over ``image``, else over the fitted model (a ColumnFit), as the title says.
+    over ``image``, else over the image a fit keeps (its model plus its residual,
+    see :func:`~atomscount.columns.fit.save_fit`), else over the fitted model, as
+    the title says.
     """
     c = np.atleast_2d(counts.counts)[frame]
     fig, ax, backdrop, where = _count_axes(fit, ax, image)
-    sc = _column_scatter(_positions(fit), np.where(c >= 0, c, np.nan), ax, backdrop, _pixel_size(fit, image),
-                         "viridis", "atoms in the column", annotate=True)  # fmt: skip
-    sc.colorbar.ax.yaxis.set_major_locator(MaxNLocator(integer=True))
+    _column_scatter(_positions(fit), np.where(c >= 0, c, np.nan), ax, backdrop, _pixel_size(fit, image),
+                    "viridis", "atoms in the column", annotate=True, discrete=True)  # fmt: skip
     ax.set_title(f"atom counts ({int(np.where(c >= 0, c, 0).sum())} atoms) {where}".strip())
     return fig
 
 
-
+@styled
 def plot_count_probability_map(fit, counts, *, ax=None, image: HAADFImage | None = None, frame: int = 0):
     """Columns coloured by the posterior probability of their count, over the image as in :func:`plot_count_map`."""
     p = np.atleast_2d(counts.probability)[frame]
@@ -133,18 +143,19 @@ def plot_count_probability_map(fit, counts, *, ax=None, image: HAADFImage | None
     return fig
 
 
-
+@styled
 def plot_model_3d(atoms, *, ax=None, color_by="element"):
-    """3D scatter of an atomic model (from :func:`atomscount.counting.model_from_counts`)."""
+    """3D scatter of an atomic model (from :func:`atomscount.counting.model_from_counts`), each element in
+    its colour (:func:`atomscount.style.element_color`)."""
     if ax is None:
-        fig = plt.figure(figsize=(6.5, 6), constrained_layout=True)
+        fig = plt.figure(figsize=(COLUMN_WIDTH_INCH, 3.2), constrained_layout=True)
         ax = fig.add_subplot(projection="3d")
     fig = ax.figure
     pos = atoms.positions
     sym = np.array(atoms.get_chemical_symbols())
-    for i, el in enumerate(np.unique(sym)):
+    for el in np.unique(sym):
         m = sym == el
-        ax.scatter(*pos[m].T, s=18, depthshade=True, color=plt.cm.tab10(i), label=f"{el} ({int(m.sum())})")
+        ax.scatter(*pos[m].T, s=8, depthshade=True, color=element_color(str(el)), label=f"{el} ({int(m.sum())})")
     ax.set_xlabel("x (Å)")
     ax.set_ylabel("y (Å)")
     ax.set_zlabel("z, beam (Å)")
@@ -152,30 +163,30 @@ def plot_model_3d(atoms, *, ax=None, color_by="element"):
     mid = pos.mean(axis=0) if len(pos) else np.zeros(3)
     for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
         setter(c - span / 2, c + span / 2)
-    ax.legend()
+    fig.legend(loc="outside upper right")
     ax.set_title(f"{len(atoms)} atoms")
     return fig
 
 
+def save_count_figures(fit, counts, out_dir, *, image: HAADFImage | None = None, model=None, fmt: str = "png",
+                       dpi: float | None = None) -> dict:  # fmt: skip
+    """Write the counting figures into ``out_dir`` as ``fmt`` (``"png"``, ``"pdf"`` or ``"svg"``) at ``dpi``
+    [dots per inch] (default the style's); return their paths.
 
-def save_count_figures(fit, counts, out_dir, *, image: HAADFImage | None = None, model=None) -> dict:
-    """Write the counting figures as PNG into ``out_dir``; return their paths.
-
-    The maps are drawn over ``image``, or, without one, over the fitted model of
-    ``fit`` (a :class:`ColumnFit`). SCS are labelled in ``fit.scs_unit``.
+    The maps are drawn over ``image``, or, without one, over the image ``fit`` keeps
+    (model plus residual) or its fitted model. SCS are labelled in ``fit.scs_unit``.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     unit = fit.scs_unit if isinstance(fit, ColumnFit) else "image units·Å²"
-    figs = {"count_histogram": plot_count_histogram(counts, scs_unit=unit),
-            "count_map": plot_count_map(fit, counts, image=image),
-            "count_probability": plot_count_probability_map(fit, counts, image=image)}  # fmt: skip
+    makers = {"count_histogram": lambda: plot_count_histogram(counts, scs_unit=unit),
+              "count_map": lambda: plot_count_map(fit, counts, image=image),
+              "count_probability": lambda: plot_count_probability_map(fit, counts, image=image)}  # fmt: skip
     if np.asarray(counts.icl).size:
-        figs["icl"] = plot_icl(counts)
+        makers["icl"] = lambda: plot_icl(counts)
     if model is not None:
-        figs["model_3d"] = plot_model_3d(model)
-    return _save_pngs(figs, out)
-
+        makers["model_3d"] = lambda: plot_model_3d(model)
+    return write_figures(makers, out, fmt=fmt, dpi=dpi)
 
 
 def _count_axes(fit, ax, image):

@@ -5,16 +5,18 @@ from __future__ import annotations
 import numpy as np
 
 from .._figures import _fig_ax
+from ..style import COLUMN_WIDTH_INCH, styled
 
 __all__ = ["plot_scs_library", "plot_mixed_predictions"]
 
 
+@styled
 def plot_scs_library(library, *, ax=None, extrapolate_to=None):
     """SCS against the number of atoms, with the phonon standard error, each
     configuration faintly, and the fitted thickness curve (dashed where extrapolated)."""
     from .scs import thickness_curve
 
-    fig, ax = _fig_ax(ax, (6.5, 4.4))
+    fig, ax = _fig_ax(ax, (COLUMN_WIDTH_INCH, 3.0))
     n = library.n_atoms
     for row in library.scs_per_config:
         ax.plot(n, row, color="0.8", lw=0.6)
@@ -26,19 +28,19 @@ def plot_scs_library(library, *, ax=None, extrapolate_to=None):
     ax.plot(ne, thickness_curve(ne, **library.curve), "--", color="tab:orange", label="extrapolated")
     ax.set_xlabel("atoms in column")
     ax.set_ylabel("SCS (Å²)")
-    ax.set_title(f"{library.element} [{library.zone_axis}]")
-    ax.legend()
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, borderaxespad=0.1,
+              title=f"{library.element} [{library.zone_axis}]", alignment="left")  # fmt: skip
     return fig
 
 
-
+@styled
 def plot_mixed_predictions(models: dict, mixed, *, ax=None):
     """Predicted against multislice SCS of mixed columns (each sequence at its full length), per model.
 
     ``models`` maps a label to anything with ``predict(sequences)`` (a
     :class:`~atomscount.library.LensingModel` or :class:`~atomscount.library.LinearModel`).
     """
-    fig, ax = _fig_ax(ax, (5.5, 5.2))
+    fig, ax = _fig_ax(ax, (COLUMN_WIDTH_INCH, 3.4))
     seqs, truth = [], []
     for i, row in enumerate(mixed.sequences):
         k = int(np.sum(np.asarray(row) != ""))
@@ -53,6 +55,6 @@ def plot_mixed_predictions(models: dict, mixed, *, ax=None):
     ax.plot([lo, hi], [lo, hi], "k-", lw=0.8)
     ax.set_xlabel("multislice SCS (Å²)")
     ax.set_ylabel("predicted SCS (Å²)")
-    ax.set_title(f"{len(seqs)} held-out mixed columns")
-    ax.legend(fontsize=8)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), borderaxespad=0.1,
+              title=f"{len(seqs)} held-out mixed columns", alignment="left")  # fmt: skip
     return fig

@@ -118,8 +118,8 @@ def test_core_count_map_sums_to_the_core_atoms_in_each_view(searched):
 def test_save_coreshell_figures_writes_every_png_and_nothing_else(searched, tmp_path):
     model, views, lens = searched
     paths = save_coreshell_figures(model, tmp_path, views=views, lensing=lens)
-    assert set(paths) == {"slice_elements", "slice_probability", "core_counts_0_001", "core_counts_1_110",
-                          "scs_0_001", "scs_1_110"}  # fmt: skip
+    assert set(paths) == {"slice_elements", "slice_probability", "slices_z", "core_counts_0_001",
+                          "core_counts_1_110", "scs_0_001", "scs_1_110"}  # fmt: skip
     for p in paths.values():
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in paths.values())

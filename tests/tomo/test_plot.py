@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from atomscount.style import element_color  # noqa: E402
 from atomscount.tomo import random_packing  # noqa: E402
 from atomscount.tomo.plot import plot_bond_order, plot_pair_distribution, save_tomo_figures  # noqa: E402
 from atomscount.tomo.trace import TracedAtoms  # noqa: E402
@@ -30,9 +31,9 @@ def test_pair_distribution_figure_draws_the_total_and_every_pair():
     labels = [line.get_label() for line in ax.get_lines() if not line.get_label().startswith("_")]
     assert labels[0] == "total" and len(labels) == 1 + 6  # Si-Si, Si-Ge, Si-Sn, Ge-Ge, Ge-Sn, Sn-Sn
     assert "Å" in ax.get_xlabel() and "200 atoms" in ax.get_title()
-    # an element keeps its class colour: Si-Si in the Si colour
+    # an element keeps its colour of every figure: Si-Si in the Si colour
     si = next(line for line in ax.get_lines() if line.get_label().startswith("Si–Si"))
-    assert matplotlib.colors.same_color(si.get_color(), plt.cm.tab10(1))
+    assert matplotlib.colors.same_color(si.get_color(), element_color("Si"))
     plt.close(fig)
 
 
