@@ -250,7 +250,8 @@ def strain_map(
     """Displacements, strain and rotation of every column against a reference lattice.
 
     The reference lattice (two vectors shared by all sublattices, one origin per
-    sublattice) is fitted by least squares to the columns in ``reference_region``.
+    sublattice) is fitted by least squares to the columns in ``reference_region``
+    (a sublattice with no column there takes its origin from all its columns).
     Each column's displacement is its position minus its reference point (lattice
     indices are carried from neighbour to neighbour, so that they stay right where
     the lattice is strained by more than half a cell over the image). The
@@ -294,8 +295,8 @@ def strain_map(
     Raises
     ------
     ValueError
-        When the reference region holds fewer than 5 columns of a mapped sublattice
-        (or none of one), or for a bad option value.
+        When the reference region holds fewer than 5 columns of its best-populated
+        sublattice, or for a bad option value.
 
     Notes
     -----
@@ -336,7 +337,9 @@ def strain_map(
         if start.sum() < 5:
             raise ValueError(f"reference_region must hold at least 5 columns of sublattice {names[main]!r}, "
                              f"got {int(start.sum())}")  # fmt: skip
-        basis = find_basis(pos[start])
+        # the starting vectors only carry the indices from neighbour to neighbour: all the sublattice's
+        # columns give them more surely than a small region
+        basis = find_basis(pos[used & (labels == main)])
         a, b = basis.a, basis.b
     else:
         a, b = reference.a, reference.b
@@ -345,12 +348,15 @@ def strain_map(
     for s in chosen:
         members = np.flatnonzero(used & (labels == s))
         ref_members = members[in_ref[members]]
-        if ref_members.size == 0:
-            raise ValueError(f"reference_region holds no column of sublattice {names[s]!r}; widen it, or choose "
-                             "sublattice")  # fmt: skip
+        if ref_members.size == 0:  # its origin comes from all its columns (strain does not depend on it)
+            ref_members = members
         seed = ref_members[np.argmin(np.linalg.norm(pos[ref_members] - centre, axis=1))]
         idx[members] = _index(pos[members], int(np.flatnonzero(members == seed)[0]), a, b)
     a, b, origins, cov_b = _fit_reference(pos, idx, labels, in_ref, chosen, a, b, reference, angle_degrees)
+    for q, s in enumerate(chosen):
+        outside = used & (labels == s)
+        if not np.any(outside & in_ref):
+            origins[q] = np.mean(pos[outside] - idx[outside] @ np.column_stack([a, b]).T, axis=0)
     slot = {s: k for k, s in enumerate(chosen)}
     ref_pos = np.full((n, 2), np.nan)
     for s in chosen:
@@ -492,16 +498,17 @@ def _index(pos, seed, a, b):
 
 def _fit_reference(pos, idx, labels, in_ref, chosen, a, b, reference, angle_degrees):
     """Least-squares reference lattice: (a, b, origins (k, 2), covariance of (a_x, a_y, b_x, b_y))."""
-    k = len(chosen)
     rows = np.flatnonzero(in_ref)
-    slot = np.searchsorted(chosen, labels[rows])
+    present = [s for s in chosen if np.any(labels[rows] == s)]
+    k = len(present)
+    slot = np.searchsorted(present, labels[rows])
     onehot = np.zeros((len(rows), k))
     onehot[np.arange(len(rows)), slot] = 1.0
     ij = idx[rows].astype(float)
     if reference is not None:
         resid = pos[rows] - ij @ np.column_stack([a, b]).T
-        origins = np.array([resid[slot == q].mean(axis=0) for q in range(k)])
-        return np.asarray(a, float), np.asarray(b, float), origins, np.zeros((4, 4))
+        fitted = np.array([resid[slot == q].mean(axis=0) for q in range(k)])
+        return np.asarray(a, float), np.asarray(b, float), _all_origins(fitted, present, chosen), np.zeros((4, 4))
     design = np.column_stack([onehot, ij])
     if np.linalg.matrix_rank(design) < k + 2:
         raise ValueError("reference_region must span two lattice directions, got columns along one line only")
@@ -517,8 +524,17 @@ def _fit_reference(pos, idx, labels, in_ref, chosen, a, b, reference, angle_degr
         p = [c, 2 + c]
         cov_b[np.ix_(p, p)] = cov_ab
     if angle_degrees is None:
-        return a, b, origins, cov_b
-    return _fit_fixed_angle(pos[rows], ij, onehot, a, b, origins, np.radians(angle_degrees))
+        return a, b, _all_origins(origins, present, chosen), cov_b
+    a, b, origins, cov_b = _fit_fixed_angle(pos[rows], ij, onehot, a, b, origins, np.radians(angle_degrees))
+    return a, b, _all_origins(origins, present, chosen), cov_b
+
+
+def _all_origins(fitted, present, chosen):
+    """One origin per chosen sublattice; NaN for those the region lacks (set from all their columns later)."""
+    out = np.full((len(chosen), 2), np.nan)
+    for q, s in enumerate(present):
+        out[chosen.index(s)] = fitted[q]
+    return out
 
 
 def _fit_fixed_angle(pos, ij, onehot, a, b, origins, angle):
