@@ -19,6 +19,11 @@ __all__ = [
     "check_real_array",
     "memory_limit_bytes",
     "check_memory",
+    "check_bool",
+    "check_labels",
+    "check_column_count",
+    "check_column_spacing",
+    "MIN_COLUMN_SPACING_ANGSTROM",
 ]
 
 
@@ -247,3 +252,60 @@ def check_real_array(values, name: str) -> np.ndarray:
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
     return arr.astype(np.float64, copy=False)
+
+
+def check_bool(value, name: str) -> bool:
+    """Return ``value`` as a bool, raising TypeError unless it is True or False (a NumPy bool too).
+
+    A string such as ``"no"`` is truthy, so it is refused rather than taken as True.
+    """
+    if not isinstance(value, bool | np.bool_):
+        raise TypeError(f"{name} must be True or False, got {_describe(value)}")
+    return bool(value)
+
+
+def check_labels(values, name: str, n: int) -> np.ndarray:
+    """Return ``values`` as an ``(n,)`` array of labels (strings or integers), one per item.
+
+    None, floats (NaN among them) and other objects are refused with the index of the first one, so
+    that sorting the labels cannot fail inside NumPy.
+    """
+    arr = np.asarray(values, dtype=object if isinstance(values, list | tuple) else None)
+    if arr.shape != (n,):
+        raise ValueError(f"{name} must have one entry per column ({n}), got shape {arr.shape}")
+    if arr.dtype.kind in "iuU":
+        return arr
+    bad = [i for i, v in enumerate(arr.tolist()) if isinstance(v, bool) or not isinstance(v, str | numbers.Integral)]
+    if bad:
+        raise TypeError(f"{name} must hold labels (str or int), got {_describe(arr[bad[0]])} at {name}[{bad[0]}]")
+    return np.asarray(arr.tolist())  # str where any label is one
+
+
+#: Start positions closer than this [Å] are not distinct atomic columns: HAADF-STEM
+#: resolves projected columns down to about 0.5 Å at best.
+MIN_COLUMN_SPACING_ANGSTROM = 0.5
+
+
+def check_column_count(n: int, n_pixels: int, name: str = "positions") -> None:
+    """Refuse more columns than pixels before any neighbour search (whose memory grows as n²
+    for positions crowded into a small image)."""
+    if n > n_pixels:
+        raise ValueError(f"{name}: {n} columns inside the image make at least {3 * n} parameters, but the image "
+                         f"has only {n_pixels} valid pixels; fit fewer columns or a larger image")  # fmt: skip
+
+
+def check_column_spacing(positions, name: str = "positions", *, minimum: float = MIN_COLUMN_SPACING_ANGSTROM) -> None:
+    """Refuse positions of which most lie closer than ``minimum`` [Å] to another: a grid or a
+    cloud of guesses, not atomic columns, whose fit would invent columns between the real ones.
+    A few close pairs (a column given twice) pass: the fit merges or flags them."""
+    from scipy.spatial import cKDTree
+
+    pos = np.asarray(positions, dtype=np.float64)
+    if len(pos) < 3:
+        return
+    nn = cKDTree(pos).query(pos, k=2)[0][:, 1]
+    close = int((nn < minimum).sum())
+    if close > len(pos) / 2:
+        raise ValueError(f"{name}: {close} of {len(pos)} columns lie closer than {minimum:g} Å to another (median "
+                         f"distance to the nearest {np.median(nn):.3g} Å); atomic columns are not resolved that "
+                         "close: give one position per column, e.g. from find_columns")  # fmt: skip

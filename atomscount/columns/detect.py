@@ -107,9 +107,33 @@ def find_columns(
     if peaks.size == 0:
         warnings.warn("no columns found; lower threshold or min_distance_angstrom", stacklevel=2)
         return np.zeros((0, 2))
+    _warn_if_inverted(sm, peaks, md)
     rc = _centroid_refine(sm - lo, peaks)
     order = np.lexsort((rc[:, 1], rc[:, 0]))
     return image.to_angstrom(rc[order])
+
+
+#: How much sharper (in median curvature) the minima of a smoothed image must be than its
+#: peaks for it to look inverted. HAADF columns are sharp peaks over a flat background;
+#: dense lattices and noise bring the two within a factor of about 2 of each other.
+INVERTED_CURVATURE_RATIO = 3.0
+
+
+def _warn_if_inverted(sm, peaks, md) -> None:
+    """Warn when the peaks found are flat and the minima sharp: dark columns on a bright background."""
+    minima = peak_local_max(-sm, min_distance=md, exclude_border=False)
+    if len(minima) < 2:
+        return
+    lap = ndimage.laplace(sm)
+    at_peaks = float(np.median(-lap[peaks[:, 0], peaks[:, 1]]))
+    at_minima = float(np.median(lap[minima[:, 0], minima[:, 1]]))
+    if at_minima > INVERTED_CURVATURE_RATIO * max(at_peaks, 0.0):
+        warnings.warn(
+            "image looks inverted: its minima are sharper than the peaks found (dark columns on a bright "
+            "background?); HAADF columns are bright, so these peaks may lie between the columns: check the image "
+            "(negated, or bright-field)",
+            stacklevel=3,
+        )
 
 
 def _centroid_refine(img, peaks):

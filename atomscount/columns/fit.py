@@ -12,10 +12,11 @@ from scipy import ndimage
 from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
-from .._checks import check_2d_image, check_choice, check_integer, check_positions, check_positive
+from .._checks import check_2d_image, check_column_spacing, check_positions, check_positive
 from ..image import HAADFImage
 from ..io import atomic_path, read_hdf5, write_hdf5
 from . import _solver
+from ._inputs import check_crowding, check_fit_arguments, type_index
 from .model import ColumnModel
 from .voronoi import voronoi_scs
 
@@ -266,16 +267,6 @@ class ColumnFit:
 # ---------------------------------------------------------------------------- fitting
 
 
-def _types_to_index(types, n):
-    if types is None:
-        return np.zeros(n, dtype=np.int64), ("column",)
-    arr = np.asarray(types)
-    if arr.shape != (n,):
-        raise ValueError(f"types must have one entry per column ({n}), got shape {arr.shape}")
-    names, idx = np.unique(arr, return_inverse=True)
-    return idx.astype(np.int64), tuple(str(v) for v in names)
-
-
 def _initial_state(prob, pos, width_init, nn):
     data = prob.data
     valid = prob.weights > 0
@@ -405,16 +396,10 @@ def fit_columns(
     >>> np.allclose(fit.scs, truth.scs, rtol=1e-6), bool(fit.converged.all())
     (True, True)
     """
-    if not isinstance(image, HAADFImage):
-        raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
-    check_choice(width, "width", {"shared", "free"})
-    check_choice(background, "background", {"constant", "plane"})
-    check_choice(noise, "noise", {"gaussian", "poisson"})
-    max_iter = check_integer(max_iter, "max_iter", low=1)
-    if width_init_angstrom is not None:
-        check_positive(width_init_angstrom, "width_init_angstrom")
-    if not 0 < check_positive(tol, "tol") <= 1:
-        raise ValueError(f"tol must be in (0, 1], got {tol}")
+    max_iter = check_fit_arguments(image, width=width, background=background, noise=noise, max_iter=max_iter, tol=tol,
+                                   width_init_angstrom=width_init_angstrom, max_shift_angstrom=max_shift_angstrom,
+                                   flags={"mask_invalid": mask_invalid, "keep_residual": keep_residual,
+                                          "voronoi": voronoi})  # fmt: skip
     data = check_2d_image(image.data, "image.data", allow_nonfinite=mask_invalid)
     pixel = image.pixel_size_angstrom
     finite = np.isfinite(data)
@@ -424,8 +409,9 @@ def fit_columns(
         raise ValueError("image.data has no finite pixels")
     pos_in = check_positions(positions)
     n_in = len(pos_in)
-    tidx, tnames = _types_to_index(types, n_in)
+    tidx, tnames = type_index(types, n_in)
     # a column centred just outside the image still shows its flank: fit it with the pixels that exist
+    check_crowding(image, pos_in, int(finite.sum()))
     margin = _edge_margin(pos_in, pixel)
     inside = image.contains(pos_in, margin_angstrom=margin)
     if not inside.all():
@@ -433,6 +419,7 @@ def fit_columns(
                       stacklevel=2)  # fmt: skip
     keep = np.flatnonzero(inside)
     keep = keep[_first_of_duplicates(pos_in[keep], pixel)]
+    check_column_spacing(pos_in[keep])
     n_dup = int(inside.sum() - keep.size)
     if n_dup:
         warnings.warn(f"merged {n_dup} duplicate columns (closer than a pixel, {pixel:.3g} Å, to an earlier one): "

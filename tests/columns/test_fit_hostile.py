@@ -147,3 +147,72 @@ def test_poisson_noise_names_nan_pixels_and_overflowing_doses():
         add_poisson_noise(np.full((4, 4), np.nan), dose_e_per_angstrom2=1e4, pixel_size_angstrom=0.1)
     with pytest.raises(ValueError, match="dose_e_per_angstrom2 = 1e\\+300"):
         add_poisson_noise(np.ones((4, 4)), dose_e_per_angstrom2=1e300, pixel_size_angstrom=0.1)
+
+
+# ---------------------------------------------------------------- issue 26
+
+
+@pytest.mark.parametrize("bad", [float("nan"), -1.0, 0.0, float("inf")])
+def test_max_shift_must_be_a_finite_positive_length(setup_s, bad):
+    img, pos = setup_s
+    with pytest.raises(ValueError, match="max_shift_angstrom must be"):
+        quiet_fit(img, pos + 0.5, max_shift_angstrom=bad)
+
+
+@pytest.mark.parametrize("name", ["mask_invalid", "voronoi", "keep_residual"])
+def test_a_string_is_not_taken_for_a_flag(setup_s, name):
+    img, pos = setup_s
+    with pytest.raises(TypeError, match=f"{name} must be True or False, got 'no' \\(str\\)"):
+        quiet_fit(img, pos, **{name: "no"})
+
+
+@pytest.mark.parametrize("bad", [None, float("nan")])
+def test_types_must_be_labels(setup_s, bad):
+    img, pos = setup_s
+    with pytest.raises(TypeError, match=r"types must hold labels \(str or int\), got .* at types\[0\]"):
+        quiet_fit(img, pos, types=[bad] * 9)
+    fit = quiet_fit(img, pos, types=np.array(["a", "b"] * 4 + ["a"]))  # labels of one kind still work
+    assert fit.type_names == ("a", "b")
+
+
+def test_a_million_start_positions_are_refused_before_the_neighbour_search(setup_s, monkeypatch):
+    import time
+
+    import atomscount.columns.fit as fit_module
+
+    def no_tree(*a, **k):
+        raise AssertionError("the neighbour search ran")
+
+    monkeypatch.setattr(fit_module, "cKDTree", no_tree)
+    img, _ = setup_s
+    positions = np.random.default_rng(0).uniform(0.0, 6.4, (1_000_000, 2))
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"\d{6} columns inside the image .* only 4096 valid pixels"):
+        quiet_fit(img, positions)
+    assert time.perf_counter() - t < 5
+
+
+def test_a_grid_of_guesses_finer_than_any_column_spacing_is_refused_quickly():
+    """25 columns 2 Å apart; 1,089 start positions on a 0.3 Å grid invent columns between them."""
+    import time
+
+    xs = np.arange(5) * 2.0 + 1.0
+    pos = np.array([(x, y) for y in xs for x in xs])
+    img = HAADFImage(ColumnModel((100, 100), 0.1, pos, np.full(25, 0.3), 0.4, background=(0.02,)).image(), 0.1)
+    g = np.arange(33) * 0.3 + 0.15
+    grid = np.array([(x, y) for y in g for x in g])
+    t = time.perf_counter()
+    with pytest.raises(ValueError, match=r"positions: 1089 of 1089 columns lie closer than 0.5 Å to another"):
+        quiet_fit(img, grid)
+    assert time.perf_counter() - t < 5
+    fit = quiet_fit(img, pos + 0.05)  # the columns themselves, of course, fit
+    assert fit.converged.all()
+
+
+def test_find_columns_warns_on_an_inverted_image(setup_s):
+    img, pos = setup_s
+    with pytest.warns(UserWarning, match="image looks inverted"):
+        found = find_columns(HAADFImage(-img.data, 0.1), threshold=0.3)
+    assert len(found) > 9  # the gaps: what the warning is for
+    found = find_columns(img, threshold=0.3)  # the image itself: no warning (warnings are errors here)
+    assert len(found) == 9
