@@ -64,8 +64,9 @@ def test_a_spurious_column_is_labelled_off_lattice_and_empty_places_are_not_fill
     start = np.vstack([pos + rng.normal(0, 0.05, pos.shape), spurious])
     # a vacancy: a column missing from the image too, so a fit there finds no significant SCS
     gone = np.flatnonzero(image.contains(pos, margin_angstrom=-4.0))[7]
-    data = image.data - ColumnModel(image.shape, image.pixel_size_angstrom, pos[gone : gone + 1], [0.3 if kind[gone] == 0
-                                    else 0.15], [0.45 if kind[gone] == 0 else 0.40]).image()  # fmt: skip
+    heights, widths = (0.3, 0.45) if kind[gone] == 0 else (0.15, 0.40)
+    data = image.data - ColumnModel(image.shape, image.pixel_size_angstrom, pos[gone : gone + 1], [heights],
+                                    [widths]).image()  # fmt: skip
     start = np.delete(start, gone, axis=0)
     sub = find_sublattices(start, image=HAADFImage(data, image.pixel_size_angstrom, normalised=True),
                            find_missing=True)  # fmt: skip
