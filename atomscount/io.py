@@ -40,6 +40,10 @@ def atomic_path(path):
     path = Path(path)
     if path.parent and not path.parent.exists():
         raise FileNotFoundError(f"directory of path does not exist: {str(path.parent)!r}")
+    if not path.parent.is_dir():  # the temporary file's error would name it, not the user's path
+        raise NotADirectoryError(f"path {str(path)!r} cannot be written: {str(path.parent)!r} is a file, not a folder")
+    if path.is_dir():
+        raise IsADirectoryError(f"path {str(path)!r} is a folder; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent or ".")
     os.close(fd)
     try:

@@ -53,8 +53,11 @@ def test_corrupt_unknown_and_missing_files_are_refused(tmp_path):
     with pytest.raises(FileFormatError):
         read_image(tmp_path / "bad.dm4")
     (tmp_path / "a.png").write_bytes(b"")
-    with pytest.raises(FileFormatError, match="unsupported extension '.png'"):
+    with pytest.raises(FileFormatError, match="could not read .* as .png"):
         read_image(tmp_path / "a.png")
+    (tmp_path / "a.bmp").write_bytes(b"")
+    with pytest.raises(FileFormatError, match="unsupported extension '.bmp'"):
+        read_image(tmp_path / "a.bmp")
     with pytest.raises(FileNotFoundError, match="nope.tif"):
         read_image(tmp_path / "nope.tif")
     np.save(tmp_path / "cube.npy", np.ones((2, 3, 4, 5)))
@@ -85,6 +88,18 @@ def test_interrupted_write_leaves_no_file(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("interrupted")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_writing_under_a_file_or_onto_a_folder_names_the_path_not_a_temporary_file(results, tmp_path):
+    (tmp_path / "plain").write_text("a file")
+    fit = next(r for r in results if hasattr(r, "to_csv"))
+    with pytest.raises(NotADirectoryError) as exc:
+        fit.to_csv(tmp_path / "plain" / "columns.csv")
+    assert "'plain' is a file, not a folder" in str(exc.value).replace(str(tmp_path) + "/", "")
+    assert ".tmp" not in str(exc.value)
+    with pytest.raises(IsADirectoryError, match="is a folder; give a file name"):
+        fit.to_hdf5(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain"]
 
 
 def test_tiff_microscope_settings_reach_the_fit(tmp_path):
