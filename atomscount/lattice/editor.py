@@ -243,7 +243,7 @@ class ColumnEditor:
 
         handles = [Line2D([], [], ls="", marker="o", mfc="none", mec=_TYPE_COLOURS[k % len(_TYPE_COLOURS)], label=t)
                    for k, t in enumerate(self.type_names)]  # fmt: skip
-        ax.legend(handles=handles, loc="upper right", fontsize=8, framealpha=0.7)
+        ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the image
         canvas = self.figure.canvas
         self._connections = [canvas.mpl_connect("button_press_event", self._on_click),
                              canvas.mpl_connect("key_press_event", self._on_key)]  # fmt: skip
