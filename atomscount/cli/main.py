@@ -13,11 +13,11 @@ import sys
 import warnings
 
 from .._version import __version__
-from . import columns, coreshell, counting, demo, library, tomo
+from . import columns, coreshell, counting, demo, lattice, library, tomo
 from ._run import Signals, interruption
 
 #: The stage modules, in the order ``atomscount --help`` lists their commands.
-STAGES = (demo, columns, counting, coreshell, tomo, library)
+STAGES = (demo, columns, lattice, counting, coreshell, tomo, library)
 
 
 #: Python argument names that the command line spells differently: name -> the option's ``dest``.
@@ -37,6 +37,8 @@ API_NAMES = {
     "rng": "seed",
     "path": "image",
     "fmt": "format",
+    "reference_region": "region",
+    "angle_degrees": "angle",
 }
 
 
