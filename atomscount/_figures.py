@@ -178,7 +178,10 @@ def legends_over_data(fig) -> int:
     A legend outside its axes covers nothing; inside, it must not overlap an
     image, a bar, a line's or a scatter's points.
     """
-    _drawn_texts(fig)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    if fig.stale or not isinstance(fig.canvas, FigureCanvasAgg):  # the layout is made by a draw
+        _drawn_texts(fig)
     renderer = fig.canvas.get_renderer()
     bad = 0
     for ax in fig.axes:

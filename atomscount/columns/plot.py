@@ -239,6 +239,7 @@ def plot_model_residual(image: HAADFImage, fit: ColumnFit, *, dose_e_per_angstro
     for ax, arr, title in ((axes[0], image.data, "data"), (axes[1], model, "fitted model")):
         im = _show_image(ax, arr, image.pixel_size_angstrom, alpha=1.0, vmin=lo, vmax=hi)
         ax.set_title(title)
+    axes[0].images[0].set_norm(im.norm)  # one scale, the one the shared colour bar shows
     fig.colorbar(im, ax=list(axes[:2]), shrink=0.9, label=f"intensity ({unit})")
     r = np.nanpercentile(np.abs(resid), 99.5) or 1.0
     im = _show_image(axes[2], resid, image.pixel_size_angstrom, alpha=1.0, cmap="RdBu_r", vmin=-r, vmax=r)

@@ -221,7 +221,7 @@ def plot_core_count_map(model: CoreShellModel, view: int = 0, *, ax=None):
     cmap, norm, ticks = _discrete(n_core, "magma")
     sc = ax.scatter(*cols.xy.T, c=n_core, s=size, cmap=cmap, norm=norm, marker="s", edgecolors="0.5",
                     linewidths=0.3)  # fmt: skip
-    fig.colorbar(sc, ax=ax, label=f"{model.core_element} atoms per column", ticks=ticks, spacing="proportional")
+    fig.colorbar(sc, ax=ax, label=f"{model.core_element} per column (atoms)", ticks=ticks, spacing="proportional")
     ax.set_aspect("equal")
     ax.invert_yaxis()  # image convention, as the other maps
     ax.set_xlabel("x (Å)")

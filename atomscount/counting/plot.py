@@ -127,7 +127,7 @@ def plot_count_map(fit, counts, *, ax=None, image: HAADFImage | None = None, fra
     c = np.atleast_2d(counts.counts)[frame]
     fig, ax, backdrop, where = _count_axes(fit, ax, image)
     _column_scatter(_positions(fit), np.where(c >= 0, c, np.nan), ax, backdrop, _pixel_size(fit, image),
-                    "viridis", "atoms in the column", annotate=True, discrete=True)  # fmt: skip
+                    "viridis", "column count (atoms)", annotate=True, discrete=True)  # fmt: skip
     ax.set_title(f"atom counts ({int(np.where(c >= 0, c, 0).sum())} atoms) {where}".strip())
     return fig
 
@@ -163,6 +163,7 @@ def plot_model_3d(atoms, *, ax=None, color_by="element"):
     mid = pos.mean(axis=0) if len(pos) else np.zeros(3)
     for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
         setter(c - span / 2, c + span / 2)
+    ax.set_box_aspect(None, zoom=0.8)  # room for the axis labels: constrained layout does not see 3D labels
     fig.legend(loc="outside upper right")
     ax.set_title(f"{len(atoms)} atoms")
     return fig

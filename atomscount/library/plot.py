@@ -28,7 +28,7 @@ def plot_scs_library(library, *, ax=None, extrapolate_to=None):
     ax.plot(ne, thickness_curve(ne, **library.curve), "--", color="tab:orange", label="extrapolated")
     ax.set_xlabel("atoms in column")
     ax.set_ylabel("SCS (Å²)")
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, borderaxespad=0.1,
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), borderaxespad=0.1,
               title=f"{library.element} [{library.zone_axis}]", alignment="left")  # fmt: skip
     return fig
 

@@ -30,7 +30,7 @@ def _coordinates(n: int, px: float) -> np.ndarray:
     return (np.arange(n) - (n - 1) / 2.0) * px
 
 
-def _draw_slice(ax, volume: Volume, normal: str, index: int, traced, thickness: float, vmin, vmax):
+def _draw_slice(ax, volume: Volume, normal: str, index: int, traced, thickness: float, norm):
     """Slice ``index`` of ``volume`` normal to ``normal`` on ``ax`` (in Å, origin at the centre), with a scale
     bar and the traced atoms within ``thickness / 2`` of it; return the image."""
     data, px = volume.data, volume.pixel_size_angstrom
@@ -40,7 +40,7 @@ def _draw_slice(ax, volume: Volume, normal: str, index: int, traced, thickness: 
     img = {0: data[:, :, index], 1: data[:, index, :], 2: data[index]}[k]
     n = (nx, ny, nz)
     ext = (-n[a] / 2 * px, n[a] / 2 * px, -n[b] / 2 * px, n[b] / 2 * px)
-    im = ax.imshow(img, cmap="gray", origin="lower", extent=ext, vmin=vmin, vmax=vmax)
+    im = ax.imshow(img, cmap="gray", origin="lower", extent=ext, norm=norm)
     cut = float(_coordinates(n[k], px)[index])
     ax.set_xlabel(f"{_AXES[a]} (Å)")
     ax.set_ylabel(f"{_AXES[b]} (Å)")
@@ -71,9 +71,12 @@ def _class_legend(fig, traced):
     fig.legend(handles=handles, loc="outside upper center", ncols=len(handles))
 
 
-def _limits(data):
+def _norm(data):
+    """One colour scale for every slice of ``data`` (so that one colour bar serves them all)."""
+    from matplotlib.colors import Normalize
+
     lo, hi = np.nanpercentile(data, [0.5, 99.9]) if np.isfinite(data).any() else (0.0, 1.0)
-    return (float(lo), float(hi)) if hi > lo else (None, None)
+    return Normalize(float(lo), float(hi)) if hi > lo else Normalize()
 
 
 @styled
@@ -83,9 +86,9 @@ def plot_orthoslices(volume: Volume, traced: TracedAtoms | None = None, *, thick
     class (an element in its colour)."""
     nz, ny, nx = volume.data.shape
     fig, axes = plt.subplots(1, 3, figsize=(PAGE_WIDTH_INCH, 2.9), layout="constrained")
-    vmin, vmax = _limits(volume.data)
+    norm = _norm(volume.data)
     for ax, (normal, index) in zip(axes, [("z", nz // 2), ("y", ny // 2), ("x", nx // 2)], strict=True):
-        im = _draw_slice(ax, volume, normal, index, traced, 2.0 * thickness_angstrom, vmin, vmax)
+        im = _draw_slice(ax, volume, normal, index, traced, 2.0 * thickness_angstrom, norm)
     fig.colorbar(im, ax=list(axes), shrink=0.9, label=f"intensity ({_VOLUME_UNIT})")
     _class_legend(fig, traced)
     return fig
@@ -127,9 +130,9 @@ def plot_volume_gallery(volume: Volume, traced: TracedAtoms | None = None, *, ax
     panel = (PAGE_WIDTH_INCH - _COLORBAR) / n_cols
     fig, axes = plt.subplots(n_rows, n_cols, figsize=(PAGE_WIDTH_INCH, n_rows * panel + 0.4), layout="constrained",
                              squeeze=False)  # fmt: skip
-    vmin, vmax = _limits(data)
+    norm = _norm(data)
     for ax, i in zip(axes.flat, index, strict=False):
-        im = _draw_slice(ax, volume, axis, int(i), traced, thickness, vmin, vmax)
+        im = _draw_slice(ax, volume, axis, int(i), traced, thickness, norm)
     for ax in axes.flat[len(index) :]:
         ax.set_visible(False)
     fig.colorbar(im, ax=list(axes.flat), shrink=0.6, label=f"intensity ({_VOLUME_UNIT})")

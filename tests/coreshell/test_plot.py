@@ -106,7 +106,7 @@ def test_core_count_map_sums_to_the_core_atoms_in_each_view(searched):
     for v in range(2):
         fig = plot_core_count_map(model, v)
         ax, cbar = fig.axes
-        assert cbar.get_ylabel() == "Au atoms per column"
+        assert cbar.get_ylabel() == "Au per column (atoms)"
         assert ax.get_aspect() == 1.0 and ax.get_xlabel() == "x (Å)"
         assert ax.get_title().startswith(f"[{model.zone_axes[v]}]: {int(model.is_core.sum())} Au")
         assert ax.collections[0].get_array().sum() == model.is_core.sum()
