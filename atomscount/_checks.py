@@ -24,6 +24,8 @@ __all__ = [
     "check_column_count",
     "check_column_spacing",
     "MIN_COLUMN_SPACING_ANGSTROM",
+    "check_3d_volume",
+    "check_positions_3d",
 ]
 
 
@@ -309,3 +311,35 @@ def check_column_spacing(positions, name: str = "positions", *, minimum: float =
         raise ValueError(f"{name}: {close} of {len(pos)} columns lie closer than {minimum:g} Å to another (median "
                          f"distance to the nearest {np.median(nn):.3g} Å); atomic columns are not resolved that "
                          "close: give one position per column, e.g. from find_columns")  # fmt: skip
+
+
+def check_3d_volume(data, name: str = "volume.data", *, min_size: int = 3) -> np.ndarray:
+    """Return ``data`` as a 3D float64 array of finite voxels, at least ``min_size`` along each axis."""
+    arr = np.asarray(data)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}")
+    if arr.ndim != 3:
+        raise ValueError(f"{name} must be a 3D array (z, y, x), got {arr.ndim}D with shape {arr.shape}")
+    if min(arr.shape) < min_size:
+        raise ValueError(f"{name} must have at least {min_size} voxels along each axis, got shape {arr.shape}")
+    arr = arr.astype(np.float64, copy=False)
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{name} must be finite, got {int(bad.sum())} NaN/inf voxels of {arr.size} (first at "
+                         f"z, y, x = {tuple(int(i) for i in np.argwhere(bad)[0])})")  # fmt: skip
+    return arr
+
+
+def check_positions_3d(positions, name: str = "positions") -> np.ndarray:
+    """Return positions as an ``(n, 3)`` float64 array of finite (x, y, z) in Å."""
+    arr = check_real_array(positions, name)
+    if arr.size == 0:
+        return np.zeros((0, 3))
+    if arr.ndim != 2 or arr.shape[1] != 3:
+        raise ValueError(f"{name} must have shape (n, 3) holding (x, y, z) in Å, got {arr.shape}")
+    bad = ~np.isfinite(arr).all(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise ValueError(f"{name} must be finite, got {int(bad.sum())} atoms with NaN/inf (first {name}[{i}] = "
+                         f"{arr[i].tolist()})")  # fmt: skip
+    return arr

@@ -443,6 +443,12 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     axes = [p[3] for p in parsed]
     models = lensing if isinstance(lensing, dict) else {a: lensing for a in axes}
     models = {str(k).strip("[]"): m for k, m in models.items()}
+    from ..library.lensing import LensingModel  # None once gave "holds elements []"
+
+    for a, m in models.items():
+        if not isinstance(m, LensingModel):
+            raise TypeError(f"lensing must be a LensingModel or a dict of zone axis to LensingModel, got "
+                            f"{type(m).__name__}{f' for [{a}]' if isinstance(lensing, dict) else ''}")  # fmt: skip
     tables = []
     for v, a in enumerate(axes):
         if a not in models:

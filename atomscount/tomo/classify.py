@@ -25,7 +25,7 @@ import dataclasses
 import numpy as np
 from scipy.spatial import cKDTree
 
-from .._checks import check_choice, check_integer, check_positive, check_rng
+from .._checks import check_choice, check_integer, check_positions_3d, check_positive, check_rng
 from .trace import TracedAtoms
 
 __all__ = ["classify_atoms", "compare_models"]
@@ -215,8 +215,10 @@ def compare_models(traced_positions, traced_elements, truth_positions, truth_ele
     its centre of mass, with refined angles); ``superposition`` then holds the
     rotation and the shift.
     """
-    tp = np.asarray(traced_positions, dtype=np.float64)
-    truth = np.asarray(truth_positions, dtype=np.float64)
+    tp = check_positions_3d(traced_positions, "traced_positions")
+    truth = check_positions_3d(truth_positions, "truth_positions")
+    if len(truth) == 0:
+        raise ValueError("truth_positions must hold at least one atom, got none")
     te, ue = np.asarray(traced_elements).astype(str), np.asarray(truth_elements).astype(str)
     if len(tp) != len(te) or len(truth) != len(ue):
         raise ValueError("positions and elements need one entry per atom")

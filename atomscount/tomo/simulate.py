@@ -11,9 +11,11 @@ B-factor (thermal smearing) and the probe blur.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
-from .._checks import check_positive, check_rng
+from .._checks import check_integer, check_positive, check_rng
 from . import _kernels
 from .geometry import TiltSeries, euler_angles, rotation_matrices
 
@@ -81,6 +83,11 @@ def simulate_tilt_series(atoms, angles, *, pixel_size_angstrom: float, shape=Non
     -------
     TiltSeries
         Images in fractions of the incident beam per pixel.
+
+    Warns
+    -----
+    UserWarning
+        When atom centres fall outside the field of view (``shape``) in any projection.
     """
     pixel = check_positive(pixel_size_angstrom, "pixel_size_angstrom")
     b_factor = check_positive(b_factor, "b_factor", allow_zero=True)
@@ -111,12 +118,23 @@ def simulate_tilt_series(atoms, angles, *, pixel_size_angstrom: float, shape=Non
     if shape is None:
         n = int(np.ceil(2.0 * (np.max(np.linalg.norm(pos, axis=1)) + 5.0 * sigma.max()) / pixel)) + 4
         shape = (n, n)
-    shape = tuple(int(s) for s in shape)
+    if np.ndim(shape) != 1 or len(shape) != 2:
+        raise ValueError(f"shape must be (rows, cols), got {shape!r}")
+    shape = tuple(check_integer(s, "shape", low=1) for s in shape)
     rot = rotation_matrices(true_angles)
     images = np.zeros((len(nominal), *shape))
+    half = 0.5 * pixel * np.array(shape[::-1])  # the field's half-widths along x and y [Å]
+    outside = np.zeros((len(nominal), len(pos)), dtype=bool)  # atom centres off the field, per projection
     for k in range(len(nominal)):
         q = pos @ rot[k].T
         _kernels.render_gaussians(q[:, 0] + shifts[k, 0], q[:, 1] + shifts[k, 1], amp, sigma, pixel, images[k])
+        outside[k] = np.any(np.abs(q[:, :2] + shifts[k]) > half, axis=1)
+    if outside.any():
+        empty = ": every atom, in every projection" if outside.all() else ""
+        warnings.warn(f"{int(outside.any(axis=0).sum())} of {len(pos)} atoms lie outside the field of view "
+                      f"({shape[0]}x{shape[1]} pixels of {pixel:g} Å about the origin) in "
+                      f"{int(outside.any(axis=1).sum())} of {len(nominal)} projections{empty}; centre the model "
+                      "on the origin or enlarge shape", stacklevel=2)  # fmt: skip
     images /= pixel**2  # integrals [Å²] per pixel -> fractions of the beam per pixel
     images += background
     if dose_e_per_angstrom2 is not None:

@@ -28,7 +28,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from .._checks import check_choice, check_integer, check_positive
+from .._checks import check_3d_volume, check_choice, check_integer, check_positive, check_real
 from .reconstruct import Volume
 from .structure import detect_lattice, lattice_order, nearest_neighbour_distance
 
@@ -195,8 +195,11 @@ def trace_atoms(volume: Volume, *, min_distance_angstrom: float | None = None, t
 
     Raises
     ------
+    TypeError
+        For a ``volume`` that is not a :class:`Volume`, or a non-numeric ``threshold``.
     ValueError
-        For a volume with no voxel above the threshold.
+        For a volume that is not 3D, has NaN/inf voxels or fewer than 3 along an
+        axis, or has no voxel above the threshold.
 
     Examples
     --------
@@ -211,6 +214,9 @@ def trace_atoms(volume: Volume, *, min_distance_angstrom: float | None = None, t
     if not isinstance(volume, Volume):
         raise TypeError(f"volume must be a Volume, got {type(volume).__name__}")
     check_choice(lattice, "lattice", {"auto", "crystal", "none"})
+    check_3d_volume(volume.data)  # a NaN volume gave "threshold = inf", a 2D one an IndexError
+    if threshold is not None:
+        check_real(threshold, "threshold")
     info = {}
     if min_distance_angstrom is None:
         first = _trace(volume, PROVISIONAL_DISTANCE, threshold, upsample, integration_radius_angstrom)

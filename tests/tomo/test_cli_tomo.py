@@ -52,7 +52,7 @@ def test_bad_angles_and_files_exit_2_with_the_argument_named(tmp_path, capsys):
     assert "--angles must be START:STOP:COUNT" in capsys.readouterr().err
     assert main(["tomo", "simulate", str(tmp_path / "m.xyz"), "--angles", "0:10:3", "--pixel-size", "0",
                  "--out", str(out)]) == 2  # fmt: skip
-    assert "pixel_size_angstrom" in capsys.readouterr().err
+    assert "--pixel-size must be > 0, got 0.0" in capsys.readouterr().err  # the option, not the Python name
     assert not out.exists()
 
 
