@@ -148,26 +148,15 @@ def _agreement(result, sm) -> dict:
     return out
 
 
-def statstem_convention_region(pos, types, ref_coor, a, b, n_cells=3):
-    """StatSTEM's reference columns: those of the reference column's type within |i| + |j| <= n_cells of it."""
-    k0 = int(np.argmin(np.linalg.norm(pos - ref_coor, axis=1)))
-    frac = np.linalg.solve(np.column_stack([a, b]), (pos - pos[k0]).T).T
-    near = np.abs(frac - np.rint(frac)).max(axis=1) < 0.25
-    return (types == types[k0]) & near & (np.abs(np.rint(frac)).sum(axis=1) <= n_cells)
-
-
 def statstem_strain(*, own_fit=True) -> dict:
     """Agreement with StatSTEM's strain maps of CsPbBr3 (see the module docstring)."""
-    from atomscount.lattice import strain_map
+    from atomscount.lattice import reference_cells, strain_map
 
     d, pos, types = _statstem_positions_and_types()
     sm = d["strainmapping"]
     theta = float(np.atleast_1d(sm.teta)[0])
     a_len, b_len = float(np.atleast_1d(sm.a)[0]), float(np.atleast_1d(sm.b)[0])
-    sense = float(np.atleast_1d(sm.dir_teta_ab)[0])
-    a = a_len * np.array([np.cos(theta), np.sin(theta)])
-    b = b_len * np.array([np.cos(theta + sense * np.pi / 2), np.sin(theta + sense * np.pi / 2)])
-    region = statstem_convention_region(pos, types, np.asarray(sm.refCoor, float), a, b)
+    region = reference_cells(pos, np.asarray(sm.refCoor, float), n_cells=3, types=types)
     convention = {"angle_degrees": 90.0, "neighbour_radius": 1.1, "min_neighbours": 2}
     ours = strain_map(pos, types=types, reference_region=region, **convention)
     out = {"convention": "reference on the Pb columns with |i|+|j| <= 3 around StatSTEM's refCoor, a ⟂ b, "
@@ -193,13 +182,13 @@ def statstem_strain(*, own_fit=True) -> dict:
             fit = fit_columns(image, np.asarray(d["input"].coordinates)[:, :2], types=types, voronoi=False)
         seconds = time.perf_counter() - t0
         if fit.n_columns == len(pos) and np.array_equal(fit.input_index, np.arange(len(pos))):
-            region_fit = statstem_convention_region(fit.positions, types, np.asarray(sm.refCoor, float), a, b)
-            mine = strain_map(fit, reference_region=region_fit, **convention)
-            out["own_fit"] = _agreement(mine, sm)
             # StatSTEM counts pixels from 1 (the first pixel's centre at dx): a shift of the whole set, which
             # strain does not see; the differences between the two fits are what is left after it
             diff = fit.positions - pos
             shift = np.median(diff, axis=0)
+            region_fit = reference_cells(fit, np.asarray(sm.refCoor, float) + shift, n_cells=3)
+            mine = strain_map(fit, reference_region=region_fit, **convention)
+            out["own_fit"] = _agreement(mine, sm)
             out["own_fit"]["coordinate_offset_angstrom"] = shift.tolist()
             out["own_fit"]["position_rms_difference_angstrom"] = float(np.sqrt(np.mean(np.sum((diff - shift) ** 2,
                                                                                               axis=1))))  # fmt: skip

@@ -21,7 +21,7 @@ PICK_RADIUS_SPACINGS = 0.35
 #: Keys: cycle the type of the column under the cursor (or of new columns, away from any), undo.
 TYPE_KEY = "t"
 UNDO_KEY = "z"
-#: Colours of the column types, in the order of ``type_names`` (matplotlib's qualitative cycle).
+#: Colours of column types that are no element, in the order of ``type_names`` (matplotlib's qualitative cycle).
 _TYPE_COLOURS = ("tab:red", "tab:cyan", "tab:orange", "tab:green", "tab:purple", "tab:pink", "tab:olive", "tab:blue")
 
 
@@ -241,8 +241,9 @@ class ColumnEditor:
                                    linewidths=1.5)  # fmt: skip
         from matplotlib.lines import Line2D
 
-        handles = [Line2D([], [], ls="", marker="o", mfc="none", mec=_TYPE_COLOURS[k % len(_TYPE_COLOURS)], label=t)
-                   for k, t in enumerate(self.type_names)]  # fmt: skip
+        self._colours = _type_colours(self.type_names)
+        handles = [Line2D([], [], ls="", marker="o", mfc="none", mec=c, label=t)
+                   for c, t in zip(self._colours, self.type_names, strict=True)]  # fmt: skip
         ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8)  # off the image
         canvas = self.figure.canvas
         self._connections = [canvas.mpl_connect("button_press_event", self._on_click),
@@ -250,7 +251,7 @@ class ColumnEditor:
         self._redraw()
 
     def _redraw(self):
-        colours = [_TYPE_COLOURS[self.type_names.index(t) % len(_TYPE_COLOURS)] for t in self._types]
+        colours = [self._colours[self.type_names.index(t)] for t in self._types]
         self._scatter.set_offsets(self._pos if self.n_columns else np.zeros((0, 2)))
         self._scatter.set_edgecolors(colours if colours else "none")
         self.ax.set_title(f"{self.n_columns} columns; click: add / remove; '{TYPE_KEY}': type "
@@ -276,6 +277,20 @@ class ColumnEditor:
         elif event.key == TYPE_KEY:
             inside = event.inaxes is self.ax and event.xdata is not None
             self.cycle_type(self.nearest((event.xdata, event.ydata)) if inside else None)
+
+
+def _type_colours(names) -> list:
+    """An element's own colour (:func:`atomscount.style.element_color`) for a type named by an element, the
+    qualitative cycle for the others."""
+    from ..style import element_color
+
+    out = []
+    for k, name in enumerate(names):
+        try:
+            out.append(element_color(name))
+        except ValueError:
+            out.append(_TYPE_COLOURS[k % len(_TYPE_COLOURS)])
+    return out
 
 
 def _spacing(pos, shape, pixel) -> float:

@@ -22,7 +22,7 @@ from ..columns.fit import ColumnFit
 from ..io import atomic_path, read_hdf5, write_hdf5
 from .basis import LatticeBasis, find_basis
 
-__all__ = ["StrainMap", "strain_map", "reference_mask"]
+__all__ = ["StrainMap", "strain_map", "reference_mask", "reference_cells"]
 
 _KIND = "StrainMap"
 #: Neighbours of the same sublattice within this many lattice spacings (the longer
@@ -415,6 +415,50 @@ def reference_mask(positions, region) -> np.ndarray:
                          f"boolean mask over the columns, got {region!r}")  # fmt: skip
     x, y = pos.T
     return (x >= box[0]) & (x <= box[1]) & (y >= box[2]) & (y <= box[3])
+
+
+def reference_cells(fit, centre, *, n_cells: int = 3, types=None) -> np.ndarray:
+    """StatSTEM's reference region: the columns of one sublattice within ``n_cells`` unit cells of a point.
+
+    The column nearest ``centre`` and those of its type whose lattice indices
+    relative to it have ``|i| + |j| <= n_cells`` (a diamond of cells, as StatSTEM's
+    reference lattice takes around its reference coordinate). Pass the result as
+    ``reference_region`` to :func:`strain_map`.
+
+    Parameters
+    ----------
+    fit : ColumnFit, Sublattices or array_like (n, 2)
+        The columns (see :func:`strain_map`).
+    centre : (x, y)
+        The reference coordinate [Å].
+    n_cells : int
+        Largest ``|i| + |j|``.
+    types : array_like (n,), optional
+        Column types when ``fit`` is an array.
+
+    Returns
+    -------
+    ndarray (n,) of bool
+
+    Examples
+    --------
+    >>> ij = np.stack(np.meshgrid(np.arange(9), np.arange(9)), -1).reshape(-1, 2) * 4.0
+    >>> int(reference_cells(ij, (16.0, 16.0), n_cells=3).sum())
+    25
+    """
+    pos, _, labels, _, ok = _columns(fit, types, None)
+    n_cells = check_integer(n_cells, "n_cells", low=1)
+    centre = np.asarray(centre, dtype=float)
+    if centre.shape != (2,) or not np.all(np.isfinite(centre)):
+        raise ValueError(f"centre must be a finite (x, y) pair in Å, got {centre!r}")
+    k0 = int(np.argmin(np.where(ok, np.linalg.norm(pos - centre, axis=1), np.inf)))
+    same = ok & (labels == labels[k0])
+    if same.sum() < 5:
+        raise ValueError(f"the sublattice of the column nearest centre has {int(same.sum())} columns, fewer than 5")
+    basis = find_basis(pos[same])
+    frac = np.linalg.solve(basis.matrix, (pos - pos[k0]).T).T
+    on_site = np.abs(frac - np.rint(frac)).max(axis=1) < 0.25
+    return same & on_site & (np.abs(np.rint(frac)).sum(axis=1) <= n_cells)
 
 
 def _columns(fit, types, positions_error):

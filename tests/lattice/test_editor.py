@@ -104,3 +104,18 @@ def test_bad_arguments_are_named():
         ColumnEditor(np.ones((8, 8)), [[1.0, 1.0]], ["A", "B"], pixel_size_angstrom=0.1)
     with pytest.raises(ValueError, match="type_names"):
         ColumnEditor(np.ones((8, 8)), [[1.0, 1.0]], ["C"], pixel_size_angstrom=0.1, type_names=("A",))
+
+
+def test_element_types_take_their_element_colour(lattice):
+    from matplotlib.colors import to_rgba
+
+    from atomscount.style import element_color
+
+    pos, image = lattice
+    editor = ColumnEditor(image, pos[:2], ["Sr", "Ti"])
+    try:
+        edges = editor._scatter.get_edgecolors()
+        np.testing.assert_allclose(edges[0], to_rgba(element_color("Sr")))
+        np.testing.assert_allclose(edges[1], to_rgba(element_color("Ti")))
+    finally:
+        plt.close(editor.figure)
