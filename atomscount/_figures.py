@@ -196,12 +196,18 @@ def legends_over_data(fig) -> int:
     return bad
 
 
+def _in_nm(value, unit) -> str:
+    """A scale bar's length in nm, the unit of papers at this scale (matplotlib-scalebar says pm below 1 nm)."""
+    factor = {"pm": 1e-3, "nm": 1.0, "µm": 1e3, "um": 1e3}.get(unit)
+    return f"{value * factor:g} nm" if factor is not None and value * factor < 1e4 else f"{value:g} {unit}"
+
+
 def _scale_bar(ax, *, location: str = "lower right"):
     """A scale bar on ``ax``, whose data coordinates are in Å (matplotlib-scalebar)."""
     from matplotlib_scalebar.scalebar import ScaleBar
 
     bar = ScaleBar(0.1, "nm", location=location, length_fraction=0.25, box_alpha=0.7, pad=0.3, border_pad=0.4,
-                   font_properties={"size": 7})  # fmt: skip
+                   font_properties={"size": 7}, scale_formatter=_in_nm)  # fmt: skip
     ax.add_artist(bar)
     return bar
 

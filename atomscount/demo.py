@@ -42,7 +42,7 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
     truth = np.load(paths["truth"])
     positions = find_columns(image, progress=progress)  # model-based: no threshold, spacing from the image
     fit = fit_columns(image, positions, noise="poisson", progress=progress)
-    files = save_fit(fit, out)
+    files = save_fit(fit, out, image=image)  # fit.h5 keeps the data (as its residual) for figures drawn from it
     files.update(save_fit_figures(image, fit, out))
     d, idx = cKDTree(truth["positions"]).query(fit.positions)
     matched = d < 0.7

@@ -163,6 +163,8 @@ def plot_model_3d(atoms, *, ax=None, color_by="element"):
     mid = pos.mean(axis=0) if len(pos) else np.zeros(3)
     for setter, c in zip((ax.set_xlim, ax.set_ylim, ax.set_zlim), mid, strict=True):
         setter(c - span / 2, c + span / 2)
+    for axis in (ax.xaxis, ax.yaxis, ax.zaxis):
+        axis.set_major_locator(MaxNLocator(4))  # more collide on a column-wide figure
     ax.set_box_aspect(None, zoom=0.8)  # room for the axis labels: constrained layout does not see 3D labels
     fig.legend(loc="outside upper right")
     ax.set_title(f"{len(atoms)} atoms")
