@@ -64,6 +64,7 @@ class PolarisationMap:
 
     def summary(self) -> dict:
         ok = self.valid
+        known = ok & np.all(np.isfinite(self.vectors_error), axis=1)
         return {
             "n_b_columns": len(self.column_index),
             "n_with_vector": int(ok.sum()),
@@ -71,7 +72,7 @@ class PolarisationMap:
             "b_site": self.b_site,
             "mean_vector_angstrom": np.mean(self.vectors[ok], axis=0).tolist() if ok.any() else None,
             "median_magnitude_angstrom": float(np.median(self.magnitude[ok])) if ok.any() else None,
-            "median_error_angstrom": float(np.median(self.vectors_error[ok])) if ok.any() else None,
+            "median_error_angstrom": float(np.median(self.vectors_error[known])) if known.any() else None,
         }
 
     def __repr__(self) -> str:

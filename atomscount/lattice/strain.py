@@ -31,6 +31,8 @@ _KIND = "StrainMap"
 NEIGHBOUR_RADIUS = 1.5
 #: A column's gradient needs at least this many neighbours (two independent ones at the least).
 MIN_NEIGHBOURS = 3
+#: The type name :func:`~atomscount.lattice.find_sublattices` gives columns on no site; never mapped unless asked.
+OFF_LATTICE_NAME = "off lattice"
 #: Strain components, in the order of :attr:`StrainMap.reference_strain_error`.
 COMPONENTS = ("eps_xx", "eps_yy", "eps_xy", "omega_xy")
 
@@ -326,6 +328,8 @@ def strain_map(
     if reference is not None and not isinstance(reference, LatticeBasis):
         raise TypeError(f"reference must be a LatticeBasis, got {type(reference).__name__}")
     chosen = _chosen(sublattice, names)
+    if sublattice is None:  # every sublattice that has usable columns, not the columns on no site
+        chosen = [s for s in chosen if names[s] != OFF_LATTICE_NAME and np.any(ok & (labels == s))]
     used = ok & np.isin(labels, chosen)
     in_ref = reference_mask(pos, reference_region) & used
     if not in_ref.any():
@@ -480,7 +484,7 @@ def _columns(fit, types, positions_error):
         lab = np.asarray(fit.labels, dtype=np.int64)
         pos = check_positions(fit.positions, "fit.positions")
         err = np.full_like(pos, np.nan)
-        return pos, err, np.where(lab >= 0, lab, len(fit.names)), (*fit.names, "off lattice"), lab >= 0
+        return pos, err, np.maximum(lab, 0), tuple(fit.names), lab >= 0  # -1: on no site
     pos = check_positions(fit, "fit")
     n = len(pos)
     if positions_error is None:

@@ -184,3 +184,17 @@ def test_reference_mask_takes_a_mask():
     assert reference_mask(pos, mask).tolist() == mask.tolist()
     with pytest.raises(ValueError, match="one entry per column"):
         reference_mask(pos, mask[:3])
+
+
+def test_sublattices_from_find_sublattices_are_mapped_each_on_its_own():
+    from atomscount.lattice import find_sublattices
+
+    ref = _grid(10)
+    pos = np.vstack([ref, ref + A / 2 + [0.1, 0.0]])
+    sub = find_sublattices(pos, intensities=np.r_[np.full(len(ref), 2.0), np.full(len(ref), 1.0)])
+    m = strain_map(sub)
+    assert len(m.sublattice_names) == 2 and m.valid.all()
+    np.testing.assert_allclose(m.eps_xx, 0.0, atol=1e-12)
+    p = polarisation_map(sub, 0, 1)
+    np.testing.assert_allclose(p.vectors[p.valid], [[0.1, 0.0]] * int(p.valid.sum()), atol=1e-12)
+    assert p.summary()["median_error_angstrom"] is None  # positions without errors
