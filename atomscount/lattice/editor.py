@@ -38,8 +38,8 @@ class ColumnEditor:
     ----------
     image : HAADFImage or array_like (ny, nx)
         The image to draw the columns over.
-    positions : array_like (n, 2)
-        Column positions (x, y) [Å].
+    positions : array_like (n, 2) or ColumnFit
+        Column positions (x, y) [Å], or a fit (its positions and types).
     types : sequence of str (n,), optional
         Column types (element or sublattice names); all ``"column"`` when not given.
     pixel_size_angstrom : float, optional
@@ -90,6 +90,10 @@ class ColumnEditor:
             data, pixel = image, check_positive(pixel_size_angstrom, "pixel_size_angstrom")
         self._data = check_2d_image(data, "image", allow_nonfinite=True)
         self._pixel = float(pixel)
+        if hasattr(positions, "type_names") and hasattr(positions, "positions"):  # a ColumnFit: its types too
+            if types is None:
+                types = [positions.type_names[t] for t in positions.types]
+            positions = positions.positions
         pos = check_positions(positions, "positions")
         if types is None:
             names = np.full(len(pos), "column", dtype=object)

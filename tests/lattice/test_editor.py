@@ -119,3 +119,22 @@ def test_element_types_take_their_element_colour(lattice):
         np.testing.assert_allclose(edges[1], to_rgba(element_color("Ti")))
     finally:
         plt.close(editor.figure)
+
+
+def test_a_fit_brings_its_positions_and_types(lattice):
+    from atomscount.columns.fit import ColumnFit
+
+    pos, image = lattice
+    n = len(pos)
+    ones = np.ones(n)
+    fit = ColumnFit(positions=pos, positions_error=np.full((n, 2), 0.01), types=np.arange(n) % 2,
+                    type_names=("Sr", "Ti"), heights=ones, heights_error=ones, widths=ones, widths_error=ones,
+                    scs=ones, scs_error=ones, voronoi_scs=ones, background=np.zeros(3), background_error=np.zeros(3),
+                    converged=ones.astype(bool), input_index=np.arange(n), reduced_chi2=1.0, n_iterations=1,
+                    image_shape=(40, 40), pixel_size_angstrom=PIXEL)  # fmt: skip
+    editor = ColumnEditor(image, fit)
+    try:
+        np.testing.assert_array_equal(editor.positions, pos)
+        assert editor.types.tolist() == ["Sr", "Ti"] * 8 and editor.type_names == ("Sr", "Ti")
+    finally:
+        plt.close(editor.figure)
