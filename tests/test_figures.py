@@ -20,6 +20,7 @@ from atomscount.columns import plot as cplot  # noqa: E402
 from atomscount.columns.fit import ColumnFit, save_fit  # noqa: E402
 from atomscount.columns.model import ColumnModel, add_poisson_noise  # noqa: E402
 from atomscount.coreshell import plot as csplot  # noqa: E402
+from atomscount.coreshell.forward import CORE  # noqa: E402
 from atomscount.coreshell.model import CoreShellModel  # noqa: E402
 from atomscount.coreshell.search import core_codes  # noqa: E402
 from atomscount.coreshell.sites import fcc_sites, group_columns  # noqa: E402
@@ -73,7 +74,7 @@ def _volume(seed=2):
 def _coreshell():
     pos = fcc_sites(4.08, 7.0)
     pos = pos[np.linalg.norm(pos, axis=1) <= 6.5]
-    core = core_codes(pos, [0.0, 0.0, 0.0], [3.5, 3.5, 3.5]) == 1
+    core = core_codes(pos, [0.0, 0.0, 0.0], [3.5, 3.5, 3.5]) == CORE
     prob = np.where(core, 0.97, 0.02)
     prob[:5] = 0.5
     cols = group_columns(pos)
