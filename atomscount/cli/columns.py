@@ -57,6 +57,10 @@ def add_parser(sub, fmt) -> None:
     )
     image_options(dt)
     detect_options(dt)
+    dt.add_argument("--sublattices", action="store_true",
+                    help="sort the columns into the sublattices of the lattice (by position in the cell, by "
+                         "brightness where positions do not tell), add the columns the lattice predicts that a fit "
+                         "confirms, and write each column's sublattice as its type")  # fmt: skip
     dt.add_argument("--out", type=Path, required=True, help="output folder")
     dt.set_defaults(handler=_cmd_detect)
 
@@ -65,7 +69,8 @@ def add_parser(sub, fmt) -> None:
     detect_options(f)
     f.add_argument("--positions", type=Path, default=None,
                    help="CSV of starting positions (columns x_angstrom, y_angstrom, optional type) instead of "
-                        "detection, e.g. the columns.csv of `atomscount detect`, edited")  # fmt: skip
+                        "detection, e.g. the columns.csv of `atomscount detect`, edited; or a StatSTEM .mat "
+                        "result (its fitted coordinates, else its input ones, with their types)")  # fmt: skip
     f.add_argument(
         "--types",
         type=Path,
@@ -116,7 +121,12 @@ def _read(args):
     if args.signal is not None:
         kwargs["signal"] = _signal(args.signal)
     try:
-        image = read_image(args.image, **kwargs)
+        if Path(args.image).suffix.lower() == ".mat":  # a StatSTEM result holds its image
+            from ..lattice.statstem import read_statstem
+
+            image = read_statstem(args.image).image
+        else:
+            image = read_image(args.image, **kwargs)
     except ValueError as exc:
         if "pixel_size_angstrom must be given" in str(exc):
             raise ValueError(f"{exc}: give --pixel-size (in Å)") from None
@@ -180,12 +190,19 @@ def _cmd_detect(args) -> int:
     image, det = _read(args)
     with output_folder(args.out, command="detect", signals=args.signals) as tmp:
         positions, detection = _detect(args, det)
+        types = ["column"] * len(positions)
+        if args.sublattices:
+            from ..lattice.sublattice import find_sublattices
+
+            subl = find_sublattices(positions, image=det)
+            positions, types = subl.positions, list(subl.type_names())
+            print(repr(subl))
         files = {"csv": tmp / "columns.csv"}
         with open(files["csv"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["x_angstrom", "y_angstrom", "type"])
-            for x, y in positions:
-                w.writerow([f"{x:.6f}", f"{y:.6f}", "column"])
+            for (x, y), t in zip(positions, types, strict=True):
+                w.writerow([f"{x:.6f}", f"{y:.6f}", t])
         if detection is not None:
             files["hdf5"] = tmp / "detection.h5"
             detection.to_hdf5(files["hdf5"])
@@ -206,6 +223,14 @@ def read_positions_csv(path, option: str):
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{option} file does not exist: {str(path)!r}")
+    if path.suffix.lower() == ".mat":
+        from ..lattice.statstem import read_statstem
+
+        res = read_statstem(path)
+        names = np.asarray(res.type_names)
+        if res.fit is not None:
+            return np.asarray(res.fit.positions), [str(t) for t in np.asarray(res.fit.type_names)[res.fit.types]]
+        return res.positions, [str(t) for t in names[res.types]]
     with open(path, newline="") as fh:
         rows = list(csv.DictReader(fh))
     if not rows:

@@ -121,3 +121,18 @@ def test_files_that_are_not_statstem_results_are_refused_by_name(tmp_path):
     fit = fit_columns(image, model.positions, types=kind)
     with pytest.raises(ValueError, match="image must be the fitted one"):
         write_statstem(fit, tmp_path / "x.mat", image=HAADFImage(model.image()[:30], DX))
+
+
+def test_the_fit_command_takes_positions_and_image_from_a_statstem_file(tmp_path, capsys):
+    from atomscount import ColumnFit
+    from atomscount.cli import main
+
+    pos, kind, _ = _statstem_file(tmp_path / "s.mat", counting=False)
+    out = tmp_path / "fit"
+    with pytest.warns(UserWarning, match="not normalised"):  # StatSTEM's images are detector counts
+        assert main(["fit", str(tmp_path / "s.mat"), "--positions", str(tmp_path / "s.mat"), "--no-figures",
+                     "--out", str(out)]) == 0  # fmt: skip
+    fit = ColumnFit.from_hdf5(out / "fit.h5")
+    assert fit.type_names == ("Cs", "Pb") and fit.n_columns == len(pos)
+    assert np.abs(fit.positions - pos).max() < 0.01  # the noise-free image's own columns
+    assert np.array_equal(np.array(fit.type_names)[fit.types], np.array(["Pb", "Cs"])[kind])

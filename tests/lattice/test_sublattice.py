@@ -94,3 +94,23 @@ def test_the_result_checks_its_arrays():
     with pytest.raises(ValueError, match="labels must have length 36"):
         Sublattices(positions=sub.positions, labels=[0], names=sub.names, sites=sub.sites, basis=sub.basis,
                     added=sub.added)  # fmt: skip
+
+
+def test_the_detect_command_writes_each_columns_sublattice_as_its_type(tmp_path, capsys):
+    import csv
+
+    from atomscount.cli import main
+
+    image, pos, kind = _perovskite_image(seed=4)
+    np.save(tmp_path / "img.npy", image.data)
+    out = tmp_path / "det"
+    assert main(["detect", str(tmp_path / "img.npy"), "--pixel-size", str(image.pixel_size_angstrom),
+                 "--normalised", "--sublattices", "--out", str(out)]) == 0  # fmt: skip
+    with open(out / "columns.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    found = np.array([[float(r["x_angstrom"]), float(r["y_angstrom"])] for r in rows])
+    d, i = cKDTree(pos).query(found)
+    assert d.max() < 0.3 and len(rows) == len(pos)
+    names = np.array(["(0, 0)", "(0.5, 0.5)"])
+    assert [r["type"] for r in rows] == names[kind[i]].tolist()
+    assert "Sublattices(" in capsys.readouterr().out
