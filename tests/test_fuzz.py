@@ -1,4 +1,6 @@
-"""Issue 11: random small inputs through detection, fitting, counting and the HDF5 round-trips.
+"""Issues 11 and 26: random small inputs through detection, fitting, counting and the HDF5
+round-trips, and through the 3D stages' entry points (simulate_tilt_series, reconstruct,
+trace_atoms, search_core_shell).
 
 Three properties hold for every example:
 
@@ -217,3 +219,145 @@ def test_count_atoms_on_random_scs_sets(data, tmp_path_factory):
     p = counts.probability
     assert np.all(np.isfinite(p[c >= 1])) and np.all((p[c >= 1] >= 0) & (p[c >= 1] <= 1 + 1e-12))
     np.testing.assert_array_equal(back.counts, c)
+
+
+# ------------------------------------------------------------ the 3D stages (issue 26)
+
+finite_or_not = st.one_of(st.floats(-12.0, 12.0), st.sampled_from([np.nan, np.inf, 1e6]))
+
+
+@st.composite
+def atom_sets(draw):
+    """A few atoms near the origin (sometimes far off, sometimes NaN), and their elements."""
+    n = draw(st.integers(0, 8))
+    pos = np.array([[draw(st.floats(-6.0, 6.0)) for _ in range(3)] for _ in range(n)]).reshape(-1, 3)
+    if n and draw(st.booleans()):
+        pos[draw(st.integers(0, n - 1)), draw(st.integers(0, 2))] = draw(finite_or_not)
+    return pos, [draw(st.sampled_from(["Fe", "Pt", "Au"])) for _ in range(n)]
+
+
+def _angles(draw):
+    k = draw(st.integers(0, 5))
+    if draw(st.booleans()):
+        return np.array([draw(st.floats(-89.0, 89.0)) for _ in range(k)])
+    return np.array([[draw(st.floats(-180.0, 180.0)) for _ in range(3)] for _ in range(k)]).reshape(-1, 3)
+
+
+@fuzz(30)
+@given(data=st.data())
+def test_simulate_tilt_series_on_random_small_models(data):
+    from atomscount.tomo import simulate_tilt_series
+
+    pos, symbols = data.draw(atom_sets())
+    angles = _angles(data.draw)
+    kw = data.draw(st.fixed_dictionaries({
+        "pixel_size_angstrom": st.sampled_from([0.3, 0.5, 1.0, 0.0, -1.0]),
+        "b_factor": st.floats(-0.5, 2.0),
+        "probe_blur_angstrom": st.floats(0.0, 1.0),
+    }, optional={
+        "shape": st.tuples(st.integers(0, 24), st.integers(1, 24)),
+        "dose_e_per_angstrom2": st.one_of(st.floats(-1.0, 1e5), st.just(np.nan)),
+        "background": st.floats(0.0, 0.1),
+    }))  # fmt: skip
+    with bounded_memory():
+        try:
+            series = simulate_tilt_series(pos, angles, symbols=symbols, rng=0, **kw)
+        except DOCUMENTED:
+            return
+    assert series.images.shape[0] == len(angles)
+    assert np.all(np.isfinite(series.images)) and np.all(series.images >= 0)
+
+
+@st.composite
+def small_series(draw):
+    from atomscount.tomo import simulate_tilt_series
+
+    n = draw(st.integers(1, 6))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    pos = rng.uniform(-3.0, 3.0, (n, 3))
+    angles = np.linspace(-60.0, 60.0, draw(st.integers(1, 7)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return simulate_tilt_series(pos, angles, pixel_size_angstrom=0.5, symbols=["Pt"] * n, shape=(20, 20),
+                                    dose_e_per_angstrom2=draw(st.sampled_from([None, 1e3, 1e5])), rng=0)  # fmt: skip
+
+
+@fuzz(15)
+@given(data=st.data())
+def test_reconstruct_on_random_small_series(data):
+    from atomscount.tomo import reconstruct
+
+    series = data.draw(small_series())
+    kw = data.draw(st.fixed_dictionaries({
+        "n_iter": st.integers(-1, 6),
+    }, optional={
+        "thickness": st.one_of(st.none(), st.integers(-1, 24)),
+        "positivity": st.booleans(),
+        "relaxation": st.floats(-0.5, 2.5),
+    }))  # fmt: skip
+    with bounded_memory():
+        try:
+            volume = reconstruct(series, progress=False, **kw)
+        except DOCUMENTED:
+            return
+    assert volume.data.ndim == 3 and np.all(np.isfinite(volume.data))
+    assert len(volume.r1) == kw["n_iter"] and np.all(np.isfinite(volume.r1))
+
+
+@st.composite
+def small_volumes(draw):
+    from atomscount.tomo.reconstruct import Volume
+
+    shape = tuple(draw(st.integers(2, 14)) for _ in range(draw(st.sampled_from([2, 3, 3, 3, 3]))))
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    grid = np.indices(shape, dtype=np.float64)
+    data = np.zeros(shape)
+    for _ in range(draw(st.integers(0, 5))):
+        centre = rng.uniform(0, np.array(shape) - 1)[(slice(None),) + (None,) * len(shape)]
+        data += rng.uniform(0.2, 1.0) * np.exp(-((grid - centre) ** 2).sum(axis=0) / 2.0)
+    data += rng.normal(0.0, draw(st.sampled_from([0.0, 0.01, 0.3])), shape)
+    if data.size and draw(st.booleans()):
+        data.flat[draw(st.integers(0, data.size - 1))] = draw(st.sampled_from([np.nan, np.inf, -1e6, 1e6]))
+    return Volume(data, draw(st.sampled_from([0.4, 0.5, 1.0])), np.zeros(0))
+
+
+@fuzz(25)
+@given(data=st.data())
+def test_trace_atoms_on_random_small_volumes(data):
+    from atomscount.tomo import trace_atoms
+
+    volume = data.draw(small_volumes())
+    kw = data.draw(st.fixed_dictionaries({}, optional={
+        "min_distance_angstrom": st.one_of(st.floats(-1.0, 6.0), st.just(np.nan)),
+        "threshold": st.floats(-1.0, 2.0),
+        "lattice": st.sampled_from(["auto", "none", "crystal"]),
+    }))  # fmt: skip
+    with bounded_memory():
+        try:
+            traced = trace_atoms(volume, **kw)
+        except DOCUMENTED:
+            return
+    half = 0.5 * np.array(volume.data.shape[::-1]) * volume.pixel_size_angstrom
+    assert np.all(np.isfinite(traced.positions)) and np.all(np.abs(traced.positions) <= half + 1e-9)
+
+
+@fuzz(4)
+@given(data=st.data())
+def test_search_core_shell_on_random_small_views(data):
+    from atomscount.coreshell.search import search_core_shell
+    from atomscount.library import load_default_lensing
+
+    n = data.draw(st.integers(1, 3))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**16)))
+    xy = np.array([(x, y) for x in range(n) for y in range(n)]) * 2.04
+    scs = rng.uniform(data.draw(st.sampled_from([-1.0, 0.5])), 6.0, len(xy))
+    counts = rng.integers(data.draw(st.sampled_from([0, 1])), 6, len(xy))
+    error = np.full(len(xy), data.draw(st.sampled_from([0.1, 0.0])))
+    lensing = load_default_lensing("Au", "Ag", "001")
+    with bounded_memory():
+        try:
+            model = search_core_shell([(xy, scs, error, "001")], lensing, "Au", counts=[counts], rng=0,
+                                      n_anneal=300, n_sample=100, n_chains=1)  # fmt: skip
+        except DOCUMENTED:
+            return
+    assert np.all(np.isfinite(model.chi2))

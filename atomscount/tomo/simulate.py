@@ -15,7 +15,7 @@ import warnings
 
 import numpy as np
 
-from .._checks import check_integer, check_positive, check_rng
+from .._checks import check_integer, check_memory, check_positive, check_rng
 from . import _kernels
 from .geometry import TiltSeries, euler_angles, rotation_matrices
 
@@ -121,6 +121,8 @@ def simulate_tilt_series(atoms, angles, *, pixel_size_angstrom: float, shape=Non
     if np.ndim(shape) != 1 or len(shape) != 2:
         raise ValueError(f"shape must be (rows, cols), got {shape!r}")
     shape = tuple(check_integer(s, "shape", low=1) for s in shape)
+    check_memory(8.0 * len(nominal) * shape[0] * shape[1], f"{len(nominal)} projections of {shape[0]}x{shape[1]} "
+                 "pixels (the field holds every atom: are the positions in Å, about the origin?)")  # fmt: skip
     rot = rotation_matrices(true_angles)
     images = np.zeros((len(nominal), *shape))
     half = 0.5 * pixel * np.array(shape[::-1])  # the field's half-widths along x and y [Å]

@@ -65,3 +65,9 @@ def test_simulate_tilt_series_warns_when_the_atoms_leave_the_field():
 def test_simulate_tilt_series_shape_is_two_positive_integers(shape):
     with pytest.raises((ValueError, TypeError), match="shape must"):
         simulate_tilt_series(np.zeros((1, 3)), [0.0], pixel_size_angstrom=0.5, shape=shape, symbols=["Pt"])
+
+
+def test_simulate_tilt_series_refuses_a_field_too_large_for_memory():
+    """An atom 10⁶ Å off (nm or m taken for Å) asked the default field for 10¹⁴ pixels."""
+    with pytest.raises(ValueError, match=r"1 projections of \d+x\d+ pixels .* would need .* GiB, over the limit"):
+        simulate_tilt_series(np.array([[1e6, 0.0, 0.0], [0.0, 0.0, 0.0]]), [0.0], pixel_size_angstrom=0.3, symbols=PT2)
