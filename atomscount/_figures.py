@@ -233,9 +233,10 @@ def _image_inches(shape, area=_MAP_AREA):
     return max(w * grow * shrink, _MAP_SHORTEST), max(h * grow * shrink, _MAP_SHORTEST)
 
 
-def _map_figsize(shape, *, colorbar=False):
-    """Canvas (width, height) [inch] shaped like the image, plus room for the labels (and a colour bar)."""
-    w, h = _image_inches(shape)
+def _map_figsize(shape, *, colorbar=False, page=False):
+    """Canvas (width, height) [inch] shaped like the image, plus room for the labels (and a colour bar);
+    a column wide, or with ``page`` a page wide."""
+    w, h = _image_inches(shape, area=_MAP_WIDEST**2 if page else _MAP_AREA)
     return (float(w + _LABELS + (_COLORBAR if colorbar else 0.0)), float(h + _LABELS))
 
 
@@ -314,6 +315,8 @@ def _marker_size(ax, pos) -> float:
     return float(np.clip((0.55 * spacing * inch_per_angstrom * 72.0) ** 2, 4.0, 2000.0))
 
 
+#: Most columns whose values are written on them; a map of more shows colours only.
+LABELLED_COLUMNS = 300
 #: Smallest font of a count written on a column [pt]; columns drawn smaller than such a
 #: number are left unlabelled (their colour on the discrete colour bar says the count).
 LABEL_POINTS = 7.0
@@ -379,6 +382,6 @@ def _column_scatter(pos, values, ax, backdrop, pixel, cmap, label, *, annotate, 
         under = vmin is not None and finite.size and finite.min() < vmin
         extend = {(True, True): "both", (True, False): "max", (False, True): "min"}.get((bool(over), bool(under)))
         fig.colorbar(sc, ax=ax, label=label, extend=extend or "neither")
-    if annotate and len(pos) <= 300:
+    if annotate and len(pos) <= LABELLED_COLUMNS:
         _label_columns(ax, pos, v, size)
     return sc

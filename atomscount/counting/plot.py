@@ -9,7 +9,16 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.ticker import MaxNLocator
 
-from .._figures import _backdrop, _column_scatter, _fig_ax, _map_figsize, _pixel_size, _positions, write_figures
+from .._figures import (
+    LABELLED_COLUMNS,
+    _backdrop,
+    _column_scatter,
+    _fig_ax,
+    _map_figsize,
+    _pixel_size,
+    _positions,
+    write_figures,
+)
 from ..columns.fit import ColumnFit
 from ..columns.plot import scs_bin_edges
 from ..image import HAADFImage
@@ -125,7 +134,7 @@ def plot_count_map(fit, counts, *, ax=None, image: HAADFImage | None = None, fra
     the title says.
     """
     c = np.atleast_2d(counts.counts)[frame]
-    fig, ax, backdrop, where = _count_axes(fit, ax, image)
+    fig, ax, backdrop, where = _count_axes(fit, ax, image, labelled=True)
     _column_scatter(_positions(fit), np.where(c >= 0, c, np.nan), ax, backdrop, _pixel_size(fit, image),
                     "viridis", "column count (atoms)", annotate=True, discrete=True)  # fmt: skip
     ax.set_title(f"atom counts ({int(np.where(c >= 0, c, 0).sum())} atoms) {where}".strip())
@@ -192,7 +201,7 @@ def save_count_figures(fit, counts, out_dir, *, image: HAADFImage | None = None,
     return write_figures(makers, out, fmt=fmt, dpi=dpi)
 
 
-def _count_axes(fit, ax, image):
+def _count_axes(fit, ax, image, *, labelled=False):
     if image is not None:
         shape = image.shape
     elif isinstance(fit, ColumnFit):
@@ -200,5 +209,7 @@ def _count_axes(fit, ax, image):
     else:  # positions only: their bounding box, one column spacing around
         span = np.ptp(_positions(fit), axis=0) if len(_positions(fit)) else np.ones(2)
         shape = (max(span[1], 1e-3), max(span[0], 1e-3))
-    fig, ax = _fig_ax(ax, _map_figsize(shape, colorbar=True))
+    # page-wide when counts are written on the columns: at a column's width they would not fit legibly
+    page = labelled and len(_positions(fit)) <= LABELLED_COLUMNS
+    fig, ax = _fig_ax(ax, _map_figsize(shape, colorbar=True, page=page))
     return fig, ax, *_backdrop(fit, image)
