@@ -16,6 +16,8 @@ _KIND = "LatticeBasis"
 #: A column further than this fraction of the shortest lattice vector from its
 #: lattice point is left out of the least-squares fit (a spurious or strongly displaced column).
 INLIER_FRACTION = 0.25
+#: Two lattice vectors within this fraction of each other's length count as equally long.
+EQUAL_LENGTH = 0.02
 #: Two classes of columns count as two sublattices when their intensities (with
 #: the slow trend removed) differ by at least this many within-class standard deviations.
 MIN_CLASS_SEPARATION = 3.0
@@ -29,8 +31,9 @@ class LatticeBasis:
     ----------
     a, b : ndarray (2,)
         The basis vectors (x, y) [Å]: a reduced basis (``|a| <= |b|``, the angle
-        between them within 60°–120°), ``a`` pointing to +x (or +y when it lies
-        along y), and ``b`` the one that makes ``a × b > 0``.
+        between them within 60°–120°; of two vectors within 2 % of the same
+        length, ``a`` is the one nearer the x axis), ``a`` pointing to +x (or +y
+        when it lies along y), and ``b`` the one that makes ``a × b > 0``.
     origin : ndarray (2,)
         A lattice point (x, y) [Å] near the middle of the columns; with two
         sublattices, a column of the brighter one (or of type 0).
@@ -344,6 +347,10 @@ def _reduce(a, b):
 
 
 def _orient(a, b):
+    # of two vectors equally long (a square or centred cell), a is the one nearer the x axis
+    la, lb = np.linalg.norm(a), np.linalg.norm(b)
+    if abs(la - lb) <= EQUAL_LENGTH * max(la, lb) and abs(b[0]) / lb > abs(a[0]) / la:
+        a, b = b, a
     if a[0] < -1e-9 * np.linalg.norm(a) or (abs(a[0]) <= 1e-9 * np.linalg.norm(a) and a[1] < 0):
         a = -a
     if _cross(a, b) < 0:
