@@ -32,7 +32,7 @@ def test_the_four_actions_chain_and_recover_the_atoms(tmp_path, capsys):
     assert Volume.from_hdf5(volume).r1.shape == (30,)
     assert main(["tomo", "trace", str(volume), "--names", "non-atom,Fe,Pt", "--out", str(traced), "--figures",
                  str(figs)]) == 0  # fmt: skip
-    assert {p.name for p in figs.iterdir()} == {"orthoslices.png", "r1.png", "intensity_histogram.png",
+    assert {p.name for p in figs.iterdir()} == {"orthoslices.png", "slices_z.png", "r1.png", "intensity_histogram.png",
                                                  "model_3d.png", "pair_distribution.png",
                                                  "bond_order.png"}  # fmt: skip
     capsys.readouterr()
