@@ -205,6 +205,17 @@ def find_sublattices(
         else:
             cand, cand_labels = np.zeros((0, 2)), np.zeros(0, np.int64)
         pos, labels, added, fit = _fit_and_test(image, pos, labels, names, cand, cand_labels, min_sig, radius)
+        # the fitted positions are more precise than detected ones: the lattice again from them
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            on_site = labels >= 0
+            if on_site.sum() >= 5:
+                refined = find_basis(pos[on_site], types=labels[on_site], tolerance=tol)
+                # the same cell, its origin on the same site: the sites' fractional coordinates hold
+                same = np.allclose(refined.matrix, basis.matrix, rtol=0, atol=0.05 * spacing)
+                shift = fractional(refined.origin[None], basis)[0]
+                if same and refined.supercell == basis.supercell and np.allclose(shift, np.rint(shift), atol=0.1):
+                    basis = refined
     return Sublattices(positions=pos, labels=labels, names=tuple(names), sites=sites, basis=basis, added=added,
                        fit=fit, n_tested=n_tested)  # fmt: skip
 
