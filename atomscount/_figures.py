@@ -129,7 +129,7 @@ def text_off_canvas(fig, *, tolerance_px: float = 1.0) -> int:
     Examples
     --------
     >>> import matplotlib.pyplot as plt
-    >>> fig, ax = plt.subplots(figsize=(2, 2))
+    >>> fig, ax = plt.subplots(figsize=(2, 2), layout="constrained")
     >>> _ = ax.set_title("a title far too long for a canvas two inches wide")
     >>> text_off_canvas(fig)
     1
