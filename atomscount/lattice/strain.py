@@ -330,6 +330,9 @@ def strain_map(
     chosen = _chosen(sublattice, names)
     if sublattice is None:  # every sublattice that has usable columns, not the columns on no site
         chosen = [s for s in chosen if names[s] != OFF_LATTICE_NAME and np.any(ok & (labels == s))]
+    empty = [names[s] for s in chosen if not np.any(ok & (labels == s))]
+    if empty:
+        raise ValueError(f"sublattice {empty[0]!r} has no converged column with a finite position error to map")
     used = ok & np.isin(labels, chosen)
     in_ref = reference_mask(pos, reference_region) & used
     if not in_ref.any():
