@@ -18,14 +18,15 @@ def demo_paths() -> dict:
     return {"image": Path(str(base / "demo_particle.tif")), "truth": Path(str(base / "demo_particle_truth.npz"))}
 
 
-def run_demo(out_dir, *, progress: bool = True) -> dict:
+def run_demo(out_dir, *, progress: bool = True, fmt: str = "png", dpi: float | None = None) -> dict:
     """The whole 2D pipeline on the bundled abTEM particle: fit, count, compare with the truth.
 
     Detects and fits the columns, counts the atoms with the three methods (ICL
     mixture, library, hybrid) against the shipped Au [001] library, builds a 3D
     starting model from the hybrid counts, and writes results and figures to
-    ``out_dir``. Returns a plain-type summary with the fraction of columns
-    counted exactly by each method.
+    ``out_dir`` (figures as ``fmt``, "png", "pdf" or "svg", at ``dpi`` dots per
+    inch, the style's when None). Returns a plain-type summary with the fraction
+    of columns counted exactly by each method.
     """
     from .columns import find_columns, fit_columns
     from .columns.fit import save_fit
@@ -43,7 +44,7 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
     positions = find_columns(image, progress=progress)  # model-based: no threshold, spacing from the image
     fit = fit_columns(image, positions, noise="poisson", progress=progress)
     files = save_fit(fit, out, image=image)  # fit.h5 keeps the data (as its residual) for figures drawn from it
-    files.update(save_fit_figures(image, fit, out))
+    files.update(save_fit_figures(image, fit, out, fmt=fmt, dpi=dpi))
     d, idx = cKDTree(truth["positions"]).query(fit.positions)
     matched = d < 0.7
     true_counts = np.where(matched, truth["counts"][idx], 0)
@@ -64,8 +65,8 @@ def run_demo(out_dir, *, progress: bool = True) -> dict:
     files.update(counts=out / "counts.h5", counts_csv=out / "counts.csv")
     model = model_from_counts(fit, best, "Au", "001")
     files["model_xyz"] = write_model(model, out / "model.xyz")
-    files.update(save_count_figures(fit, results["icl"], out / "icl", image=image))
-    files.update(save_count_figures(fit, best, out, image=image, model=model))
+    files.update(save_count_figures(fit, results["icl"], out / "icl", image=image, fmt=fmt, dpi=dpi))
+    files.update(save_count_figures(fit, best, out, image=image, model=model, fmt=fmt, dpi=dpi))
     summary = {
         "image": str(paths["image"]),
         "n_true_columns": int(len(truth["positions"])),

@@ -146,7 +146,7 @@ def test_an_error_from_the_api_names_the_option_not_the_python_argument(tmp_path
     pos = square_lattice((64, 64), 0.1, 1.6)
     m = ColumnModel((64, 64), 0.1, pos, np.full(len(pos), 0.3), 0.4, background=(0.02,))
     np.save(tmp_path / "img.npy", m.image())
-    base = ["detect", str(tmp_path / "img.npy"), "--pixel-size", "0.1", "--out", str(tmp_path / "out")]
+    base = ["detect", str(tmp_path / "img.npy"), "--pixel-size", "0.1", "--normalised", "--out", str(tmp_path / "out")]
     assert main([*base, "--min-distance", "1e9"]) == 2
     err = capsys.readouterr().err
     assert "--min-distance must be smaller than the image" in err and "min_distance_angstrom" not in err
@@ -342,3 +342,36 @@ def test_count_reads_a_text_library_and_normalised_holds_the_scale(tmp_path, cap
     counts = ColumnCounts.from_hdf5(tmp_path / "neg" / "counts.h5")
     assert counts.counts[3] == -1 and any("negative or NaN SCS" in n for n in counts.notes)
     np.testing.assert_array_equal(np.delete(counts.counts, 3), np.delete(truth[idx], 3))
+
+
+def test_every_command_that_draws_takes_format_and_dpi():
+    from atomscount._figures import FIGURE_FORMATS
+    from atomscount.cli import _parser
+    from atomscount.cli._run import FIGURE_FORMATS as CLI_FORMATS
+
+    assert CLI_FORMATS == FIGURE_FORMATS  # named twice so that parsing imports no matplotlib
+    drawing = {("demo",), ("detect",), ("fit",), ("count",), ("coreshell",), ("tomo", "reconstruct"),
+               ("tomo", "trace"), ("library", "show"), ("strain",)}  # fmt: skip
+    subs = dict(_subparsers(_parser()))
+    for path in drawing:
+        options = {o for a in subs[path]._actions for o in a.option_strings}
+        assert {"--format", "--dpi"} <= options, path
+
+
+def test_format_and_dpi_reach_the_figures_and_a_bad_dpi_stops_at_parsing(tmp_path, capsys):
+    import pytest
+
+    pos = square_lattice((48, 48), 0.1, 1.6)
+    m = ColumnModel((48, 48), 0.1, pos, np.full(len(pos), 0.3), 0.4, background=(0.02,))
+    np.save(tmp_path / "img.npy", m.image())
+    base = ["fit", str(tmp_path / "img.npy"), "--pixel-size", "0.1", "--normalised", "--min-distance", "1.2"]
+    for bad in ("-1", "0", "1e9", "abc"):
+        with pytest.raises(SystemExit) as exc:
+            main([*base, "--out", str(tmp_path / "out"), "--dpi", bad])
+        assert exc.value.code == 2
+        assert "argument --dpi: must" in capsys.readouterr().err
+    assert main([*base, "--out", str(tmp_path / "out"), "--format", "svg", "--dpi", "72"]) == 0
+    figures = {p.suffix for p in (tmp_path / "out").iterdir() if p.suffix in (".png", ".pdf", ".svg")}
+    assert figures == {".svg"}
+    assert main(["library", "show", "Au:001", "--plot", str(tmp_path / "au"), "--format", "pdf"]) == 0
+    assert (tmp_path / "au.pdf").read_bytes()[:5] == b"%PDF-"

@@ -8,6 +8,7 @@ temporary file or folder is left beside it.
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -21,6 +22,31 @@ from pathlib import Path
 #: Written last into every complete output folder; its presence marks a folder that
 #: a later run may replace.
 MARKER = "atomscount-run.json"
+#: The figures' file formats: those of ``atomscount._figures.FIGURE_FORMATS``, named here
+#: because that module imports matplotlib, which the parser must not wait for.
+FIGURE_FORMATS = ("png", "pdf", "svg")
+#: The largest ``--dpi`` (as ``atomscount._figures`` allows): a page-wide figure is then a gigapixel image.
+MAX_DPI = 2400
+
+
+def figure_options(p: argparse.ArgumentParser) -> None:
+    """Add ``--format`` and ``--dpi`` to a command that draws figures."""
+    p.add_argument("--format", choices=FIGURE_FORMATS, default="png",
+                   help="file format of the figures (PDF and SVG keep text and lines as vectors)")  # fmt: skip
+    p.add_argument("--dpi", type=dots_per_inch, default=None,
+                   help="resolution of the figures [dots per inch] (in PDF and SVG, of their images); the "
+                        "figure style's 300 when not given")  # fmt: skip
+
+
+def dots_per_inch(text: str) -> float:
+    """``--dpi``: a number in (0, MAX_DPI], refused while parsing (before any work)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a number of dots per inch, got {text!r}") from None
+    if not 0 < value <= MAX_DPI:
+        raise argparse.ArgumentTypeError(f"must lie in (0, {MAX_DPI}] dots per inch, got {text}")
+    return value
 
 
 class Terminated(BaseException):

@@ -5,14 +5,15 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ._run import check_output_folder, final_paths, output_folder, print_files, warm_up
+from ._run import check_output_folder, figure_options, final_paths, output_folder, print_files, warm_up
 
 
 def add_parser(sub, fmt) -> None:
     """Add the ``detect`` and ``fit`` commands to the subparsers ``sub``."""
 
     def image_options(q):
-        q.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser .hspy .mrc")
+        q.add_argument("image", type=Path, help="image file: .tif .npy .dm3 .dm4 .emd .ser .hspy .mrc (or a grey "
+                                             ".png/.jpg, with a warning)")  # fmt: skip
         q.add_argument("--pixel-size", type=float, default=None,
                        help="pixel size in Å; the file's calibration when not given")  # fmt: skip
         q.add_argument(
@@ -62,6 +63,7 @@ def add_parser(sub, fmt) -> None:
                          "brightness where positions do not tell), add the columns the lattice predicts that a fit "
                          "confirms, and write each column's sublattice as its type")  # fmt: skip
     dt.add_argument("--out", type=Path, required=True, help="output folder")
+    figure_options(dt)
     dt.set_defaults(handler=_cmd_detect)
 
     f = sub.add_parser("fit", formatter_class=fmt, help="detect and fit the atomic columns of an image")
@@ -88,7 +90,8 @@ def add_parser(sub, fmt) -> None:
         default="gaussian",
         help="least squares (as StatSTEM), or Poisson maximum likelihood for counting-noise images",
     )
-    f.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
+    f.add_argument("--no-figures", action="store_true", help="write the results only, no figures")
+    figure_options(f)
     f.add_argument("--out", type=Path, required=True, help="output folder")
     f.set_defaults(handler=_cmd_fit)
 
@@ -206,7 +209,8 @@ def _cmd_detect(args) -> int:
         if detection is not None:
             files["hdf5"] = tmp / "detection.h5"
             detection.to_hdf5(files["hdf5"])
-        files["figure"] = save_detection_figure(image, positions, tmp / "detection.png", detection=detection)
+        files["figure"] = save_detection_figure(image, positions, tmp / "detection.png", detection=detection,
+                                                fmt=args.format, dpi=args.dpi)  # fmt: skip
     print(f"{len(positions)} columns found" + (f" ({'; '.join(detection.notes)})" if detection is not None else ""))
     print("check detection.png; edit columns.csv (add rows, delete rows, set types) and pass it to "
           "`atomscount fit --positions` (or --types)")  # fmt: skip
@@ -278,7 +282,7 @@ def _cmd_fit(args) -> int:
         if not args.no_figures and fit.n_columns:
             from ..columns.plot import save_fit_figures
 
-            files.update(save_fit_figures(image, fit, tmp))
+            files.update(save_fit_figures(image, fit, tmp, fmt=args.format, dpi=args.dpi))
     print(fit.report())
     print_files(final_paths(files, tmp, args.out), args.out)
     return 0

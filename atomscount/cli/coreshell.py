@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ._run import check_output_folder, final_paths, output_folder, print_files, warm_up
+from ._run import check_output_folder, figure_options, final_paths, output_folder, print_files, warm_up
 from .library import check_crystal
 
 
@@ -52,7 +52,8 @@ def add_parser(sub, fmt) -> None:
                     help="independent annealing chains; each site takes the majority's element (default 5 "
                          "without --counts, 1 with)")  # fmt: skip
     cs.add_argument("--seed", type=int, default=0, help="seed of the search")
-    cs.add_argument("--no-figures", action="store_true", help="write the results only, no PNG figures")
+    cs.add_argument("--no-figures", action="store_true", help="write the results only, no figures")
+    figure_options(cs)
     cs.add_argument("--out", type=Path, required=True, help="output folder")
     cs.set_defaults(handler=_cmd_coreshell)
 
@@ -146,7 +147,8 @@ def _cmd_coreshell(args) -> int:
         if not args.no_figures:
             from ..coreshell.plot import save_coreshell_figures
 
-            files.update(save_coreshell_figures(model, tmp, views=views, lensing=lensing))
+            files.update(save_coreshell_figures(model, tmp, views=views, lensing=lensing, fmt=args.format,
+                                                dpi=args.dpi))  # fmt: skip
         summary = model.summary()
         summary["core_counts"] = [c.tolist() for c in model.core_counts]
         summary["core_counts_std"] = [np.round(s, 4).tolist() for s in model.core_counts_std]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import warnings
 from pathlib import Path
 
-from ._run import check_output_folder, final_paths, output_folder, print_files, warm_up
+from ._run import check_output_folder, figure_options, final_paths, output_folder, print_files, warm_up
 from .library import check_crystal, load_library
 
 
@@ -39,6 +39,7 @@ def add_parser(sub, fmt) -> None:
                    help="where each column's atoms sit along the beam in the 3D model")  # fmt: skip
     c.add_argument("--seed", type=int, default=0, help="seed of the random EM starts")
     c.add_argument("--out", type=Path, required=True, help="output folder")
+    figure_options(c)
     c.set_defaults(handler=_cmd_count)
 
 
@@ -98,7 +99,7 @@ def _cmd_count(args) -> int:
             model = model_from_counts(fit, result, crystal, axis, alignment=args.alignment)
             files["model_xyz"] = write_model(model, tmp / "model.xyz")
             files["model_cif"] = write_model(model, tmp / "model.cif")
-        files.update(save_count_figures(fit, result, tmp, model=model))
+        files.update(save_count_figures(fit, result, tmp, model=model, fmt=args.format, dpi=args.dpi))
         files["summary"] = tmp / "summary.json"
         files["summary"].write_text(json.dumps(result.summary(), indent=2))
     print(repr(result))

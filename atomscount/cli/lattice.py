@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._run import check_output_folder, final_paths, output_folder, print_files
+from ._run import check_output_folder, figure_options, final_paths, output_folder, print_files
 
 
 def add_parser(sub, fmt) -> None:
@@ -37,6 +37,7 @@ def add_parser(sub, fmt) -> None:
                    help="also map the B-site displacement from the centre of its four A-site neighbours "
                         "(perovskites), by the types' names")  # fmt: skip
     s.add_argument("--no-figures", action="store_true", help="write the results only, no figures")
+    figure_options(s)
     s.add_argument("--out", type=Path, required=True, help="output folder")
     s.set_defaults(handler=_cmd_strain)
 
@@ -83,7 +84,8 @@ def _cmd_strain(args) -> int:
         if not args.no_figures:
             from ..lattice.plot import save_strain_figures
 
-            files.update(save_strain_figures(strain, tmp, image=image, polarisation=pol))
+            files.update(save_strain_figures(strain, tmp, image=image, polarisation=pol, fmt=args.format,
+                                             dpi=args.dpi))  # fmt: skip
     print(strain.report())
     if pol is not None:
         s = pol.summary()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ._run import figure_options
+
 
 def add_parser(sub, fmt) -> None:
     """Add the ``library`` command and its actions to the subparsers ``sub``."""
@@ -37,8 +39,10 @@ def add_parser(sub, fmt) -> None:
         "--plot",
         type=Path,
         default=None,
-        help="PNG path; beside the file, or ELEMENT_AXIS.png here for a shipped one, when not given",
+        help="figure path (its suffix set by --format); beside the file, or ELEMENT_AXIS.png here for a "
+        "shipped one, when not given",
     )
+    figure_options(ls)
     lsub.add_parser("list", formatter_class=fmt, help="the shipped libraries and lensing models, with key SCS values")
     lib.set_defaults(handler=_cmd_library)
 
@@ -78,17 +82,17 @@ def _cmd_library(args) -> int:
     lib = load_library(args.file, option="FILE")
     print(repr(lib))
     print(lib.table())
+    from .._figures import write_figures
     from ..library.plot import plot_scs_library
 
     if args.plot is not None:
-        png = args.plot
+        plot = args.plot
     elif Path(args.file).is_file():
-        png = Path(args.file).with_suffix(".png")
+        plot = Path(args.file)
     else:
-        png = Path(f"{lib.element}_{lib.zone_axis}.png")
-    fig = plot_scs_library(lib)
-    fig.savefig(png, dpi=110)
-    print(f"plot written to {png.resolve()}")
+        plot = Path(f"{lib.element}_{lib.zone_axis}")
+    written = write_figures({plot.stem: lambda: plot_scs_library(lib)}, plot.parent, fmt=args.format, dpi=args.dpi)
+    print(f"plot written to {written[plot.stem].resolve()}")
     return 0
 
 

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ._run import figure_options
+
 
 def add_parser(sub, fmt) -> None:
     """Add the ``tomo`` command and its actions to the subparsers ``sub``."""
@@ -33,6 +35,7 @@ def add_parser(sub, fmt) -> None:
     r.add_argument("--iterations", type=int, default=50, help="SIRT iterations")
     r.add_argument("--thickness", type=int, default=None, help="voxels along the beam (default: the image width)")
     r.add_argument("--figures", type=Path, default=None, help="folder for the orthoslices and the R1 curve")
+    figure_options(r)
     r.add_argument("--out", type=Path, required=True, help="volume HDF5 file")
     tr = ts.add_parser("trace", formatter_class=fmt, help="trace and classify the atoms of a volume")
     tr.add_argument("volume", type=Path, help="volume HDF5 file (atomscount tomo reconstruct)")
@@ -50,6 +53,7 @@ def add_parser(sub, fmt) -> None:
     _series_options(tr, " of --series (the same as for reconstruct)")
     tr.add_argument("--figures", type=Path, default=None,
                     help="folder for the histogram, slices, 3D view, pair distribution and Q4-Q6 map")  # fmt: skip
+    figure_options(tr)
     tr.add_argument("--out", type=Path, required=True, help="extended XYZ of the classified atoms")
     c = ts.add_parser("compare", formatter_class=fmt, help="match traced atoms to a true model")
     c.add_argument("traced", type=Path)
@@ -132,7 +136,7 @@ def _cmd_tomo(args: argparse.Namespace) -> int:
         volume.to_hdf5(args.out)
         print(f"{volume} -> {args.out}")
         if args.figures is not None:
-            save_tomo_figures(args.figures, volume=volume)
+            save_tomo_figures(args.figures, volume=volume, fmt=args.format, dpi=args.dpi)
     elif args.tomo_command == "trace":
         volume = Volume.from_hdf5(args.volume)
         names = args.names.split(",") if args.names else None
@@ -147,7 +151,7 @@ def _cmd_tomo(args: argparse.Namespace) -> int:
         traced.write_xyz(args.out)
         print(f"{traced} -> {args.out}")
         if args.figures is not None:
-            save_tomo_figures(args.figures, volume=volume, traced=traced)
+            save_tomo_figures(args.figures, volume=volume, traced=traced, fmt=args.format, dpi=args.dpi)
     else:
         traced, truth = _read_atoms(args.traced), _read_atoms(args.truth)
         scores = compare_models(traced.positions, traced.get_chemical_symbols(), truth.positions,
