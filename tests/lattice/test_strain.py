@@ -177,6 +177,16 @@ def test_bad_options_are_named(kwargs, match):
         strain_map(_grid(6), **kwargs)
 
 
+def test_a_chosen_sublattice_without_usable_columns_is_named():
+    pos = _grid(6)
+    err = np.full(pos.shape, 0.01)
+    err[:3] = np.nan  # the three columns of type B: no error, not usable
+    types = ["B"] * 3 + ["A"] * (len(pos) - 3)
+    with pytest.raises(ValueError, match="sublattice 'B' has no converged column"):
+        strain_map(pos, types=types, positions_error=err, sublattice="B")
+    assert strain_map(pos, types=types, positions_error=err).sublattice_names == ("A",)
+
+
 def test_reference_mask_takes_a_mask():
     pos = _grid(3)
     mask = np.zeros(len(pos), bool)
