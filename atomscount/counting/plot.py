@@ -65,8 +65,10 @@ def plot_count_histogram(counts, *, ax=None, bins=None, scs_unit: str = "image u
     ax.set_xlabel(f"SCS ({scs_unit})")
     ax.set_ylabel("columns")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{counts.method}: {counts.n_components} components")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    # above the axes, titled, in one row: beside them it would take a third of a column's width
+    title = f"{counts.method}: {counts.n_components} components"
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=3, borderaxespad=0.1, handlelength=1.2,
+              columnspacing=0.8, title=title, alignment="left")  # fmt: skip
     return fig
 
 
