@@ -206,10 +206,10 @@ def plot_columns(image: HAADFImage, fit: ColumnFit, *, ax=None, show_unconverged
     ax.scatter(*fit.positions[ok].T, s=size, c="tab:cyan", marker="+", linewidths=0.8, label="fitted")
     if show_unconverged and (~ok).any():
         ax.scatter(*fit.positions[~ok].T, s=4 * size, facecolors="none", edgecolors="red", label="not converged")
-    ax.set_title(f"{fit.n_columns} columns", loc="left")
-    # above the image, beside the title: a legend on an image always hides data
-    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, borderaxespad=0.1, handletextpad=0.3,
-              markerscale=min(1.0, 6.0 / np.sqrt(size)))  # fmt: skip
+    # above the image, titled: a legend on an image always hides data
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, borderaxespad=0.1, handletextpad=0.3,
+              markerscale=min(1.0, 6.0 / np.sqrt(size)), title=f"{fit.n_columns} columns",
+              alignment="left")  # fmt: skip
     return fig
 
 
@@ -291,8 +291,8 @@ def plot_scs_histogram(fit: ColumnFit, *, ax=None, bins=None, voronoi=True, comp
     ax.set_xlabel(f"SCS ({fit.scs_unit})")
     ax.set_ylabel("columns")
     ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_title(f"{int(ok.sum())} converged columns", loc="left")
-    ax.legend(loc="lower right", bbox_to_anchor=(1.0, 1.0), ncols=2, borderaxespad=0.1)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, borderaxespad=0.1,
+              title=f"{int(ok.sum())} converged columns", alignment="left")  # fmt: skip
     return fig
 
 
