@@ -29,6 +29,8 @@ _KIND = "StrainMap"
 #: reference vector) enter a column's displacement gradient: on a square lattice the
 #: four nearest and the four diagonal ones.
 NEIGHBOUR_RADIUS = 1.5
+#: The starting lattice vectors come from at most this many columns around the reference region.
+BASIS_COLUMNS = 400
 #: A column's gradient needs at least this many neighbours (two independent ones at the least).
 MIN_NEIGHBOURS = 3
 #: The type name :func:`~atomscount.lattice.find_sublattices` gives columns on no site; never mapped unless asked.
@@ -344,9 +346,11 @@ def strain_map(
         if start.sum() < 5:
             raise ValueError(f"reference_region must hold at least 5 columns of sublattice {names[main]!r}, "
                              f"got {int(start.sum())}")  # fmt: skip
-        # the starting vectors only carry the indices from neighbour to neighbour: all the sublattice's
-        # columns give them more surely than a small region
-        basis = find_basis(pos[used & (labels == main)])
+        # the starting vectors only carry the indices from neighbour to neighbour: the sublattice's columns
+        # around the region give them more surely than a small region (and a few hundred are plenty)
+        pool = np.flatnonzero(used & (labels == main))
+        near = np.argsort(np.linalg.norm(pos[pool] - np.mean(pos[start], axis=0), axis=1))[:BASIS_COLUMNS]
+        basis = find_basis(pos[pool[near]])
         a, b = basis.a, basis.b
     else:
         a, b = reference.a, reference.b
@@ -462,7 +466,8 @@ def reference_cells(fit, centre, *, n_cells: int = 3, types=None) -> np.ndarray:
     same = ok & (labels == labels[k0])
     if same.sum() < 5:
         raise ValueError(f"the sublattice of the column nearest centre has {int(same.sum())} columns, fewer than 5")
-    basis = find_basis(pos[same])
+    pool = np.flatnonzero(same)
+    basis = find_basis(pos[pool[np.argsort(np.linalg.norm(pos[pool] - pos[k0], axis=1))[:BASIS_COLUMNS]]])
     frac = np.linalg.solve(basis.matrix, (pos - pos[k0]).T).T
     on_site = np.abs(frac - np.rint(frac)).max(axis=1) < 0.25
     return same & on_site & (np.abs(np.rint(frac)).sum(axis=1) <= n_cells)
