@@ -16,7 +16,8 @@ import numpy as np
 from .columns.fit import ColumnFit
 from .style import PAGE_WIDTH_INCH, figure_style
 
-__all__ = ["FIGURE_FORMATS", "write_figures", "check_figure_options", "text_off_canvas", "legends_over_data"]
+__all__ = ["FIGURE_FORMATS", "write_figures", "check_figure_options", "text_off_canvas", "texts_overlapping",
+           "legends_over_data"]  # fmt: skip
 
 #: The file formats figures are written in.
 FIGURE_FORMATS = ("png", "pdf", "svg")
@@ -144,6 +145,25 @@ def text_off_canvas(fig, *, tolerance_px: float = 1.0) -> int:
                 or e.y1 > box.y1 + tolerance_px):  # fmt: skip
             off += 1
     return off
+
+
+def texts_overlapping(fig, *, tolerance_px: float = 1.0) -> int:
+    """How many pairs of the texts drawn on ``fig`` overlap (0 for a good figure): a title over a colour
+    bar's label, a legend over a title, tick labels that run together.
+
+    Examples
+    --------
+    >>> import matplotlib.pyplot as plt
+    >>> fig, ax = plt.subplots(figsize=(3, 2), layout="constrained")
+    >>> _ = ax.text(0.5, 0.5, "one")
+    >>> _ = ax.text(0.5, 0.5, "two")
+    >>> texts_overlapping(fig)
+    1
+    >>> plt.close(fig)
+    """
+    texts, renderer = _drawn_texts(fig)
+    boxes = [t.get_window_extent(renderer).padded(-tolerance_px) for t in texts]
+    return int(sum(boxes[i].overlaps(boxes[j]) for i in range(len(boxes)) for j in range(i + 1, len(boxes))))
 
 
 def _data_boxes(ax, renderer) -> list:

@@ -15,7 +15,7 @@ from matplotlib.image import AxesImage  # noqa: E402
 from matplotlib_scalebar.scalebar import ScaleBar  # noqa: E402
 
 from atomscount import HAADFImage, fit_columns  # noqa: E402
-from atomscount._figures import legends_over_data, text_off_canvas, write_figures  # noqa: E402
+from atomscount._figures import legends_over_data, text_off_canvas, texts_overlapping, write_figures  # noqa: E402
 from atomscount.columns import plot as cplot  # noqa: E402
 from atomscount.columns.fit import ColumnFit, save_fit  # noqa: E402
 from atomscount.columns.model import ColumnModel, add_poisson_noise  # noqa: E402
@@ -152,6 +152,11 @@ def test_every_figure_function_is_drawn(figures):
 def test_no_text_leaves_the_canvas(figures):
     off = {name: text_off_canvas(fig) for name, fig in figures.items()}
     assert {k: v for k, v in off.items() if v} == {}
+
+
+def test_no_texts_overlap(figures):
+    over = {name: texts_overlapping(fig) for name, fig in figures.items()}
+    assert {k: v for k, v in over.items() if v} == {}
 
 
 def test_text_off_canvas_counts_a_clipped_title():

@@ -119,7 +119,7 @@ def test_every_axis_and_colour_bar_names_its_unit(normalised, unit):
     assert plot_scs_histogram(fit).axes[0].get_xlabel() == f"SCS ({unit})"
     counts = _counts(fit)
     assert plot_count_histogram(counts, scs_unit=fit.scs_unit).axes[0].get_xlabel() == f"SCS ({unit})"
-    labels = [cb.ax.get_ylabel() for cb in _colorbars(plot_model_residual(img, fit))]
+    labels = [cb.ax.get_ylabel().replace("\n", " ") for cb in _colorbars(plot_model_residual(img, fit))]
     intensity = "fraction of beam" if normalised else "counts"
     assert labels == [f"intensity ({intensity})", f"data − model ({intensity})"]
     for fig in (plot_count_map(fit, counts), plot_count_probability_map(fit, counts)):

@@ -240,11 +240,12 @@ def plot_model_residual(image: HAADFImage, fit: ColumnFit, *, dose_e_per_angstro
         im = _show_image(ax, arr, image.pixel_size_angstrom, alpha=1.0, vmin=lo, vmax=hi)
         ax.set_title(title)
     axes[0].images[0].set_norm(im.norm)  # one scale, the one the shared colour bar shows
-    fig.colorbar(im, ax=list(axes[:2]), shrink=0.9, label=f"intensity ({unit})")
+    # two lines: the panels of a page-wide row are shorter than the label on one
+    fig.colorbar(im, ax=list(axes[:2]), shrink=0.9, label=f"intensity\n({unit})")
     r = np.nanpercentile(np.abs(resid), 99.5) or 1.0
     im = _show_image(axes[2], resid, image.pixel_size_angstrom, alpha=1.0, cmap="RdBu_r", vmin=-r, vmax=r)
     axes[2].set_title("residual")
-    fig.colorbar(im, ax=axes[2], shrink=0.9, label=f"data − model ({unit})")
+    fig.colorbar(im, ax=axes[2], shrink=0.9, label=f"data − model\n({unit})")
     fig.suptitle(residual_summary(fit, image, dose_e_per_angstrom2=dose_e_per_angstrom2)["text"])
     return fig
 
