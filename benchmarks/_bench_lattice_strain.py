@@ -318,13 +318,28 @@ def statstem_strain(*, own_fit=True) -> dict:
     return out
 
 
+def timing(n_cells=100) -> dict:
+    """Seconds of strain_map and polarisation_map on a perovskite of 2 n_cells² columns (20,000 by default,
+    the largest image the package is sized for)."""
+    from atomscount.lattice import polarisation_map, strain_map
+
+    ij = np.stack(np.meshgrid(np.arange(n_cells), np.arange(n_cells)), -1).reshape(-1, 2) * A + 2.0
+    pos = np.vstack([ij, ij + A / 2]) + np.random.default_rng(0).normal(0.0, 0.01, (2 * len(ij), 2))
+    types = ["Sr"] * len(ij) + ["Ti"] * len(ij)
+    t0 = time.perf_counter()
+    strain_map(pos, types=types, positions_error=np.full(pos.shape, 0.01))
+    t1 = time.perf_counter()
+    polarisation_map(pos, "Sr", "Ti", types=types)
+    return {"n_columns": len(pos), "seconds_strain_map": t1 - t0, "seconds_polarisation_map": time.perf_counter() - t1}
+
+
 def run(*, quick: bool = False) -> dict:
     """The strain keys of ``bench_lattice.json``: ``strain_rmse_over_crlb``, ``statstem_strain_agreement`` and
     the details under ``strain``, ``strain_abtem`` and ``statstem_strain``."""
     sim = simulated_strain(seeds=(0,) if quick else (0, 1, 2))
     real = abtem_strain(seeds=(0,) if quick else (0, 1))
     result = {"strain_rmse_over_crlb": max(sim["strain_rmse_over_crlb"], real["strain_rmse_over_crlb"]),
-              "strain": sim, "strain_abtem": real}  # fmt: skip
+              "strain": sim, "strain_abtem": real, "strain_timing": timing()}  # fmt: skip
     if STATSTEM_FILE.is_file():
         st = statstem_strain(own_fit=not quick)
         result.update(statstem_strain_agreement=st["statstem_strain_agreement"], statstem_strain=st)
