@@ -334,7 +334,7 @@ def strain_map(
         chosen = [s for s in chosen if names[s] != OFF_LATTICE_NAME and np.any(ok & (labels == s))]
     empty = [names[s] for s in chosen if not np.any(ok & (labels == s))]
     if empty:
-        raise ValueError(f"sublattice {empty[0]!r} has no converged column with a finite position error to map")
+        raise ValueError(f"sublattice {empty[0]!r} has no converged column to map")
     used = ok & np.isin(labels, chosen)
     in_ref = reference_mask(pos, reference_region) & used
     if not in_ref.any():
@@ -481,7 +481,8 @@ def _columns(fit, types, positions_error):
         pos = np.asarray(fit.positions, dtype=float)
         err = np.asarray(fit.positions_error, dtype=float)
         labels, names = np.asarray(fit.types, dtype=np.int64), tuple(fit.type_names)
-        ok = np.asarray(fit.converged, dtype=bool) & np.all(np.isfinite(err), axis=1)
+        # a fit without errors (read from a StatSTEM file) still maps, with NaN errors
+        ok = np.asarray(fit.converged, dtype=bool) & np.all(np.isfinite(pos), axis=1)
         return pos, err, labels, names, ok
     if hasattr(fit, "labels") and hasattr(fit, "basis"):  # Sublattices
         if fit.fit is not None:
@@ -509,7 +510,7 @@ def _columns(fit, types, positions_error):
             raise ValueError(f"types must have one entry per column ({n}), got shape {t.shape}")
         uniq, labels = np.unique(t.astype(str), return_inverse=True)
         names = tuple(str(u) for u in uniq)
-    ok = np.ones(n, dtype=bool) if positions_error is None else np.all(np.isfinite(err), axis=1)
+    ok = np.ones(n, dtype=bool)
     return pos, err, labels.astype(np.int64), names, ok
 
 

@@ -178,13 +178,20 @@ def test_bad_options_are_named(kwargs, match):
 
 
 def test_a_chosen_sublattice_without_usable_columns_is_named():
-    pos = _grid(6)
-    err = np.full(pos.shape, 0.01)
-    err[:3] = np.nan  # the three columns of type B: no error, not usable
-    types = ["B"] * 3 + ["A"] * (len(pos) - 3)
+    ref = _grid(6)
+    n = len(ref)
+    ones = np.ones(n)
+    conv = np.arange(n) >= 3  # the three columns of type 1 did not converge
+    err = np.full((n, 2), np.nan)  # no errors (a StatSTEM file): strain without errors
+    fit = ColumnFit(positions=ref, positions_error=err, types=(~conv).astype(int), type_names=("A", "B"),
+                    heights=ones, heights_error=ones, widths=ones, widths_error=ones, scs=ones, scs_error=ones,
+                    voronoi_scs=ones, background=np.zeros(3), background_error=np.zeros(3), converged=conv,
+                    input_index=np.arange(n), reduced_chi2=1.0, n_iterations=1, image_shape=(100, 100),
+                    pixel_size_angstrom=0.2)  # fmt: skip
     with pytest.raises(ValueError, match="sublattice 'B' has no converged column"):
-        strain_map(pos, types=types, positions_error=err, sublattice="B")
-    assert strain_map(pos, types=types, positions_error=err).sublattice_names == ("A",)
+        strain_map(fit, sublattice="B")
+    m = strain_map(fit)
+    assert m.sublattice_names == ("A",) and m.valid.sum() == n - 3 and np.all(np.isnan(m.eps_xx_error))
 
 
 def test_reference_mask_takes_a_mask():
