@@ -65,6 +65,30 @@ def test_strain_with_polarisation_and_options(tmp_path, capsys):
     assert "polarisation:" in capsys.readouterr().out
 
 
+def test_strain_reads_a_statstem_file_and_takes_statstem_s_reference(tmp_path, capsys):
+    from atomscount.columns.model import ColumnModel
+    from atomscount.image import HAADFImage
+    from atomscount.lattice import StrainMap, reference_cells, strain_map, write_statstem
+
+    fit = _fit(tmp_path, two_types=True)
+    image = HAADFImage(ColumnModel((168, 168), 0.25, fit.positions, heights=fit.heights, widths=0.5).image(), 0.25)
+    write_statstem(fit, tmp_path / "result.mat", image=image)
+    out = tmp_path / "out"
+    code = main(["strain", str(tmp_path / "result.mat"), "--reference-at", "18", "18", "--cells", "2",
+                 "--angle", "90", "--neighbour-radius", "1.1", "--min-neighbours", "2", "--no-figures",
+                 "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    got = StrainMap.from_hdf5(out / "strain.h5")
+    region = reference_cells(fit, (18, 18), n_cells=2)
+    assert got.in_reference.tolist() == region.tolist() and region.sum() == 13
+    want = strain_map(fit, reference_region=region, angle_degrees=90, neighbour_radius=1.1, min_neighbours=2)
+    np.testing.assert_allclose(got.eps_xx, want.eps_xx, atol=1e-12)
+    assert got.n_neighbours.max() == 4 and got.valid.all()
+    assert main(["strain", str(tmp_path / "result.mat"), "--reference-at", "18", "18", "--region", "0", "1", "0",
+                 "1", "--out", str(tmp_path / "o2")]) == 2  # fmt: skip
+    assert "give --region or --reference-at, not both" in capsys.readouterr().err
+
+
 def test_strain_errors_name_the_option(tmp_path, capsys):
     _fit(tmp_path)
     code = main(["strain", str(tmp_path / "fit.h5"), "--region", "5", "1", "0", "1", "--out", str(tmp_path / "o")])

@@ -17,7 +17,7 @@ def add_parser(sub, fmt) -> None:
         formatter_class=fmt,
         help="strain, rotation and displacement maps of fitted columns against a reference lattice",
     )
-    s.add_argument("fit", type=Path, help="fit.h5 written by `atomscount fit`")
+    s.add_argument("fit", type=Path, help="fit.h5 written by `atomscount fit`, or a StatSTEM result (.mat)")
     s.add_argument("--image", type=Path, default=None,
                    help="image to draw the maps over; the fit's own data (or model) when not given")  # fmt: skip
     s.add_argument("--pixel-size", type=float, default=None,
@@ -25,6 +25,10 @@ def add_parser(sub, fmt) -> None:
     s.add_argument("--region", type=float, nargs=4, metavar=("X0", "X1", "Y0", "Y1"), default=None,
                    help="rectangle in Å whose columns fix the reference lattice; the whole image when not "
                         "given")  # fmt: skip
+    s.add_argument("--reference-at", type=float, nargs=2, metavar=("X", "Y"), default=None,
+                   help="StatSTEM's reference: the columns of one sublattice within --cells unit cells "
+                        "(|i| + |j|) of the column nearest this point in Å (instead of --region)")  # fmt: skip
+    s.add_argument("--cells", type=int, default=3, help="size of the --reference-at region, in unit cells")
     s.add_argument("--sublattice", action="append", default=None,
                    help="column type to map (repeat for several); every type when not given")  # fmt: skip
     s.add_argument("--angle", type=float, default=None,
@@ -33,6 +37,9 @@ def add_parser(sub, fmt) -> None:
     s.add_argument("--neighbour-radius", type=float, default=1.5,
                    help="neighbours within this many lattice spacings give each column's strain (1.1: only ±a "
                         "and ±b, as StatSTEM)")  # fmt: skip
+    s.add_argument("--min-neighbours", type=int, default=3,
+                   help="fewer neighbours leave a column without strain (2 with --neighbour-radius 1.1: as "
+                        "StatSTEM, one along a and one along b)")  # fmt: skip
     s.add_argument("--polarisation", nargs=2, metavar=("A_SITE", "B_SITE"), default=None,
                    help="also map the B-site displacement from the centre of its four A-site neighbours "
                         "(perovskites), by the types' names")  # fmt: skip
@@ -63,14 +70,21 @@ def _cmd_strain(args) -> int:
     check_output_folder(args.out)
     if not args.fit.is_file():
         raise FileNotFoundError(f"fit file does not exist: {str(args.fit)!r}")
-    fit = ColumnFit.from_hdf5(args.fit)
-    image = _backdrop_image(args, fit)
+    if args.region is not None and args.reference_at is not None:
+        raise ValueError("give --region or --reference-at, not both")
+    if args.fit.suffix.lower() == ".mat":
+        fit, image = _statstem(args)
+    else:
+        fit = ColumnFit.from_hdf5(args.fit)
+        image = _backdrop_image(args, fit)
     from ..lattice.polarisation import polarisation_map
-    from ..lattice.strain import strain_map
+    from ..lattice.strain import reference_cells, strain_map
 
-    strain = strain_map(fit, reference_region=None if args.region is None else tuple(args.region),
-                        sublattice=args.sublattice, angle_degrees=args.angle,
-                        neighbour_radius=args.neighbour_radius)  # fmt: skip
+    region = None if args.region is None else tuple(args.region)
+    if args.reference_at is not None:
+        region = reference_cells(fit, tuple(args.reference_at), n_cells=args.cells)
+    strain = strain_map(fit, reference_region=region, sublattice=args.sublattice, angle_degrees=args.angle,
+                        neighbour_radius=args.neighbour_radius, min_neighbours=args.min_neighbours)  # fmt: skip
     pol = None
     if args.polarisation is not None:
         pol = polarisation_map(fit, *args.polarisation)
@@ -79,8 +93,8 @@ def _cmd_strain(args) -> int:
         strain.to_hdf5(files["hdf5"])
         strain.to_csv(files["csv"])
         if pol is not None:
-            files["polarisation"] = tmp / "polarisation.h5"
-            pol.to_hdf5(files["polarisation"])
+            files["polarisation_hdf5"] = tmp / "polarisation.h5"
+            pol.to_hdf5(files["polarisation_hdf5"])
         if not args.no_figures:
             from ..lattice.plot import save_strain_figures
 
@@ -93,6 +107,34 @@ def _cmd_strain(args) -> int:
               f"{pol.a_site} neighbours; median displacement {_pm(s['median_magnitude_angstrom'])}")  # fmt: skip
     print_files(final_paths(files, tmp, args.out), args.out)
     return 0
+
+
+def _statstem(args):
+    """(fit, image) of a StatSTEM file: its fitted columns (NaN errors), or its input columns."""
+    from ..lattice.statstem import read_statstem
+
+    if args.image is not None or args.pixel_size is not None:
+        raise ValueError("--image and --pixel-size are for a fit.h5; a StatSTEM file brings its own image")
+    res = read_statstem(args.fit)
+    if res.fit is not None:
+        return res.fit, res.image
+    return _as_fit(res.positions, res.types, res.type_names, res.image), res.image
+
+
+def _as_fit(positions, types, type_names, image):
+    """Positions with types as a ColumnFit of unknown heights and errors (all converged)."""
+    import numpy as np
+
+    from ..columns.fit import ColumnFit
+
+    n = len(positions)
+    nan = np.full(n, np.nan)
+    return ColumnFit(positions=positions, positions_error=np.full((n, 2), np.nan), types=types,
+                     type_names=type_names, heights=nan, heights_error=nan, widths=nan, widths_error=nan, scs=nan,
+                     scs_error=nan, voronoi_scs=nan, background=np.full(3, np.nan), background_error=np.full(3, np.nan),
+                     converged=np.ones(n, dtype=bool), input_index=np.arange(n), reduced_chi2=float("nan"),
+                     n_iterations=0, image_shape=image.data.shape,
+                     pixel_size_angstrom=image.pixel_size_angstrom)  # fmt: skip
 
 
 def _pm(value) -> str:
