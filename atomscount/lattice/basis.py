@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
+from scipy import ndimage
 from scipy.spatial import cKDTree
 
 from .._checks import check_positions, check_real
@@ -16,6 +17,8 @@ _KIND = "LatticeBasis"
 #: A column further than this fraction of the shortest lattice vector from its
 #: lattice point is left out of the least-squares fit (a spurious or strongly displaced column).
 INLIER_FRACTION = 0.25
+#: Neighbour vectors are collected from at most this many columns (chosen with a fixed seed).
+VECTOR_SAMPLE = 3000
 #: Two lattice vectors within this fraction of each other's length count as equally long.
 EQUAL_LENGTH = 0.02
 #: Two classes of columns count as two sublattices when their intensities (with
@@ -293,36 +296,46 @@ def _class_values(intensities, types, n):
 
 
 def _neighbour_vectors(pos):
-    """The two shortest independent vectors shared by a good part of the columns."""
+    """The two shortest independent vectors shared by a good part of the columns.
+
+    The vectors from (up to :data:`VECTOR_SAMPLE`) columns to their neighbours
+    within 2.6 spacings, and their opposites, are binned on a grid of a tenth of
+    the spacing; the strong peaks of the binned counts, each refined to the mean
+    of the vectors within a fifth of the spacing, are the candidates.
+    """
     tree = cKDTree(pos)
     d1 = tree.query(pos, k=2)[0][:, 1]
     d0 = float(np.median(d1))
     if not d0 > 0:
         raise ValueError("positions must be distinct columns, got most of them on top of each other")
-    pairs = tree.query_pairs(2.6 * d0, output_type="ndarray")
-    vec = pos[pairs[:, 1]] - pos[pairs[:, 0]]
-    # one of v and -v: the half plane y > 0, or y == 0 and x > 0
-    flip = (vec[:, 1] < 0) | ((vec[:, 1] == 0) & (vec[:, 0] < 0))
-    vec[flip] *= -1
-    # +x and -x are the same vector; put near-horizontal ones on one side
-    near_x = np.abs(vec[:, 1]) < 0.3 * d0
-    vec[near_x & (vec[:, 0] < 0)] *= -1
-    vt = cKDTree(vec)
-    counts = np.array([len(c) for c in vt.query_ball_point(vec, 0.2 * d0)])
-    order = np.argsort(-counts, kind="stable")
-    centres, support = [], []
-    taken = np.zeros(len(vec), bool)
-    for k in order:
-        if taken[k]:
-            continue
-        members = vt.query_ball_point(vec[k], 0.2 * d0)
-        taken[members] = True
-        centres.append(vec[members].mean(axis=0))
-        support.append(len(members))
-    centres, support = np.array(centres), np.array(support)
-    strong = support >= max(3, 0.25 * support.max())
-    centres = centres[strong]
-    centres = centres[np.argsort(np.linalg.norm(centres, axis=1))]
+    rng = np.random.default_rng(0)
+    sample = np.arange(len(pos)) if len(pos) <= VECTOR_SAMPLE else rng.choice(len(pos), VECTOR_SAMPLE, replace=False)
+    reach = 2.6 * d0
+    vec = [pos[nb] - pos[k] for k, nb in zip(sample, tree.query_ball_point(pos[sample], reach), strict=True)]
+    vec = np.concatenate(vec)
+    vec = vec[np.linalg.norm(vec, axis=1) > 0.5 * d0]
+    vec = np.vstack([vec, -vec])
+    step = 0.1 * d0
+    edges = np.arange(-reach - step, reach + 1.5 * step, step)
+    hist = np.histogram2d(vec[:, 0], vec[:, 1], bins=(edges, edges))[0]
+    # a cluster spreads over a few bins: count each bin with its neighbours
+    summed = ndimage.uniform_filter(hist, size=3, mode="constant") * 9
+    peaks = (summed == ndimage.maximum_filter(summed, size=5, mode="constant")) & (summed > 0)
+    strength = summed[peaks]
+    keep = strength >= max(3, 0.25 * strength.max())
+    centres_bin = np.argwhere(peaks)[keep]
+    mids = 0.5 * (edges[:-1] + edges[1:])
+    centres = []
+    for i, j in centres_bin:
+        guess = np.array([mids[i], mids[j]])
+        near = np.linalg.norm(vec - guess, axis=1) <= 0.2 * d0
+        if near.sum() >= 3:
+            centres.append(vec[near].mean(axis=0))
+    if not centres:
+        raise ValueError("positions form no 2D lattice: no neighbour vector is shared by a good part of the "
+                         f"{len(pos)} columns")  # fmt: skip
+    centres = np.array(centres)
+    centres = centres[np.argsort(np.linalg.norm(centres, axis=1), kind="stable")]
     a = centres[0]
     for c in centres[1:]:
         if abs(_cross(a, c)) > 0.3 * np.linalg.norm(a) * np.linalg.norm(c):

@@ -172,8 +172,11 @@ def find_sublattices(
     """
     if isinstance(fit_or_positions, ColumnFit):
         pos = np.asarray(fit_or_positions.positions, dtype=np.float64)
-        if intensities is None:
-            intensities = fit_or_positions.scs
+        if intensities is None and types is None:
+            scs = np.asarray(fit_or_positions.scs, dtype=np.float64)
+            finite = np.isfinite(scs)
+            # a failed column's SCS may be NaN: it takes the middle value and does not sway the split
+            intensities = np.where(finite, scs, np.median(scs[finite]) if finite.any() else 1.0)
     else:
         pos = check_positions(fit_or_positions, "fit_or_positions")
     if image is not None and not isinstance(image, HAADFImage):

@@ -106,3 +106,13 @@ def test_bad_input_is_refused_with_its_name_and_value():
         LatticeBasis(a=(1.0, 0.0), b=(2.0, 0.0), origin=(0.0, 0.0))
     with pytest.raises(ValueError, match="region"):
         lattice_points(LatticeBasis(a=(1.0, 0.0), b=(0.0, 1.0), origin=(0.0, 0.0)), (5.0, 0.0, 1.0, 1.0))
+
+
+def test_twenty_thousand_columns_are_handled_in_bounded_memory():
+    # the neighbour vectors of a lattice of n columns cluster by n: they are binned, never paired with each other
+    rng = np.random.default_rng(4)
+    a_col, b_col = _perovskite(n=100)
+    pos = np.vstack([a_col, b_col]) + rng.normal(0, 0.03, (20000, 2))
+    scs = np.r_[np.full(10000, 10.0), np.full(10000, 5.0)] * (1 + 0.05 * rng.normal(size=20000))
+    basis = find_basis(pos, intensities=scs)
+    assert basis.supercell == 2 and np.linalg.norm(basis.a) == pytest.approx(3.905, abs=1e-3)
