@@ -374,11 +374,25 @@ def _label_columns(ax, pos, values, size):
     return n
 
 
+def _wrap(text: str, inches: float, *, points: float = 8.0) -> str:
+    """``text`` broken into lines that fit ``inches`` at a font of ``points`` (about 0.55 em a character)."""
+    import textwrap
+
+    width = max(int(inches * 72.0 / (0.55 * points)), 8)
+    return "\n".join(textwrap.wrap(text, width)) if len(text) > width else text
+
+
+def _title(ax, text: str):
+    """A map's title, on as many lines as the figure's width needs."""
+    ax.set_title(_wrap(text, 0.9 * ax.figure.get_figwidth()))
+
+
 def _column_scatter(pos, values, ax, backdrop, pixel, cmap, label, *, annotate, vmin=None, vmax=None,
                     discrete=False):  # fmt: skip
     """Columns coloured by ``values`` over ``backdrop`` (when there is one), with a labelled colour bar
     (one colour per integer with ``discrete``)."""
     fig = ax.figure
+    label = _wrap(label, 0.8 * fig.get_figheight())
     if backdrop is not None:
         _show_image(ax, backdrop, pixel, alpha=0.45)
     else:

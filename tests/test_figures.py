@@ -159,6 +159,18 @@ def test_no_texts_overlap(figures):
     assert {k: v for k, v in over.items() if v} == {}
 
 
+@pytest.mark.parametrize("n_rows, n_cols", [(1, 8), (8, 1)])
+def test_maps_of_long_narrow_images_keep_their_text_on_the_canvas(n_rows, n_cols):
+    img, fit = _lattice(n_rows, n_cols)
+    counts = count_atoms(fit.scs, max_components=2, rng=0)
+    makers = _makers((img, fit, counts))
+    for name in ("columns", "model_residual", "scs_map", "scs_map_model", "detection", "count_map",
+                 "count_probability"):  # fmt: skip
+        fig = makers[name]()
+        assert (text_off_canvas(fig), texts_overlapping(fig), legends_over_data(fig)) == (0, 0, 0), name
+        plt.close(fig)
+
+
 def test_text_off_canvas_counts_a_clipped_title():
     fig, ax = plt.subplots(figsize=(2, 2), layout="constrained")
     ax.set_title("a title much too long for a canvas two inches wide")

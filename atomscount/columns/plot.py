@@ -25,6 +25,7 @@ from .._figures import (
     _marker_size,
     _pixel_size,
     _show_image,
+    _title,
     write_figures,
 )
 from ..image import HAADFImage
@@ -263,7 +264,7 @@ def plot_scs_map(fit: ColumnFit, *, ax=None, image: HAADFImage | None = None):
     vmin, vmax = _colour_limits(fit.scs, fit.converged)
     _column_scatter(fit.positions, fit.scs, ax, backdrop, _pixel_size(fit, image), "viridis",
                     f"SCS ({fit.scs_unit})", annotate=False, vmin=vmin, vmax=vmax)  # fmt: skip
-    ax.set_title(f"scattering cross-sections {where}")
+    _title(ax, f"scattering cross-sections {where}")
     return fig
 
 
@@ -322,9 +323,13 @@ def plot_detection(image: HAADFImage, positions, *, detection=None):
     """
     pos = np.asarray(positions, dtype=float).reshape(-1, 2)
     ny, nx = image.shape
-    width = PAGE_WIDTH_INCH
-    height = float(np.clip((width - _COLORBAR - _LABELS) * ny / nx, 1.5, 9.0)) + _LABELS + 0.3
-    fig, ax = plt.subplots(figsize=(width, height), layout="constrained")
+    # the image as large as a page allows (7 in wide, its height within 7.8 in) [inch]
+    side = _COLORBAR + _LABELS + 0.3  # the colour bar's ticks need more than a map's
+    w = PAGE_WIDTH_INCH - side
+    h = w * ny / nx
+    if h > 7.8:
+        w, h = 7.8 * nx / ny, 7.8
+    fig, ax = plt.subplots(figsize=(max(w, 1.5) + side, max(h, 1.2) + _LABELS + 0.3), layout="constrained")
     data = np.where(np.isfinite(image.data), image.data, np.nan)
     lo, hi = np.nanpercentile(data, [0.5, 99.5]) if np.isfinite(data).any() else (0.0, 1.0)
     im = _show_image(ax, data, image.pixel_size_angstrom, alpha=1.0, vmin=lo, vmax=hi)
@@ -337,7 +342,7 @@ def plot_detection(image: HAADFImage, positions, *, detection=None):
                    alpha=0.35, zorder=1, label=f"tried and removed ({len(detection.removed)})")  # fmt: skip
     ax.scatter(*pos.T, s=size, facecolors="none", edgecolors="tab:red", linewidths=0.8, zorder=2,
                label=f"columns ({len(pos)})")  # fmt: skip
-    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2, borderaxespad=0.1)
+    ax.legend(loc="lower left", bbox_to_anchor=(0.0, 1.0), ncols=2 if w > 3.0 else 1, borderaxespad=0.1)
     return fig
 
 

@@ -17,6 +17,7 @@ from .._figures import (
     _map_figsize,
     _pixel_size,
     _positions,
+    _title,
     write_figures,
 )
 from ..columns.fit import ColumnFit
@@ -139,7 +140,7 @@ def plot_count_map(fit, counts, *, ax=None, image: HAADFImage | None = None, fra
     fig, ax, backdrop, where = _count_axes(fit, ax, image, labelled=True)
     _column_scatter(_positions(fit), np.where(c >= 0, c, np.nan), ax, backdrop, _pixel_size(fit, image),
                     "viridis", "column count (atoms)", annotate=True, discrete=True)  # fmt: skip
-    ax.set_title(f"atom counts ({int(np.where(c >= 0, c, 0).sum())} atoms) {where}".strip())
+    _title(ax, f"atom counts ({int(np.where(c >= 0, c, 0).sum())} atoms) {where}".strip())
     return fig
 
 
@@ -150,7 +151,7 @@ def plot_count_probability_map(fit, counts, *, ax=None, image: HAADFImage | None
     fig, ax, backdrop, where = _count_axes(fit, ax, image)
     _column_scatter(_positions(fit), p, ax, backdrop, _pixel_size(fit, image), "magma",
                     "probability of the count (0–1)", annotate=False, vmin=0.0, vmax=1.0)  # fmt: skip
-    ax.set_title(f"count probability (mean {np.mean(p):.2f}) {where}".strip())
+    _title(ax, f"count probability (mean {np.mean(p):.2f}) {where}".strip())
     return fig
 
 
