@@ -136,3 +136,51 @@ def test_the_fit_command_takes_positions_and_image_from_a_statstem_file(tmp_path
     assert fit.type_names == ("Cs", "Pb") and fit.n_columns == len(pos)
     assert np.abs(fit.positions - pos).max() < 0.01  # the noise-free image's own columns
     assert np.array_equal(np.array(fit.type_names)[fit.types], np.array(["Pb", "Cs"])[kind])
+
+
+def _write_v73(path, data):
+    """A MATLAB 7.3 file (HDF5 behind a 512-byte MATLAB header), laid out as MATLAB writes structs."""
+    import h5py
+
+    with h5py.File(path, "w", userblock_size=512) as f:
+        refs = f.create_group("#refs#")
+
+        def put(group, name, value):
+            if isinstance(value, dict):
+                sub = group.create_group(name)
+                sub.attrs["MATLAB_class"] = np.bytes_("struct")
+                for k, v in value.items():
+                    put(sub, k, v)
+            elif isinstance(value, list):  # a cell array of strings
+                ref_list = []
+                for k, text in enumerate(value):
+                    ds = refs.create_dataset(f"{name}{k}", data=np.array([[ord(c)] for c in text], np.uint16))
+                    ds.attrs["MATLAB_class"] = np.bytes_("char")
+                    ref_list.append(ds.ref)
+                ds = group.create_dataset(name, data=np.array([ref_list], dtype=h5py.ref_dtype))
+                ds.attrs["MATLAB_class"] = np.bytes_("cell")
+            else:  # MATLAB is column-major: HDF5 sees the transpose
+                ds = group.create_dataset(name, data=np.atleast_2d(np.asarray(value, float)).T)
+                ds.attrs["MATLAB_class"] = np.bytes_("double")
+
+        for key, value in data.items():
+            put(f, key, value)
+    header = b"MATLAB 7.3 MAT-file, Platform: GLNXA64, Created on: Sun Dec  6 05:00:00 2026 HDF5 schema 1.00 ."
+    with open(path, "r+b") as fh:
+        fh.write(header.ljust(116, b" ") + b"\0" * 8 + b"\x00\x02" + b"IM")
+
+
+def test_a_matlab_7_3_file_is_read_like_a_version_5_one(tmp_path):
+    pos, kind, model = _truth()
+    eta, rho = model.heights, model.widths
+    _write_v73(tmp_path / "v73.mat", {
+        "input": {"obs": model.image(), "dx": DX, "coordinates": np.column_stack([pos + DX, kind + 1.0]),
+                  "types": ["Pb", "Cs"]},
+        "output": {"coordinates": pos + DX, "rho": rho[None, :], "eta": eta[None, :], "zeta": 100.0,
+                   "volumes": (2 * np.pi * eta * rho**2)[None, :]},
+    })  # fmt: skip
+    res = read_statstem(tmp_path / "v73.mat")
+    assert res.type_names == ("Pb", "Cs") and res.types.tolist() == kind.tolist()
+    assert np.array_equal(res.image.data, model.image()) and res.image.pixel_size_angstrom == DX
+    assert np.allclose(res.fit.positions, pos, atol=1e-12) and np.array_equal(res.fit.widths, rho)
+    assert np.allclose(res.fit.model().image(), model.image(), atol=1e-6 * model.image().max())
