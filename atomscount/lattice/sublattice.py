@@ -12,10 +12,12 @@ from scipy.spatial import cKDTree
 from .._checks import check_integer, check_positions, check_real
 from ..columns.fit import ColumnFit, fit_columns
 from ..image import HAADFImage
+from ..io import read_hdf5, write_hdf5
 from .basis import INLIER_FRACTION, LatticeBasis, find_basis, fractional, lattice_points
 
 __all__ = ["Sublattices", "find_sublattices"]
 
+_KIND = "Sublattices"
 #: The label of a column that lies on no site of the cell (a spurious detection, an interstitial).
 OFF_LATTICE = -1
 #: The type name such columns get in the fit.
@@ -101,6 +103,39 @@ class Sublattices:
         if self.fit is not None:
             out["widths_angstrom"] = self.fit.summary().get("widths_by_type", {})
         return out
+
+    def to_hdf5(self, path) -> None:
+        """Write every field, the basis and the fit included, to ``path`` (atomically)."""
+        arrays = {"positions": self.positions, "labels": self.labels, "sites": self.sites, "added": self.added,
+                  "basis_a": self.basis.a, "basis_b": self.basis.b, "basis_origin": self.basis.origin}  # fmt: skip
+        attrs = {"names": list(self.names), "n_tested": int(self.n_tested),
+                 "basis": {k: getattr(self.basis, k) for k in ("rms_angstrom", "n_fitted", "supercell")},
+                 "fit": None}  # fmt: skip
+        if self.fit is not None:
+            fit = self.fit
+            arrays.update({f"fit_{name}": getattr(fit, name) for name in ColumnFit._ARRAYS})
+            fa = {f.name: getattr(fit, f.name) for f in dataclasses.fields(fit) if f.name not in ColumnFit._ARRAYS}
+            fa["type_names"], fa["image_shape"] = list(fit.type_names), list(fit.image_shape)
+            attrs["fit"] = fa
+        write_hdf5(path, _KIND, arrays, attrs)
+
+    @classmethod
+    def from_hdf5(cls, path) -> Sublattices:
+        """Read a file written by :meth:`to_hdf5`."""
+        arrays, attrs = read_hdf5(path, _KIND)
+        basis = LatticeBasis(a=arrays["basis_a"], b=arrays["basis_b"], origin=arrays["basis_origin"],
+                             **attrs["basis"])  # fmt: skip
+        fit = None
+        if attrs["fit"] is not None:
+            kw = dict(attrs["fit"])
+            kw["type_names"], kw["image_shape"] = tuple(kw["type_names"]), tuple(kw["image_shape"])
+            for name in ColumnFit._ARRAYS:
+                kw[name] = arrays[f"fit_{name}"] if f"fit_{name}" in arrays else None
+            kw["converged"] = np.asarray(kw["converged"], dtype=bool)
+            fit = ColumnFit(**kw)
+        return cls(positions=arrays["positions"], labels=arrays["labels"], names=tuple(attrs["names"]),
+                   sites=arrays["sites"], basis=basis, added=np.asarray(arrays["added"], dtype=bool), fit=fit,
+                   n_tested=int(attrs["n_tested"]))  # fmt: skip
 
     def __repr__(self) -> str:
         per = ", ".join(f"{nm}: {int(np.sum(self.labels == k))}" for k, nm in enumerate(self.names))

@@ -57,6 +57,19 @@ def test_every_column_of_an_image_is_on_its_sublattice_and_missed_columns_are_fo
     assert sub.fit.type_names == ("(0, 0)", "(0.5, 0.5)")
 
 
+def test_the_result_round_trips_through_hdf5_with_its_basis_and_fit(tmp_path):
+    image, pos, _ = _perovskite_image(seed=5)
+    sub = find_sublattices(pos[3:], image=image)
+    sub.to_hdf5(tmp_path / "s.h5")
+    back = Sublattices.from_hdf5(tmp_path / "s.h5")
+    for name in ("positions", "labels", "sites", "added"):
+        assert np.array_equal(getattr(back, name), getattr(sub, name)), name
+    assert back.names == sub.names and back.n_tested == sub.n_tested and back.added.any()
+    assert back.basis.summary() == sub.basis.summary()
+    assert np.array_equal(back.fit.scs, sub.fit.scs) and back.fit.type_names == sub.fit.type_names
+    assert back.fit.summary() == sub.fit.summary()
+
+
 def test_a_spurious_column_is_labelled_off_lattice_and_empty_places_are_not_filled():
     image, pos, kind = _perovskite_image(seed=2)
     rng = np.random.default_rng(2)
