@@ -228,11 +228,11 @@ class ColumnEditor:
     def _draw(self, ax):
         import matplotlib.pyplot as plt
 
-        from .._figures import _extent, _image_inches
+        from .._figures import _extent, _image_inches, _marker_size
 
         if ax is None:
-            w, h = _image_inches(self._data.shape)
-            fig, ax = plt.subplots(figsize=(w + 0.9, h + 1.2), constrained_layout=True)
+            w, h = _image_inches(self._data.shape, area=36.0)  # a window to work in, not a journal figure
+            fig, ax = plt.subplots(figsize=(w + 1.8, h + 1.3), constrained_layout=True)
         self.ax, self.figure = ax, ax.figure
         finite = self._data[np.isfinite(self._data)]
         lo, hi = np.percentile(finite, (0.5, 99.5)) if finite.size else (None, None)
@@ -240,9 +240,9 @@ class ColumnEditor:
         ax.set_aspect("equal")
         ax.set_xlabel("x (Å)")
         ax.set_ylabel("y (Å)")
-        size = (0.5 * self.pick_radius_angstrom / self._pixel) ** 2
-        self._scatter = ax.scatter(np.zeros(0), np.zeros(0), s=float(np.clip(size, 9.0, 200.0)), facecolors="none",
-                                   linewidths=1.5)  # fmt: skip
+        # rings of about half a column spacing at the window's scale
+        size = _marker_size(ax, self._pos) if self.n_columns >= 2 else 40.0
+        self._scatter = ax.scatter(np.zeros(0), np.zeros(0), s=size, facecolors="none", linewidths=1.5)
         from matplotlib.lines import Line2D
 
         self._colours = _type_colours(self.type_names)
@@ -258,8 +258,8 @@ class ColumnEditor:
         colours = [self._colours[self.type_names.index(t)] for t in self._types]
         self._scatter.set_offsets(self._pos if self.n_columns else np.zeros((0, 2)))
         self._scatter.set_edgecolors(colours if colours else "none")
-        self.ax.set_title(f"{self.n_columns} columns; click: add / remove; '{TYPE_KEY}': type "
-                          f"(new: {self.new_type}); '{UNDO_KEY}': undo", fontsize=9)  # fmt: skip
+        self.ax.set_title(f"{self.n_columns} columns (new ones: {self.new_type})\nclick: add / remove; "
+                          f"'{TYPE_KEY}': type; '{UNDO_KEY}': undo", fontsize=9)  # fmt: skip
         self.figure.canvas.draw_idle()
 
     def _on_click(self, event):
