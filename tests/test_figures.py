@@ -26,6 +26,9 @@ from atomscount.coreshell.search import core_codes  # noqa: E402
 from atomscount.coreshell.sites import fcc_sites, group_columns  # noqa: E402
 from atomscount.counting import count_atoms  # noqa: E402
 from atomscount.counting import plot as kplot  # noqa: E402
+from atomscount.lattice import plot as latplot  # noqa: E402
+from atomscount.lattice.polarisation import polarisation_map  # noqa: E402
+from atomscount.lattice.strain import strain_map  # noqa: E402
 from atomscount.library import MixedColumns, load_default, load_default_lensing  # noqa: E402
 from atomscount.library import plot as lplot  # noqa: E402
 from atomscount.style import ELEMENT_COLORS, class_color, element_color, figure_style  # noqa: E402
@@ -93,11 +96,25 @@ def _mixed():
     return lens, MixedColumns(seqs, scs, np.zeros_like(scs), {}, np.zeros(1, dtype=np.uint64))
 
 
+def _perovskite():
+    """Sr and Ti columns of a perovskite with a strain gradient and Ti shifted either side of the middle."""
+    ij = np.stack(np.meshgrid(np.arange(6), np.arange(6)), -1).reshape(-1, 2) * 4.0 + 2.0
+    a_pos = ij + np.column_stack([0.0004 * (ij[:, 0] - 12) ** 2, np.zeros(len(ij))])
+    b_pos = ij + 2.0 + np.where(ij[:, :1] > 12, [0.1, 0.0], [-0.1, 0.0])
+    pos = np.vstack([a_pos, b_pos])
+    types = ["Sr"] * len(ij) + ["Ti"] * len(ij)
+    img = ColumnModel((100, 100), 0.25, pos, heights=np.r_[np.ones(len(ij)), 0.6 * np.ones(len(ij))], widths=0.5,
+                      background=(0.01,)).image()  # fmt: skip
+    strain = strain_map(pos, types=types, positions_error=np.full(pos.shape, 0.01))
+    return strain, polarisation_map(pos, "Sr", "Ti", types=types), HAADFImage(img, 0.25)
+
+
 def _makers(columns):
     """Name -> function drawing one figure: every figure function of the package."""
     img, fit, counts = columns
     traced, volume, shell = _traced(), _volume(), _coreshell()
     lens, mixed = _mixed()
+    strain, polar, perovskite = _perovskite()
     meas = np.linspace(1.0, 3.0, 12)
     model3d = Atoms(["Fe", "Pt"] * 10, positions=np.random.default_rng(4).uniform(0, 8, (20, 3)))
     return {
@@ -126,12 +143,16 @@ def _makers(columns):
         "r1": lambda: tplot.plot_r1(volume),
         "pair_distribution": lambda: tplot.plot_pair_distribution(traced),
         "bond_order": lambda: tplot.plot_bond_order(traced),
+        "strain_map": lambda: latplot.plot_strain_map(strain, image=perovskite),
+        "strain_maps": lambda: latplot.plot_strain_maps(strain, image=perovskite),
+        "displacement_map": lambda: latplot.plot_displacement_map(strain, image=perovskite),
+        "polarisation_map": lambda: latplot.plot_polarisation_map(polar, image=perovskite),
     }
 
 
 @pytest.fixture(scope="module")
 def figures(columns):
-    with plt.rc_context({"figure.max_open_warning": 0}):  # all 25 at once, to check them side by side
+    with plt.rc_context({"figure.max_open_warning": 0}):  # all 29 at once, to check them side by side
         figs = {name: make() for name, make in _makers(columns).items()}
     yield figs
     for fig in figs.values():
@@ -139,14 +160,15 @@ def figures(columns):
 
 
 def test_every_figure_function_is_drawn(figures):
-    public = {n for mod in (cplot, kplot, lplot, csplot, tplot) for n in mod.__all__ if n.startswith("plot_")}
+    public = {n for mod in (cplot, kplot, lplot, csplot, tplot, latplot) for n in mod.__all__ if n.startswith("plot_")}
     drawn = {"plot_columns", "plot_model_residual", "plot_scs_map", "plot_scs_histogram", "plot_detection",
              "plot_count_histogram", "plot_icl", "plot_count_map", "plot_count_probability_map", "plot_model_3d",
              "plot_scs_library", "plot_mixed_predictions", "plot_scs_agreement", "plot_slice", "plot_slice_gallery",
              "plot_core_count_map", "plot_orthoslices", "plot_volume_gallery", "plot_intensity_histogram", "plot_r1",
-             "plot_pair_distribution", "plot_bond_order"}  # fmt: skip
+             "plot_pair_distribution", "plot_bond_order", "plot_strain_map", "plot_strain_maps",
+             "plot_displacement_map", "plot_polarisation_map"}  # fmt: skip
     assert public == drawn  # a new figure function is added to _makers too
-    assert len(figures) == 25
+    assert len(figures) == 29
 
 
 def test_no_text_leaves_the_canvas(figures):
