@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import functools
 from importlib import resources
+from types import MappingProxyType
 
 __all__ = ["ELEMENT_COLORS", "COLUMN_WIDTH_INCH", "PAGE_WIDTH_INCH", "DEFAULT_DPI", "STYLE_FILE", "element_color",
            "class_color", "figure_style"]  # fmt: skip
@@ -27,24 +28,26 @@ STYLE_FILE = str(resources.files("atomscount") / "data" / "atomscount.mplstyle")
 
 #: One colour per element, the same in every figure; chosen to stay apart in print and for
 #: the commonest colour-vision deficiencies in the usual pairs (Fe/Pt, Au/Ag, Pt/Co, Pd/Au).
-ELEMENT_COLORS = {
-    "Fe": "#d55e00",  # vermilion
-    "Pt": "#0072b2",  # blue
-    "Au": "#e69f00",  # orange-gold
-    "Ag": "#7f7f7f",  # grey
-    "Pd": "#009e73",  # bluish green
-    "Co": "#cc79a7",  # reddish purple
-    "Ni": "#56b4e9",  # sky blue
-    "Cu": "#8c510a",  # brown
-    "Si": "#117733",
-    "Ge": "#882255",
-    "Sn": "#332288",
-    "Ir": "#44aa99",
-    "Rh": "#aa4499",
-    "Ru": "#999933",
-    "Ti": "#88ccee",
-    "O": "#cc3311",
-}
+ELEMENT_COLORS = MappingProxyType(
+    {
+        "Fe": "#d55e00",  # vermilion
+        "Pt": "#0072b2",  # blue
+        "Au": "#e69f00",  # orange-gold
+        "Ag": "#7f7f7f",  # grey
+        "Pd": "#009e73",  # bluish green
+        "Co": "#cc79a7",  # reddish purple
+        "Ni": "#56b4e9",  # sky blue
+        "Cu": "#8c510a",  # brown
+        "Si": "#117733",
+        "Ge": "#882255",
+        "Sn": "#332288",
+        "Ir": "#44aa99",
+        "Rh": "#aa4499",
+        "Ru": "#999933",
+        "Ti": "#88ccee",
+        "O": "#cc3311",
+    }
+)  # read-only: one mapping for every figure, not a setting
 _NOT_AN_ELEMENT = "#bbbbbb"  # "non-atom", "traced" and other classes that are no element
 
 
