@@ -150,6 +150,7 @@ def find_sublattices(
     intensities=None,
     types=None,
     n_sublattices: int | None = None,
+    extra_sites=None,
     find_missing: bool = True,
     min_significance: float = 3.0,
     tolerance: float = INLIER_FRACTION,
@@ -184,6 +185,11 @@ def find_sublattices(
         Known column types; they take the place of the intensities in doubling the cell.
     n_sublattices : int, optional
         The number of sublattices, when more than the sites of the cell (SCS tell them apart).
+    extra_sites : array_like (k, 2), optional
+        Fractional coordinates in the cell found (of ``basis.a`` and ``basis.b``)
+        of sites where detection found no column at all, to be tested against the
+        image, e.g. ``[(0.5, 0.5)]`` for the faint B columns of a perovskite whose
+        A columns alone were detected. A site where no column is confirmed is dropped.
     find_missing : bool
         Look for the columns detection missed (needs ``image``).
     min_significance : float
@@ -233,6 +239,17 @@ def find_sublattices(
             raise ValueError(f"n_sublattices={n_sublattices} is more than the {len(sites)} sites of the cell, and "
                              "without intensities (or SCS) nothing tells columns on one site apart")  # fmt: skip
         labels, sites, names = _split_by_intensity(labels, sites, names, np.asarray(intensities, float), n_sublattices)
+    if extra_sites is not None:
+        extra = np.asarray(extra_sites, dtype=np.float64).reshape(-1, 2)
+        if not np.all(np.isfinite(extra)):
+            raise ValueError(f"extra_sites must be finite fractional coordinates, got {extra_sites!r}")
+        if image is None or not find_missing:
+            raise ValueError("extra_sites are tested against the image: give image= (and find_missing=True)")
+        for site in extra % 1.0:
+            if len(sites) and _torus_distance(sites, site, basis).min() <= radius:
+                continue  # a site the columns already show
+            sites = np.vstack([sites, site])
+            names.append(_site_name(site))
     added = np.zeros(len(pos), bool)
     n_tested = 0
     fit = None
@@ -243,6 +260,13 @@ def find_sublattices(
         else:
             cand, cand_labels = np.zeros((0, 2)), np.zeros(0, np.int64)
         pos, labels, added, fit = _fit_and_test(image, pos, labels, names, cand, cand_labels, min_sig, radius)
+        empty = [k for k in range(len(sites)) if not np.any(labels == k)]
+        if empty and extra_sites is not None:  # an extra site where no column was confirmed
+            keep = [k for k in range(len(sites)) if k not in empty]
+            relabel = np.full(len(sites) + 1, -1)
+            relabel[keep] = np.arange(len(keep))
+            labels = relabel[labels]
+            sites, names = sites[keep], [names[k] for k in keep]  # the fit has no column of theirs either
         # the fitted positions are more precise than detected ones: the lattice again from them
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
@@ -368,20 +392,24 @@ def _predict_missing(pos, labels, basis, sites, image, radius):
     if region[2] <= region[0] or region[3] <= region[1]:
         return np.zeros((0, 2)), np.zeros(0, np.int64)
     tree = cKDTree(pos)
+    # each column's displacement from its lattice point: the lattice bends and the scan drifts
+    on = np.flatnonzero(labels >= 0)
+    if len(on) < 3:
+        return np.zeros((0, 2)), np.zeros(0, np.int64)
+    f = fractional(pos[on], basis) - sites[labels[on]]
+    shift_all = pos[on] - basis.cartesian(np.rint(f) + sites[labels[on]])
     cand, cand_labels = [], []
     for k, site in enumerate(sites):
         ideal = lattice_points(basis, region, sites=[site])
         if len(ideal) == 0:
             continue
         free = tree.query(ideal, k=1)[0] > 2.0 * radius
-        on_site = np.flatnonzero(labels == k)
-        if not free.any() or len(on_site) < 3:
+        if not free.any():
             continue
-        # the lattice bends and the scan drifts: borrow the displacement of the nearest columns on the site
-        f = fractional(pos[on_site], basis) - site
-        shift = pos[on_site] - basis.cartesian(np.rint(f) + site)
-        near = cKDTree(pos[on_site]).query(ideal[free], k=min(4, len(on_site)))[1].reshape(int(free.sum()), -1)
-        cand.append(ideal[free] + shift[near].mean(axis=1))
+        # borrow the displacement of the nearest columns on the site (on any site, for a site with none yet)
+        use = labels[on] == k if np.sum(labels[on] == k) >= 3 else np.ones(len(on), bool)
+        near = cKDTree(pos[on][use]).query(ideal[free], k=min(4, int(use.sum())))[1].reshape(int(free.sum()), -1)
+        cand.append(ideal[free] + shift_all[use][near].mean(axis=1))
         cand_labels.append(np.full(int(free.sum()), k, np.int64))
     if not cand:
         return np.zeros((0, 2)), np.zeros(0, np.int64)

@@ -88,6 +88,23 @@ def test_a_spurious_column_is_labelled_off_lattice_and_empty_places_are_not_fill
     assert int(np.sum(sub.labels == -1)) == 1
 
 
+def test_a_sublattice_detection_missed_entirely_is_found_at_the_site_given():
+    # only the bright A columns detected: the faint B columns at the cell's centre are tested and found
+    image, pos, kind = _perovskite_image(seed=7)
+    a_only = pos[kind == 0] + np.random.default_rng(7).normal(0, 0.05, (int(np.sum(kind == 0)), 2))
+    sub = find_sublattices(a_only, image=image, extra_sites=[(0.5, 0.5)])
+    assert sub.names == ("(0, 0)", "(0.5, 0.5)")
+    b_inner = pos[(kind == 1) & image.contains(pos, margin_angstrom=-2.0)]
+    found = sub.positions[sub.labels == 1]
+    assert cKDTree(found).query(b_inner)[0].max() < 0.1  # every B column away from the edges
+    assert sub.added.sum() == len(found) and _labels_right(sub, pos, kind) == 1.0
+    # a site with nothing there (the cell's edge centre, empty in this image) is tested and dropped
+    sub = find_sublattices(pos, image=image, extra_sites=[(0.5, 0.0)])
+    assert sub.names == ("(0, 0)", "(0.5, 0.5)") and not sub.added.any()
+    with pytest.raises(ValueError, match="extra_sites are tested against the image"):
+        find_sublattices(pos, extra_sites=[(0.5, 0.0)])
+
+
 def test_n_sublattices_splits_a_site_by_scs():
     rng = np.random.default_rng(3)
     g = np.stack(np.meshgrid(np.arange(10.0), np.arange(10.0)), -1).reshape(-1, 2)
