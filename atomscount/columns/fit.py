@@ -371,8 +371,13 @@ def fit_columns(
 
     Raises
     ------
+    TypeError
+        For an option of the wrong type (``mask_invalid="no"``, ``types`` holding None).
     ValueError
-        For NaN pixels (unless ``mask_invalid``), or a bad option value.
+        For NaN pixels (unless ``mask_invalid``), a bad option value, more start
+        positions in the image than pixels, or positions of which most lie closer
+        than 0.5 Å to another (a grid of guesses: no two columns are resolved
+        that close).
 
     Notes
     -----
