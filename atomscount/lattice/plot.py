@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._figures import _column_scatter, _fig_ax, _map_figsize, _scale_bar, _show_image, write_figures
+from .._figures import _column_scatter, _fig_ax, _map_figsize, _marker_size, _scale_bar, _show_image, write_figures
 from ..image import HAADFImage
 from ..style import styled
 from .polarisation import PolarisationMap
@@ -105,7 +105,14 @@ def plot_strain_map(strain: StrainMap, component: str = "eps_xx", *, image: HAAD
         _frame(ax, strain.positions, None)
         _column_scatter(pos, shown[ok], ax, None, None, "RdBu_r", f"{label} ({unit})", annotate=False,
                         vmin=-lim, vmax=lim)  # fmt: skip
-    ax.set_title(f"{label} against the reference lattice")
+    # the columns the reference lattice was fitted to, ringed, unless they are all of them
+    ref = strain.in_reference & ok
+    if ref.any() and not ref[ok].all():
+        size = _marker_size(ax, pos)
+        ax.scatter(*strain.positions[ref].T, s=1.3 * size, facecolors="none", edgecolors="k", linewidths=0.5)
+        ax.set_title(f"{label} (ringed: the reference columns)")
+    else:
+        ax.set_title(f"{label} against the reference lattice")
     return fig
 
 
