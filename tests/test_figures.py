@@ -393,3 +393,8 @@ def test_maps_from_fit_h5_alone_are_drawn_over_the_data(columns, tmp_path):
     plt.close(fig)
     with pytest.raises(ValueError, match="image must have the fit's shape"):
         save_fit(fit, tmp_path, image=img.data[:-1])
+    single = img.data.astype(np.float32)  # a float32 image keeps a float32 residual: half the file
+    save_fit(fit, tmp_path, image=single)
+    back = ColumnFit.from_hdf5(tmp_path / "fit.h5")
+    assert back.residual.dtype == np.float32
+    np.testing.assert_allclose(back.model().image() + back.residual, single, rtol=0, atol=1e-6)

@@ -786,10 +786,12 @@ def save_fit(fit: ColumnFit, out_dir, *, image: HAADFImage | None = None) -> dic
     out.mkdir(parents=True, exist_ok=True)
     paths = {"hdf5": out / "fit.h5", "csv": out / "columns.csv"}
     if image is not None and fit.residual is None:
-        data = np.asarray(image.data if isinstance(image, HAADFImage) else image, dtype=float)
-        if data.shape != tuple(fit.image_shape):
-            raise ValueError(f"image must have the fit's shape {tuple(fit.image_shape)}, got {data.shape}")
-        fit = dataclasses.replace(fit, residual=data - fit.model().image())
+        raw = np.asarray(image.data if isinstance(image, HAADFImage) else image)
+        if raw.shape != tuple(fit.image_shape):
+            raise ValueError(f"image must have the fit's shape {tuple(fit.image_shape)}, got {raw.shape}")
+        # in the image's own precision: a detector's 16-bit or float32 image needs no float64 residual
+        dtype = np.float64 if raw.dtype.itemsize > 4 else np.float32
+        fit = dataclasses.replace(fit, residual=(raw.astype(float) - fit.model().image()).astype(dtype))
     fit.to_hdf5(paths["hdf5"])
     fit.to_csv(paths["csv"])
     return paths
