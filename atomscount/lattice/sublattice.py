@@ -387,10 +387,11 @@ def _predict_missing(pos, labels, basis, sites, image, radius):
     """Lattice points of each site inside the image without a column, shifted as their neighbours are."""
     ny, nx = image.shape
     p = image.pixel_size_angstrom
-    margin = 2.0 * radius
-    region = (margin, margin, (nx - 1) * p - margin, (ny - 1) * p - margin)
-    if region[2] <= region[0] or region[3] <= region[1]:
+    margin = radius  # a column that far inside shows enough of itself to be fitted
+    if (nx - 1) * p <= 2 * margin or (ny - 1) * p <= 2 * margin:
         return np.zeros((0, 2)), np.zeros(0, np.int64)
+    # lattice points a little beyond the edges too: shifted as their neighbours are, some come inside
+    region = (-margin, -margin, (nx - 1) * p + margin, (ny - 1) * p + margin)
     tree = cKDTree(pos)
     # each column's displacement from its lattice point: the lattice bends and the scan drifts
     on = np.flatnonzero(labels >= 0)
@@ -409,8 +410,10 @@ def _predict_missing(pos, labels, basis, sites, image, radius):
         # borrow the displacement of the nearest columns on the site (on any site, for a site with none yet)
         use = labels[on] == k if np.sum(labels[on] == k) >= 3 else np.ones(len(on), bool)
         near = cKDTree(pos[on][use]).query(ideal[free], k=min(4, int(use.sum())))[1].reshape(int(free.sum()), -1)
-        cand.append(ideal[free] + shift_all[use][near].mean(axis=1))
-        cand_labels.append(np.full(int(free.sum()), k, np.int64))
+        moved = ideal[free] + shift_all[use][near].mean(axis=1)
+        inside = image.contains(moved, margin_angstrom=-margin)
+        cand.append(moved[inside])
+        cand_labels.append(np.full(int(inside.sum()), k, np.int64))
     if not cand:
         return np.zeros((0, 2)), np.zeros(0, np.int64)
     return np.concatenate(cand), np.concatenate(cand_labels)
