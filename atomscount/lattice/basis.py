@@ -19,6 +19,9 @@ _KIND = "LatticeBasis"
 INLIER_FRACTION = 0.25
 #: Neighbour vectors are collected from at most this many columns (chosen with a fixed seed).
 VECTOR_SAMPLE = 3000
+#: A neighbour vector is a translation of the lattice when, both ways, at least this share of the
+#: columns (as a fraction of the best-supported vector's) has a column at its end.
+TRANSLATION_SUPPORT = 0.7
 #: Two lattice vectors within this fraction of each other's length count as equally long.
 EQUAL_LENGTH = 0.02
 #: Two classes of columns count as two sublattices when their intensities (with
@@ -312,9 +315,9 @@ def _neighbour_vectors(pos):
     sample = np.arange(len(pos)) if len(pos) <= VECTOR_SAMPLE else rng.choice(len(pos), VECTOR_SAMPLE, replace=False)
     reach = 2.6 * d0
     vec = [pos[nb] - pos[k] for k, nb in zip(sample, tree.query_ball_point(pos[sample], reach), strict=True)]
-    vec = np.concatenate(vec)
-    vec = vec[np.linalg.norm(vec, axis=1) > 0.5 * d0]
-    vec = np.vstack([vec, -vec])
+    raw = np.concatenate(vec)
+    raw = raw[np.linalg.norm(raw, axis=1) > 0.5 * d0]
+    vec = np.vstack([raw, -raw])
     step = 0.1 * d0
     edges = np.arange(-reach - step, reach + 1.5 * step, step)
     hist = np.histogram2d(vec[:, 0], vec[:, 1], bins=(edges, edges))[0]
@@ -325,12 +328,20 @@ def _neighbour_vectors(pos):
     keep = strength >= max(3, 0.25 * strength.max())
     centres_bin = np.argwhere(peaks)[keep]
     mids = 0.5 * (edges[:-1] + edges[1:])
-    centres = []
+    centres, support = [], []
     for i, j in centres_bin:
         guess = np.array([mids[i], mids[j]])
         near = np.linalg.norm(vec - guess, axis=1) <= 0.2 * d0
         if near.sum() >= 3:
-            centres.append(vec[near].mean(axis=0))
+            c = vec[near].mean(axis=0)
+            centres.append(c)
+            # a translation of the lattice takes (nearly) every column onto another, both ways; a vector
+            # between two sites of a cell (a honeycomb's bond) only the columns of one site
+            support.append(min(np.sum(np.linalg.norm(raw - c, axis=1) <= 0.2 * d0),
+                               np.sum(np.linalg.norm(raw + c, axis=1) <= 0.2 * d0)))  # fmt: skip
+    if centres:
+        support = np.array(support, dtype=float)
+        centres = [c for c, n in zip(centres, support, strict=True) if n >= TRANSLATION_SUPPORT * support.max()]
     if not centres:
         raise ValueError("positions form no 2D lattice: no neighbour vector is shared by a good part of the "
                          f"{len(pos)} columns")  # fmt: skip

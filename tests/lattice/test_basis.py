@@ -116,3 +116,19 @@ def test_twenty_thousand_columns_are_handled_in_bounded_memory():
     scs = np.r_[np.full(10000, 10.0), np.full(10000, 5.0)] * (1 + 0.05 * rng.normal(size=20000))
     basis = find_basis(pos, intensities=scs)
     assert basis.supercell == 2 and np.linalg.norm(basis.a) == pytest.approx(3.905, abs=1e-3)
+
+
+def test_a_honeycomb_is_a_lattice_with_two_sites_not_its_bonds():
+    # graphene-like: the bonds (1.42 Å) are not translations; the lattice vectors are √3 longer
+    d = 1.42
+    a1, a2 = np.array([np.sqrt(3) * d, 0.0]), np.array([np.sqrt(3) * d / 2, 1.5 * d])
+    g = np.stack(np.meshgrid(np.arange(14), np.arange(12), indexing="ij"), -1).reshape(-1, 2)
+    first = 3.0 + g @ np.column_stack([a1, a2]).T
+    pos = np.vstack([first, first + [0.0, d]])
+    basis = find_basis(pos)
+    assert _same_lattice(basis, a1, a2)
+    from atomscount.lattice import find_sublattices
+
+    sub = find_sublattices(pos)
+    assert len(sub.names) == 2 and np.bincount(sub.labels).tolist() == [len(first), len(first)]
+    assert np.array_equal(sub.labels[: len(first)], np.full(len(first), sub.labels[0]))
