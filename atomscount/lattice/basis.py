@@ -205,9 +205,10 @@ def lattice_points(basis: LatticeBasis, region, *, sites=((0.0, 0.0),)) -> np.nd
 def find_basis(positions, *, intensities=None, types=None, tolerance: float = INLIER_FRACTION) -> LatticeBasis:
     """Fit the lattice of a set of columns: its two shortest independent vectors and an origin.
 
-    The vectors between neighbouring columns are grouped; the shortest group met
-    by a good share of the columns is ``a``, the shortest one not parallel to it
-    ``b`` (then reduced). Every column gets the integer indices of its nearest
+    The vectors between neighbouring columns are grouped; a group that takes
+    nearly every column onto another, both ways, is a translation of the lattice
+    (a honeycomb's bonds are not); the shortest translation is ``a``, the
+    shortest one not parallel to it ``b`` (then reduced). Every column gets the integer indices of its nearest
     lattice point, and the origin and vectors follow by linear least squares over
     the columns within ``tolerance |a|`` of their lattice point. The fit grows
     outwards from the middle, so that a lattice that bends slowly is still
