@@ -61,7 +61,8 @@ def add_parser(sub, fmt) -> None:
     dt.add_argument("--sublattices", action="store_true",
                     help="sort the columns into the sublattices of the lattice (by position in the cell, by "
                          "brightness where positions do not tell), add the columns the lattice predicts that a fit "
-                         "confirms, and write each column's sublattice as its type")  # fmt: skip
+                         "confirms, write each column's sublattice as its type, and the lattice, sublattices and "
+                         "fit to sublattices.h5")  # fmt: skip
     dt.add_argument("--out", type=Path, required=True, help="output folder")
     figure_options(dt)
     dt.set_defaults(handler=_cmd_detect)
@@ -194,13 +195,15 @@ def _cmd_detect(args) -> int:
     with output_folder(args.out, command="detect", signals=args.signals) as tmp:
         positions, detection = _detect(args, det)
         types = ["column"] * len(positions)
+        files = {"csv": tmp / "columns.csv"}
         if args.sublattices:
             from ..lattice.sublattice import find_sublattices
 
             subl = find_sublattices(positions, image=det)
             positions, types = subl.positions, list(subl.type_names())
+            files["sublattices"] = tmp / "sublattices.h5"
+            subl.to_hdf5(files["sublattices"])
             print(repr(subl))
-        files = {"csv": tmp / "columns.csv"}
         with open(files["csv"], "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["x_angstrom", "y_angstrom", "type"])

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial import cKDTree
 
-from atomscount import HAADFImage
+from atomscount import HAADFImage, fit_columns
 from atomscount.columns.model import ColumnModel, add_poisson_noise
 from atomscount.lattice import Sublattices, find_sublattices
 
@@ -144,3 +144,12 @@ def test_the_detect_command_writes_each_columns_sublattice_as_its_type(tmp_path,
     names = np.array(["(0, 0)", "(0.5, 0.5)"])
     assert [r["type"] for r in rows] == names[kind[i]].tolist()
     assert "Sublattices(" in capsys.readouterr().out
+    saved = Sublattices.from_hdf5(out / "sublattices.h5")
+    assert saved.fit.type_names == tuple(names) and saved.n_columns == len(rows)
+
+
+def test_a_fit_brings_its_positions_and_scs():
+    image, pos, kind = _perovskite_image(seed=8)
+    fit = fit_columns(image, pos)
+    sub = find_sublattices(fit)
+    assert sub.basis.supercell == 2 and _labels_right(sub, pos, kind) == 1.0 and sub.fit is None
