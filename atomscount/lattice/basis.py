@@ -161,8 +161,9 @@ def lattice_points(basis: LatticeBasis, region, *, sites=((0.0, 0.0),)) -> np.nd
     Parameters
     ----------
     basis : LatticeBasis
-    region : (x_min, y_min, x_max, y_max)
-        The rectangle [Å], edges included.
+    region : (x0, x1, y0, y1)
+        The rectangle [Å], edges included; the order of ``strain_map``'s
+        ``reference_region`` and the command line's ``--region``.
     sites : array_like (k, 2)
         Fractional coordinates of the sites in the cell, e.g. ``[(0, 0), (0.5, 0.5)]``
         for both cation sublattices of a perovskite along [001].
@@ -175,14 +176,15 @@ def lattice_points(basis: LatticeBasis, region, *, sites=((0.0, 0.0),)) -> np.nd
     Examples
     --------
     >>> basis = LatticeBasis(a=(2.0, 0.0), b=(0.0, 2.0), origin=(0.0, 0.0))
-    >>> len(lattice_points(basis, (0.0, 0.0, 4.0, 4.0)))
+    >>> len(lattice_points(basis, (0.0, 4.0, 0.0, 4.0)))
     9
     """
     if not isinstance(basis, LatticeBasis):
         raise TypeError(f"basis must be a LatticeBasis, got {type(basis).__name__}")
     box = np.asarray(region, dtype=np.float64)
-    if box.shape != (4,) or not np.all(np.isfinite(box)) or box[2] < box[0] or box[3] < box[1]:
-        raise ValueError(f"region must be (x_min, y_min, x_max, y_max) in Å with min <= max, got {region!r}")
+    if box.shape != (4,) or not np.all(np.isfinite(box)) or box[1] < box[0] or box[3] < box[2]:
+        raise ValueError(f"region must be (x0, x1, y0, y1) in Å with x0 <= x1 and y0 <= y1, got {region!r}")
+    box = box[[0, 2, 1, 3]]  # (x_min, y_min, x_max, y_max) below
     site = np.asarray(sites, dtype=np.float64).reshape(-1, 2)
     if not np.all(np.isfinite(site)):
         raise ValueError(f"sites must be finite fractional coordinates, got {sites!r}")

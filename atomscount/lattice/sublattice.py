@@ -391,7 +391,7 @@ def _predict_missing(pos, labels, basis, sites, image, radius):
     if (nx - 1) * p <= 2 * margin or (ny - 1) * p <= 2 * margin:
         return np.zeros((0, 2)), np.zeros(0, np.int64)
     # lattice points a little beyond the edges too: shifted as their neighbours are, some come inside
-    region = (-margin, -margin, (nx - 1) * p + margin, (ny - 1) * p + margin)
+    region = (-margin, (nx - 1) * p + margin, -margin, (ny - 1) * p + margin)
     tree = cKDTree(pos)
     # each column's displacement from its lattice point: the lattice bends and the scan drifts
     on = np.flatnonzero(labels >= 0)

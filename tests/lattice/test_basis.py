@@ -81,9 +81,9 @@ def test_uniform_intensities_keep_the_simple_lattice():
 
 def test_lattice_points_fill_the_region_site_by_site():
     basis = LatticeBasis(a=(2.0, 0.0), b=(0.0, 3.0), origin=(1.0, 1.0))
-    pts = lattice_points(basis, (0.0, 0.0, 10.0, 10.0), sites=[(0, 0), (0.5, 0.5)])
-    corners = {(x, y) for x in (1.0, 3.0, 5.0, 7.0, 9.0) for y in (1.0, 4.0, 7.0, 10.0)}
-    centres = {(x, y) for x in (0.0, 2.0, 4.0, 6.0, 8.0, 10.0) for y in (2.5, 5.5, 8.5)}
+    pts = lattice_points(basis, (0.0, 10.0, 0.0, 7.0), sites=[(0, 0), (0.5, 0.5)])  # (x0, x1, y0, y1)
+    corners = {(x, y) for x in (1.0, 3.0, 5.0, 7.0, 9.0) for y in (1.0, 4.0, 7.0)}
+    centres = {(x, y) for x in (0.0, 2.0, 4.0, 6.0, 8.0, 10.0) for y in (2.5, 5.5)}
     assert {tuple(p) for p in np.round(pts, 9)} == corners | centres
     assert np.allclose(fractional(pts[: len(corners)], basis) % 1, 0)
 
@@ -105,7 +105,7 @@ def test_bad_input_is_refused_with_its_name_and_value():
     with pytest.raises(ValueError, match="independent"):
         LatticeBasis(a=(1.0, 0.0), b=(2.0, 0.0), origin=(0.0, 0.0))
     with pytest.raises(ValueError, match="region"):
-        lattice_points(LatticeBasis(a=(1.0, 0.0), b=(0.0, 1.0), origin=(0.0, 0.0)), (5.0, 0.0, 1.0, 1.0))
+        lattice_points(LatticeBasis(a=(1.0, 0.0), b=(0.0, 1.0), origin=(0.0, 0.0)), (5.0, 1.0, 0.0, 1.0))
 
 
 def test_twenty_thousand_columns_are_handled_in_bounded_memory():
