@@ -45,7 +45,8 @@ def load_images(quick):
     out = []
     d = sio.loadmat(SHARED / "statstem_CsPbBr3.mat", squeeze_me=True, struct_as_record=False)
     out.append(("CsPbBr3", ac.HAADFImage(np.asarray(d["input"].obs, float), float(d["input"].dx)),
-                np.asarray(d["output"].coordinates)[:, :2], {}))  # fmt: skip
+                # StatSTEM counts pixels from 1 (its x axis is (1:K)*dx): one pixel more than ours
+                np.asarray(d["output"].coordinates)[:, :2] - float(d["input"].dx), {}))  # fmt: skip
     if not quick:
         r = sio.loadmat(SHARED / "qem_Au_rod_110.mat", squeeze_me=True, struct_as_record=False)
         out.append(("Au_rod_110", ac.HAADFImage(np.asarray(r["obs"], float), float(r["dx"])),
