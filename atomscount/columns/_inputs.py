@@ -27,6 +27,9 @@ def check_fit_arguments(image, *, width, background, noise, max_iter, width_init
         raise TypeError(f"image must be a HAADFImage, got {type(image).__name__}")
     check_choice(width, "width", {"shared", "free"})
     check_choice(background, "background", {"constant", "plane"})
+    if background == "plane" and min(np.shape(image.data)[:2]) < 2:  # a slope along one pixel is not determined
+        raise ValueError(f"background='plane' needs an image at least 2 pixels along each axis, got shape "
+                         f"{np.shape(image.data)}; use background='constant'")  # fmt: skip
     check_choice(noise, "noise", {"gaussian", "poisson"})
     max_iter = check_integer(max_iter, "max_iter", low=1)
     for name, value in (("width_init_angstrom", width_init_angstrom), ("max_shift_angstrom", max_shift_angstrom)):

@@ -216,3 +216,10 @@ def test_find_columns_warns_on_an_inverted_image(setup_s):
     assert len(found) > 9  # the gaps: what the warning is for
     found = find_columns(img, threshold=0.3)  # the image itself: no warning (warnings are errors here)
     assert len(found) == 9
+
+
+def test_a_plane_background_on_a_one_pixel_wide_image_is_refused_by_name():
+    m = ColumnModel((43, 1), 1.0, [[0.0, 20.0]], heights=[0.3], widths=[1.2], background=(0.02,))
+    with pytest.raises(ValueError, match=r"background='plane' needs an image at least 2 pixels .* \(43, 1\)"):
+        quiet_fit(HAADFImage(m.image(), 1.0), [[0.0, 20.0]], background="plane")
+    assert quiet_fit(HAADFImage(m.image(), 1.0), [[0.0, 20.0]]).n_columns == 1  # a constant one is determined
