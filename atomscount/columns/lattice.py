@@ -98,7 +98,8 @@ def estimate_spacing(image: HAADFImage) -> float:
     # sub-pixel: the centroid of the chosen peak's 3x3 neighbourhood
     k = int(np.flatnonzero(strong & (dist == d_px))[0])
     pr, pc = peaks[k]
-    patch = np.clip(win[pr - 1 : pr + 2, pc - 1 : pc + 2] - win[pr - 1 : pr + 2, pc - 1 : pc + 2].min(), 0, None)
+    around = win[max(pr - 1, 0) : pr + 2, max(pc - 1, 0) : pc + 2]  # a peak on the window's edge: a part of it
+    patch = np.clip(around - around.min(), 0, None)
     if patch.shape == (3, 3) and patch.sum() > 0:
         dy, dx = np.mgrid[-1:2, -1:2]
         pr = pr + (dy * patch).sum() / patch.sum()
