@@ -204,6 +204,11 @@ ISSUE26 = [
         ("warn", "display levels"),
     ),
     (
+        "a plane background on a one-pixel-wide image",
+        "ac.fit_columns(HAADFImage(np.ones((43, 1)), 1.0), [[0.0, 20.0]], background='plane', progress=False)",
+        "background='plane'",
+    ),
+    (
         "a colour PNG",
         _FILES + "from PIL import Image\n"
         "Image.fromarray(rng.integers(0, 255, (8, 8, 3)).astype(np.uint8)).save(folder / 'a.png')\n"
