@@ -13,11 +13,11 @@ import sys
 import warnings
 
 from .._version import __version__
-from . import columns, coreshell, counting, demo, lattice, library, tomo
+from . import columns, coreshell, counting, demo, elemental, lattice, library, tomo
 from ._run import Signals, interruption
 
 #: The stage modules, in the order ``atomscount --help`` lists their commands.
-STAGES = (demo, columns, lattice, counting, coreshell, tomo, library)
+STAGES = (demo, columns, lattice, counting, coreshell, tomo, elemental, library)
 
 
 #: Python argument names that the command line spells differently: name -> the option's ``dest``.
@@ -39,6 +39,9 @@ API_NAMES = {
     "fmt": "format",
     "reference_region": "region",
     "angle_degrees": "angle",
+    "voxel_size_angstrom": "voxel_size",
+    "solid_angle_sr": "solid_angle",
+    "beam_energy_ev": "beam_energy",
 }
 
 

@@ -1,0 +1,173 @@
+"""``atomscount elemental``: simulate HAADF + EDXS tilt series of a phantom, reconstruct each element's
+concentration from them, or read the composition of a two-element particle off a HAADF reconstruction.
+
+A series folder (what ``simulate`` writes and ``reconstruct`` reads) holds ``haadf.h5`` (optional) and one
+``edxs_ELEMENT.h5`` per element, each a tilt series as :meth:`atomscount.tomo.TiltSeries.to_hdf5` writes it.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._run import check_output_folder, figure_options, final_paths, output_folder, print_files
+
+#: --phantom -> the function of :mod:`atomscount.elemental.phantoms` that builds it.
+PHANTOMS = {"core-shell-rod": "core_shell_rod", "alloy": "alloy_particle", "three-element": "three_element_particle"}
+
+
+def add_parser(sub, fmt) -> None:
+    """Add the ``elemental`` command and its actions to the subparsers ``sub``."""
+    e = sub.add_parser("elemental", formatter_class=fmt,
+                       help="element concentrations in 3D from HAADF and EDXS tilt series")  # fmt: skip
+    e.set_defaults(handler=_cmd_elemental)
+    es = e.add_subparsers(dest="elemental_command", metavar="ACTION", required=True)
+    s = es.add_parser("simulate", formatter_class=fmt, help="HAADF and EDXS tilt series of a phantom particle")
+    s.add_argument("--phantom", choices=tuple(PHANTOMS), default="core-shell-rod",
+                   help="core-shell-rod: Au@Ag rod with a diffuse interface; alloy: Pt-Au particle; "
+                        "three-element: Pd core, Pt shell, Au surface alloy")  # fmt: skip
+    s.add_argument("--size", type=int, default=None, help="voxels along each side (default: the phantom's, 128)")
+    s.add_argument("--voxel-size", type=float, default=0.75, help="voxel size [Å]")
+    s.add_argument("--angles", default="-70:70:29",
+                   help="START:STOP:COUNT single-axis tilts in degrees (write --angles=-70:70:29 when START is "
+                        "negative), or a .npy/.txt file of (k,) tilts")  # fmt: skip
+    s.add_argument("--dose", type=float, required=True, help="electron dose per projection for the EDXS maps [e/Å²]")
+    s.add_argument("--haadf-dose", type=float, default=None,
+                   help="Poisson noise on the HAADF series at this dose per projection [e/Å²] (noise-free when "
+                        "not given)")  # fmt: skip
+    s.add_argument("--solid-angle", type=float, default=0.7, help="EDXS detector's collection solid angle [sr]")
+    s.add_argument("--beam-energy", type=float, default=200e3, help="beam energy [eV]")
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    s.add_argument("--out", type=Path, required=True,
+                   help="series folder: haadf.h5, edxs_ELEMENT.h5 per element and truth.npz (atoms/Å³)")  # fmt: skip
+    r = es.add_parser("reconstruct", formatter_class=fmt, help="each element's concentration from a series folder")
+    r.add_argument("series", type=Path, help="series folder (atomscount elemental simulate)")
+    r.add_argument("--method", choices=("multimodal", "separate"), default="multimodal",
+                   help="multimodal: HAADF and EDXS in one objective (weights, γ and regularisation fitted); "
+                        "separate: SIRT of each EDXS series alone (the baseline)")  # fmt: skip
+    r.add_argument("--regulariser", choices=("tnv", "tv", "tgv"), default="tnv",
+                   help="tnv: total nuclear variation (the elements share edges); tv: per element; "
+                        "tgv: second order, for gradual interfaces")  # fmt: skip
+    r.add_argument("--no-haadf", action="store_true", help="leave out the series' HAADF (EDXS only)")
+    r.add_argument("--sum-to-one", action="store_true",
+                   help="the concentrations add to one in the particle (a dense alloy)")  # fmt: skip
+    r.add_argument("--iterations", type=int, default=None,
+                   help="iterations (default: the method's, 200 multimodal and 50 separate)")  # fmt: skip
+    r.add_argument("--tol", type=float, default=1e-4, help="relative change of the objective that stops it")
+    r.add_argument("--export", action="store_true", help="also write each element's concentration as .mrc and .tif")
+    figure_options(r)
+    r.add_argument("--out", type=Path, required=True, help="output folder: elemental.h5 and the figures")
+    c = es.add_parser("composition", formatter_class=fmt,
+                      help="voxel composition of a two-element particle from its HAADF reconstruction")  # fmt: skip
+    c.add_argument("volume", type=Path, help="volume HDF5 file (atomscount tomo reconstruct)")
+    c.add_argument("--elements", default="Au,Ag", help="the two elements, the brighter first, comma-separated")
+    c.add_argument("--levels", default=None,
+                   help="the pure elements' grey levels, in the order of --elements, comma-separated (default: "
+                        "a mixture fit on the particle's voxels)")  # fmt: skip
+    c.add_argument("--export", action="store_true", help="also write each element's concentration as .mrc and .tif")
+    figure_options(c)
+    c.add_argument("--out", type=Path, required=True, help="output folder: elemental.h5 and the figures")
+
+
+def _numbers(text: str, option: str) -> list:
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def read_series_folder(folder: Path, *, haadf: bool = True) -> tuple:
+    """(HAADF TiltSeries or None, {element: EDXS TiltSeries}) from a series folder."""
+    from ..tomo import TiltSeries
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"series folder {str(folder)!r} does not exist")
+    edxs = {p.stem.removeprefix("edxs_"): TiltSeries.from_hdf5(p) for p in sorted(folder.glob("edxs_*.h5"))}
+    if not edxs:
+        raise ValueError(f"series folder {str(folder)!r} holds no edxs_ELEMENT.h5 file")
+    path = folder / "haadf.h5"
+    return (TiltSeries.from_hdf5(path) if haadf and path.is_file() else None), edxs
+
+
+def _write_result(result, tmp: Path, args: argparse.Namespace) -> dict:
+    from ..elemental.plot import save_elemental_figures
+
+    files = {"result": tmp / "elemental.h5"}
+    result.to_hdf5(files["result"])
+    if args.export:
+        result.to_mrc(tmp / "mrc")
+        result.to_tif(tmp / "tif")
+        files.update({"mrc": tmp / "mrc", "tif": tmp / "tif"})
+    figures = save_elemental_figures(result, tmp / "figures", fmt=args.format, dpi=args.dpi)
+    files.update(figures)
+    return files
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..elemental import phantoms, simulate_edxs, simulate_haadf
+    from .tomo import _angles
+
+    kwargs = {"voxel_size_angstrom": args.voxel_size}
+    if args.size is not None:
+        kwargs["shape"] = (args.size,) * 3
+    densities = getattr(phantoms, PHANTOMS[args.phantom])(**kwargs)
+    angles = _angles(args.angles)
+    with output_folder(args.out, command="elemental simulate", signals=args.signals) as tmp:
+        edxs = simulate_edxs(densities, args.voxel_size, angles, dose_e_per_angstrom2=args.dose,
+                             solid_angle_sr=args.solid_angle, beam_energy_ev=args.beam_energy,
+                             rng=args.seed)  # fmt: skip
+        haadf = simulate_haadf(densities, args.voxel_size, angles, dose_e_per_angstrom2=args.haadf_dose,
+                               rng=args.seed + 1)  # fmt: skip
+        files = {"haadf": haadf.to_hdf5(tmp / "haadf.h5")}
+        for element, series in edxs.items():
+            files[f"edxs_{element}"] = series.to_hdf5(tmp / f"edxs_{element}.h5")
+            print(f"{element}: {series.images.sum(axis=(1, 2)).mean():.0f} counts per projection")
+        files["truth"] = tmp / "truth.npz"
+        np.savez_compressed(files["truth"], voxel_size_angstrom=args.voxel_size, **densities)
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def _reconstruct(args: argparse.Namespace) -> int:
+    from ..elemental import reconstruct_elemental, reconstruct_separate
+
+    check_output_folder(args.out)
+    haadf, edxs = read_series_folder(args.series, haadf=not args.no_haadf)
+    with output_folder(args.out, command="elemental reconstruct", signals=args.signals) as tmp:
+        if args.method == "separate":
+            result = reconstruct_separate(edxs, n_iter=50 if args.iterations is None else args.iterations)
+        else:
+            result = reconstruct_elemental(haadf, edxs, regulariser=args.regulariser, sum_to_one=args.sum_to_one,
+                                           n_iter=200 if args.iterations is None else args.iterations, tol=args.tol,
+                                           progress=True)  # fmt: skip
+        files = _write_result(result, tmp, args)
+    print(result.report())
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def _composition(args: argparse.Namespace) -> int:
+    from ..elemental import composition_from_haadf
+    from ..tomo.reconstruct import Volume
+
+    check_output_folder(args.out)
+    elements = tuple(e.strip() for e in args.elements.split(","))
+    levels = None if args.levels is None else _numbers(args.levels, "--levels")
+    if not Path(args.volume).is_file():
+        raise ValueError(f"volume file {str(args.volume)!r} does not exist")
+    volume = Volume.from_hdf5(args.volume)
+    with output_folder(args.out, command="elemental composition", signals=args.signals) as tmp:
+        result = composition_from_haadf(volume, elements, levels=levels)
+        files = _write_result(result, tmp, args)
+    print(result.report())
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def _cmd_elemental(args: argparse.Namespace) -> int:
+    return {"simulate": _simulate, "reconstruct": _reconstruct, "composition": _composition}[args.elemental_command](
+        args
+    )
