@@ -351,7 +351,8 @@ def test_every_command_that_draws_takes_format_and_dpi():
 
     assert CLI_FORMATS == FIGURE_FORMATS  # named twice so that parsing imports no matplotlib
     drawing = {("demo",), ("detect",), ("fit",), ("count",), ("coreshell",), ("tomo", "reconstruct"),
-               ("tomo", "trace"), ("library", "show"), ("strain",)}  # fmt: skip
+               ("tomo", "trace"), ("library", "show"), ("strain",), ("elemental", "reconstruct"),
+               ("elemental", "composition")}  # fmt: skip
     subs = dict(_subparsers(_parser()))
     for path in drawing:
         options = {o for a in subs[path]._actions for o in a.option_strings}
