@@ -24,6 +24,8 @@ from atomscount.coreshell.forward import CORE  # noqa: E402
 from atomscount.coreshell.model import CoreShellModel  # noqa: E402
 from atomscount.coreshell.search import core_codes  # noqa: E402
 from atomscount.coreshell.sites import fcc_sites, group_columns  # noqa: E402
+from atomscount.elemental import plot as eplot  # noqa: E402
+from atomscount.elemental.result import ElementalVolumes  # noqa: E402
 from atomscount.counting import count_atoms  # noqa: E402
 from atomscount.counting import plot as kplot  # noqa: E402
 from atomscount.lattice import plot as latplot  # noqa: E402
@@ -74,6 +76,21 @@ def _volume(seed=2):
     return Volume(data, 0.5, np.linspace(0.4, 0.1, 5))
 
 
+def _elemental(n=20, seed=5):
+    """An Au@Ag sphere of concentrations with a diffuse interface, its uncertainty and an objective."""
+    from scipy.special import erfc
+
+    rng = np.random.default_rng(seed)
+    z, y, x = np.mgrid[:n, :n, :n] - (n - 1) / 2.0
+    r = np.sqrt(x**2 + y**2 + z**2)
+    mask = r <= 0.4 * n
+    au = 0.5 * erfc((r - 0.2 * n) / 1.5) * mask
+    conc = np.clip(np.stack([au, mask - au]) + rng.normal(0, 0.03, (2, n, n, n)) * mask, 0.0, 1.0)
+    return ElementalVolumes(("Au", "Ag"), conc, np.full(conc.shape, 0.05) * mask, None, mask,
+                            np.zeros(mask.shape, np.uint8), 0.75, "multimodal-tnv",
+                            objective=np.geomspace(100.0, 1.0, 40), converged=True)  # fmt: skip
+
+
 def _coreshell():
     pos = fcc_sites(4.08, 7.0)
     pos = pos[np.linalg.norm(pos, axis=1) <= 6.5]
@@ -112,7 +129,7 @@ def _perovskite():
 def _makers(columns):
     """Name -> function drawing one figure: every figure function of the package."""
     img, fit, counts = columns
-    traced, volume, shell = _traced(), _volume(), _coreshell()
+    traced, volume, shell, elemental = _traced(), _volume(), _coreshell(), _elemental()
     lens, mixed = _mixed()
     strain, polar, perovskite = _perovskite()
     meas = np.linspace(1.0, 3.0, 12)
@@ -147,12 +164,17 @@ def _makers(columns):
         "strain_maps": lambda: latplot.plot_strain_maps(strain, image=perovskite),
         "displacement_map": lambda: latplot.plot_displacement_map(strain, image=perovskite),
         "polarisation_map": lambda: latplot.plot_polarisation_map(polar, image=perovskite),
+        "elemental_orthoslices": lambda: eplot.plot_orthoslices(elemental),
+        "rgb_composite": lambda: eplot.plot_rgb_composite(elemental),
+        "line_profile": lambda: eplot.plot_line_profile(elemental, truth={"Au": elemental.concentration[0]}),
+        "composition_histogram": lambda: eplot.plot_composition_histogram(elemental),
+        "convergence": lambda: eplot.plot_convergence(elemental),
     }
 
 
 @pytest.fixture(scope="module")
 def figures(columns):
-    with plt.rc_context({"figure.max_open_warning": 0}):  # all 29 at once, to check them side by side
+    with plt.rc_context({"figure.max_open_warning": 0}):  # all 34 at once, to check them side by side
         figs = {name: make() for name, make in _makers(columns).items()}
     yield figs
     for fig in figs.values():
@@ -160,15 +182,16 @@ def figures(columns):
 
 
 def test_every_figure_function_is_drawn(figures):
-    public = {n for mod in (cplot, kplot, lplot, csplot, tplot, latplot) for n in mod.__all__ if n.startswith("plot_")}
+    public = {n for mod in (cplot, kplot, lplot, csplot, tplot, latplot, eplot) for n in mod.__all__ if n.startswith("plot_")}
     drawn = {"plot_columns", "plot_model_residual", "plot_scs_map", "plot_scs_histogram", "plot_detection",
              "plot_count_histogram", "plot_icl", "plot_count_map", "plot_count_probability_map", "plot_model_3d",
              "plot_scs_library", "plot_mixed_predictions", "plot_scs_agreement", "plot_slice", "plot_slice_gallery",
              "plot_core_count_map", "plot_orthoslices", "plot_volume_gallery", "plot_intensity_histogram", "plot_r1",
              "plot_pair_distribution", "plot_bond_order", "plot_strain_map", "plot_strain_maps",
-             "plot_displacement_map", "plot_polarisation_map"}  # fmt: skip
+             "plot_displacement_map", "plot_polarisation_map", "plot_rgb_composite", "plot_line_profile",
+             "plot_composition_histogram", "plot_convergence"}  # fmt: skip
     assert public == drawn  # a new figure function is added to _makers too
-    assert len(figures) == 29
+    assert len(figures) == 34
 
 
 def test_no_text_leaves_the_canvas(figures):
@@ -292,7 +315,7 @@ def test_an_element_has_one_colour_in_every_stage(figures):
     assert set(_colours_of(figures["pair_distribution"], "Fe–Fe")) == {fe}
     ortho = [c for ax in figures["orthoslices"].axes for c in ax.collections if c.get_label() in ("Fe", "Pt")]
     assert ortho and all(same_color(c.get_edgecolor()[0], element_color(c.get_label())) for c in ortho)
-    for name in ("slice_elements", "slice_gallery"):
+    for name in ("slice_elements", "slice_gallery", "line_profile", "composition_histogram"):
         assert set(_colours_of(figures[name], "Au")) == {element_color("Au")}, name
         assert set(_colours_of(figures[name], "Ag")) == {element_color("Ag")}, name
 
@@ -364,10 +387,12 @@ def _save(stage, columns, out):
         return kplot.save_count_figures(fit, counts, out, fmt="pdf", dpi=50), ".pdf"
     if stage == "tomo":
         return tplot.save_tomo_figures(out, volume=_volume(), fmt="svg", dpi=50), ".svg"
+    if stage == "elemental":
+        return eplot.save_elemental_figures(_elemental(), out, fmt="pdf", dpi=50), ".pdf"
     return csplot.save_coreshell_figures(_coreshell(), out, fmt="pdf", dpi=50), ".pdf"
 
 
-@pytest.mark.parametrize("stage", ["columns", "detection", "counting", "tomo", "coreshell"])
+@pytest.mark.parametrize("stage", ["columns", "detection", "counting", "tomo", "coreshell", "elemental"])
 def test_save_functions_pass_the_format_through(columns, tmp_path, stage):
     n_open = len(plt.get_fignums())
     paths, suffix = _save(stage, columns, tmp_path)

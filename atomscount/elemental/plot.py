@@ -95,7 +95,7 @@ def plot_orthoslices(result, *, centre: tuple | None = None, cmap: str = "viridi
     iz, iy, ix = (check_integer(c, "centre", low=0, high=n - 1) for c, n in zip(centre, shape, strict=True))
     n_el, px = len(result.elements), float(result.voxel_size_angstrom)
     panel = (PAGE_WIDTH_INCH - _COLORBAR - 0.4) / 3
-    fig, axes = plt.subplots(n_el, 3, figsize=(PAGE_WIDTH_INCH, n_el * panel + 0.3), layout="constrained",
+    fig, axes = plt.subplots(n_el, 3, figsize=(PAGE_WIDTH_INCH, n_el * (panel + 0.2) + 0.4), layout="constrained",
                              squeeze=False)  # fmt: skip
     norm = Normalize(0.0, 1.0)
     for row, element in enumerate(result.elements):
