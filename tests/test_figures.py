@@ -24,10 +24,10 @@ from atomscount.coreshell.forward import CORE  # noqa: E402
 from atomscount.coreshell.model import CoreShellModel  # noqa: E402
 from atomscount.coreshell.search import core_codes  # noqa: E402
 from atomscount.coreshell.sites import fcc_sites, group_columns  # noqa: E402
-from atomscount.elemental import plot as eplot  # noqa: E402
-from atomscount.elemental.result import ElementalVolumes  # noqa: E402
 from atomscount.counting import count_atoms  # noqa: E402
 from atomscount.counting import plot as kplot  # noqa: E402
+from atomscount.elemental import plot as eplot  # noqa: E402
+from atomscount.elemental.result import ElementalVolumes  # noqa: E402
 from atomscount.lattice import plot as latplot  # noqa: E402
 from atomscount.lattice.polarisation import polarisation_map  # noqa: E402
 from atomscount.lattice.strain import strain_map  # noqa: E402
@@ -182,7 +182,8 @@ def figures(columns):
 
 
 def test_every_figure_function_is_drawn(figures):
-    public = {n for mod in (cplot, kplot, lplot, csplot, tplot, latplot, eplot) for n in mod.__all__ if n.startswith("plot_")}
+    stages = (cplot, kplot, lplot, csplot, tplot, latplot, eplot)
+    public = {n for mod in stages for n in mod.__all__ if n.startswith("plot_")}
     drawn = {"plot_columns", "plot_model_residual", "plot_scs_map", "plot_scs_histogram", "plot_detection",
              "plot_count_histogram", "plot_icl", "plot_count_map", "plot_count_probability_map", "plot_model_3d",
              "plot_scs_library", "plot_mixed_predictions", "plot_scs_agreement", "plot_slice", "plot_slice_gallery",
