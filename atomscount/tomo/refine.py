@@ -13,11 +13,16 @@ blur and streak:
    longer adds to an atom's intensity, as it does in a box integral of the volume;
 3. **positions**: a damped Gauss-Newton step per atom, from its own 4 x 4 normal
    equations (integral, x, y, z) with the others held, kept where the total χ² falls;
-4. **missing atoms**: the residual projections (measured minus model) are
-   reconstructed and traced; a maximum farther than ``min_distance_angstrom`` from
-   every significant atom becomes a candidate, in place of insignificant candidates
-   near it. Weak atoms beside bright ones, which are not maxima of the volume, are
-   found here.
+4. **missing atoms**: the significance of one more atom at every voxel, from the
+   residual projections (measured minus model) by a matched filter: each residual
+   projection filtered by an atom's footprint and back-projected is J^T r, the
+   gradient of χ² in the integral of an atom there, and over its standard error
+   (the residual's local variance) it is the atom's significance. A maximum above
+   ``residual_sigma`` farther than ``exclude_angstrom`` from every significant atom
+   becomes a candidate, in place of insignificant candidates near it. Weak atoms
+   beside bright ones, which are not maxima of the volume, are found here; the
+   filter uses every projection's full resolution, which a few SIRT iterations of
+   the residual blurred (a light atom 2.3 Å from a heavy one was lost in them).
 
 Steps 2-4 repeat ``n_rounds`` times. Where the residual shows model error beyond its
 noise (projections that are not sums of Gaussians: dynamical scattering), candidates
@@ -40,7 +45,7 @@ from scipy.spatial import cKDTree
 from .._checks import check_integer, check_positive
 from . import _kernels
 from .geometry import TiltSeries
-from .reconstruct import Volume, reconstruct
+from .reconstruct import Volume
 from .structure import detect_lattice, lattice_order
 from .trace import TracedAtoms, lattice_choice, sample_volume, trace_atoms
 
@@ -227,17 +232,15 @@ def _min_distance_order(positions, dmin):
     return np.flatnonzero(alive)
 
 
-def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude, residual_iter, n_sigma=4.0):
-    """Maxima (``dmin`` apart) of the reconstructed residual farther than ``exclude`` from every
-    significant atom."""
-    res = (prob.data - prob.forward(pos, amp, sigma, bg)) / prob.pixel**2
-    rs = TiltSeries(res, series.angles, series.pixel_size_angstrom, {"source": "atomscount.tomo.refine residual"})
-    rv = reconstruct(rs, n_iter=residual_iter, thickness=volume.data.shape[0], positivity=False, progress=False)
-    # threshold: a robust noise level of the residual volume where atoms are
-    vals = _near_values(rv.data, rv.pixel_size_angstrom, pos[significant], 3.0)
-    noise = 1.4826 * float(np.median(np.abs(vals - np.median(vals))))
+def _missing(prob, shape, pixel, pos, amp, sigma, bg, significant, dmin, exclude, n_sigma):
+    """Maxima (``dmin`` apart) of the significance of one more atom (:func:`_score_volume`, on a volume of
+    ``shape`` and voxel side ``pixel`` [Å]) above ``n_sigma`` standard errors, farther than ``exclude``
+    from every significant atom."""
+    width = float(sigma[0])
+    z = _score_volume(prob, prob.data - prob.forward(pos, amp, sigma, bg), shape, width, 3.0 * width)
+    score = Volume(z, pixel, np.zeros(0), {"source": "atomscount.tomo.refine score"})
     try:
-        peaks = trace_atoms(rv, min_distance_angstrom=dmin, threshold=n_sigma * noise, lattice="none")
+        peaks = trace_atoms(score, min_distance_angstrom=dmin, threshold=n_sigma, lattice="none")
     except ValueError:
         return np.zeros((0, 3))
     if not significant.any():
@@ -246,23 +249,31 @@ def _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclu
     return peaks.positions[d >= exclude]
 
 
-def _near_values(data, pixel, positions, radius, max_atoms=4000):
-    """The values of the voxels of ``data`` within ``radius`` [Å] of ``positions`` (voxel centres,
-    each voxel once), all of them when there are none. For a robust noise level a sample is enough:
-    the balls of at most ``max_atoms`` positions, evenly spaced in their order (a dilation of the
-    whole volume took minutes on a 281³ volume)."""
-    if len(positions) == 0:
-        return data.ravel()
-    positions = positions[:: max(1, int(np.ceil(len(positions) / max_atoms)))]
-    shape = np.array(data.shape)
-    centre = (shape - 1) / 2.0  # z, y, x
-    idx = np.clip(np.round(positions[:, ::-1] / pixel + centre).astype(np.int64), 0, shape - 1)
-    r = int(np.ceil(radius / pixel))
-    g = np.arange(-r, r + 1)
-    dz, dy, dx = (a[np.add.outer(np.add.outer(g**2, g**2), g**2) <= r * r] for a in np.meshgrid(g, g, g, indexing="ij"))
-    z, y, x = (np.clip(idx[:, i, None] + d[None, :], 0, shape[i] - 1) for i, d in enumerate((dz, dy, dx)))
-    flat = np.unique(np.ravel_multi_index((z.ravel(), y.ravel(), x.ravel()), data.shape))
-    return data.ravel()[flat]
+def _score_volume(prob, res, shape, width, radius):
+    """The significance of one more atom at every voxel of a volume of ``shape``: the matched filter of
+    the residual ``res`` (in integral units). For an atom of unit integral at x, J^T res is the sum over
+    projections of ``res`` weighted by the atom's footprint, which is the back-projection of each residual
+    projection filtered by the footprint (a Gaussian of ``width`` [Å]); J^T J is the same everywhere in the
+    field. The integral that fits best is J^T res / J^T J, and its standard error sqrt(var / J^T J) with
+    var the residual's variance near x (a Gaussian window of ``radius`` [Å]: Poisson noise grows with
+    the signal). The result is their ratio, in standard errors."""
+    from scipy import ndimage
+
+    px = width / prob.pixel
+    delta = np.zeros((int(8 * px) + 3,) * 2)
+    delta[len(delta) // 2, len(delta) // 2] = 1.0
+    jtj = prob.shape[0] * float(np.sum(ndimage.gaussian_filter(delta, px, mode="constant") ** 2))
+
+    def back(images, s):
+        out = np.empty(shape)
+        blurred = np.stack([ndimage.gaussian_filter(im, s, mode="constant") for im in images])
+        _kernels.backproject(blurred, prob.rot, prob.pixel, out)
+        return out / prob.pixel
+
+    jtr = back(res, px)
+    wide = radius / prob.pixel
+    var = back(res * res, wide) / np.maximum(back(np.ones(prob.shape), wide), 1e-12)
+    return jtr / np.sqrt(jtj * np.maximum(var, 1e-300))
 
 
 def _misfit_ratio(prob, res, pos, width):
@@ -315,8 +326,7 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
                  add_missing: bool = True, refine_positions: bool = True, width_angstrom: float | None = None,
                  lattice: bool | str = "auto", min_distance_angstrom: float | None = None,
                  exclude_angstrom: float = 1.8,
-                 pair_distance_angstrom: float = 3.2, n_iter: int = 15, residual_iter: int = 10,
-                 residual_sigma: float | None = None,
+                 pair_distance_angstrom: float = 3.2, n_iter: int = 15, residual_sigma: float = 4.0,
                  significance: float = 5.0, max_step_angstrom: float = 0.3, min_neighbours: int = 2,
                  model_error: bool = True, progress: bool = True) -> TracedAtoms:  # fmt: skip
     """Fit the traced candidates to the projections: width, integrals, positions, and missing atoms.
@@ -334,7 +344,7 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         without a lattice, where the residual alone proposes the missing atoms and
         finds the light atom of a close pair only once its neighbour has moved).
     add_missing : bool
-        Look for atoms in the reconstructed residual.
+        Look for missing atoms in the residual.
     lattice : {"auto", "crystal", "none"} or bool
         For a crystal (or True), add the lattice sites next to significant atoms that a
         centrosymmetric crystal implies (each atom's mirror of a neighbour within
@@ -348,7 +358,7 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
     width_angstrom : float, optional
         The atoms' Gaussian width [Å] (default: fitted).
     min_distance_angstrom : float, optional
-        Smallest distance between two maxima of the residual [Å] (default: the tracing's,
+        Smallest distance between two new candidates [Å] (default: the tracing's,
         ``traced.tracing["min_distance_angstrom"]``, else 2.0).
     exclude_angstrom : float
         A new candidate must be this far from every significant atom, and two
@@ -357,13 +367,13 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         Neighbours within this distance imply lattice sites [Å] (nearest neighbours only).
     n_iter : int
         CGLS iterations of each strength fit.
-    residual_iter : int
-        SIRT iterations of the residual reconstruction.
-    residual_sigma : float, optional
-        A maximum of the reconstructed residual is a candidate above this many robust
-        noise levels of the residual volume (default 4 for a crystal, whose lattice sites
-        propose atoms as well; 3 without a lattice: on a 3,000-atom amorphous Si/Ge/Sn
-        particle at 1e4 e/Å² this found 3 % more of the atoms).
+    residual_sigma : float
+        A maximum of the significance of one more atom (its fitted integral over its
+        standard error at every voxel, by the matched filter of the residual projections
+        described in :mod:`.refine`) is a candidate above this value. The
+        candidates still have to hold their integral in the fit. On a 3,000-atom amorphous
+        Si/Ge/Sn particle at 1e4 e/Å² this found 98 % of the atoms, against 96 % from the
+        maxima of the reconstructed residual (10 SIRT iterations) it replaced.
     significance : float
         An atom is significant when its integral exceeds this many standard errors:
         only those move, and only those keep new candidates away.
@@ -414,10 +424,8 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         raise ValueError("traced holds no candidate atoms to refine")
     if n_rounds is not None:
         n_rounds = check_integer(n_rounds, "n_rounds", low=0)
-    if residual_sigma is not None:
-        residual_sigma = check_positive(residual_sigma, "residual_sigma")
+    residual_sigma = check_positive(residual_sigma, "residual_sigma")
     n_iter = check_integer(n_iter, "n_iter", low=1)
-    residual_iter = check_integer(residual_iter, "residual_iter", low=1)
     if min_distance_angstrom is None:
         min_distance_angstrom = traced.tracing.get("min_distance_angstrom", 2.0)
     dmin = check_positive(min_distance_angstrom, "min_distance_angstrom")
@@ -446,7 +454,6 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         use_lattice = detect_lattice(pos[sig0]) == "crystal"
         found_order = lattice_order(pos[sig0]) if sig0.sum() >= 8 else 0.0
     n_rounds = (2 if use_lattice else 4) if n_rounds is None else n_rounds
-    residual_sigma = (4.0 if use_lattice else 3.0) if residual_sigma is None else residual_sigma
     bar.total = 2 + 3 * n_rounds
     for _ in range(n_rounds):
         err = _errors(prob, pos, amp, sigma, prob.forward(pos, amp, sigma, bg))
@@ -457,8 +464,14 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         bar.update()
         added = {"residual": np.zeros((0, 3)), "lattice": np.zeros((0, 3))}
         if add_missing:
-            added["residual"] = _missing(prob, series, volume, pos, amp, sigma, bg, significant, dmin, exclude,
-                                         residual_iter, residual_sigma)  # fmt: skip
+            found = _missing(prob, volume.data.shape, volume.pixel_size_angstrom, pos, amp, sigma, bg, significant,
+                             dmin, exclude, residual_sigma)  # fmt: skip
+            if min_neighbours > 0 and len(found) and significant.any():
+                # a proposal the end would drop as alone is not fitted (noise maxima in the vacuum)
+                shell = pair_distance if use_lattice else _first_shell(pos[significant], pair_distance)
+                counts = cKDTree(pos[significant]).query_ball_point(found, shell, return_length=True)
+                found = found[counts >= min_neighbours]
+            added["residual"] = found
         if use_lattice:
             sites = _lattice_sites(pos[significant], pair_distance, exclude)
             if len(sites) and len(added["residual"]):

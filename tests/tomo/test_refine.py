@@ -13,7 +13,7 @@ from atomscount.tomo import (
     simulate_tilt_series,
     trace_atoms,
 )
-from atomscount.tomo.refine import _lattice_sites, _Problem
+from atomscount.tomo.refine import _lattice_sites, _Problem, _score_volume
 
 from ._fept import fept_centre
 
@@ -102,6 +102,30 @@ def test_refinement_finds_more_atoms_and_classifies_them(fept_refined):
     assert scores["after"]["recall"] > 0.97 and scores["after"]["precision"] > 0.95, scores
     assert scores["after"]["rmsd_pm"] < 20.0, scores
     assert scores["after"]["classification_accuracy"] > 0.97, scores
+
+
+def test_score_of_one_more_atom_is_in_standard_errors_and_peaks_at_a_left_out_atom():
+    # pure white noise of known level: the score (the fitted integral of an atom at each voxel over its
+    # standard error) has unit spread; an atom left out of the model is its highest maximum
+    rng = np.random.default_rng(4)
+    pos = np.array([[0.0, 0.0, 0.0], [2.3, 0.4, -0.3], [-2.0, 1.5, 1.0]])
+    sym = ["Sn", "Si", "Ge"]
+    series = simulate_tilt_series(pos, np.linspace(-70.0, 70.0, 29), pixel_size_angstrom=0.4, symbols=sym,
+                                  probe_blur_angstrom=0.4, shape=(40, 40))  # fmt: skip
+    prob = _Problem(series)
+    shape = (40, 40, 40)
+    noise = rng.normal(0.0, 1e-5, prob.shape)
+    z = _score_volume(prob, noise, shape, WIDTH, 3.0 * WIDTH)
+    inner = z[8:-8, 8:-8, 8:-8]
+    assert abs(inner.mean()) < 0.3 and 0.85 < inner.std() < 1.1, (inner.mean(), inner.std())  # voxels correlate
+    # the model holds Sn and Ge; the Si 2.3 Å from the Sn is the residual
+    amp = element_strengths(sym)
+    sigma = np.full(3, WIDTH)
+    res = prob.data + noise - prob.forward(pos[[0, 2]], amp[[0, 2]], sigma[:2], np.zeros(prob.shape[0]))
+    z = _score_volume(prob, res, shape, WIDTH, 3.0 * WIDTH)
+    peak = np.array(np.unravel_index(np.argmax(z), shape))[::-1]  # x, y, z voxel
+    assert np.linalg.norm((peak - 19.5) * 0.4 - pos[1]) < 0.4
+    assert z.max() > 10.0
 
 
 def test_lattice_sites_complete_an_fcc_cluster():
