@@ -64,6 +64,9 @@ def add_parser(sub, fmt) -> None:
     c.add_argument("--levels", default=None,
                    help="the pure elements' grey levels, in the order of --elements, comma-separated (default: "
                         "a mixture fit on the particle's voxels)")  # fmt: skip
+    c.add_argument("--max-tilt", type=float, default=None,
+                   help="the series' tilt range ±α [degrees]: the partial-volume band at the surface is thicker "
+                        "along z by the missing wedge (default: no missing wedge)")  # fmt: skip
     c.add_argument("--export", action="store_true", help="also write each element's concentration as .mrc and .tif")
     figure_options(c)
     c.add_argument("--out", type=Path, required=True, help="output folder: elemental.h5 and the figures")
@@ -107,7 +110,8 @@ def _write_result(result, tmp: Path, args: argparse.Namespace) -> dict:
 def _simulate(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from ..elemental import phantoms, simulate_edxs, simulate_haadf
+    from ..elemental import phantoms
+    from ..elemental.forward import simulate_edxs, simulate_haadf
     from .tomo import _angles
 
     kwargs = {"voxel_size_angstrom": args.voxel_size}
@@ -132,7 +136,7 @@ def _simulate(args: argparse.Namespace) -> int:
 
 
 def _reconstruct(args: argparse.Namespace) -> int:
-    from ..elemental import reconstruct_elemental, reconstruct_separate
+    from ..elemental.reconstruct import reconstruct_elemental, reconstruct_separate
 
     check_output_folder(args.out)
     haadf, edxs = read_series_folder(args.series, haadf=not args.no_haadf)
@@ -150,7 +154,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _composition(args: argparse.Namespace) -> int:
-    from ..elemental import composition_from_haadf
+    from ..elemental.composition import composition_from_haadf
     from ..tomo.reconstruct import Volume
 
     check_output_folder(args.out)
@@ -160,7 +164,7 @@ def _composition(args: argparse.Namespace) -> int:
         raise ValueError(f"volume file {str(args.volume)!r} does not exist")
     volume = Volume.from_hdf5(args.volume)
     with output_folder(args.out, command="elemental composition", signals=args.signals) as tmp:
-        result = composition_from_haadf(volume, elements, levels=levels)
+        result = composition_from_haadf(volume, elements, levels=levels, max_tilt_degrees=args.max_tilt)
         files = _write_result(result, tmp, args)
     print(result.report())
     print_files(final_paths(files, tmp, args.out), args.out)

@@ -42,6 +42,7 @@ API_NAMES = {
     "voxel_size_angstrom": "voxel_size",
     "solid_angle_sr": "solid_angle",
     "beam_energy_ev": "beam_energy",
+    "max_tilt_degrees": "max_tilt",
 }
 
 
