@@ -52,8 +52,8 @@ def core_shell_rod(*, shape=(128, 128, 128), voxel_size_angstrom: float = 0.75, 
                    interface_width_angstrom: float = 6.0) -> dict[str, np.ndarray]:  # fmt: skip
     """A core-shell nanorod with a diffused interface, along the tilt axis (y).
 
-    A cylinder of radius 0.36 × the smaller of nz, nx (in voxels) and length 0.8 × ny,
-    with hemispherical caps, and a core of radius 0.5 × the rod's radius. The core
+    A cylinder of radius 0.3 × the smaller of nz, nx (in voxels) and length 0.9 × ny,
+    with hemispherical caps, and a core of radius 0.55 × the rod's radius. The core
     element's atomic fraction falls across the interface as an error function::
 
         x_core(r) = (1 - erf((r - r_core) / w)) / 2,   w = interface_width_angstrom
@@ -84,11 +84,11 @@ def core_shell_rod(*, shape=(128, 128, 128), voxel_size_angstrom: float = 0.75, 
         raise ValueError(f"core and shell must differ, got {core!r} for both")
     _density(core), _density(shell)
     shape, (z, y, x) = _grid(shape, voxel)
-    radius = 0.36 * min(shape[0], shape[2]) * voxel
-    half = max(0.4 * shape[1] * voxel - radius, 0.0)  # half-length of the axis segment
+    radius = 0.3 * min(shape[0], shape[2]) * voxel
+    half = max(0.45 * shape[1] * voxel - radius, 0.0)  # half-length of the axis segment
     r = np.sqrt(z**2 + x**2 + np.clip(np.abs(y) - half, 0.0, None) ** 2)
     occupancy = _inside(r - radius, voxel)
-    r_core = 0.5 * radius
+    r_core = 0.55 * radius
     if width > 0:
         xc = 0.5 * (1.0 - erf((r - r_core) / width))
     else:
