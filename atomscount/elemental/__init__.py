@@ -6,4 +6,26 @@ series per element) → :class:`ElementalVolumes` (one concentration volume per 
 with its uncertainty, the particle mask, the HAADF weights and γ) → figures and exports.
 """
 
-__all__: list[str] = []
+from .composition import composition_from_haadf, fit_interface_width, fit_pure_levels, wedge_elongation
+from .forward import XRayLine, default_haadf_weights, haadf_model, simulate_edxs, simulate_haadf, xray_line
+from .phantoms import alloy_particle, core_shell_rod, three_element_particle
+from .result import FLAG_CLIPPED, FLAG_PARTIAL_VOLUME, ElementalVolumes
+
+__all__: list[str] = [
+    "FLAG_CLIPPED",
+    "FLAG_PARTIAL_VOLUME",
+    "ElementalVolumes",
+    "XRayLine",
+    "alloy_particle",
+    "composition_from_haadf",
+    "core_shell_rod",
+    "default_haadf_weights",
+    "fit_interface_width",
+    "fit_pure_levels",
+    "haadf_model",
+    "simulate_edxs",
+    "simulate_haadf",
+    "three_element_particle",
+    "wedge_elongation",
+    "xray_line",
+]
