@@ -476,7 +476,7 @@ def fit_columns(
             st, _, _, it0, _, _ = _solver.levenberg_marquardt(prob, st, max_iter=max_iter, rtol=rough,
                                                               stall=0.01 * rough**2, progress=bar)  # fmt: skip
             prob.poisson = True
-            bar.set_description(f"fitting {n:,} columns, pass 2 of 2: Poisson likelihood (chi2 now Pearson's)")
+            bar.set_description_str(f"fitting {n:,} columns, pass 2 of 2: Poisson likelihood (chi2 now Pearson's)")
             prob.mask = weights
             prob.floor = 1e-3 * max(float(np.percentile(prob.data[finite], 99.9)), 1e-12)
         else:
