@@ -32,6 +32,8 @@ def test_fit_command_writes_results_and_figures(tmp_path, capsys):
     fit = ColumnFit.from_hdf5(out / "fit.h5")
     assert fit.n_columns == len(pos)
     np.testing.assert_allclose(np.sort(fit.scs), np.sort(m.scs), rtol=1e-4)
+    # fit.h5 keeps the data, so that maps drawn from it alone (atomscount count fit.h5) show the image
+    np.testing.assert_allclose(fit.model().image() + fit.residual, m.image(), atol=1e-5)
 
 
 def test_count_command_counts_a_fitted_image(tmp_path, capsys):

@@ -281,7 +281,7 @@ def _cmd_fit(args) -> int:
             image, positions, types=types, width=args.width, background=args.background, noise=args.noise,
             mask_invalid=args.mask_invalid, max_iter=args.max_iter, progress=True,
         )  # fmt: skip
-        files = save_fit(fit, tmp)
+        files = save_fit(fit, tmp, image=image)  # fit.h5 keeps the data, so that figures drawn from it show the image
         if not args.no_figures and fit.n_columns:
             from ..columns.plot import save_fit_figures
 
