@@ -60,7 +60,7 @@ def test_composition_of_a_haadf_reconstruction(series, tmp_path):
     volume.to_hdf5(tmp_path / "vol.h5")
     out = tmp_path / "comp"
     assert main(["elemental", "composition", str(tmp_path / "vol.h5"), "--elements", "Au,Ag", "--max-tilt", "60",
-                 "--out", str(out)]) == 0  # fmt: skip
+                 "--format", "svg", "--dpi", "50", "--out", str(out)]) == 0  # fmt: skip
     result = ElementalVolumes.from_hdf5(out / "elemental.h5")
     assert result.method == "haadf-composition" and result.elements == ("Au", "Ag")
     np.testing.assert_allclose(result.concentration.sum(axis=0)[result.mask], 1.0, atol=1e-9)
