@@ -180,22 +180,25 @@ def _dose_for(errors: dict) -> tuple:
         if (le[i] - np.log(0.1)) * (le[i + 1] - np.log(0.1)) <= 0 and le[i] != le[i + 1]:
             t = (np.log(0.1) - le[i]) / (le[i + 1] - le[i])
             return float(np.exp(lc[i] + t * (lc[i + 1] - lc[i]))), False
+    if e.max() <= 0.1:
+        return float(c[0]), True  # below 10 % at every level: at most the lowest
     slope, icept = np.polyfit(lc, le, 1)
-    if slope >= 0:
-        return (float(c[0]) if e.max() <= 0.1 else None), e.max() > 0.1
-    return float(np.exp((np.log(0.1) - icept) / slope)), True
+    dose = float(np.exp((np.log(0.1) - icept) / slope)) if slope < -0.05 else np.inf
+    return (dose if dose < 1e6 else None), True  # None: not reached by any dose in reach of the trend
 
 
 def _interface_width(conc_core: np.ndarray, voxel: float, mask: np.ndarray) -> float | None:
-    """The erf width w of the core element's fraction against the distance r from the rod's axis (along y), fitted
-    in the middle half of the rod: ``x(r) = (1 - erf((r - r0) / w)) / 2``."""
+    """The erf width w of the core element's fraction against the distance r from the rod's axis segment, fitted
+    over the particle: ``x(r) = (1 - erf((r - r0) / w)) / 2``, as ``core_shell_rod`` defines it (its axis
+    segment along y, of half-length 0.45 ny - 0.3 min(nz, nx) voxels)."""
     from scipy.optimize import curve_fit
     from scipy.special import erf
 
     nz, ny, nx = conc_core.shape
     z, y, x = np.meshgrid(*[(np.arange(n) - (n - 1) / 2.0) * voxel for n in (nz, ny, nx)], indexing="ij")
-    r = np.hypot(z, x)
-    use = mask & (np.abs(y) < 0.2 * ny * voxel)
+    half = max(0.45 * ny * voxel - 0.3 * min(nz, nx) * voxel, 0.0)
+    r = np.sqrt(z**2 + x**2 + np.clip(np.abs(y) - half, 0.0, None) ** 2)
+    use = mask
     if use.sum() < 20:
         return None
     edges = np.arange(0.0, r[use].max() + voxel / 2, voxel / 2)
@@ -217,8 +220,8 @@ def _interface_width(conc_core: np.ndarray, voxel: float, mask: np.ndarray) -> f
 
 def part_particles(cfg, out, save):
     """Every method on each particle at each count level (full series), and the fast series at 30 counts."""
-    res = {}
-    for name in ("rod", "ptau", "three"):
+    res = out.get("particles", {})  # a run of some particles keeps the others'
+    for name in cfg["particles"]:
         densities = _phantom(name, cfg["n"], cfg["voxel"])
         elements = tuple(densities)
         truth, mask = _truth(densities)
@@ -521,12 +524,16 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--quick", action="store_true", help="40³ voxels, 15 projections, small scaling sizes")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
+    ap.add_argument("--particles", default="rod,ptau,three", help="the particles part's particles, comma-separated")
     args = ap.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     bad = sorted(set(parts) - set(PARTS))
     if bad:
         ap.error(f"--parts must be among {PARTS}, got {bad}")
     cfg = _config(args.quick)
+    cfg["particles"] = [p.strip() for p in args.particles.split(",") if p.strip()]
+    if set(cfg["particles"]) - {"rod", "ptau", "three"}:
+        ap.error(f"--particles must be among rod, ptau, three, got {args.particles!r}")
     out = json.loads(args.out.read_text()) if args.out.is_file() else {}
     out.update({"quick": args.quick, "n_voxels_side": cfg["n"], "voxel_size_angstrom": cfg["voxel"],
                 "n_projections": len(cfg["angles"]), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
