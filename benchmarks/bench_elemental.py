@@ -431,7 +431,7 @@ def part_fusion(cfg, out, save):
                     best = (err, grid[-1])
     res["tuned"], res["tuned_settings"], res["grid"] = best[0], best[1], grid
     try:
-        result, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, n_iter=cfg["n_iter"], progress=False)
+        result, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, progress=False)  # all its defaults
         # our volume from one view: each element's projected density over the total's, along the beam (z)
         rho = result.concentration * (result.density if result.density is not None else result.mask)[None]
         ours = _as_concentration(rho.sum(axis=1))
