@@ -60,7 +60,7 @@ def main(argv=None) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     paths = save_elemental_figures(fused, args.out)
     fig = plot_line_profile(fused, truth=true)
-    fig.savefig(args.out / "line_profile_with_truth.png")
+    fig.savefig(args.out / "line_profile_with_truth.png", dpi=300)
     print("figures:", ", ".join(sorted(paths)), "and line_profile_with_truth")
 
 
