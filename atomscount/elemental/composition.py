@@ -149,7 +149,8 @@ def _otsu(values):
 
 
 def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_size_angstrom=None,
-                           max_tilt_degrees=None, surface_width_angstrom=None, rng=0) -> ElementalVolumes:  # fmt: skip
+                           max_tilt_degrees=None, surface_width_angstrom=None, smooth_angstrom: float = 0.0,
+                           rng=0) -> ElementalVolumes:  # fmt: skip
     """Concentration ± σ of two elements in each voxel of a HAADF reconstruction.
 
     Parameters
@@ -170,6 +171,10 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
         :func:`wedge_elongation`. Default: no missing wedge.
     surface_width_angstrom : float, optional
         Depth of the partial-volume band below the surface [Å] (default two voxels).
+    smooth_angstrom : float
+        Standard deviation [Å] of a Gaussian filter applied before the inversion, for
+        noisy (low-dose) reconstructions: less noise per voxel, at the cost of resolution
+        (an erf interface of width w then measures √(w² + 2 s²)).
     rng : numpy.random.Generator, int or None
         For the level fit's subsample.
 
@@ -198,6 +203,9 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
             raise ValueError("voxel_size_angstrom is needed when volume is an array")
         voxel = voxel_size_angstrom
     voxel = check_positive(voxel, "voxel_size_angstrom")
+    smooth_a = check_positive(smooth_angstrom, "smooth_angstrom", allow_zero=True)
+    if smooth_a > 0:
+        data = ndimage.gaussian_filter(data, smooth_a / voxel)
     if isinstance(elements, str) or len(tuple(elements)) != 2 or len(set(elements)) != 2:
         raise ValueError(f"elements must be two distinct elements (HAADF alone separates two), got {elements!r}")
     elements = tuple(str(e) for e in elements)
@@ -217,11 +225,12 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
     t0 = _otsu(smooth)
     mask0 = _particle_mask(smooth, t0)
     outside = ~ndimage.binary_dilation(mask0, iterations=2)
-    noise_bg = float(data[outside].std()) if outside.sum() > 27 else 0.0
-    contrast_ok = mask0.sum() >= 27 and np.median(data[mask0]) - np.median(data[outside]) > 3 * noise_bg
+    noise_bg = float(smooth[outside].std()) if outside.sum() > 27 else 0.0
+    contrast_ok = mask0.sum() >= 27 and np.median(smooth[mask0]) - np.median(smooth[outside]) > 3 * noise_bg
     if not contrast_ok:
         raise ValueError(f"volume has no particle: no region stands out of the background (Otsu threshold "
-                         f"{t0:.3g}, {int(mask0.sum())} voxels above it, background noise {noise_bg:.3g})")  # fmt: skip
+                         f"{t0:.3g}, {int(mask0.sum())} voxels above it, background noise {noise_bg:.3g} "
+                         "after smoothing over a voxel)")  # fmt: skip
     with np.errstate(all="ignore"):
         from skimage.filters import threshold_multiotsu
 
@@ -288,11 +297,11 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
     flags[mask & ~interior] |= FLAG_PARTIAL_VOLUME
     flags[clipped] |= FLAG_CLIPPED
     conc = np.stack([c_hi if e == hi_el else np.where(mask, 1.0 - c_hi, 0.0) for e in elements])
+    source = volume.provenance.get("series_source") if isinstance(getattr(volume, "provenance", None), dict) else None
     prov = {"levels": {e: float(lv[e]) for e in elements}, "level_sigma": {e: float(lv_sigma[e]) for e in elements},
             "levels_from": "fit" if levels is None else "user", "voxel_noise": float(noise),
             "mask_threshold": float(threshold), "max_tilt_degrees": max_tilt_degrees, "wedge_elongation": elong,
-            "surface_width_angstrom": band, "source": getattr(volume, "provenance", {}).get("series_source")
-            if hasattr(volume, "provenance") else None}  # fmt: skip
+            "surface_width_angstrom": band, "smooth_angstrom": smooth_a, "source": source}  # fmt: skip
     return ElementalVolumes(elements, conc, np.stack([sig, sig]), None, mask, flags, voxel, "haadf-composition",
                             provenance=prov)  # fmt: skip
 
