@@ -73,21 +73,30 @@ def interface_width_experiment(*, shape=(128, 128, 128), voxel_size_angstrom=0.7
     return out
 
 
+#: The headline dose per projection [e/Å²]: about 5600 electrons per 0.75 Å pixel, a HAADF tilt series'
+#: usual exposure (e.g. 50 pA for 18 µs per pixel).
+HEADLINE_DOSE = 1e4
+
+
 def run(*, quick=False, doses=(1e3, 1e4, 1e5)) -> dict:
-    """The experiment at each dose (64³ when ``quick``), with 1.5 Å smoothing where the raw levels cannot be fitted."""
+    """The experiment at each dose (64³ when ``quick``), also with 1.5 Å smoothing where the voxel noise is
+    over a quarter of the level difference (or the raw levels cannot be fitted)."""
     shape = (64, 64, 64) if quick else (128, 128, 128)
     width = 3.0 if quick else 6.0
     runs = []
     for dose in doses:
         res = interface_width_experiment(shape=shape, interface_width_angstrom=width, dose_e_per_angstrom2=dose)
-        if res.get("interface_width_rel_error") is None:
-            res = interface_width_experiment(shape=shape, interface_width_angstrom=width,
-                                             dose_e_per_angstrom2=dose, smooth_angstrom=1.5)  # fmt: skip
         runs.append(res)
-    ok = [r for r in runs if r.get("interface_width_rel_error") is not None]
-    # the figure the issue asks for: at the highest dose run (the realistic HAADF tomography dose)
-    best = max(ok, key=lambda r: r["dose_e_per_angstrom2"]) if ok else None
-    return {"interface_width_rel_error": abs(best["interface_width_rel_error"]) if best else None,
+        noisy = res.get("interface_width_rel_error") is None or (
+            res["voxel_noise"] > 0.25 * abs(res["levels"]["Au"] - res["levels"]["Ag"])
+        )
+        if noisy:
+            runs.append(interface_width_experiment(shape=shape, interface_width_angstrom=width,
+                                                   dose_e_per_angstrom2=dose, smooth_angstrom=1.5))  # fmt: skip
+    raw = [r for r in runs if r.get("interface_width_rel_error") is not None and r["smooth_angstrom"] == 0]
+    head = next((r for r in raw if r["dose_e_per_angstrom2"] == HEADLINE_DOSE), raw[-1] if raw else None)
+    return {"interface_width_rel_error": abs(head["interface_width_rel_error"]) if head else None,
+            "interface_width_dose_e_per_angstrom2": head["dose_e_per_angstrom2"] if head else None,
             "interface_width_runs": runs}  # fmt: skip
 
 
