@@ -267,7 +267,7 @@ def lattice_order(positions, *, shell_angstrom: float | None = None, tolerance_a
 
 
 def detect_lattice(positions, *, threshold: float = CRYSTAL_THRESHOLD) -> str:
-    """"crystal" when a lattice explains the positions (:func:`lattice_order` above ``threshold``), else "none"."""
+    """Whether a lattice explains the positions: "crystal" (:func:`lattice_order` above ``threshold``) or "none"."""
     check_positive(threshold, "threshold")
     pos = _positions(positions, min_atoms=1)
     if len(pos) < 8:

@@ -144,6 +144,7 @@ def test_single_axis_path_equals_the_general_one_and_blocks_do_not_matter(atoms_
 
 def test_a_distributed_client_gives_the_serial_result(atoms_and_series):
     import distributed  # a declared dependency (pyproject.toml)
+
     _, _, ts = atoms_and_series
     serial = reconstruct(ts, n_iter=5, progress=False)
     with distributed.Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=":0") as client:
