@@ -525,6 +525,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true", help="40³ voxels, 15 projections, small scaling sizes")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
     ap.add_argument("--particles", default="rod,ptau,three", help="the particles part's particles, comma-separated")
+    ap.add_argument("--sizes", default=None, help="the timing part's voxels per side, comma-separated")
     args = ap.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     bad = sorted(set(parts) - set(PARTS))
@@ -532,6 +533,8 @@ def main(argv=None) -> int:
         ap.error(f"--parts must be among {PARTS}, got {bad}")
     cfg = _config(args.quick)
     cfg["particles"] = [p.strip() for p in args.particles.split(",") if p.strip()]
+    if args.sizes:
+        cfg["scaling"] = tuple(int(v) for v in args.sizes.split(","))
     if set(cfg["particles"]) - {"rod", "ptau", "three"}:
         ap.error(f"--particles must be among rod, ptau, three, got {args.particles!r}")
     out = json.loads(args.out.read_text()) if args.out.is_file() else {}
@@ -550,6 +553,9 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     for part in parts:
+        out.setdefault("parts_run", {})[part] = {"quick": args.quick, "n_voxels_side": cfg["n"],
+                                                 "n_projections": len(cfg["angles"]), "n_iter": cfg["n_iter"],
+                                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
         try:
             if part == "particles":
                 part_particles(cfg, out, save)
