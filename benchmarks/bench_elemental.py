@@ -538,8 +538,8 @@ def main(argv=None) -> int:
     if set(cfg["particles"]) - {"rod", "ptau", "three"}:
         ap.error(f"--particles must be among rod, ptau, three, got {args.particles!r}")
     out = json.loads(args.out.read_text()) if args.out.is_file() else {}
-    out.update({"quick": args.quick, "n_voxels_side": cfg["n"], "voxel_size_angstrom": cfg["voxel"],
-                "n_projections": len(cfg["angles"]), "started": time.strftime("%Y-%m-%dT%H:%M:%S")})  # fmt: skip
+    for key in ("quick", "n_voxels_side", "voxel_size_angstrom", "n_projections", "started"):
+        out.pop(key, None)  # each part's own settings are under parts_run
     for key in ("nrmse_ratio_sirt_over_multimodal_30", "dose_ratio_10pct", "ptau_concentration_error",
                 "interface_width_rel_error", "seconds_128", "peak_memory_mb_128", "fusion_nrmse_ours",
                 "fusion_nrmse_tuned"):  # fmt: skip
