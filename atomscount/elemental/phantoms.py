@@ -11,7 +11,6 @@ fraction), so that the surface voxels are partial-volume voxels as in a reconstr
 from __future__ import annotations
 
 import numpy as np
-from scipy.special import erf
 
 from .._checks import check_integer, check_positive, check_rng
 
@@ -78,6 +77,8 @@ def core_shell_rod(*, shape=(128, 128, 128), voxel_size_angstrom: float = 0.75, 
     dict of str to ndarray
         ``{core: ..., shell: ...}`` number densities [atoms/Å³].
     """
+    from scipy.special import erf
+
     voxel = check_positive(voxel_size_angstrom, "voxel_size_angstrom")
     width = check_positive(interface_width_angstrom, "interface_width_angstrom", allow_zero=True)
     if core == shell:
@@ -167,6 +168,7 @@ def three_element_particle(*, elements=("Pd", "Pt", "Au"), shape=(128, 128, 128)
     dict of str to ndarray
     """
     from scipy.ndimage import gaussian_filter
+    from scipy.special import erf
 
     voxel = check_positive(voxel_size_angstrom, "voxel_size_angstrom")
     width = check_positive(interface_width_angstrom, "interface_width_angstrom", allow_zero=True)
