@@ -9,6 +9,7 @@ with its uncertainty, the particle mask, the HAADF weights and γ) → figures a
 from .composition import composition_from_haadf, fit_interface_width, fit_pure_levels, wedge_elongation
 from .forward import XRayLine, default_haadf_weights, haadf_model, simulate_edxs, simulate_haadf, xray_line
 from .phantoms import alloy_particle, core_shell_rod, three_element_particle
+from .reconstruct import reconstruct_elemental, reconstruct_separate
 from .result import FLAG_CLIPPED, FLAG_PARTIAL_VOLUME, ElementalVolumes
 
 __all__: list[str] = [
@@ -23,6 +24,8 @@ __all__: list[str] = [
     "fit_interface_width",
     "fit_pure_levels",
     "haadf_model",
+    "reconstruct_elemental",
+    "reconstruct_separate",
     "simulate_edxs",
     "simulate_haadf",
     "three_element_particle",

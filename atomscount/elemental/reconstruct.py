@@ -1,0 +1,590 @@
+"""Multimodal reconstruction of elemental volumes from EDXS (and HAADF) tilt series.
+
+One objective over all elements (Zhong et al., Ultramicroscopy 174, 35 (2017),
+doi:10.1016/j.ultramic.2016.12.008; Schwartz et al., npj Comput. Mater. 8, 16 (2022),
+doi:10.1038/s41524-021-00692-5)::
+
+    Σ_e ½ dev(b_e | s_e A u_e)  +  |h - Σ_e w_e (A u_e)^γ - c|² / (2 σ_h²)  +  μ R(u),   u ≥ 0
+
+- ``b_e`` the EDXS counts of element e and ``s_e A u_e`` their expectation: ``A`` the
+  projector of :mod:`atomscount.tomo.operators`, ``u_e`` the element's number density in
+  units of a reference density, ``s_e`` ∝ the line's X-ray cross-section
+  (:func:`~atomscount.elemental.forward.xray_line`, or the ``cross_section_barn`` of the
+  series' provenance), the model :func:`~atomscount.elemental.forward.simulate_edxs` uses.
+  ``dev`` is the Poisson deviance (the negative log-likelihood up to a constant).
+- ``h`` the HAADF series and its model :func:`~atomscount.elemental.forward.haadf_model`
+  on the projected densities, plus an offset ``c``; the weights ``w_e``, γ and ``c`` are
+  fitted between rounds (least squares over the pixels, γ by a bounded 1D search), and
+  ``σ_h`` is the noise estimated from the images' pixel-to-pixel differences.
+- ``R`` the regulariser ("tv", "tnv" or "tgv", :mod:`._objective`), weighted by ``μ``
+  chosen by the **discrepancy principle**: the EDXS deviance at the solution equals
+  the deviance a correct model leaves (about one per pixel; less where a pixel expects
+  a few counts), found by a secant search in log μ over rounds that each continue from
+  the previous solution.
+
+Concentrations are the ratios ``u_e / Σ u``: the common factor (dose, solid angle) drops
+out, so they are absolute wherever the cross-sections' ratios are right. The density
+[atoms/Å³] is absolute when the EDXS series carry their dose and solid angle in their
+provenance (as :func:`~atomscount.elemental.forward.simulate_edxs` writes them).
+
+The solver is a projected L-BFGS (:mod:`._solver`) on the smoothed objective, with its
+exact gradient and a diagonal preconditioner (the data terms' and the regulariser's
+curvature per voxel): the projections of each iteration are shared by the EDXS and
+HAADF terms, and the single-axis projector works slice by slice. ``pyproximal`` /
+``pylops`` are not used: the nonlinear HAADF model (γ ≠ 1) and the joint nuclear norm
+would need an inner loop per proximal step, while a quasi-Newton step on the smoothed
+objective costs one projection and one back-projection.
+
+The discrepancy principle assumes Poisson counts: for noise-free expectations (a
+simulation with ``noise=False``) it over-smooths; give a small fixed ``weights`` there.
+"""
+
+from __future__ import annotations
+
+import time
+import warnings
+
+import numpy as np
+
+from .._checks import check_bool, check_choice, check_integer, check_real
+from ..tomo.operators import backproject_volume, project_volume
+from . import _objective as obj
+from . import _solver
+from .forward import default_haadf_weights
+from .result import FLAG_PARTIAL_VOLUME, ElementalVolumes
+
+__all__ = ["reconstruct_elemental", "reconstruct_separate"]
+
+_GAMMA_RANGE = (0.4, 1.6)
+_MAX_ROUNDS = 4
+
+
+# --- inputs ---
+
+
+def _series(s, name):
+    from ..tomo.geometry import TiltSeries
+
+    if not isinstance(s, TiltSeries):
+        raise TypeError(f"{name} must be a TiltSeries, got {type(s).__name__}")
+    if not s.single_axis:
+        raise ValueError(f"{name} must be a single-axis tilt series (every angle (0, θ, 0))")
+    return s
+
+
+def _check_counts(s, name):
+    b = s.images
+    if (b < 0).any():
+        raise ValueError(f"{name} holds counts, which cannot be negative: got minimum {b.min():.6g}")
+    expected = s.provenance.get("noise") is False  # a simulation's expected counts need not be whole numbers
+    if not expected and not np.allclose(b, np.round(b), rtol=0, atol=1e-6):
+        bad = np.abs(b - np.round(b)).argmax()
+        raise ValueError(f"{name} must hold whole X-ray counts, got {b.flat[bad]:.6g} (images in counts per pixel; "
+                         "a background-subtracted or normalised map is not counts)")  # fmt: skip
+    if not b.any():
+        raise ValueError(f"{name} is all zeros: no X-ray counts of that element to reconstruct")
+    return b
+
+
+def _inputs(haadf, edxs, elements):
+    if not isinstance(edxs, dict) or not edxs:
+        raise TypeError(f"edxs must be a non-empty dict of element -> TiltSeries of counts, got {type(edxs).__name__}")
+    if elements is None:
+        elements = tuple(str(e) for e in edxs)
+    else:
+        if isinstance(elements, str):
+            raise TypeError(f"elements must be a sequence of chemical symbols, got the string {elements!r}")
+        elements = tuple(str(e) for e in elements)
+        missing = [e for e in elements if e not in edxs]
+        if missing or not elements or len(set(elements)) != len(elements):
+            raise ValueError(f"elements must be distinct keys of edxs ({list(edxs)}), got {list(elements)}")
+    series = {e: _series(edxs[e], f"edxs[{e!r}]") for e in elements}
+    first = series[elements[0]]
+    for e, s in series.items():
+        if s.shape != first.shape or s.n_projections != first.n_projections:
+            raise ValueError(f"edxs[{e!r}] has {s.n_projections} projections of {s.shape}, but "
+                             f"edxs[{elements[0]!r}] has {first.n_projections} of {first.shape}")  # fmt: skip
+        if not np.allclose(s.angles, first.angles, atol=1e-6):
+            raise ValueError(f"edxs[{e!r}] has other tilt angles than edxs[{elements[0]!r}]")
+        if not np.isclose(s.pixel_size_angstrom, first.pixel_size_angstrom, rtol=1e-9):
+            raise ValueError(f"edxs[{e!r}] has pixel size {s.pixel_size_angstrom:g} Å, edxs[{elements[0]!r}] "
+                             f"{first.pixel_size_angstrom:g} Å")  # fmt: skip
+    counts = np.stack([_check_counts(series[e], f"edxs[{e!r}]") for e in elements])
+    if haadf is not None:
+        _series(haadf, "haadf")
+        if haadf.shape != first.shape or haadf.n_projections != first.n_projections:
+            raise ValueError(f"haadf has {haadf.n_projections} projections of {haadf.shape}, but the EDXS series "
+                             f"have {first.n_projections} of {first.shape}")  # fmt: skip
+        if not np.allclose(haadf.angles, first.angles, atol=1e-6):
+            raise ValueError(
+                "haadf has other tilt angles than the EDXS series "
+                f"({haadf.angles[:, 1].round(2).tolist()} against {first.angles[:, 1].round(2).tolist()})"
+            )
+        if not np.isclose(haadf.pixel_size_angstrom, first.pixel_size_angstrom, rtol=1e-9):
+            raise ValueError(f"haadf has pixel size {haadf.pixel_size_angstrom:g} Å, the EDXS series "
+                             f"{first.pixel_size_angstrom:g} Å")  # fmt: skip
+    return elements, series, counts
+
+
+def _scales(elements, series):
+    """Cross-sections [Å²] per element (relative scales of the EDXS signal) and, when every series states its
+    dose and solid angle, κ = dose × pixel area × Ω / 4π (counts per atom/Å² per cross-section Å²)."""
+    from .forward import xray_line
+
+    sig = []
+    for e in elements:
+        p = series[e].provenance
+        if "cross_section_barn" in p:
+            sig.append(float(p["cross_section_barn"]) * 1e-8)
+        else:
+            sig.append(xray_line(e, beam_energy_ev=float(p.get("beam_energy_ev", 200e3))).cross_section_angstrom2)
+    kappa = None
+    provs = [series[e].provenance for e in elements]
+    if all("dose_e_per_angstrom2" in p and "solid_angle_sr" in p for p in provs):
+        px = series[elements[0]].pixel_size_angstrom
+        k = {float(p["dose_e_per_angstrom2"]) * px**2 * float(p["solid_angle_sr"]) / (4 * np.pi) for p in provs}
+        kappa = k.pop() if len(k) == 1 else None
+    return np.array(sig), kappa
+
+
+def _haadf_noise(h):
+    """The HAADF noise's standard deviation from neighbouring pixels' differences (robust), floored at 1e-3 of
+    the signal's range so that noise-free data do not make the term infinitely stiff."""
+    d = np.diff(h, axis=-1).ravel()
+    sd = 1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0)
+    return max(float(sd), 1e-3 * float(np.percentile(h, 99.9) - np.percentile(h, 0.1)), 1e-12)
+
+
+def _fit_haadf(p, h, gamma, fit_gamma, fixed_w=None, prior=None):
+    """Least squares of ``h ≈ Σ w_e p_e^γ + c`` (w ≥ 0) on up to 200,000 pixels; γ by a bounded search.
+
+    The weights are pulled weakly towards ``s · prior`` (the Z^1.7 ratios, with the scale s fitted): a ridge
+    of a thousandth of the features' mean square, which leaves well-determined weights (Au against Ag)
+    to the data and keeps nearly equal elements (Pt against Au), which the HAADF cannot tell apart, at
+    their prior ratio instead of trading weight between them.
+    """
+    from scipy.optimize import lsq_linear, minimize_scalar
+
+    rng = np.random.default_rng(0)
+    n_el = p.shape[0]
+    flat = p.reshape(n_el, -1)
+    take = rng.choice(flat.shape[1], min(flat.shape[1], 200_000), replace=False)
+    pp, hh = np.maximum(flat[:, take], 0.0), h.ravel()[take]
+
+    def solve(g):
+        feats = pp**g
+        if fixed_w is not None:
+            c = float(np.mean(hh - fixed_w @ feats))
+            return fixed_w, c, float(np.sum((fixed_w @ feats + c - hh) ** 2))
+        a = np.vstack([feats, np.ones_like(hh), np.zeros_like(hh)]).T  # unknowns: w, c, s
+        rhs = hh
+        if prior is not None:
+            tau = np.sqrt(1e-3 * float(np.mean(np.sum(feats * feats, axis=1))))
+            ridge = np.zeros((n_el, n_el + 2))
+            ridge[:, :n_el] = tau * np.eye(n_el)
+            ridge[:, -1] = -tau * prior
+            a, rhs = np.vstack([a, ridge]), np.r_[hh, np.zeros(n_el)]
+        lb = np.r_[np.zeros(n_el), -np.inf, 0.0]
+        sol = lsq_linear(a, rhs, bounds=(lb, np.full(n_el + 2, np.inf)))
+        res = a[: len(hh)] @ sol.x - hh
+        return sol.x[:n_el], float(sol.x[n_el]), float(np.sum(res * res))
+
+    if fit_gamma:
+        gamma = float(minimize_scalar(lambda g: solve(g)[2], bounds=_GAMMA_RANGE, method="bounded",
+                                      options={"xatol": 1e-3}).x)  # fmt: skip
+    w, c, _ = solve(gamma)
+    return w, c, gamma
+
+
+# --- the objective ---
+
+
+class _Problem:
+    """The objective of the module docstring and its gradient, for a flat vector of unknowns."""
+
+    def __init__(self, counts, s, haadf, angles, voxel, shape, regulariser, mu, eps):
+        self.counts, self.s, self.h = counts, s, haadf
+        self.angles, self.voxel, self.shape = angles, voxel, shape
+        self.reg, self.mu, self.eps = regulariser, mu, eps
+        self.n_el = counts.shape[0]
+        self.delta = 1e-4 * np.maximum(counts.mean(axis=(1, 2, 3)), 1e-6)[:, None, None, None]
+        self.w = self.c = self.sigma_h = None
+        self.gamma = 1.0
+        self.sum_target = None  # total density a dense alloy keeps inside ``sum_mask``
+        self.sum_mask = None
+        self.sum_weight = 0.0
+        self.n_u = self.n_el * int(np.prod(shape))
+
+    def split(self, z):
+        u = z[: self.n_u].reshape((self.n_el, *self.shape))
+        w = z[self.n_u :].reshape((self.n_el, 3, *self.shape)) if self.reg == "tgv" else None
+        return u, w
+
+    def edxs_lambda(self, proj):
+        return self.s[:, None, None, None] * proj + self.delta
+
+    def __call__(self, z):
+        u, w = self.split(z)
+        proj = project_volume(u, self.angles, self.voxel)
+        lam = self.edxs_lambda(proj)
+        dev, dlam = obj.poisson_deviance_terms(lam, self.counts)
+        f = float(dev.sum())
+        gproj = self.s[:, None, None, None] * dlam
+        if self.h is not None:
+            pp = np.maximum(proj, 1e-6 * max(proj.max(), 1e-12))
+            pg = pp**self.gamma if self.gamma != 1.0 else pp
+            r = np.tensordot(self.w, pg, axes=1) + self.c - self.h
+            f += float(np.sum(r * r)) / (2 * self.sigma_h**2)
+            dp = self.gamma * pg / pp if self.gamma != 1.0 else 1.0
+            gproj = gproj + self.w[:, None, None, None] * dp * (r / self.sigma_h**2)[None]
+        grad_u = backproject_volume(gproj, self.angles, self.voxel, self.shape)
+        rv, ru, rw = obj.regulariser(self.reg, u, w, self.eps)
+        f += self.mu * rv
+        grad_u += self.mu * ru
+        if self.sum_target is not None and self.sum_weight > 0:
+            d = (u.sum(axis=0) - self.sum_target) * self.sum_mask
+            f += 0.5 * self.sum_weight * float(np.sum(d * d))
+            grad_u += self.sum_weight * d[None]
+        g = grad_u.ravel() if rw is None else np.concatenate([grad_u.ravel(), self.mu * rw.ravel()])
+        return f, g
+
+    def deviance(self, z):
+        """The EDXS deviance and the one a correct model of these expectations would leave."""
+        u, _ = self.split(z)
+        lam = self.edxs_lambda(project_volume(u, self.angles, self.voxel))
+        dev, _ = obj.poisson_deviance_terms(lam, self.counts)
+        return 2.0 * float(dev.sum()), float(obj.expected_deviance(lam).sum())
+
+
+def _lbfgs(problem, z0, lower, n_iter, tol, bar, history, state):
+    def callback(f):
+        history.append(float(f))
+        bar.update()
+
+    u, _ = problem.split(z0)
+    p_u = _fisher_variance(problem, u, _regulariser_curvature(problem, u)).ravel()
+    p = p_u if z0.size == p_u.size else np.concatenate([p_u, np.full(z0.size - p_u.size, _tgv_w_precond(problem))])
+    z, _, converged = _solver.minimise(problem, z0, lower, max_iter=n_iter, ftol=tol, callback=callback, precond=p,
+                                       state=state, memory=5 if problem.reg == "tgv" else 10)  # fmt: skip
+    return z, converged
+
+
+def _tgv_w_precond(problem):
+    """Inverse curvature of TGV's auxiliary fields: the smoothed norms' curvature is at most μ (1 + 4 α₀/α₁) / ε."""
+    return problem.eps / max(problem.mu * (1.0 + 4.0 * obj.TGV_RATIO), 1e-30)
+
+
+# --- results ---
+
+
+def _mask_and_flags(total):
+    from scipy import ndimage
+    from skimage.filters import threshold_otsu
+
+    if not np.any(total > 0) or np.ptp(total) <= 0:
+        raise ValueError("the reconstruction holds no particle (every voxel's total density is the same)")
+    mask = total > threshold_otsu(total)
+    surface = mask & ~ndimage.binary_erosion(mask)
+    flags = np.zeros(total.shape, np.uint8)
+    flags[surface | (mask & (total < 0.5 * np.median(total[mask])))] |= FLAG_PARTIAL_VOLUME
+    return mask, flags
+
+
+def _concentration_sigma(u, var_u, mask):
+    """Concentrations ``u_e / Σu`` in the mask and their 1-σ by first-order propagation of independent voxel
+    variances ``var_u``."""
+    total = u.sum(axis=0)
+    safe = np.where(total > 0, total, 1.0)
+    conc = np.where(mask, u / safe, 0.0)
+    var = np.zeros_like(u)
+    for e in range(u.shape[0]):
+        for j in range(u.shape[0]):
+            d = ((total - u[e]) if j == e else -u[e]) / safe**2
+            var[e] += d * d * var_u[j]
+    return conc, np.where(mask, np.sqrt(var), 0.0)
+
+
+def _data_curvature(problem, u, haadf=True):
+    """Diagonal of the data terms' Hessian (Gauss-Newton, expected Fisher information) per voxel: each ray's
+    weight ``a_ij² ≈ (2/3) voxel · a_ij`` (bilinear splatting); with ``haadf`` False the EDXS term alone."""
+    proj = project_volume(u, problem.angles, problem.voxel)
+    lam = problem.edxs_lambda(proj)
+    wgt = problem.s[:, None, None, None] ** 2 / lam  # the expected Fisher information of Poisson counts
+    if haadf and problem.h is not None:
+        pp = np.maximum(proj, 1e-6 * max(proj.max(), 1e-12))
+        dp = problem.gamma * pp ** (problem.gamma - 1.0)
+        wgt = wgt + (problem.w[:, None, None, None] * dp) ** 2 / problem.sigma_h**2
+    return (2.0 / 3.0) * problem.voxel * backproject_volume(wgt, problem.angles, problem.voxel, problem.shape)
+
+
+def _fisher_variance(problem, u, mu_curv):
+    """Diagonal Laplace approximation of each voxel's variance: the inverse of the data terms' Hessian diagonal
+    (:func:`_data_curvature`) plus the regulariser's curvature ``mu_curv``."""
+    return 1.0 / np.maximum(_data_curvature(problem, u) + mu_curv, 1e-30)
+
+
+def _regulariser_curvature(problem, u):
+    """Diagonal of the smoothed regulariser's Hessian, bounded by ``μ · 2 Σ_axes 1 / |∇u|_ε`` per voxel."""
+    g = obj.grad3(u)
+    r = np.sqrt(np.sum(g * g, axis=-4) + problem.eps**2)
+    return problem.mu * 2.0 * 3.0 / r
+
+
+def _result(elements, u, var_u, voxel, rho_ref, method, **fields):
+    total = u.sum(axis=0)
+    mask, flags = _mask_and_flags(total)
+    conc, sig = _concentration_sigma(u, var_u, mask)
+    density = None if rho_ref is None else total * rho_ref
+    return ElementalVolumes(elements, conc, sig, density, mask, flags, voxel, method, **fields)
+
+
+# --- public ---
+
+
+def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv", weights="auto", gamma="fit",
+                          haadf_weights="fit", sum_to_one: bool = False, n_iter: int = 200, tol: float = 1e-4,
+                          progress: bool = True) -> ElementalVolumes:  # fmt: skip
+    """Elemental volumes from EDXS count series and a HAADF series, in one regularised fit.
+
+    Parameters
+    ----------
+    haadf : TiltSeries or None
+        The HAADF series (any linear unit), at the EDXS series' angles and pixel size;
+        None fits the EDXS counts alone.
+    edxs : dict of str to TiltSeries
+        X-ray counts per pixel of each element's line (single-axis series).
+    elements : sequence of str, optional
+        Which of ``edxs``' elements, in this order (default: all, in the dict's order).
+    regulariser : {"tnv", "tv", "tgv"}
+        Joint total nuclear variation, per-element total variation, or second-order
+        total generalised variation (:mod:`._objective`).
+    weights : "auto" or float
+        The regularisation weight μ: "auto" chooses it by the discrepancy principle on
+        the EDXS deviance; a number fixes it (in the objective's units: counts' deviance
+        per unit of ``R``).
+    gamma : "fit" or float
+        The HAADF power γ of :func:`~atomscount.elemental.forward.haadf_model`: fitted
+        in [0.4, 1.6], or fixed (1: the linear model of Zhong et al.).
+    haadf_weights : "fit" or dict of str to float
+        Per-atom HAADF weights: fitted (≥ 0, with an offset), or given [the HAADF unit per
+        atom/Å²]; given ones are used as they are, with only the offset fitted.
+    sum_to_one : bool
+        A dense alloy: the total density is held (by a penalty) at the particle's median,
+        so that the elements trade places instead of leaving voids.
+    n_iter : int
+        Quasi-Newton iterations in all (split over the rounds of the weight search).
+    tol : float
+        Converged when the objective's relative change per iteration, over the last five,
+        falls below ``tol``.
+    progress : bool
+        A progress bar over iterations.
+
+    Returns
+    -------
+    ElementalVolumes
+        Concentrations (atomic fractions) in the particle, with a Laplace-approximation
+        1-σ; the density [atoms/Å³] when the EDXS series state their dose and solid
+        angle (else None); ``regularisation`` holds the regulariser, the chosen μ and the
+        deviance against its target per round.
+
+    Raises
+    ------
+    TypeError
+        For edxs that is not a dict of TiltSeries, or a haadf that is not a TiltSeries.
+    ValueError
+        For series with different angles, shapes or pixel sizes; negative, non-integer or
+        all-zero counts; an element with no X-ray line in range; a reconstruction that
+        holds no particle.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the objective had not converged after ``n_iter`` iterations (its value and last
+        relative change are in the message; the result's ``converged`` is False).
+    """
+    from tqdm.auto import tqdm
+
+    check_choice(regulariser, "regulariser", obj.REGULARISERS)
+    n_iter = check_integer(n_iter, "n_iter", low=1)
+    tol = check_real(tol, "tol", low=0.0, open_low=True)
+    sum_to_one = check_bool(sum_to_one, "sum_to_one")
+    progress = check_bool(progress, "progress")
+    auto = isinstance(weights, str)
+    if auto and weights != "auto":
+        raise ValueError(f"weights must be 'auto' or a number >= 0, got {weights!r}")
+    mu = None if auto else check_real(weights, "weights", low=0.0)
+    fit_gamma = isinstance(gamma, str)
+    if fit_gamma and gamma != "fit":
+        raise ValueError(f"gamma must be 'fit' or a number in (0, 2], got {gamma!r}")
+    gamma0 = 1.0 if fit_gamma else check_real(gamma, "gamma", low=0.0, high=2.0, open_low=True)
+    elements, series, counts = _inputs(haadf, edxs, elements)
+    if isinstance(haadf_weights, str):
+        if haadf_weights != "fit":
+            raise ValueError(f"haadf_weights must be 'fit' or a dict of element -> weight, got {haadf_weights!r}")
+        fixed_w = None
+    else:
+        missing = [e for e in elements if e not in dict(haadf_weights)]
+        if missing:
+            raise ValueError(f"haadf_weights has no value for {missing} (it has {sorted(dict(haadf_weights))})")
+        fixed_w = np.array([check_real(dict(haadf_weights)[e], f"haadf_weights[{e!r}]", low=0.0) for e in elements])
+    t0 = time.perf_counter()
+    sig, kappa = _scales(elements, series)
+    first = series[elements[0]]
+    voxel, angles = first.pixel_size_angstrom, first.angles[:, 1]
+    ny, nu = first.shape
+    shape = (nu, ny, nu)
+
+    # start: smoothed SIRT of each element, in units where the particle's total density is about 1
+    u0, c = _sirt_start(series, elements, sig, voxel)
+    prob = _Problem(counts, c * sig, None if haadf is None else haadf.images, angles, voxel, shape, regulariser,
+                    0.0, 0.05)  # fmt: skip
+    if haadf is not None:
+        prob.sigma_h = _haadf_noise(haadf.images)
+        w_u = None if fixed_w is None else fixed_w * (c / kappa) ** gamma0 if kappa else fixed_w
+        prior = np.array([default_haadf_weights(elements)[e] for e in elements])
+        prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u0, angles, voxel), haadf.images, gamma0, False, w_u,
+                                                prior)  # fmt: skip
+    z = u0.ravel() if regulariser != "tgv" else np.concatenate([u0.ravel(), np.zeros(3 * u0.size)])
+    if mu is None:
+        mu = _initial_mu(prob, z)
+    prob.mu = mu
+    n_rounds = min(_MAX_ROUNDS, n_iter) if (auto or haadf is not None or sum_to_one) else 1
+    per = [n_iter // n_rounds + (1 if r < n_iter % n_rounds else 0) for r in range(n_rounds)]
+    history, rounds, state = [], [], {}
+    bar = tqdm(total=n_iter, desc="elemental", unit="iter", disable=not progress)
+    log_pts = []
+    for r, its in enumerate(per):
+        z, stopped = _lbfgs(prob, z, prob.n_u, its, tol, bar, history, state)
+        dev, target = prob.deviance(z)
+        rounds.append({"mu": prob.mu, "deviance": dev, "target_deviance": target,
+                       "gamma": prob.gamma, "weights": None if prob.w is None else prob.w.tolist()})  # fmt: skip
+        if r == len(per) - 1:
+            break
+        u, _ = prob.split(z)
+        if auto:
+            log_pts.append((np.log(prob.mu), np.log(dev / target)))
+            prob.mu = float(np.exp(_next_log_mu(log_pts)))
+        if haadf is not None:
+            prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u, angles, voxel), haadf.images, prob.gamma,
+                                                    fit_gamma, prob.w if fixed_w is not None else None,
+                                                    prior)  # fmt: skip
+        if sum_to_one:
+            total = u.sum(axis=0)
+            m, _ = _mask_and_flags(total)
+            prob.sum_target, prob.sum_mask = float(np.median(total[m])), m.astype(np.float64)
+            prob.sum_weight = 10.0 * float(np.median(_fisher_variance(prob, u, 0.0)[:, m]) ** -1)
+    bar.close()
+    u, _ = prob.split(z)
+    hist = np.array(history)
+    rel = np.abs(np.diff(hist[-6:])) / np.maximum(np.abs(hist[-5:]), 1e-300) if len(hist) > 5 else np.array([np.inf])
+    converged = stopped or bool(len(hist) >= 2 and np.max(rel) < tol)
+    if not converged:
+        warnings.warn(f"reconstruct_elemental did not converge in {n_iter} iterations: objective {hist[-1]:.6g}, "
+                      f"last relative changes up to {np.max(rel):.2g} (tol {tol:g}); raise n_iter",
+                      RuntimeWarning, stacklevel=2)  # fmt: skip
+    var_u = _fisher_variance(prob, u, _regulariser_curvature(prob, u))
+    rho_ref = c / kappa if kappa else None
+    w_phys = None
+    if prob.w is not None:
+        scale = (kappa / c) ** prob.gamma if kappa else 1.0
+        w_phys = dict(zip(elements, (float(v) * scale for v in prob.w), strict=True))
+    reg = {"name": regulariser, "mu": prob.mu, "auto": auto, "smoothing_eps": prob.eps,
+           "rule": "discrepancy principle on the EDXS Poisson deviance" if auto else "given",
+           "final_deviance": rounds[-1]["deviance"], "target_deviance": rounds[-1]["target_deviance"],
+           "rounds": rounds}  # fmt: skip
+    if regulariser == "tgv":
+        reg["alpha0_over_alpha1"] = obj.TGV_RATIO
+    prov = {"source": "atomscount.elemental.reconstruct_elemental", "n_iter": n_iter, "tol": tol,
+            "seconds": time.perf_counter() - t0, "sum_to_one": sum_to_one, "haadf": haadf is not None,
+            "haadf_offset": None if prob.c is None else float(prob.c),
+            "haadf_noise_sigma": prob.sigma_h,
+            "cross_section_angstrom2": dict(zip(elements, sig.tolist(), strict=True)),
+            "density_absolute": kappa is not None}  # fmt: skip
+    return _result(elements, u, var_u, voxel, rho_ref, f"multimodal-{regulariser}", haadf_weights=w_phys,
+                   gamma=prob.gamma if haadf is not None else None, regularisation=reg, objective=hist,
+                   converged=converged, provenance=prov)  # fmt: skip
+
+
+def _sirt_start(series, elements, sig, voxel, n_iter=20, smooth=1.0):
+    from scipy import ndimage
+
+    from ..tomo.reconstruct import reconstruct
+
+    vols = []
+    for e, s in zip(elements, sig, strict=True):
+        v = reconstruct(series[e], n_iter=n_iter, progress=False).data / s
+        vols.append(ndimage.gaussian_filter(v, smooth))
+    u = np.stack(vols)
+    c = float(np.percentile(u.sum(axis=0), 99.5))
+    if not c > 0:
+        c = float(u.max()) or 1.0
+    return np.maximum(u / c, 0.0), c
+
+
+def _initial_mu(prob, z):
+    """A first weight: the regulariser's mean gradient a tenth of the EDXS term's, at the start."""
+    h, mu0 = prob.h, prob.mu
+    prob.h, prob.mu = None, 0.0
+    _, g_data = prob(z)
+    prob.h, prob.mu = h, mu0
+    u, w = prob.split(z)
+    _, ru, _ = obj.regulariser(prob.reg, u, w, prob.eps)
+    gd = np.abs(g_data[: prob.n_u]).mean()
+    gr = np.abs(ru).mean()
+    return float(0.1 * gd / gr) if gr > 0 and gd > 0 else 1.0
+
+
+def _next_log_mu(pts):
+    """Secant step in log μ towards log(deviance / target) = 0 (a factor of 4 at most, and a factor of 4
+    before two points); μ stays where the deviance is within 3 % of its target."""
+    x1, y1 = pts[-1]
+    if abs(y1) < 0.03:
+        return x1
+    step = -np.sign(y1) * np.log(4.0)
+    if len(pts) >= 2:
+        x0, y0 = pts[-2]
+        if abs(y1 - y0) > 1e-9 and (y1 - y0) / (x1 - x0) > 0:
+            step = float(np.clip(-y1 * (x1 - x0) / (y1 - y0), -np.log(4.0), np.log(4.0)))
+    return x1 + step
+
+
+def reconstruct_separate(edxs, *, n_iter: int = 50) -> ElementalVolumes:
+    """The baseline: SIRT of each element's EDXS series on its own, as concentrations.
+
+    Each map is reconstructed by :func:`atomscount.tomo.reconstruct` (positivity, no
+    regularisation), divided by its line's cross-section, and the concentrations are
+    the ratios, in the mask of the total, as :func:`reconstruct_elemental` makes them;
+    σ is the unregularised Laplace approximation.
+
+    Parameters
+    ----------
+    edxs : dict of str to TiltSeries
+        X-ray counts per pixel of each element's line.
+    n_iter : int
+        SIRT iterations.
+
+    Returns
+    -------
+    ElementalVolumes
+    """
+    from ..tomo.reconstruct import reconstruct
+
+    n_iter = check_integer(n_iter, "n_iter", low=1)
+    elements, series, counts = _inputs(None, edxs, None)
+    sig, kappa = _scales(elements, series)
+    first = series[elements[0]]
+    voxel, angles = first.pixel_size_angstrom, first.angles[:, 1]
+    ny, nu = first.shape
+    shape = (nu, ny, nu)
+    t0 = time.perf_counter()
+    u = np.stack(
+        [reconstruct(series[e], n_iter=n_iter, progress=False).data / s for e, s in zip(elements, sig, strict=True)]
+    )
+    c = float(np.percentile(u.sum(axis=0), 99.5)) or 1.0
+    u = u / c
+    prob = _Problem(counts, c * sig, None, angles, voxel, shape, "tv", 0.0, 0.05)
+    var_u = _fisher_variance(prob, u, 0.0)
+    prov = {"source": "atomscount.elemental.reconstruct_separate", "n_iter": n_iter,
+            "seconds": time.perf_counter() - t0, "density_absolute": kappa is not None}  # fmt: skip
+    return _result(elements, u, var_u, voxel, c / kappa if kappa else None, "sirt-separate",
+                   regularisation={"name": "none"}, provenance=prov)  # fmt: skip

@@ -1,0 +1,166 @@
+"""Multimodal elemental reconstruction: its objective's gradient, its solver, recovery and bad input."""
+
+import numpy as np
+import pytest
+
+from atomscount.elemental import _kernels, _objective, _solver
+from atomscount.elemental.forward import simulate_edxs, simulate_haadf
+from atomscount.elemental.phantoms import core_shell_rod
+from atomscount.elemental.reconstruct import _Problem, reconstruct_elemental, reconstruct_separate
+from atomscount.tomo import TiltSeries
+
+ANGLES = np.arange(-60.0, 61.0, 15.0)
+
+
+@pytest.fixture(scope="module")
+def rod():
+    d = core_shell_rod(shape=(16, 16, 16), voxel_size_angstrom=1.5, interface_width_angstrom=3.0)
+    edxs = simulate_edxs(d, 1.5, ANGLES, dose_e_per_angstrom2=1e9, noise=False)
+    haadf = simulate_haadf(d, 1.5, ANGLES)
+    return d, edxs, haadf
+
+
+def _truth_error(result, d):
+    truth = np.stack([d[e] for e in result.elements])
+    total = truth.sum(axis=0)
+    inside = total > 0.5 * total.max()
+    conc = truth / np.where(total > 0, total, 1.0)
+    return np.sqrt(np.mean((result.concentration[:, inside] - conc[:, inside]) ** 2))
+
+
+@pytest.mark.parametrize("reg", ["tv", "tnv", "tgv"])
+def test_objective_gradient_matches_finite_differences(reg):
+    rng = np.random.default_rng(0)
+    shape, angles, voxel = (6, 5, 6), np.array([-40.0, 0.0, 35.0]), 1.2
+    counts = rng.poisson(3.0, (2, 3, 5, 6)).astype(float)
+    prob = _Problem(counts, np.array([0.7, 1.3]), rng.random((3, 5, 6)), angles, voxel, shape, reg, 0.3, 0.05)
+    prob.w, prob.c, prob.gamma, prob.sigma_h = np.array([0.8, 0.3]), 0.05, 0.8, 0.5
+    prob.sum_target, prob.sum_mask, prob.sum_weight = 1.0, (rng.random(shape) > 0.5).astype(float), 2.0
+    n = prob.n_u * (4 if reg == "tgv" else 1)
+    z = np.r_[rng.uniform(0.2, 1.5, prob.n_u), rng.normal(0, 0.3, n - prob.n_u)]
+    f, g = prob(z)
+    for i in rng.choice(n, 12, replace=False):
+        h = 1e-6
+        zp, zm = z.copy(), z.copy()
+        zp[i] += h
+        zm[i] -= h
+        fd = (prob(zp)[0] - prob(zm)[0]) / (2 * h)
+        assert abs(fd - g[i]) <= 1e-5 * max(1.0, abs(g[i])), (i, fd, g[i])
+    assert np.isfinite(f)
+
+
+def test_tnv_kernel_matches_an_eigendecomposition():
+    rng = np.random.default_rng(1)
+    for n_el in (1, 2, 3):
+        jac = rng.normal(size=(n_el, 3, 200))
+        jac[:, :, :20] = 0.0  # flat voxels: the smoothing alone
+        grad = np.empty_like(jac)
+        value = _kernels.tnv_value_grad(jac, 0.1, grad)
+        m = np.einsum("iav,jav->vij", jac, jac) + 0.01 * np.eye(n_el)
+        lam, vec = np.linalg.eigh(m)
+        assert value == pytest.approx(np.sum(np.sqrt(lam)) - 200 * n_el * 0.1, rel=1e-12)
+        inv_sqrt = np.einsum("vik,vk,vjk->vij", vec, 1 / np.sqrt(lam), vec)
+        np.testing.assert_allclose(grad, np.einsum("vij,jav->iav", inv_sqrt, jac), atol=1e-10)
+
+
+def test_difference_operators_and_their_adjoints():
+    rng = np.random.default_rng(2)
+    x, g = rng.random((2, 5, 6, 7)), rng.random((2, 3, 5, 6, 7))
+    assert np.sum(_objective.grad3(x) * g) == pytest.approx(np.sum(x * _objective.grad3_adjoint(g)), rel=1e-12)
+    w, s = rng.random((2, 3, 5, 6, 7)), rng.random((2, 6, 5, 6, 7))
+    assert np.sum(_objective.sym_grad(w) * s) == pytest.approx(np.sum(w * _objective.sym_grad_adjoint(s)), rel=1e-12)
+
+
+def test_expected_deviance_of_poisson_counts():
+    rng = np.random.default_rng(3)
+    assert _objective.expected_deviance(500.0) == pytest.approx(1.0, abs=0.01)
+    b = rng.poisson(2.0, 400_000).astype(float)
+    dev, _ = _objective.poisson_deviance_terms(np.full(b.shape, 2.0), b)
+    assert _objective.expected_deviance(2.0) == pytest.approx(2 * dev.mean(), rel=0.01)
+
+
+def test_solver_finds_a_bounded_quadratic_minimum():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(40, 30))
+    target = rng.normal(size=30)
+    fun = lambda z: (0.5 * np.sum((a @ (z - target)) ** 2), a.T @ (a @ (z - target)))  # noqa: E731
+    z, _, converged = _solver.minimise(fun, np.zeros(30), 30, max_iter=500, ftol=1e-14)
+    from scipy.optimize import lsq_linear
+
+    ref = lsq_linear(a, a @ target, bounds=(0, np.inf), tol=1e-12).x
+    np.testing.assert_allclose(z, ref, atol=1e-5)
+    assert converged
+
+
+def test_noise_free_rod_is_recovered(rod):
+    d, edxs, haadf = rod
+    # expectations, not counts: the discrepancy principle does not apply, so a small fixed weight
+    res = reconstruct_elemental(haadf, edxs, weights=0.01, n_iter=80, tol=1e-3, progress=False)
+    assert res.elements == ("Au", "Ag") and res.method == "multimodal-tnv"
+    assert _truth_error(res, d) < 0.02
+    assert _truth_error(reconstruct_separate(edxs, n_iter=30), d) > 0.05
+    assert res.haadf_weights["Au"] == pytest.approx(0.0188, rel=0.1)
+    assert res.gamma == pytest.approx(1.0, abs=0.05)
+    truth_total = d["Au"] + d["Ag"]
+    assert res.density[res.mask].mean() == pytest.approx(truth_total[res.mask].mean(), rel=0.1)
+
+
+def test_auto_weight_is_chosen_by_the_deviance_and_reported(rod):
+    d, _, haadf = rod
+    edxs = simulate_edxs(d, 1.5, ANGLES, dose_e_per_angstrom2=2e8, rng=0)  # about 15 counts per pixel in the rod
+    res = reconstruct_elemental(haadf, edxs, n_iter=60, tol=1e-3, progress=False)
+    reg = res.regularisation
+    assert reg["name"] == "tnv" and reg["auto"] and reg["mu"] > 0 and len(reg["rounds"]) == 4
+    assert reg["final_deviance"] == pytest.approx(reg["target_deviance"], rel=0.15)
+    assert _truth_error(res, d) < 0.8 * _truth_error(reconstruct_separate(edxs, n_iter=30), d)
+    assert np.all(res.sigma[:, res.mask] > 0) and np.all(np.isfinite(res.sigma))
+    assert len(res.objective) > 0
+
+
+def test_edxs_alone_with_a_fixed_weight(rod):
+    d, edxs, _ = rod
+    for reg in ("tv", "tgv"):
+        res = reconstruct_elemental(None, edxs, regulariser=reg, weights=0.01, n_iter=60, progress=False, tol=1e-2)
+        assert res.regularisation["mu"] == 0.01 and not res.regularisation["auto"]
+        assert res.haadf_weights is None and res.gamma is None
+        assert _truth_error(res, d) < 0.03, reg
+
+
+def _bad(edxs, **changes):
+    out = dict(edxs)
+    for e, images in changes.items():
+        s = edxs[e]
+        out[e] = TiltSeries(images, s.angles, s.pixel_size_angstrom, {**s.provenance, "noise": True})
+    return out
+
+
+def test_bad_input_is_refused_by_name(rod):
+    _, edxs, haadf = rod
+    au = edxs["Au"].images
+    cases = [
+        (dict(haadf=TiltSeries(haadf.images, ANGLES + 1.0, 1.5), edxs=edxs), "haadf has other tilt angles"),
+        (dict(haadf=TiltSeries(haadf.images[:, :, 1:], ANGLES, 1.5), edxs=edxs), "haadf has"),
+        (
+            dict(haadf=haadf, edxs={**edxs, "Ag": TiltSeries(edxs["Ag"].images[:-1], ANGLES[:-1], 1.5)}),
+            "edxs\\['Ag'\\]",
+        ),
+        (dict(haadf=None, edxs=_bad(edxs, Au=-np.round(au))), "edxs\\['Au'\\].*negative"),
+        (dict(haadf=None, edxs=_bad(edxs, Au=au + 0.3)), "edxs\\['Au'\\].*whole"),
+        (dict(haadf=None, edxs=_bad(edxs, Ag=np.zeros_like(au))), "edxs\\['Ag'\\] is all zeros"),
+        (dict(haadf=None, edxs=[edxs["Au"]]), "edxs"),
+        (dict(haadf=None, edxs=edxs, elements=("Au", "Pt")), "elements"),
+        (dict(haadf=None, edxs=edxs, regulariser="l1"), "regulariser"),
+        (dict(haadf=None, edxs=edxs, weights="best"), "weights"),
+        (dict(haadf=None, edxs=edxs, gamma=3.0), "gamma"),
+        (dict(haadf=haadf, edxs=edxs, haadf_weights={"Au": 1.0}), "haadf_weights"),
+    ]
+    for kwargs, match in cases:
+        with pytest.raises((ValueError, TypeError), match=match):
+            reconstruct_elemental(progress=False, **kwargs)
+
+
+def test_non_convergence_is_reported_with_the_objective(rod):
+    _, edxs, haadf = rod
+    with pytest.warns(RuntimeWarning, match="did not converge in 2 iterations: objective"):
+        res = reconstruct_elemental(haadf, edxs, n_iter=2, progress=False)
+    assert not res.converged and len(res.objective) == 2
