@@ -13,7 +13,9 @@ fit's own bias is seen apart from the reconstruction's.
 
 ``bench_elemental.py`` calls :func:`run`; run alone::
 
-    python benchmarks/_bench_elemental_interface.py [--quick]
+    python benchmarks/_bench_elemental_interface.py [--quick] [--out FILE.json]
+
+The figures of the last full run are in ``benchmarks/results/bench_elemental_interface.json``.
 """
 
 from __future__ import annotations
@@ -104,5 +106,10 @@ if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--doses", type=float, nargs="+", default=[1e3, 1e4, 1e5])
+    ap.add_argument("--out", help="write the JSON here too")
     a = ap.parse_args()
-    print(json.dumps(run(quick=a.quick, doses=a.doses), indent=1))
+    text = json.dumps(run(quick=a.quick, doses=a.doses), indent=1)
+    print(text)
+    if a.out:
+        with open(a.out, "w") as f:
+            f.write(text + "\n")
