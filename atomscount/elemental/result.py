@@ -142,7 +142,7 @@ class ElementalVolumes:
             "n_clipped": int((self.flags & FLAG_CLIPPED).astype(bool).sum()),
             "haadf_weights": self.haadf_weights,
             "gamma": self.gamma,
-            "regularisation": self.regularisation,
+            "regularisation": _plain(self.regularisation),
             "n_iter": int(len(self.objective)),
             "final_objective": float(self.objective[-1]) if len(self.objective) else None,
             "converged": self.converged,
@@ -231,6 +231,19 @@ class ElementalVolumes:
                                  metadata={"spacing": px, "unit": "angstrom", "axes": "ZYX"})  # fmt: skip
             paths.append(path)
         return paths
+
+
+def _plain(value):
+    """``value`` with NumPy scalars and arrays turned into Python numbers and lists (for summary())."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
 
 
 def _out_dir(out_dir) -> Path:

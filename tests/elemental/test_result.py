@@ -59,9 +59,10 @@ def test_mrc_and_tif_hold_each_element_with_its_voxel_size(tmp_path):
 def test_summary_is_plain_and_counts_flags():
     import json
 
-    r = _result()
+    r = _result(regularisation={"name": "tnv", "lambda": np.float64(0.1), "per_element": np.array([0.1, 0.2])})
     s = r.summary()
     json.dumps(s)
+    assert s["regularisation"]["per_element"] == [0.1, 0.2]
     assert s["n_particle_voxels"] == 24 and s["n_partial_volume"] == 2 and s["n_clipped"] == 1
     m = r.mask
     assert s["per_element"]["Au"]["mean_concentration"] == pytest.approx(r.concentration[0][m].mean())
