@@ -161,9 +161,13 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
         The two elements. The one of higher Z-contrast (per-atom cross-section × bulk
         density, :func:`~atomscount.elemental.forward.default_haadf_weights`) takes the
         brighter level.
-    levels : dict or (float, float), optional
+    levels : dict, (float, float) or "z-contrast", optional
         The pure elements' voxel intensities (in ``elements``' order, or by element);
         default: fitted (:func:`fit_pure_levels`) on the particle's interior voxels.
+        "z-contrast": the absolute levels ``wᵢ ρᵢ`` [1/Å] of a series in fractions of the
+        beam, from the per-atom cross-sections of
+        :func:`~atomscount.elemental.forward.default_haadf_weights` and the bulk densities
+        of :data:`~atomscount.elemental.phantoms.ATOMIC_DENSITY`.
     voxel_size_angstrom : float, optional
         Needed when ``volume`` is an array.
     max_tilt_degrees : float, optional
@@ -246,6 +250,7 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
     def interior_of(mask):
         return ndimage.distance_transform_edt(mask, sampling=sampling) > band
 
+    levels_from = "z-contrast" if isinstance(levels, str) else "user"
     if levels is None:
         mask0 = _particle_mask(smooth, t0)
         interior = interior_of(mask0)
@@ -257,6 +262,14 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
         lv_sigma = {lo_el: fit["low_sigma"], hi_el: fit["high_sigma"]}
         noise = fit["noise"]
     else:
+        if isinstance(levels, str):
+            if levels != "z-contrast":
+                raise ValueError(f"levels must be None, 'z-contrast', two numbers or a dict, got {levels!r}")
+            unknown = [e for e in elements if e not in ATOMIC_DENSITY]
+            if unknown:
+                raise ValueError(f"levels='z-contrast' needs the bulk density of {unknown} (known: "
+                                 f"{sorted(ATOMIC_DENSITY)}); give the levels")  # fmt: skip
+            levels = {e: default_haadf_weights(elements)[e] * ATOMIC_DENSITY[e] for e in elements}
         if isinstance(levels, dict):
             missing = [e for e in elements if e not in levels]
             if missing:
@@ -299,7 +312,7 @@ def composition_from_haadf(volume, elements=("Au", "Ag"), *, levels=None, voxel_
     conc = np.stack([c_hi if e == hi_el else np.where(mask, 1.0 - c_hi, 0.0) for e in elements])
     source = volume.provenance.get("series_source") if isinstance(getattr(volume, "provenance", None), dict) else None
     prov = {"levels": {e: float(lv[e]) for e in elements}, "level_sigma": {e: float(lv_sigma[e]) for e in elements},
-            "levels_from": "fit" if levels is None else "user", "voxel_noise": float(noise),
+            "levels_from": "fit" if levels is None else levels_from, "voxel_noise": float(noise),
             "mask_threshold": float(threshold), "max_tilt_degrees": max_tilt_degrees, "wedge_elongation": elong,
             "surface_width_angstrom": band, "smooth_angstrom": smooth_a, "source": source}  # fmt: skip
     return ElementalVolumes(elements, conc, np.stack([sig, sig]), None, mask, flags, voxel, "haadf-composition",

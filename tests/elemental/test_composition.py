@@ -38,6 +38,14 @@ def test_levels_are_fitted_from_the_particle():
     assert r.method == "haadf-composition" and r.elements == ("Au", "Ag")
 
 
+def test_z_contrast_levels_are_the_absolute_pure_levels():
+    vol, frac, total, levels = _volume(noise=5e-5)
+    r = composition_from_haadf(vol, ("Au", "Ag"), levels="z-contrast", voxel_size_angstrom=VOXEL)
+    for e in ("Au", "Ag"):
+        assert r.provenance["levels"][e] == pytest.approx(levels[e], rel=1e-9)
+    assert r.provenance["levels_from"] == "z-contrast"
+
+
 def test_concentrations_match_the_truth_within_their_sigma():
     vol, frac, total, levels = _volume(noise=5e-5, width=2.0)
     r = composition_from_haadf(vol, ("Ag", "Au"), levels=levels, voxel_size_angstrom=VOXEL)
@@ -112,6 +120,8 @@ def test_fit_pure_levels_on_a_known_mixture():
     (lambda v: v, {"voxel_size_angstrom": -1.0}, ValueError, "voxel_size_angstrom"),
     (lambda v: v, {"max_tilt_degrees": 95}, ValueError, "max_tilt_degrees"),
     (lambda v: v, {"smooth_angstrom": -1.0}, ValueError, "smooth_angstrom"),
+    (lambda v: v, {"levels": "library"}, ValueError, "levels"),
+    (lambda v: v, {"levels": "z-contrast", "elements": ("Au", "Xe")}, ValueError, "bulk density"),
     (lambda v: np.where(v > 0, 1e-3, 0.0), {}, ValueError, "give levels"),
     (lambda v: np.where(v > 0, np.nan, 0.0), {}, ValueError, "volume"),
     (lambda v: v[0], {}, ValueError, "volume"),
