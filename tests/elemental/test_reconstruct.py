@@ -164,3 +164,13 @@ def test_non_convergence_is_reported_with_the_objective(rod):
     with pytest.warns(RuntimeWarning, match="did not converge in 2 iterations: objective"):
         res = reconstruct_elemental(haadf, edxs, n_iter=2, progress=False)
     assert not res.converged and len(res.objective) == 2
+
+
+def test_sum_to_one_holds_the_total_density_of_a_dense_alloy(rod):
+    d, edxs, haadf = rod
+    res = reconstruct_elemental(haadf, edxs, weights=0.01, sum_to_one=True, n_iter=60, tol=1e-2, progress=False)
+    assert res.provenance["sum_to_one"]
+    inner = res.mask & (res.flags == 0)
+    total = res.density[inner]
+    assert np.std(total) / np.mean(total) < 0.05
+    assert _truth_error(res, d) < 0.03
