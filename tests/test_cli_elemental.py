@@ -92,3 +92,26 @@ class _nothing:
 
     def __exit__(self, *exc):
         return False
+
+
+def test_the_options_defaults_are_the_apis():
+    import inspect
+
+    from atomscount.cli import _parser
+    from atomscount.elemental.forward import simulate_edxs
+    from atomscount.elemental.phantoms import core_shell_rod
+    from atomscount.elemental.reconstruct import reconstruct_elemental, reconstruct_separate
+
+    def default(func, name):
+        return inspect.signature(func).parameters[name].default
+
+    subs = _parser()._subparsers._group_actions[0].choices["elemental"]._subparsers._group_actions[0].choices
+    simulate, reconstruct = subs["simulate"], subs["reconstruct"]
+    assert simulate.get_default("voxel_size") == default(core_shell_rod, "voxel_size_angstrom")
+    assert simulate.get_default("solid_angle") == default(simulate_edxs, "solid_angle_sr")
+    assert simulate.get_default("beam_energy") == default(simulate_edxs, "beam_energy_ev")
+    assert reconstruct.get_default("regulariser") == default(reconstruct_elemental, "regulariser")
+    assert reconstruct.get_default("tol") == default(reconstruct_elemental, "tol")
+    assert reconstruct.get_default("sum_to_one") == default(reconstruct_elemental, "sum_to_one")
+    assert "200 multimodal and 50 separate" in reconstruct._option_string_actions["--iterations"].help
+    assert (default(reconstruct_elemental, "n_iter"), default(reconstruct_separate, "n_iter")) == (200, 50)
