@@ -498,7 +498,7 @@ def part_public(cfg, out, save):
 
     haadf, edxs = _graptor(*cfg["public_bin"])
     res = {"shape_binned": list(haadf.images.shape), "counts_max": {e: float(s.images.max()) for e, s in edxs.items()}}
-    mm, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, n_iter=cfg["n_iter"], progress=False)
+    mm, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, progress=False)  # all its defaults
     sep, sep_seconds, _ = _quiet(reconstruct_separate, edxs)
     res.update({"seconds": seconds, "separate_seconds": sep_seconds, "warnings": warned,
                 "converged": bool(mm.converged), "gamma": mm.gamma, "haadf_weights": mm.haadf_weights,
