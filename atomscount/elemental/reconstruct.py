@@ -535,16 +535,23 @@ def _initial_mu(prob, z):
 
 
 def _next_log_mu(pts):
-    """Secant step in log μ towards log(deviance / target) = 0 (a factor of 4 at most, and a factor of 4
-    before two points); μ stays where the deviance is within 3 % of its target."""
+    """The next log μ: a secant step towards log(deviance / target) = 0, a factor of 4 at most (and a factor
+    of 4 before two points). μ stays where the deviance is within 3 % of its target; where the deviance
+    hardly moves with μ (under 2 % per e-fold) and lies below its target, the data cannot choose and the
+    smaller weight (the less biased solution) is kept."""
     x1, y1 = pts[-1]
     if abs(y1) < 0.03:
         return x1
     step = -np.sign(y1) * np.log(4.0)
     if len(pts) >= 2:
         x0, y0 = pts[-2]
-        if abs(y1 - y0) > 1e-9 and (y1 - y0) / (x1 - x0) > 0:
-            step = float(np.clip(-y1 * (x1 - x0) / (y1 - y0), -np.log(4.0), np.log(4.0)))
+        if x1 == x0:  # the deviance drifted as the solution converged: a smaller step
+            return x1 - np.sign(y1) * np.log(2.0)
+        slope = (y1 - y0) / (x1 - x0)
+        if slope > 0.02:
+            step = float(np.clip(-y1 / slope, -np.log(4.0), np.log(4.0)))
+        elif y1 < 0:
+            return min(x0, x1)
     return x1 + step
 
 
