@@ -13,6 +13,13 @@ from __future__ import annotations
 import numpy as np
 
 
+def _axpy(x, y, a):
+    """``y += a x`` in place, without a temporary (BLAS daxpy)."""
+    from scipy.linalg.blas import daxpy
+
+    daxpy(x, y, a=a)
+
+
 def minimise(fun, z, n_bounded, *, max_iter, ftol, memory=10, callback=None, precond=None, state=None):
     """Minimise ``fun(z) -> (value, gradient)`` with ``z[:n_bounded] >= 0``.
 
@@ -46,7 +53,7 @@ def minimise(fun, z, n_bounded, *, max_iter, ftol, memory=10, callback=None, pre
         for s, y, r in zip(reversed(s_list), reversed(y_list), reversed(rho), strict=True):
             a = r * (s @ q)
             alpha.append(a)
-            q -= a * y
+            _axpy(y, q, -a)
         if s_list:
             q *= p * ((s_list[-1] @ y_list[-1]) / (y_list[-1] @ (p * y_list[-1])))
         else:
@@ -54,7 +61,7 @@ def minimise(fun, z, n_bounded, *, max_iter, ftol, memory=10, callback=None, pre
             if precond is None:
                 q *= 0.1 * max(1.0, float(np.abs(z).max())) / max(float(np.abs(q).max()), 1e-300)
         for s, y, r, a in zip(s_list, y_list, rho, reversed(alpha), strict=True):
-            q += (a - r * (y @ q)) * s
+            _axpy(s, q, a - r * (y @ q))
         d = -np.where(free, q, 0.0)
         if g @ d >= 0:  # not a descent direction: start the memory afresh along the gradient
             s_list.clear()
