@@ -9,7 +9,7 @@ from ._version import __version__
 #: Subpackages and modules loaded on first attribute access (``ac.library``), so that
 #: ``import atomscount`` stays quick and does not import abTEM or ASE.
 _SUBMODULES = {"columns", "counting", "library", "plot", "io", "image", "cli", "demo", "coreshell", "tomo", "lattice",
-               "elemental"}  # fmt: skip
+               "elemental", "ltem"}  # fmt: skip
 #: Names exported from a lazily loaded subpackage: name -> subpackage.
 #: The column stage's names too: ``atomscount --help`` and an argument error then import no numerical code.
 _LAZY = {**dict.fromkeys(("ColumnCRLB", "ColumnDetection", "ColumnFit", "ColumnModel", "add_columns",

@@ -35,7 +35,9 @@ def test_old_paths_name_the_moved_objects(old):
             assert getattr(old_mod, name) is getattr(new_mod, name), (old, new, name)
 
 
-@pytest.mark.parametrize("stage", ["columns", "library", "counting", "coreshell", "tomo", "lattice", "elemental"])
+@pytest.mark.parametrize(
+    "stage", ["columns", "library", "counting", "coreshell", "tomo", "lattice", "elemental", "ltem"]
+)
 def test_every_name_in_a_stage_all_exists(stage):
     mod = importlib.import_module(f"atomscount.{stage}")
     missing = [name for name in mod.__all__ if not hasattr(mod, name)]
@@ -51,7 +53,7 @@ def test_the_api_page_documents_every_stage_name_and_nothing_missing():
     for dotted in listed:  # every documented name resolves
         mod, _, attr = dotted.rpartition(".")
         assert hasattr(importlib.import_module(mod), attr), dotted
-    stages = ("columns", "library", "counting", "coreshell", "tomo", "lattice", "elemental")
+    stages = ("columns", "library", "counting", "coreshell", "tomo", "lattice", "elemental", "ltem")
     for stage in stages:  # every exported name documented
         names = importlib.import_module(f"atomscount.{stage}").__all__
         undocumented = [n for n in names if not any(d.startswith(f"atomscount.{stage}.") and d.endswith(f".{n}")
