@@ -128,7 +128,8 @@ def skyrmion_lattice(kind: str = "bloch", *, shape=(128, 128), pixel_nm: float =
     pixel_nm : float
         Pixel size [nm].
     period_nm : float
-        Distance between neighbouring skyrmions [nm].
+        Distance between neighbouring skyrmions [nm]; stretched a little (to a
+        whole number of columns and an even number of rows) so that the lattice wraps.
     radius_nm, wall_width_nm : float
         Skyrmion radius R (where m_z = 0) and wall width w [nm].
     thickness_nm : float
@@ -154,14 +155,16 @@ def skyrmion_lattice(kind: str = "bloch", *, shape=(128, 128), pixel_nm: float =
     w = _positive(wall_width_nm, "wall_width_nm")
     t = _positive(thickness_nm, "thickness_nm")
     ly, lx = ny * px, nx * px
-    rows = np.arange(-2, int(ly / (a * np.sqrt(3) / 2)) + 3)
-    cols = np.arange(-2, int(lx / a) + 3)
-    jj, ii = np.meshgrid(rows, cols, indexing="ij")
-    centres = np.stack([(ii + 0.5 * (jj % 2)) * a + 0.25 * a, jj * a * np.sqrt(3) / 2 + 0.25 * a], axis=-1)
+    n_cols = max(1, round(lx / a))
+    n_rows = max(2, 2 * round(ly / (a * np.sqrt(3))))  # even, so that the staggered rows wrap
+    ax, ay = lx / n_cols, ly / n_rows
+    jj, ii = np.meshgrid(np.arange(n_rows), np.arange(n_cols), indexing="ij")
+    centres = np.stack([((ii + 0.5 * (jj % 2) + 0.25) * ax) % lx, ((jj + 0.5) * ay) % ly], axis=-1).reshape(-1, 2)
     y, x = np.mgrid[0:ny, 0:nx] * px
     points = np.stack([x.ravel(), y.ravel()], axis=-1)
-    _, idx = cKDTree(centres.reshape(-1, 2)).query(points)
-    d = points - centres.reshape(-1, 2)[idx]
+    _, idx = cKDTree(centres, boxsize=[lx, ly]).query(points)
+    d = points - centres[idx]
+    d -= np.round(d / [lx, ly]) * [lx, ly]  # the nearest periodic image
     r = np.hypot(d[:, 0], d[:, 1]).reshape(ny, nx)
     psi = np.arctan2(d[:, 1], d[:, 0]).reshape(ny, nx)
     theta = 2 * np.arctan2(np.sinh(r0 / w), np.sinh(np.maximum(r, 1e-9) / w))
