@@ -14,14 +14,18 @@ from .forward import (
     wavelength_nm,
 )
 from .induction import colour_wheel, induction_map
+from .register import apply_transform, register_images, register_series
 from .result import LTEMSeries, PhaseRetrieval
+from .retrieve import FIT_NAMES, retrieve_phase
 from .samples import MagneticSample, domain_wall, skyrmion_lattice, vortex_disk
 from .tie import single_image_tie, tie
 
 __all__ = [
+    "FIT_NAMES",
     "LTEMSeries",
     "MagneticSample",
     "PhaseRetrieval",
+    "apply_transform",
     "colour_wheel",
     "domain_wall",
     "electrostatic_phase",
@@ -29,6 +33,9 @@ __all__ = [
     "induction_map",
     "interaction_constant",
     "magnetic_phase",
+    "register_images",
+    "register_series",
+    "retrieve_phase",
     "simulate_series",
     "single_image_tie",
     "skyrmion_lattice",
