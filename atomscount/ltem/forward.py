@@ -140,7 +140,8 @@ def transfer_function(shape, pixel_nm: float, *, defocus_nm: float, cs_nm: float
     ``χ(k) = πλΔf k² + ½πC_sλ³k⁴`` (k in cycles per nm), ``E_s = exp(-(πα/λ)² (λΔf k + C_sλ³k³)²)``
     for a Gaussian beam divergence of semi-angle α, ``E_t = exp(-½(πλΔ k²)²)`` for a
     defocus spread Δ. A weak phase object φ gives the image contrast ``2 sin χ(k) φ̂(k)``
-    (times the envelope): positive defocus (overfocus) makes a phase maximum dark.
+    (times the envelope): positive defocus (overfocus) makes a phase maximum bright,
+    negative (underfocus) dark.
 
     Parameters
     ----------

@@ -123,3 +123,10 @@ def test_bad_forward_inputs_name_the_argument():
         transfer_function((4, 4), 1.0, defocus_nm=0, cs_nm=-1, beam_energy_ev=3e5)
     with pytest.raises(ValueError, match="dose_e_per_pixel"):
         simulate_series(skyrmion_lattice(shape=(16, 16)), [0], dose_e_per_pixel=0)
+
+
+def test_overfocus_brightens_a_phase_maximum_and_underfocus_darkens_it():
+    y, x = np.mgrid[0:N, 0:N] * 2.0
+    bump = 0.3 * np.exp(-((x - 64) ** 2 + (y - 64) ** 2) / (2 * 8.0**2))
+    over, under = np.asarray(fresnel_image(bump, pixel_nm=2.0, defocus_nm=np.array([5e3, -5e3]), beam_energy_ev=3e5))
+    assert over[32, 32] > 1.01 and under[32, 32] < 0.99
