@@ -109,6 +109,58 @@ class LTEMSeries:
         object.__setattr__(self, "defocus_spread_nm", _non_negative(self.defocus_spread_nm, "defocus_spread_nm"))
         object.__setattr__(self, "provenance", dict(self.provenance or {}))
 
+    @classmethod
+    def from_files(cls, paths, defoci_nm, *, pixel_nm: float | None = None, beam_energy_ev: float = 300e3,
+                   cs_nm: float = 0.0, divergence_rad: float = 0.0, defocus_spread_nm: float = 0.0,
+                   frame: int | str | None = None) -> LTEMSeries:  # fmt: skip
+        """Read a through-focus series, one image per file, with the package's readers.
+
+        Parameters
+        ----------
+        paths : sequence of str or Path
+            ``.dm3``, ``.dm4``, ``.tif``, ``.npy``, ... (:func:`atomscount.io.read_image`), one per defocus.
+        defoci_nm : sequence of float
+            Defocus of each file's image [nm] (1 µm = 1000 nm).
+        pixel_nm : float, optional
+            Pixel size [nm]; overrides the files' calibration (needed where they have none).
+        beam_energy_ev, cs_nm, divergence_rad, defocus_spread_nm : float
+            Microscope: beam energy [eV], spherical aberration [nm], divergence semi-angle [rad], defocus spread [nm].
+        frame : int or "mean", optional
+            Which frame of a stack file to read (see :func:`atomscount.io.read_image`).
+
+        Returns
+        -------
+        LTEMSeries
+            ``provenance["files"]`` lists the files. The images are not registered
+            to each other: align them before a retrieval.
+
+        Raises
+        ------
+        ValueError
+            If the files' pixel sizes differ by more than 1 %, their images differ in
+            shape (naming the file), or the defocus list does not match the files.
+        """
+        from ..io import read_image
+
+        paths = [str(p) for p in ([paths] if isinstance(paths, str | Path) else paths)]
+        defoci = np.atleast_1d(np.asarray(defoci_nm, dtype=np.float64))
+        if defoci.size != len(paths):
+            raise ValueError(f"defoci_nm must have one value per file ({len(paths)}), got {defoci.size}: "
+                             f"{defoci.tolist()}")  # fmt: skip
+        override = None if pixel_nm is None else 10.0 * _positive(pixel_nm, "pixel_nm")
+        images = [read_image(p, pixel_size_angstrom=override, frame=frame) for p in paths]
+        for p, im in zip(paths, images, strict=True):
+            if im.data.shape != images[0].data.shape:
+                raise ValueError(f"paths: {p} holds a {im.data.shape} image, {paths[0]} a {images[0].data.shape} one; "
+                                 "crop them to one shape first")  # fmt: skip
+        sizes = np.array([im.pixel_size_angstrom for im in images]) / 10.0
+        if np.ptp(sizes) > 0.01 * sizes.min():
+            raise ValueError(f"paths: the files' pixel sizes differ ({sizes.tolist()} nm); pass pixel_nm= "
+                             "or resample them to one")  # fmt: skip
+        return cls(np.stack([im.data for im in images]), defoci, pixel_nm=float(sizes[0]),
+                   beam_energy_ev=beam_energy_ev, cs_nm=cs_nm, divergence_rad=divergence_rad,
+                   defocus_spread_nm=defocus_spread_nm, provenance={"files": paths})  # fmt: skip
+
     @property
     def shape(self) -> tuple[int, int]:
         """(ny, nx) of each image."""

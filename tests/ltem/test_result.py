@@ -72,3 +72,22 @@ def test_colour_wheel_hue_follows_the_direction_and_brightness_the_magnitude():
         colour_wheel(bx, by, saturation=0)
     with pytest.raises(ValueError, match="pixel_nm"):
         induction_map(np.zeros((4, 4)), 0)
+
+
+def test_series_reads_one_file_per_defocus_with_the_package_readers(tmp_path):
+    import tifffile
+
+    rng = np.random.default_rng(2)
+    stack = rng.poisson(50, size=(3, 16, 16)).astype(np.float32)
+    paths = []
+    for i, im in enumerate(stack):
+        paths.append(tmp_path / f"df{i}.npy")
+        np.save(paths[-1], im)
+    s = LTEMSeries.from_files(paths, [-1e3, 0, 1e3], pixel_nm=2.5, beam_energy_ev=200e3)
+    np.testing.assert_array_equal(s.images, stack)
+    assert s.pixel_nm == pytest.approx(2.5) and s.provenance["files"] == [str(p) for p in paths]
+    with pytest.raises(ValueError, match="defoci_nm must have one value per file"):
+        LTEMSeries.from_files(paths, [0, 1e3], pixel_nm=2.5)
+    tifffile.imwrite(tmp_path / "small.tif", stack[0][:8])
+    with pytest.raises(ValueError, match="small.tif holds a"):
+        LTEMSeries.from_files([paths[0], tmp_path / "small.tif"], [0, 1e3], pixel_nm=2.5)
