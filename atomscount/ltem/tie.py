@@ -11,24 +11,41 @@ __all__ = ["single_image_tie", "tie"]
 
 
 class _Spectral:
-    """Derivatives and the Tikhonov-filtered inverse Laplacian on a (mirror-extended) grid."""
+    """Derivatives and the Tikhonov-filtered inverse Laplacian on a (mirror-extended) grid, by real FFTs."""
 
     def __init__(self, shape, pixel_nm: float, q_per_nm: float):
         ny, nx = shape
-        self.ky, self.kx = np.meshgrid(np.fft.fftfreq(ny, pixel_nm), np.fft.fftfreq(nx, pixel_nm), indexing="ij")
+        self.shape = (ny, nx)
+        self.ky, self.kx = np.meshgrid(np.fft.fftfreq(ny, pixel_nm), np.fft.rfftfreq(nx, pixel_nm), indexing="ij")
         k2 = self.kx**2 + self.ky**2
         k2[0, 0] = 1.0
         # -1/(4π²k²) with the Tikhonov filter k²/(k² + q²)²: the same at k >> q, 0 at k = 0
         self.inv_lap = -k2 / (4 * np.pi**2 * (k2 + q_per_nm**2) ** 2)
         self.inv_lap[0, 0] = 0.0
 
+    def forward(self, f):
+        from scipy import fft
+
+        return fft.rfft2(f)
+
+    def back(self, fk):
+        from scipy import fft
+
+        return fft.irfft2(fk, s=self.shape)
+
     def solve(self, f):
         """Filtered ∇⁻² f."""
-        return np.fft.ifft2(np.fft.fft2(f) * self.inv_lap).real
+        return self.back(self.forward(f) * self.inv_lap)
 
-    def grad(self, f):
-        fk = np.fft.fft2(f)
-        return np.fft.ifft2(2j * np.pi * self.kx * fk).real, np.fft.ifft2(2j * np.pi * self.ky * fk).real
+    def grad_of_solution(self, f):
+        """∇ of the filtered ∇⁻² f."""
+        fk = self.forward(f) * self.inv_lap
+        return self.back(2j * np.pi * self.kx * fk), self.back(2j * np.pi * self.ky * fk)
+
+    def solve_divergence(self, vx, vy):
+        """Filtered ∇⁻² ∇·(vx, vy)."""
+        div = 2j * np.pi * (self.kx * self.forward(vx) + self.ky * self.forward(vy))
+        return self.back(div * self.inv_lap)
 
 
 def _mirror(a, on: bool):
@@ -99,10 +116,8 @@ def tie(series: LTEMSeries, *, tikhonov: float | None = None, symmetrise: bool =
     rhs = _mirror(-(2 * np.pi / lam) * didz, symmetrise)
     i0m = _mirror(intensity0, symmetrise)
     sp = _Spectral(rhs.shape, series.pixel_nm, q)
-    gx, gy = sp.grad(sp.solve(rhs))
-    ax, _ = sp.grad(gx / i0m)
-    _, by = sp.grad(gy / i0m)
-    phase = sp.solve(ax + by)[:ny, :nx]
+    gx, gy = sp.grad_of_solution(rhs)
+    phase = sp.solve_divergence(gx / i0m, gy / i0m)[:ny, :nx]
     return PhaseRetrieval(phase - phase.mean(), np.sqrt(intensity0), series.pixel_nm, method="tie",
                           parameters={"defoci_nm": df.tolist(), "tikhonov_per_nm": q,
                                       "beam_energy_ev": series.beam_energy_ev},
