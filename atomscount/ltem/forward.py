@@ -9,6 +9,8 @@ coherence parameters; they run in JAX's precision (float32 unless
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from .result import LTEMSeries
@@ -174,6 +176,21 @@ def transfer_function(shape, pixel_nm: float, *, defocus_nm: float, cs_nm: float
     return np.exp(-1j * chi) * env
 
 
+@functools.cache
+def _image_kernel():
+    """The jitted image stack ``|F⁻¹[F[A e^{iφ}] e^{-iχ} E]|²`` (one compilation per shape, not one per operation)."""
+    import jax
+    import jax.numpy as jnp
+
+    def kernel(phase, amp, k2, df, cs, alpha, delta, lam):
+        chi, env = _chi_and_envelope(k2[None], jnp, lam, df[:, None, None], cs, alpha, delta)
+        wave_k = jnp.fft.fft2(amp * jnp.exp(1j * phase))
+        image_wave = jnp.fft.ifft2(wave_k[None] * jnp.exp(-1j * chi) * env)
+        return jnp.real(image_wave) ** 2 + jnp.imag(image_wave) ** 2
+
+    return jax.jit(kernel)
+
+
 def fresnel_image(phase, amplitude=None, *, pixel_nm: float, defocus_nm, beam_energy_ev: float, cs_nm=0.0,
                   divergence_rad=0.0, defocus_spread_nm=0.0):  # fmt: skip
     """Fresnel (Lorentz TEM) image of an exit wave ``amplitude · exp(i phase)`` at a defocus.
@@ -221,11 +238,7 @@ def fresnel_image(phase, amplitude=None, *, pixel_nm: float, defocus_nm, beam_en
     k2 = jnp.asarray(kx**2 + ky**2, dtype=phase.dtype if jnp.issubdtype(phase.dtype, jnp.floating) else None)
     df = jnp.asarray(defocus_nm)
     stack = df.ndim == 1
-    df = jnp.atleast_1d(df)[:, None, None]
-    chi, env = _chi_and_envelope(k2[None], jnp, lam, df, cs_nm, divergence_rad, defocus_spread_nm)
-    wave_k = jnp.fft.fft2(amp * jnp.exp(1j * phase))
-    image_wave = jnp.fft.ifft2(wave_k[None] * jnp.exp(-1j * chi) * env)
-    intensity = jnp.real(image_wave) ** 2 + jnp.imag(image_wave) ** 2
+    intensity = _image_kernel()(phase, amp, k2, jnp.atleast_1d(df), cs_nm, divergence_rad, defocus_spread_nm, lam)
     return intensity if stack else intensity[0]
 
 
