@@ -33,6 +33,7 @@ from atomscount.lattice.polarisation import polarisation_map  # noqa: E402
 from atomscount.lattice.strain import strain_map  # noqa: E402
 from atomscount.library import MixedColumns, load_default, load_default_lensing  # noqa: E402
 from atomscount.library import plot as lplot  # noqa: E402
+from atomscount.ltem import plot as ltplot  # noqa: E402
 from atomscount.style import ELEMENT_COLORS, class_color, element_color, figure_style  # noqa: E402
 from atomscount.tomo import plot as tplot  # noqa: E402
 from atomscount.tomo.reconstruct import Volume  # noqa: E402
@@ -126,12 +127,26 @@ def _perovskite():
     return strain, polarisation_map(pos, "Sr", "Ti", types=types), HAADFImage(img, 0.25)
 
 
+def _ltem():
+    """A Gaussian phase bump on 32² pixels of 2 nm, its three Fresnel images, and a result with a loss."""
+    from atomscount.ltem import LTEMSeries, PhaseRetrieval, fresnel_image
+
+    y, x = np.mgrid[-16:16, -16:16] * 2.0
+    phase = 0.5 * np.exp(-(x**2 + y**2) / 200.0)
+    images = np.asarray(fresnel_image(phase, pixel_nm=2.0, defocus_nm=np.array([-1e4, 0.0, 1e4]), beam_energy_ev=3e5))
+    series = LTEMSeries(np.random.default_rng(6).poisson(100 * images), [-1e4, 0.0, 1e4], pixel_nm=2.0)
+    result = PhaseRetrieval(phase, np.ones_like(phase), 2.0, method="ad", loss_history=np.geomspace(3, 1, 20),
+                            uncertainty=np.full(phase.shape, 0.05))  # fmt: skip
+    return series, result
+
+
 def _makers(columns):
     """Name -> function drawing one figure: every figure function of the package."""
     img, fit, counts = columns
     traced, volume, shell, elemental = _traced(), _volume(), _coreshell(), _elemental()
     lens, mixed = _mixed()
     strain, polar, perovskite = _perovskite()
+    ltem_series, ltem_result = _ltem()
     meas = np.linspace(1.0, 3.0, 12)
     model3d = Atoms(["Fe", "Pt"] * 10, positions=np.random.default_rng(4).uniform(0, 8, (20, 3)))
     return {
@@ -169,12 +184,16 @@ def _makers(columns):
         "line_profile": lambda: eplot.plot_line_profile(elemental, truth={"Au": elemental.concentration[0]}),
         "composition_histogram": lambda: eplot.plot_composition_histogram(elemental),
         "convergence": lambda: eplot.plot_convergence(elemental),
+        "ltem_images_model": lambda: ltplot.plot_images_model(ltem_series, ltem_result),
+        "ltem_phase": lambda: ltplot.plot_phase(ltem_result),
+        "ltem_induction": lambda: ltplot.plot_induction(ltem_result),
+        "ltem_loss": lambda: ltplot.plot_loss(ltem_result),
     }
 
 
 @pytest.fixture(scope="module")
 def figures(columns):
-    with plt.rc_context({"figure.max_open_warning": 0}):  # all 34 at once, to check them side by side
+    with plt.rc_context({"figure.max_open_warning": 0}):  # all 38 at once, to check them side by side
         figs = {name: make() for name, make in _makers(columns).items()}
     yield figs
     for fig in figs.values():
@@ -182,7 +201,7 @@ def figures(columns):
 
 
 def test_every_figure_function_is_drawn(figures):
-    stages = (cplot, kplot, lplot, csplot, tplot, latplot, eplot)
+    stages = (cplot, kplot, lplot, csplot, tplot, latplot, eplot, ltplot)
     public = {n for mod in stages for n in mod.__all__ if n.startswith("plot_")}
     drawn = {"plot_columns", "plot_model_residual", "plot_scs_map", "plot_scs_histogram", "plot_detection",
              "plot_count_histogram", "plot_icl", "plot_count_map", "plot_count_probability_map", "plot_model_3d",
@@ -190,9 +209,10 @@ def test_every_figure_function_is_drawn(figures):
              "plot_core_count_map", "plot_orthoslices", "plot_volume_gallery", "plot_intensity_histogram", "plot_r1",
              "plot_pair_distribution", "plot_bond_order", "plot_strain_map", "plot_strain_maps",
              "plot_displacement_map", "plot_polarisation_map", "plot_rgb_composite", "plot_line_profile",
-             "plot_composition_histogram", "plot_convergence"}  # fmt: skip
+             "plot_composition_histogram", "plot_convergence", "plot_images_model", "plot_phase", "plot_induction",
+             "plot_loss"}  # fmt: skip
     assert public == drawn  # a new figure function is added to _makers too
-    assert len(figures) == 34
+    assert len(figures) == 38
 
 
 def test_no_text_leaves_the_canvas(figures):
