@@ -13,11 +13,11 @@ import sys
 import warnings
 
 from .._version import __version__
-from . import columns, coreshell, counting, demo, elemental, lattice, library, tomo
+from . import columns, coreshell, counting, demo, elemental, lattice, library, ltem, tomo
 from ._run import Signals, interruption
 
 #: The stage modules, in the order ``atomscount --help`` lists their commands.
-STAGES = (demo, columns, lattice, counting, coreshell, tomo, elemental, library)
+STAGES = (demo, columns, lattice, counting, coreshell, tomo, elemental, ltem, library)
 
 
 #: Python argument names that the command line spells differently: name -> the option's ``dest``.
@@ -43,6 +43,8 @@ API_NAMES = {
     "solid_angle_sr": "solid_angle",
     "beam_energy_ev": "beam_energy",
     "max_tilt_degrees": "max_tilt",
+    "pixel_nm": "pixel_size",
+    "dose_e_per_pixel": "dose",
 }
 
 

@@ -1,0 +1,150 @@
+"""``atomscount ltem``: simulate a Lorentz TEM through-focus series of a magnetic sample, and retrieve its
+phase by TIE or by the differentiable forward model.
+
+A series file (what ``simulate`` writes and ``tie`` and ``retrieve`` read) is ``series.h5``: the images,
+their defoci [nm] and the microscope, in atomscount's HDF5 layout. Defocus on the command line is in µm.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ._run import check_output_folder, figure_options, final_paths, output_folder, print_files
+
+#: --sample -> (function of :mod:`atomscount.ltem.samples`, its keyword arguments).
+SAMPLES = {"bloch": ("skyrmion_lattice", {"kind": "bloch"}), "neel": ("skyrmion_lattice", {"kind": "neel"}),
+           "vortex": ("vortex_disk", {}), "wall": ("domain_wall", {})}  # fmt: skip
+_SERIES_KIND = "LTEMSeries"
+
+
+def add_parser(sub, fmt) -> None:
+    """Add the ``ltem`` command and its actions to the subparsers ``sub``."""
+    e = sub.add_parser("ltem", formatter_class=fmt, help="Lorentz TEM: a film's magnetic phase from Fresnel images")
+    e.set_defaults(handler=_cmd_ltem)
+    es = e.add_subparsers(dest="ltem_command", metavar="ACTION", required=True)
+    s = es.add_parser("simulate", formatter_class=fmt, help="a through-focus series of a simulated magnetic film")
+    s.add_argument("--sample", choices=tuple(SAMPLES), default="vortex",
+                   help="bloch / neel: skyrmion lattice; vortex: vortex in a disk (with its edge); wall: 180° "
+                        "domain wall")  # fmt: skip
+    s.add_argument("--size", type=int, default=128, help="pixels along each side")
+    s.add_argument("--pixel-size", type=float, default=2.0, help="pixel size [nm]")
+    s.add_argument("--defocus", default="-20,0,20", help="comma-separated defocus of each image [µm]")
+    s.add_argument("--dose", type=float, default=None,
+                   help="Poisson noise at this many electrons per pixel (noise-free when not given)")  # fmt: skip
+    s.add_argument("--beam-energy", type=float, default=300e3, help="beam energy [eV]")
+    s.add_argument("--seed", type=int, default=0, help="seed of the noise")
+    s.add_argument("--out", type=Path, required=True, help="output folder: series.h5 and truth.npz (phase, rad)")
+    t = es.add_parser("tie", formatter_class=fmt, help="phase by the transport-of-intensity equation")
+    t.add_argument("series", type=Path, help="series file (atomscount ltem simulate)")
+    t.add_argument("--tikhonov", type=float, default=None,
+                   help="Tikhonov filter frequency [1/nm] (default: TIE's, 0.05 of the lowest frequency)")  # fmt: skip
+    figure_options(t)
+    t.add_argument("--out", type=Path, required=True, help="output folder: phase.h5 and the figures")
+    r = es.add_parser("retrieve", formatter_class=fmt,
+                      help="phase (amplitude, defocus ...) fitted by the differentiable forward model")  # fmt: skip
+    r.add_argument("series", type=Path, help="series file (atomscount ltem simulate)")
+    r.add_argument("--fit", default="phase,amplitude,defocus",
+                   help="comma-separated: phase, amplitude, defocus, cs, divergence, defocus_spread")  # fmt: skip
+    r.add_argument("--regulariser", choices=("tv", "smooth"), default="tv",
+                   help="tv: total variation (sharp walls); smooth: squared gradient")  # fmt: skip
+    r.add_argument("--weight", default="auto",
+                   help="regularisation weight, or auto (discrepancy principle: deviance down to noise)")  # fmt: skip
+    r.add_argument("--optimiser", choices=("lbfgs", "adam"), default="lbfgs", help="optax optimiser")
+    r.add_argument("--iterations", type=int, default=200, help="iterations in all")
+    r.add_argument("--seed", type=int, default=0, help="seed of the uncertainty's random probes")
+    figure_options(r)
+    r.add_argument("--out", type=Path, required=True, help="output folder: phase.h5 and the figures")
+
+
+def write_series(series, path) -> Path:
+    """Write an :class:`~atomscount.ltem.LTEMSeries` to ``path`` (HDF5, atomically)."""
+    from ..io import write_hdf5
+
+    attrs = {"pixel_nm": series.pixel_nm, "beam_energy_ev": series.beam_energy_ev, "cs_nm": series.cs_nm,
+             "divergence_rad": series.divergence_rad, "defocus_spread_nm": series.defocus_spread_nm,
+             "provenance": series.provenance}  # fmt: skip
+    write_hdf5(path, _SERIES_KIND, {"images": series.images, "defoci_nm": series.defoci_nm}, attrs)
+    return Path(path)
+
+
+def read_series(path):
+    """The :class:`~atomscount.ltem.LTEMSeries` in a file :func:`write_series` wrote."""
+    from ..io import read_hdf5
+    from ..ltem import LTEMSeries
+
+    if not Path(path).is_file():
+        raise ValueError(f"series file {str(path)!r} does not exist")
+    arrays, attrs = read_hdf5(path, _SERIES_KIND)
+    return LTEMSeries(arrays["images"], arrays["defoci_nm"], **attrs)
+
+
+def _defoci_nm(text: str) -> list:
+    try:
+        return [1e3 * float(v) for v in text.split(",")]
+    except ValueError:
+        raise ValueError(f"--defocus must be comma-separated numbers [µm], got {text!r}") from None
+
+
+def _simulate(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..ltem import samples, simulate_series
+
+    name, kwargs = SAMPLES[args.sample]
+    sample = getattr(samples, name)(shape=(args.size, args.size), pixel_nm=args.pixel_size, **kwargs)
+    defoci = _defoci_nm(args.defocus)
+    with output_folder(args.out, command="ltem simulate") as tmp:
+        series = simulate_series(sample, defoci, beam_energy_ev=args.beam_energy, dose_e_per_pixel=args.dose,
+                                 rng=args.seed)  # fmt: skip
+        files = {"series": write_series(series, tmp / "series.h5"), "truth": tmp / "truth.npz"}
+        np.savez_compressed(files["truth"], phase=sample.phase(beam_energy_ev=args.beam_energy),
+                            pixel_nm=sample.pixel_nm)  # fmt: skip
+    print(series)
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def _write_result(result, series, tmp: Path, args: argparse.Namespace) -> dict:
+    from ..ltem.plot import save_ltem_figures
+
+    files = {"result": result.to_hdf5(tmp / "phase.h5")}
+    files.update(save_ltem_figures(result, tmp / "figures", series=series if result.method == "ad" else None,
+                                   fmt=args.format, dpi=args.dpi))  # fmt: skip
+    return files
+
+
+def _tie(args: argparse.Namespace) -> int:
+    from ..ltem import tie
+
+    check_output_folder(args.out)
+    series = read_series(args.series)
+    with output_folder(args.out, command="ltem tie") as tmp:
+        result = tie(series, tikhonov=args.tikhonov)
+        files = _write_result(result, series, tmp, args)
+    print(result.report())
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def _retrieve(args: argparse.Namespace) -> int:
+    from ..ltem import retrieve_phase
+
+    check_output_folder(args.out)
+    try:
+        weight = args.weight if args.weight == "auto" else float(args.weight)
+    except ValueError:
+        raise ValueError(f"--weight must be 'auto' or a number, got {args.weight!r}") from None
+    series = read_series(args.series)
+    with output_folder(args.out, command="ltem retrieve") as tmp:
+        result = retrieve_phase(series, fit=tuple(f.strip() for f in args.fit.split(",")),
+                                regulariser=args.regulariser, weight=weight, optimiser=args.optimiser,
+                                n_iter=args.iterations, rng=args.seed, progress=True)  # fmt: skip
+        files = _write_result(result, series, tmp, args)
+    print(result.report())
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
+def _cmd_ltem(args: argparse.Namespace) -> int:
+    return {"simulate": _simulate, "tie": _tie, "retrieve": _retrieve}[args.ltem_command](args)
