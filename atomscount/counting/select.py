@@ -536,11 +536,12 @@ def select_components(scan: MixtureScan, *, library_scs=None, scs_errors=None, n
                     reasons.append(f"{n_merged} increment(s) over {MERGED:g}x their neighbours' (counts merged or "
                                    "absent)")  # fmt: skip
         step = _implied_step(means, weights, lib, inc, comp_counts, scale)
-        over_step = None if step is None else width / step
+        # coincident means imply no step at all: the components are as unresolved as can be
+        over_step = None if step is None else (width / step if step > 0 else np.inf)
         width_ratio = None if not err_rms else width / err_rms
         unresolved_pen = 0.0
         if over_step is not None and over_step > 1.0:
-            unresolved_pen = UNRESOLVED * (1 + np.log(over_step))
+            unresolved_pen = UNRESOLVED * (1 + np.log(min(over_step, 1e12)))
             reasons.append(f"width {over_step:.2f}x the step between the counts it implies (components hold "
                            "several counts)")  # fmt: skip
         elif gaps:

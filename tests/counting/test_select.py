@@ -211,3 +211,10 @@ def test_columns_far_below_are_left_out_and_do_not_drive_g(au110):
     assert not far_below([0.0, 0.05, 0.2], m, np.full(4, 0.25), 0.01)[1:].any()
     with pytest.raises(ValueError, match="n_sigma must be > 0, got 0"):
         far_below([0.1], m, np.full(4, 0.25), 0.01, n_sigma=0)
+
+
+def test_columns_of_one_identical_scs_are_one_count_not_a_division_by_zero():
+    # coincident mixture means imply a step of zero between counts (a ZeroDivisionError found by the fuzz)
+    for kw in ({}, {"dose": 0.5}, {"n_components": 2}):
+        counts = count_atoms(np.full(20, 1.0), method="icl", rng=0, **kw)
+        assert np.all(counts.counts == 1), kw
