@@ -30,7 +30,9 @@ Top-level keys
     ``nrmse_ratio_sirt_over_multimodal_30`` (separate over multimodal "tnv" at 30 counts,
     the lowest over elements and particles), ``dose_ratio_10pct`` (the lowest over the
     particles), ``ptau_concentration_error`` (multimodal, 30 counts, the worse element),
-    ``interface_width_rel_error`` (HAADF composition alone), ``seconds_128`` and
+    ``interface_width_rel_error`` (HAADF composition alone, the ``interface`` part: 128³
+    voxels of 0.75 Å at 1e4 e/Å² per projection; the particles' coarser grid gives
+    ``interface_width_rel_error_particles``), ``seconds_128`` and
     ``peak_memory_mb_128`` (multimodal "tnv", three elements, 29 projections, at 128³; None
     with ``--quick``, whose own size is under ``seconds_quick``), ``fusion_nrmse_ours``,
     ``fusion_nrmse_default`` and ``fusion_nrmse_tuned`` (the 2D comparison).
@@ -77,7 +79,7 @@ PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_elemental.json"
 COUNTS = (10, 30, 100)
 REGULARISERS = ("tnv", "tv", "tgv")
-PARTS = ("particles", "timing", "fusion", "public")
+PARTS = ("particles", "interface", "timing", "fusion", "public")
 
 
 def _config(quick: bool) -> dict:
@@ -305,7 +307,9 @@ def _summarise_particles(out, cfg):
     w_true = 6.0  # core_shell_rod's default interface_width_angstrom
     w = rod.get("haadf_composition", {}).get("interface_width_angstrom")
     out["interface_width_true_angstrom"] = w_true
-    out["interface_width_rel_error"] = abs(w - w_true) / w_true if w else None
+    # the particles' grid (2 Å voxels when quick) is too coarse for a 6 Å interface: the headline
+    # figure is the interface part's, on the issue's 128³ grid of 0.75 Å voxels
+    out["interface_width_rel_error_particles"] = abs(w - w_true) / w_true if w else None
     w_fit = parts.get("rod", {}).get("interface_width_truth_fit_angstrom")
     out["interface_width_truth_fit_rel_error"] = abs(w_fit - w_true) / w_true if w_fit else None  # the fit's own bias
     w_mm = rod.get("multimodal_tnv", {}).get("interface_width_angstrom")
@@ -321,6 +325,19 @@ def _timed_run(n, voxel, angles, n_iter):
         result, seconds, _ = _quiet(reconstruct_elemental, haadf, edxs, n_iter=n_iter, progress=False)
     return {"voxels": n**3, "seconds": seconds, "peak_memory_mb": mem.mb, "iterations": len(result.objective),
             "seconds_per_iteration": seconds / max(len(result.objective), 1)}  # fmt: skip
+
+
+def part_interface(cfg, out, save, quick):
+    """The interface width of the diffused Au@Ag rod from HAADF composition alone, on the issue's grid
+    (128³ voxels of 0.75 Å, a 6 Å erf interface, ±70° in 5° steps, 1e3-1e5 e/Å² per projection; 64³ and
+    3 Å when quick): ``benchmarks/_bench_elemental_interface.py``."""
+    from _bench_elemental_interface import run
+
+    res = run(quick=quick)
+    out["interface"] = res
+    out["interface_width_rel_error"] = res["interface_width_rel_error"]
+    out["interface_width_dose_e_per_angstrom2"] = res["interface_width_dose_e_per_angstrom2"]
+    save()
 
 
 def part_timing(cfg, out, save, quick):
@@ -559,6 +576,8 @@ def main(argv=None) -> int:
         try:
             if part == "particles":
                 part_particles(cfg, out, save)
+            elif part == "interface":
+                part_interface(cfg, out, save, args.quick)
             elif part == "timing":
                 part_timing(cfg, out, save, args.quick)
             elif part == "fusion":
