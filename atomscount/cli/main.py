@@ -92,7 +92,7 @@ def main(argv=None) -> int:
                 what = "interrupted" if code == 130 else "terminated"
                 print(f"atomscount {args.command}: {what}; no output written", file=sys.stderr)
                 return code
-            if isinstance(exc, (ValueError, TypeError, OSError)):
+            if isinstance(exc, (ValueError, TypeError, OSError)) or type(exc) is ImportError:  # an optional extra
                 message = _option_names(str(exc), _command_parser(parser, args))
                 print(f"atomscount {args.command}: error: {message}", file=sys.stderr)
                 return 2

@@ -1,8 +1,14 @@
 """Stage: Lorentz TEM of magnetic films (forward model, TIE and differentiable phase retrieval).
 
 Lengths are in nm, magnetisation in A/m, beam energy in eV and phases in radians.
-JAX is imported by the modules of this stage only, never by ``import atomscount``.
+JAX is imported by the modules of this stage only, never by ``import atomscount``; it
+is an optional dependency (``pip install 'atomscount[ltem]'``), and importing the stage
+without it says so.
 """
+
+from ._deps import check_jax
+
+check_jax()
 
 from .forward import (
     electrostatic_phase,
