@@ -75,7 +75,7 @@ def magnetic_phase(mx, my, *, pixel_nm: float, thickness_nm, ms_a_per_m: float) 
     Parameters
     ----------
     mx, my : array_like, shape (ny, nx)
-        In-plane components of the unit magnetisation (|m| <= 1; 0 outside the film).
+        In-plane components of the unit magnetisation (``|m| <= 1``; 0 outside the film).
     pixel_nm : float
         Pixel size [nm].
     thickness_nm : float or array_like, shape (ny, nx)

@@ -50,7 +50,7 @@ class MagneticSample:
 
     @property
     def magnetic_region(self) -> np.ndarray:
-        """Pixels where the film is magnetised in plane (|m⊥| > 0.1 and thickness > 0)."""
+        """Pixels where the film is magnetised in plane (``|m⊥| > 0.1`` and thickness > 0)."""
         return (np.hypot(self.mx, self.my) > 0.1) & (np.asarray(self.thickness_nm) > 0)
 
     def magnetic_phase(self) -> np.ndarray:
