@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from .result import LTEMSeries
+from .result import LTEMSeries, _non_negative, _positive
 
 __all__ = ["electrostatic_phase", "fresnel_image", "interaction_constant", "magnetic_phase", "simulate_series",
            "transfer_function", "wavelength_nm"]  # fmt: skip
@@ -24,20 +24,6 @@ _M0 = 9.1093837015e-31  # electron rest mass [kg]
 _C = 299792458.0  # speed of light [m/s]
 _MU0 = 1.25663706212e-6  # vacuum permeability [T m / A]
 _PHI0_T_NM2 = _H / (2 * _E) * 1e18  # flux quantum h/2e [T nm²]
-
-
-def _positive(value, name: str) -> float:
-    v = float(value)
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
-
-
-def _non_negative(value, name: str) -> float:
-    v = float(value)
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
 
 
 def wavelength_nm(beam_energy_ev: float) -> float:

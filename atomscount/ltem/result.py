@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._checks import check_positive
 from ..io import read_hdf5, write_hdf5
 
 __all__ = ["LTEMSeries", "PhaseRetrieval"]
@@ -15,17 +16,11 @@ _KIND = "PhaseRetrieval"
 
 
 def _positive(value, name: str) -> float:
-    v = float(value)
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
+    return check_positive(value, name)
 
 
 def _non_negative(value, name: str) -> float:
-    v = float(value)
-    if not (np.isfinite(v) and v >= 0):
-        raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return v
+    return check_positive(value, name, allow_zero=True)
 
 
 def _stack_images(images) -> np.ndarray:

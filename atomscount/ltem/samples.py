@@ -10,6 +10,8 @@ import dataclasses
 
 import numpy as np
 
+from .result import _positive
+
 __all__ = ["MagneticSample", "domain_wall", "skyrmion_lattice", "vortex_disk"]
 
 
@@ -85,13 +87,6 @@ def _check_grid(shape, pixel_nm) -> tuple[tuple[int, int], float]:
     if not (np.isfinite(px) and px > 0):
         raise ValueError(f"pixel_nm must be a finite number > 0, got {pixel_nm!r}")
     return (ny, nx), px
-
-
-def _positive(value, name: str) -> float:
-    v = float(value)
-    if not (np.isfinite(v) and v > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return v
 
 
 def _tilt(mx, my, mz, thickness, tilt_deg: float):
