@@ -92,6 +92,17 @@ def _elemental(n=20, seed=5):
                             objective=np.geomspace(100.0, 1.0, 40), converged=True)  # fmt: skip
 
 
+def _denoised():
+    """Noisy Au and Ag maps of a core-shell disc (expected counts as truth), denoised by the Gaussian filter."""
+    from atomscount.elemental.denoise import denoise_edxs
+
+    y, x = np.mgrid[:32, :32] - 15.5
+    r = np.hypot(x, y)
+    truth = {"Au": 3.0 * (r < 6), "Ag": 3.0 * ((r >= 6) & (r < 11))}
+    noisy = {e: np.random.default_rng(7).poisson(t) for e, t in truth.items()}
+    return noisy, denoise_edxs(noisy, method="gaussian"), truth
+
+
 def _coreshell():
     pos = fcc_sites(4.08, 7.0)
     pos = pos[np.linalg.norm(pos, axis=1) <= 6.5]
@@ -147,6 +158,7 @@ def _makers(columns):
     lens, mixed = _mixed()
     strain, polar, perovskite = _perovskite()
     ltem_series, ltem_result = _ltem()
+    noisy, denoised, clean = _denoised()
     meas = np.linspace(1.0, 3.0, 12)
     model3d = Atoms(["Fe", "Pt"] * 10, positions=np.random.default_rng(4).uniform(0, 8, (20, 3)))
     return {
@@ -184,6 +196,7 @@ def _makers(columns):
         "line_profile": lambda: eplot.plot_line_profile(elemental, truth={"Au": elemental.concentration[0]}),
         "composition_histogram": lambda: eplot.plot_composition_histogram(elemental),
         "convergence": lambda: eplot.plot_convergence(elemental),
+        "denoised": lambda: eplot.plot_denoised(noisy, denoised, truth=clean, pixel_size_angstrom=2.0),
         "ltem_images_model": lambda: ltplot.plot_images_model(ltem_series, ltem_result),
         "ltem_phase": lambda: ltplot.plot_phase(ltem_result),
         "ltem_induction": lambda: ltplot.plot_induction(ltem_result),
@@ -193,7 +206,7 @@ def _makers(columns):
 
 @pytest.fixture(scope="module")
 def figures(columns):
-    with plt.rc_context({"figure.max_open_warning": 0}):  # all 38 at once, to check them side by side
+    with plt.rc_context({"figure.max_open_warning": 0}):  # all 39 at once, to check them side by side
         figs = {name: make() for name, make in _makers(columns).items()}
     yield figs
     for fig in figs.values():
@@ -209,10 +222,10 @@ def test_every_figure_function_is_drawn(figures):
              "plot_core_count_map", "plot_orthoslices", "plot_volume_gallery", "plot_intensity_histogram", "plot_r1",
              "plot_pair_distribution", "plot_bond_order", "plot_strain_map", "plot_strain_maps",
              "plot_displacement_map", "plot_polarisation_map", "plot_rgb_composite", "plot_line_profile",
-             "plot_composition_histogram", "plot_convergence", "plot_images_model", "plot_phase", "plot_induction",
-             "plot_loss"}  # fmt: skip
+             "plot_composition_histogram", "plot_convergence", "plot_denoised", "plot_images_model", "plot_phase",
+             "plot_induction", "plot_loss"}  # fmt: skip
     assert public == drawn  # a new figure function is added to _makers too
-    assert len(figures) == 38
+    assert len(figures) == 39
 
 
 def test_no_text_leaves_the_canvas(figures):

@@ -1,5 +1,5 @@
-"""``atomscount elemental``: simulate HAADF + EDXS tilt series of a phantom, reconstruct each element's
-concentration from them, or read the composition of a two-element particle off a HAADF reconstruction.
+"""``atomscount elemental``: simulate HAADF + EDXS tilt series of a phantom, denoise the EDXS series, reconstruct
+each element's concentration from them, or read the composition of a two-element particle off a HAADF reconstruction.
 
 A series folder (what ``simulate`` writes and ``reconstruct`` reads) holds ``haadf.h5`` (optional) and one
 ``edxs_ELEMENT.h5`` per element, each a tilt series as :meth:`atomscount.tomo.TiltSeries.to_hdf5` writes it.
@@ -14,6 +14,8 @@ from ._run import check_output_folder, figure_options, final_paths, output_folde
 
 #: --phantom -> the function of :mod:`atomscount.elemental.phantoms` that builds it.
 PHANTOMS = {"core-shell-rod": "core_shell_rod", "alloy": "alloy_particle", "three-element": "three_element_particle"}
+#: --method of ``denoise``: :data:`atomscount.elemental.denoise.DENOISE_METHODS` (not imported to keep --help fast).
+DENOISE_METHODS = ("network", "gaussian", "tv", "bm3d")
 
 
 def add_parser(sub, fmt) -> None:
@@ -40,6 +42,26 @@ def add_parser(sub, fmt) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the noise")
     s.add_argument("--out", type=Path, required=True,
                    help="series folder: haadf.h5, edxs_ELEMENT.h5 per element and truth.npz (atoms/Å³)")  # fmt: skip
+    d = es.add_parser("denoise", formatter_class=fmt,
+                      help="denoise each element's EDXS series of a series folder (before reconstruct)")  # fmt: skip
+    d.add_argument("series", type=Path, help="series folder (atomscount elemental simulate)")
+    d.add_argument("--method", choices=DENOISE_METHODS, default="network",
+                   help="network: the shipped network (expected counts and 1σ); gaussian, tv, bm3d: the classical "
+                        "baselines, their strength chosen per map without the truth")  # fmt: skip
+    d.add_argument("--strength", type=float, default=None,
+                   help="a classical method's parameter: the Gaussian's width [px], the TV weight or BM3D's noise "
+                        "level (in units of the Anscombe transform) (default: chosen per map)")  # fmt: skip
+    d.add_argument("--tta", action="store_true",
+                   help="network: average over the 8 flips and rotations, their spread added to 1σ (8x the "
+                        "time)")  # fmt: skip
+    d.add_argument("--model", type=Path, default=None,
+                   help="network weights (.npz of atomscount.elemental.train.save_denoiser; default: the "
+                        "shipped)")  # fmt: skip
+    figure_options(d)
+    d.add_argument("--out", type=Path, required=True,
+                   help="series folder: the denoised edxs_ELEMENT.h5 (expected counts), haadf.h5 and truth.npz "
+                        "copied, denoised.h5 (maps and 1σ) and the figures; reconstruct it with --method "
+                        "separate")  # fmt: skip
     r = es.add_parser("reconstruct", formatter_class=fmt, help="each element's concentration from a series folder")
     r.add_argument("series", type=Path, help="series folder (atomscount elemental simulate)")
     r.add_argument("--method", choices=("multimodal", "separate"), default="multimodal",
@@ -135,6 +157,67 @@ def _simulate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _expected_truth(folder: Path, edxs: dict):
+    """The noise-free counts of a simulated series folder (from its truth.npz and the series' settings), else None."""
+    import numpy as np
+
+    from ..elemental.forward import simulate_edxs
+
+    path = folder / "truth.npz"
+    first = next(iter(edxs.values()))
+    need = ("dose_e_per_angstrom2", "solid_angle_sr", "beam_energy_ev")
+    if not path.is_file() or not first.single_axis or not all(k in first.provenance for k in need):
+        return None
+    with np.load(path) as z:
+        densities = {e: z[e] for e in edxs if e in z.files}
+    if set(densities) != set(edxs):
+        return None
+    p = first.provenance
+    clean = simulate_edxs(densities, first.pixel_size_angstrom, first.angles[:, 1],
+                          dose_e_per_angstrom2=p["dose_e_per_angstrom2"], solid_angle_sr=p["solid_angle_sr"],
+                          beam_energy_ev=p["beam_energy_ev"], noise=False)  # fmt: skip
+    return {e: s.images for e, s in clean.items()}
+
+
+def _denoise(args: argparse.Namespace) -> int:
+    import shutil
+
+    from .._figures import write_figures
+    from ..elemental import _net
+    from ..elemental.denoise import denoise_series
+    from ..elemental.plot import plot_denoised
+
+    check_output_folder(args.out)
+    _, edxs = read_series_folder(args.series, haadf=False)
+    kwargs = {"method": args.method, "tta": args.tta}
+    if args.strength is not None:
+        kwargs["strength"] = args.strength
+    if args.model is not None:
+        kwargs["model"] = _net.load_denoiser(args.model)
+    with output_folder(args.out, command="elemental denoise", signals=args.signals) as tmp:
+        series, result = denoise_series(edxs, **kwargs)
+        files = {}
+        for element, s in series.items():
+            files[f"edxs_{element}"] = s.to_hdf5(tmp / f"edxs_{element}.h5")
+        for name in ("haadf.h5", "truth.npz"):
+            if (Path(args.series) / name).is_file():
+                files[name.split(".")[0]] = Path(shutil.copy2(Path(args.series) / name, tmp / name))
+        files["denoised"] = result.to_hdf5(tmp / "denoised.h5")
+        first = next(iter(edxs.values()))
+        noisy = {e: s.images for e, s in edxs.items()}
+        truth = _expected_truth(Path(args.series), edxs)
+        (tmp / "figures").mkdir()
+        files.update(write_figures({"denoised_maps": lambda: plot_denoised(noisy, result, truth=truth,
+                                                                      pixel_size_angstrom=first.pixel_size_angstrom)},
+                                   tmp / "figures", fmt=args.format, dpi=args.dpi))  # fmt: skip
+    s = result.summary()
+    spread = f", median 1σ {s['median_sigma']:.3g} counts" if s["median_sigma"] is not None else ""
+    print(f"denoised {len(edxs)} series by {s['method']}: dose {s['dose_min']:.3g} to {s['dose_max']:.3g} counts per "
+          f"pixel{spread}")  # fmt: skip
+    print_files(final_paths(files, tmp, args.out), args.out)
+    return 0
+
+
 def _reconstruct(args: argparse.Namespace) -> int:
     from ..elemental.reconstruct import reconstruct_elemental, reconstruct_separate
 
@@ -172,6 +255,5 @@ def _composition(args: argparse.Namespace) -> int:
 
 
 def _cmd_elemental(args: argparse.Namespace) -> int:
-    return {"simulate": _simulate, "reconstruct": _reconstruct, "composition": _composition}[args.elemental_command](
-        args
-    )
+    actions = {"simulate": _simulate, "denoise": _denoise, "reconstruct": _reconstruct, "composition": _composition}
+    return actions[args.elemental_command](args)

@@ -7,12 +7,19 @@ with its uncertainty, the particle mask, the HAADF weights and γ) → figures a
 """
 
 from .composition import composition_from_haadf, fit_interface_width, fit_pure_levels, wedge_elongation
+from .denoise import DENOISE_METHODS, DenoisedMaps, denoise_edxs, denoise_series, finetune_denoiser, split_counts
 from .forward import XRayLine, default_haadf_weights, haadf_model, simulate_edxs, simulate_haadf, xray_line
 from .phantoms import alloy_particle, core_shell_rod, three_element_particle
 from .reconstruct import reconstruct_elemental, reconstruct_separate
 from .result import FLAG_CLIPPED, FLAG_PARTIAL_VOLUME, ElementalVolumes
 
 __all__: list[str] = [
+    "DENOISE_METHODS",
+    "DenoisedMaps",
+    "denoise_edxs",
+    "denoise_series",
+    "finetune_denoiser",
+    "split_counts",
     "FLAG_CLIPPED",
     "FLAG_PARTIAL_VOLUME",
     "ElementalVolumes",

@@ -1,6 +1,7 @@
 """Figures of the elemental stage: orthogonal slices of each element's concentration on one colour scale,
 an RGB composite of the elements, line profiles with their uncertainty bands, the histogram of the
-composition over the particle, and the convergence of the objective.
+composition over the particle, the convergence of the objective, and denoised EDXS maps beside the
+noisy ones (:func:`plot_denoised`).
 
 Every figure takes an :class:`~atomscount.elemental.result.ElementalVolumes`. Concentrations are atomic
 fractions (0 to 1); positions are in Å with the origin at the centre of the volume, as in
@@ -19,7 +20,7 @@ from .._figures import _COLORBAR, _scale_bar, write_figures
 from ..style import COLUMN_WIDTH_INCH, PAGE_WIDTH_INCH, element_color, styled
 
 __all__ = ["plot_orthoslices", "plot_rgb_composite", "plot_line_profile", "plot_composition_histogram",
-           "plot_convergence", "save_elemental_figures"]  # fmt: skip
+           "plot_convergence", "plot_denoised", "save_elemental_figures"]  # fmt: skip
 
 _CONCENTRATION = "concentration (atomic fraction)"
 _AXES = ("x", "y", "z")
@@ -263,6 +264,106 @@ def plot_convergence(result, *, ax=None):
     ax.set_ylabel("objective (negative log-likelihood)")
     state = "converged" if result.converged else "not converged"
     ax.set_title(f"{result.method}: {state} after {len(objective)} iterations")
+    return fig
+
+
+def _denoised_rows(noisy, result, truth, index):
+    """[(label, noisy map, denoised map, sigma map or None, truth map or None)], one per element (or one)."""
+
+    def pick(a, name):
+        a = np.asarray(a, dtype=float)
+        if a.shape[-2:] != result.maps.shape[-2:]:
+            raise ValueError(f"{name} must hold maps of {result.maps.shape[-2:]} pixels, got shape {a.shape}")
+        if a.ndim == 2:
+            return a
+        i = a.shape[0] // 2 if index is None else check_integer(index, "index", low=0, high=a.shape[0] - 1)
+        return a[i]
+
+    if result.elements is not None:
+        keys = result.elements
+        if not isinstance(noisy, dict) or set(noisy) != set(keys):
+            raise ValueError(f"noisy must be the dict of element maps that was denoised ({list(keys)})")
+        if truth is not None and not (isinstance(truth, dict) and set(truth) <= set(keys)):
+            raise ValueError(f"truth must be a dict of some of the elements {list(keys)}")
+        return [(e, pick(noisy[e], f"noisy[{e!r}]"), pick(result[e], "result.maps"),
+                 None if result.sigma is None else pick(result.sigma[k], "result.sigma"),
+                 None if truth is None or e not in truth else pick(truth[e], f"truth[{e!r}]"))
+                for k, e in enumerate(keys)]  # fmt: skip
+    if np.shape(noisy) != result.maps.shape:
+        raise ValueError(f"noisy must have the denoised maps' shape {result.maps.shape}, got {np.shape(noisy)}")
+    return [(None, pick(noisy, "noisy"), pick(result.maps, "result.maps"),
+             None if result.sigma is None else pick(result.sigma, "result.sigma"),
+             None if truth is None else pick(truth, "truth"))]  # fmt: skip
+
+
+@styled
+def plot_denoised(noisy, result, *, truth=None, pixel_size_angstrom: float = 1.0, index: int | None = None):
+    """Noisy, denoised, uncertainty and (where known) true EDXS maps side by side, one row per element.
+
+    The noisy, denoised and true maps of a row share one colour scale [counts per pixel]
+    (the noisy map saturates above it); the uncertainty (1σ, counts per pixel) has its
+    own, and is left out for a method without one. Scale bars on every map.
+
+    Parameters
+    ----------
+    noisy : ndarray or dict of str to ndarray
+        The counts given to :func:`~atomscount.elemental.denoise.denoise_edxs`.
+    result : DenoisedMaps
+    truth : ndarray or dict of str to ndarray, optional
+        The expected counts without noise, in the layout of ``noisy``.
+    pixel_size_angstrom : float
+        [Å], for the axes and scale bars.
+    index : int, optional
+        Which map of a stack (default the middle one).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+    """
+    from matplotlib.colors import Normalize
+
+    from .._checks import check_positive
+
+    px = check_positive(pixel_size_angstrom, "pixel_size_angstrom")
+    rows = _denoised_rows(noisy, result, truth, index)
+    has_sigma = result.sigma is not None
+    has_truth = any(r[4] is not None for r in rows)
+    n_cols = 2 + has_sigma + has_truth
+    bars = (1 + has_sigma) * _COLORBAR
+    panel = min(1.9, (PAGE_WIDTH_INCH - bars - 1.4) / n_cols)
+    fig, axes = plt.subplots(len(rows), n_cols, figsize=(n_cols * panel + bars + 1.4,
+                             len(rows) * (panel + 0.35) + 0.3), layout="constrained", squeeze=False)  # fmt: skip
+    for ax_row, (element, y, m, s, t) in zip(axes, rows, strict=True):
+        h, w = m.shape
+        ext = (0.0, w * px, h * px, 0.0)
+        top = max(float(m.max()), float(t.max()) if t is not None else 0.0, 1e-12) * 1.05
+        norm = Normalize(0.0, top)
+        who = f"{element}: " if element else ""
+        panels = [(y, f"{who}noisy", norm), (m, f"denoised ({result.method})", norm)]
+        if t is not None:
+            panels.append((t, "truth", norm))
+        elif has_truth:
+            panels.append((None, "truth", norm))
+        if s is not None:
+            panels.append((s, "uncertainty (1σ)", Normalize(0.0, max(float(s.max()), 1e-12))))
+        for k, (ax, (data, title, nm)) in enumerate(zip(ax_row, panels, strict=True)):
+            ax.set_title(title, **({"color": element_color(element)} if element and k == 0 else {}))
+            if data is None:
+                ax.set_axis_off()
+                continue
+            im = ax.imshow(data, cmap="viridis" if nm is norm else "magma", norm=nm, extent=ext)
+            ax.set_xlabel("x (Å)")
+            if k == 0:
+                ax.set_ylabel("y (Å)")
+            else:
+                ax.tick_params(labelleft=False)
+            _scale_bar(ax)
+            if k == 0:
+                counts_image = im
+            if nm is not norm:
+                fig.colorbar(im, ax=ax, shrink=0.8, label="1σ (counts)")
+        fig.colorbar(counts_image, ax=list(ax_row[: n_cols - has_sigma]), shrink=0.8, extend="max",
+                     label="counts (per pixel)")  # fmt: skip
     return fig
 
 
