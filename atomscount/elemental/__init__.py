@@ -12,6 +12,7 @@ from .forward import XRayLine, default_haadf_weights, haadf_model, simulate_edxs
 from .phantoms import alloy_particle, core_shell_rod, three_element_particle
 from .reconstruct import reconstruct_elemental, reconstruct_separate
 from .result import FLAG_CLIPPED, FLAG_PARTIAL_VOLUME, ElementalVolumes
+from .shapes import random_particle, training_maps
 
 __all__: list[str] = [
     "DENOISE_METHODS",
@@ -30,12 +31,14 @@ __all__: list[str] = [
     "default_haadf_weights",
     "fit_interface_width",
     "fit_pure_levels",
+    "random_particle",
     "haadf_model",
     "reconstruct_elemental",
     "reconstruct_separate",
     "simulate_edxs",
     "simulate_haadf",
     "three_element_particle",
+    "training_maps",
     "wedge_elongation",
     "xray_line",
 ]

@@ -1,0 +1,312 @@
+"""Training the EDXS denoiser (:mod:`atomscount.elemental._net`) in JAX: supervised on simulated maps, or
+self-supervised (Noise2Noise) on two halves of one acquisition.
+
+Needs JAX and optax (``pip install "atomscount[learn]"``); inference with the trained
+weights does not (it runs in NumPy).
+
+**Supervised** (:func:`train_denoiser`, ``mode="supervised"``): the noise-free maps of
+:func:`atomscount.elemental.shapes.training_maps` are the truth; at every step each map of
+the batch gets a fresh dose, drawn log-uniformly in the dose range, fresh Poisson counts and
+a random flip or quarter turn, so the network never sees the same noise twice. With ``d``
+the dose measure of the noisy map (:func:`atomscount.elemental._net.norm_dose`), ``y`` the
+truth over ``d``, and the network's mean ``m`` and log-variance ``s``, the loss is::
+
+    mean(w (m - y)²) + nll_weight · mean(s + (stop_gradient(m) - y)² exp(-s)) / 2
+
+with each map weighted by ``w = sqrt(d)`` (over the batch's mean), so that the mean is
+the least-squares estimate (the best PSNR) and the variance head learns the mean's error
+without pulling the mean towards it.
+
+**Noise2Noise** (``mode="noise2noise"``, ``pairs=(a, b)``): two independent halves of one
+acquisition (for example odd and even frames) have the same expected counts and independent
+noise, so least squares of the network's output on ``a`` against ``b`` (and the other way
+round) trains towards the expectation with no clean truth (Lehtinen et al., ICML 2018,
+arXiv:1803.04189). The network fine-tunes from ``model`` (default: the shipped weights) on
+random crops; its variance head is left as trained on simulations. Apply the fine-tuned
+network to ``a + b``: its dose conditioning covers the doubled dose.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import pickle
+import time
+from pathlib import Path
+
+import numpy as np
+
+from .._checks import check_choice, check_integer, check_positive
+from . import _net
+
+__all__ = ["train_denoiser", "save_denoiser"]
+
+#: What training needs beyond the default install, and the command that installs it.
+NEEDED = ("jax", "optax")
+INSTALL = 'pip install "atomscount[learn]"'
+
+
+def _require_jax() -> None:
+    missing = [name for name in NEEDED if importlib.util.find_spec(name) is None]
+    if missing:
+        raise ImportError(f"training the EDXS denoiser needs {' and '.join(missing)}, which the default install "
+                          "leaves out (denoising with the shipped weights does not); install them with: "
+                          f"{INSTALL}")  # fmt: skip
+
+
+def _jax_conv(x, w, b):
+    from jax import lax
+
+    out = lax.conv_general_dilated(x, w, (1, 1), "SAME", dimension_numbers=("NCHW", "HWIO", "NCHW"))
+    return out + b[None, :, None, None]
+
+
+def jax_forward(params, x):
+    """The network's forward pass in JAX (:func:`atomscount.elemental._net.forward`, channels first)."""
+    import jax.numpy as jnp
+
+    return _net.forward(params, x, xp=jnp, conv=_jax_conv)
+
+
+def _augment(maps, rng):
+    """A random flip or quarter turn of each map (n, h, w), the same for every array in ``maps``."""
+    k = rng.integers(8, size=maps[0].shape[0])
+    out = [np.empty_like(m) for m in maps]
+    for i, t in enumerate(k):
+        for m, o in zip(maps, out, strict=True):
+            a = np.rot90(m[i], t % 4)
+            o[i] = a[:, ::-1] if t >= 4 else a
+    return out
+
+
+def _supervised_batch(unit, rng, batch, dose_range):
+    """Fresh noisy maps from truths of unit dose measure: (input (n, 2, h, w), target (n, h, w))."""
+    idx = rng.integers(len(unit), size=batch)
+    (truth,) = _augment([unit[idx]], rng)
+    lo, hi = dose_range
+    d = np.exp(rng.uniform(np.log(lo), np.log(hi), size=batch))[:, None, None]
+    clean = truth * d
+    noisy = rng.poisson(clean).astype(np.float32)
+    dn = np.array([_net.norm_dose(m) for m in noisy], np.float32)
+    return _net.network_input(noisy, dn), (clean / dn[:, None, None]).astype(np.float32)
+
+
+def _crop_batch(a, b, rng, batch, crop):
+    """Random crops of the pairs, each way round at random: (input, target)."""
+    n, h, w = a.shape
+    idx = rng.integers(n, size=batch)
+    y0 = rng.integers(h - crop + 1, size=batch)
+    x0 = rng.integers(w - crop + 1, size=batch)
+    swap = rng.random(batch) < 0.5
+    picks = list(zip(idx, y0, x0, swap, strict=True))
+    src = np.stack([(b if s else a)[i, y : y + crop, x : x + crop] for i, y, x, s in picks])
+    tgt = np.stack([(a if s else b)[i, y : y + crop, x : x + crop] for i, y, x, s in picks])
+    src, tgt = _augment([src.astype(np.float32), tgt.astype(np.float32)], rng)
+    dn = np.array([_net.norm_dose(m) for m in src], np.float32)
+    return _net.network_input(src, dn), (tgt / dn[:, None, None]).astype(np.float32)
+
+
+def _check_pairs(pairs):
+    if not isinstance(pairs, tuple | list) or len(pairs) != 2:
+        raise TypeError(f"pairs must be (a, b), two arrays of counts (n, h, w), got {type(pairs).__name__}")
+    a, b = (np.asarray(p, dtype=np.float64) for p in pairs)
+    a, b = (x[None] if x.ndim == 2 else x for x in (a, b))
+    if a.ndim != 3 or a.shape != b.shape:
+        raise ValueError(f"pairs must be two arrays of one shape (n, h, w), got {a.shape} and {b.shape}")
+    for name, x in (("pairs[0]", a), ("pairs[1]", b)):
+        if not np.isfinite(x).all() or (x < 0).any():
+            raise ValueError(f"{name} must hold counts (finite, >= 0)")
+    return a, b
+
+
+def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=None, data=None,
+                   mode: str = "supervised", pairs=None, channels=(16, 32, 64, 128), n_maps: int = 2000,
+                   dose_range=(0.5, 100.0), learning_rate: float = 2e-3, nll_weight: float = 0.1,
+                   crop: int = 64, checkpoint=None, checkpoint_every: int = 100, log_every: int = 20,
+                   progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+    """Train the EDXS denoiser, or fine-tune it on a user's data.
+
+    Parameters
+    ----------
+    seed : int
+        Seeds the initial weights, the training maps (when ``data`` is omitted) and the
+        batches; keep it below :data:`atomscount.elemental.shapes.HELD_OUT_SEED`.
+    steps : int
+        Optimiser steps (Adam with warm-up and cosine decay, gradients clipped to norm 1).
+    batch : int
+        Maps per step.
+    model : dict, optional
+        Weights to start from (:func:`atomscount.elemental._net.load_denoiser`); default a
+        fresh network for ``"supervised"`` and the shipped weights for ``"noise2noise"``.
+    data : dict, optional
+        :func:`atomscount.elemental.shapes.training_maps` output (its ``clean`` maps and
+        ``dose``); generated from ``seed`` with ``n_maps`` maps when omitted.
+    mode : {"supervised", "noise2noise"}
+    pairs : (a, b), arrays (n, h, w) of counts
+        For ``"noise2noise"``: two independent halves of one acquisition.
+    channels : tuple of int
+        Features per U-Net level, for a fresh network.
+    n_maps : int
+        Training maps to generate when ``data`` is omitted.
+    dose_range : (float, float)
+        Doses [counts per pixel, :func:`~atomscount.elemental._net.map_dose`] to train at.
+    learning_rate : float
+        Peak learning rate.
+    nll_weight : float
+        Weight of the variance head's Gaussian likelihood (supervised mode).
+    crop : int
+        Crop side [px] for ``"noise2noise"`` (at most the maps' size; rounded down to a multiple of 16).
+    checkpoint : str or Path, optional
+        A file to save the state to every ``checkpoint_every`` steps and to resume from if
+        it exists (so that a run killed loses little).
+    checkpoint_every, log_every : int
+        Steps between checkpoints and between entries of the loss history.
+    progress : bool
+        Print the loss every ``log_every`` steps.
+
+    Returns
+    -------
+    model : dict
+        ``params`` (NumPy float32 arrays) and ``meta`` (``architecture``, ``dose_range``,
+        ``trained_on``, ``training_seconds``, ``steps``, ``mode``), ready for
+        :func:`~atomscount.elemental._net.predict` and :func:`save_denoiser`.
+    history : dict
+        ``step``, ``loss``, ``mse``, ``nll`` (means over each ``log_every`` steps) and
+        ``seconds`` (wall time since the start, including resumed runs).
+
+    Raises
+    ------
+    ImportError
+        Without JAX or optax (``pip install "atomscount[learn]"``).
+    """
+    _require_jax()
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    seed = check_integer(seed, "seed", low=0)
+    steps = check_integer(steps, "steps", low=1)
+    batch = check_integer(batch, "batch", low=1)
+    check_choice(mode, "mode", ("supervised", "noise2noise"))
+    lr = check_positive(learning_rate, "learning_rate")
+    nll_weight = check_positive(nll_weight, "nll_weight", allow_zero=True)
+    lo, hi = (check_positive(d, "dose_range") for d in dose_range)
+    rng = np.random.default_rng([seed, 1])
+
+    if mode == "noise2noise":
+        if pairs is None:
+            raise ValueError("mode='noise2noise' needs pairs=(a, b), two halves of one acquisition")
+        a, b = _check_pairs(pairs)
+        start = _net.load_denoiser() if model is None else model
+        m = _net.multiple_of(start["params"])
+        crop = check_integer(crop, "crop", low=m)
+        crop = min(crop, a.shape[1], a.shape[2]) // m * m
+        if crop < m:
+            raise ValueError(f"pairs maps must be at least {m} px on each side, got {a.shape[1:]}")
+        params0 = start["params"]
+        arch = start["meta"].get("architecture", {"channels": list(_net.channels_of(params0))})
+        nll_weight = 0.0
+        next_batch = lambda: _crop_batch(a, b, rng, batch, crop)  # noqa: E731
+    else:
+        if data is None:
+            from .shapes import training_maps
+
+            data = training_maps(seed, check_integer(n_maps, "n_maps", low=1), dose_range=(lo, hi))
+        clean, dose = np.asarray(data["clean"], np.float32), np.asarray(data["dose"], np.float32)
+        unit = clean / np.where(dose > 0, dose, 1.0)[:, None, None]
+        params0 = model["params"] if model is not None else _net.init_params(tuple(channels), seed=seed)
+        arch = {"channels": list(_net.channels_of(params0))}
+        next_batch = lambda: _supervised_batch(unit, rng, batch, (lo, hi))  # noqa: E731
+
+    schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(200, max(1, steps // 10)), steps, lr * 0.02)
+    opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
+    params = {k: jnp.asarray(v) for k, v in params0.items()}
+    state = opt.init(params)
+    history = {"step": [], "loss": [], "mse": [], "nll": [], "seconds": []}
+    done, elapsed = 0, 0.0
+    ckpt = None if checkpoint is None else Path(checkpoint)
+    if ckpt is not None and ckpt.is_file():
+        with open(ckpt, "rb") as f:
+            saved = pickle.load(f)
+        params = jax.tree_util.tree_map(jnp.asarray, saved["params"])
+        state = jax.tree_util.tree_map(jnp.asarray, saved["state"])
+        history, done, elapsed = saved["history"], saved["step"], saved["seconds"]
+        rng.bit_generator.state = saved["rng"]
+
+    def loss_fn(p, x, y):
+        out = jax_forward(p, x)
+        mu, lv = out[:, 0], out[:, 1]
+        # maps weighted by sqrt(dose) (x[:, 1] is 1 / sqrt(d)): the error over d falls with the dose, and
+        # unweighted the lowest doses would take nearly all of the gradient
+        wt = 1.0 / x[:, 1, 0, 0]
+        mse = jnp.mean(jnp.mean((mu - y) ** 2, axis=(1, 2)) * wt / jnp.mean(wt))
+        nll = 0.5 * jnp.mean(lv + (jax.lax.stop_gradient(mu) - y) ** 2 * jnp.exp(-lv))
+        return mse + nll_weight * nll, (mse, nll)
+
+    @jax.jit
+    def step_fn(p, s, x, y):
+        (loss, (mse, nll)), g = jax.value_and_grad(loss_fn, has_aux=True)(p, x, y)
+        upd, s = opt.update(g, s, p)
+        return optax.apply_updates(p, upd), s, loss, mse, nll
+
+    def save_checkpoint(step):
+        tmp = ckpt.with_suffix(".tmp")
+        with open(tmp, "wb") as f:
+            pickle.dump({"params": jax.device_get(params), "state": jax.device_get(state), "history": history,
+                         "step": step, "seconds": elapsed + time.perf_counter() - t0,
+                         "rng": rng.bit_generator.state}, f)  # fmt: skip
+        os.replace(tmp, ckpt)
+
+    t0 = time.perf_counter()
+    acc = []
+    for step in range(done, steps):
+        x, y = next_batch()
+        params, state, loss, mse, nll = step_fn(params, state, x, y)
+        acc.append((float(loss), float(mse), float(nll)))
+        if (step + 1) % log_every == 0 or step + 1 == steps:
+            mean = np.mean(acc, axis=0)
+            acc = []
+            history["step"].append(step + 1)
+            for key, v in zip(("loss", "mse", "nll"), mean, strict=True):
+                history[key].append(float(v))
+            history["seconds"].append(elapsed + time.perf_counter() - t0)
+            if progress:
+                print(f"step {step + 1}/{steps}  loss {mean[0]:.5f}  mse {mean[1]:.5f}  nll {mean[2]:.4f}  "
+                      f"{history['seconds'][-1]:.0f} s", flush=True)  # fmt: skip
+        if ckpt is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
+            save_checkpoint(step + 1)
+    seconds = elapsed + time.perf_counter() - t0
+    meta = {"architecture": {**arch, "input": "x/d as four 2x2 sub-images + 1/sqrt(d)", "output": "mean, log-var",
+                             "convs": "3x3 ReLU, two per level", "framework": "numpy inference, jax training"},
+            "dose_range": [lo, hi], "trained_on": jax.default_backend(), "training_seconds": seconds,
+            "steps": steps, "batch": batch, "mode": mode, "seed": seed}  # fmt: skip
+    out = {"params": {k: np.asarray(v, np.float32) for k, v in jax.device_get(params).items()}, "meta": meta}
+    return out, history
+
+
+def save_denoiser(model: dict, path) -> Path:
+    """Write a denoiser (``params`` and ``meta``, as :func:`train_denoiser` returns) to an ``.npz``.
+
+    Arrays under ``meta["reference"]`` are stored as arrays; the rest of ``meta`` as JSON.
+
+    Parameters
+    ----------
+    model : dict
+    path : str or Path
+
+    Returns
+    -------
+    Path
+    """
+    if not isinstance(model, dict) or "params" not in model:
+        raise TypeError(f"model must be a dict with 'params' and 'meta', got {type(model).__name__}")
+    meta = dict(model.get("meta", {}))
+    ref = meta.pop("reference", {}) or {}
+    arrays = {f"param/{k}": np.asarray(v, np.float32) for k, v in model["params"].items()}
+    arrays.update({f"reference/{k}": np.asarray(v) for k, v in ref.items()})
+    arrays["meta"] = np.array(json.dumps(meta))
+    path = Path(path)
+    with open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
+    return path
