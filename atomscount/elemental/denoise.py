@@ -49,10 +49,10 @@ independent Poisson maps at half the dose).
 
 References
 ----------
-Skorikov et al., Nanoscale 13, 14 (2021), doi:10.1039/D1NR01220A (learned EDXS denoising).
-Mäkitalo & Foi, IEEE Trans. Image Process. 20, 99 (2011), doi:10.1109/TIP.2010.2056693.
-Luisier, Blu & Unser, IEEE Trans. Image Process. 19, 2914 (2010), doi:10.1109/TIP.2010.2049910.
-Ramani, Blu & Unser, IEEE Trans. Image Process. 17, 1540 (2008), doi:10.1109/TIP.2008.2001404.
+Skorikov et al., Nanoscale (2021) (learned denoising of EDXS maps of nanoparticles).
+Mäkitalo & Foi, IEEE Trans. Image Process. 20, 99 (2011) (the inverse Anscombe transform).
+Luisier, Vonesch, Blu & Unser, Signal Process. 90, 415 (2010) (PURE).
+Ramani, Blu & Unser, IEEE Trans. Image Process. 17, 1540 (2008) (Monte-Carlo SURE).
 Lehtinen et al., ICML (2018), arXiv:1803.04189 (Noise2Noise).
 """
 
@@ -340,15 +340,18 @@ def _bm3d(stack, strength):
 _FLIPS = [(k, f) for f in (False, True) for k in range(4)]  # the eight symmetries of the square
 
 
-def _network(stack, model, tta):
+def _network(stack, model, tta, dose=None):
+    import inspect
+
     from . import _net
 
+    kw = {"dose": dose} if dose is not None and "dose" in inspect.signature(_net.predict).parameters else {}
     if not tta:
-        return _net.predict(stack, model=model)
+        return _net.predict(stack, model=model, **kw)
     means, variances = [], []
     for k, flip in _FLIPS:
         x = np.rot90(stack[:, :, ::-1] if flip else stack, k, axes=(1, 2))
-        m, s = _net.predict(np.ascontiguousarray(x), model=model)
+        m, s = _net.predict(np.ascontiguousarray(x), model=model, **kw)
         m, s = (np.rot90(v, -k, axes=(1, 2)) for v in (m, s))
         if flip:
             m, s = m[:, :, ::-1], s[:, :, ::-1]
@@ -395,7 +398,8 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
     dose : float or array_like, optional
         The dose measure of each map [counts per pixel, as ``_net.map_dose`` defines it:
         the counts per pixel over the pixels that hold signal]; default measured from
-        each map. The network warns outside its training range.
+        each map. The network warns outside its training range (the network normalises
+        each map by its own measure unless its ``predict`` takes a ``dose``).
     method : {"network", "gaussian", "tv", "bm3d"}
         See the module docstring.
     strength : float, optional
@@ -454,7 +458,7 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
 
         model = _net.load_denoiser() if model is None else model
         _check_range(doses, model, _map_names(shape, elements))
-        mean, sigma = _network(stack, model, tta)
+        mean, sigma = _network(stack, model, tta, None if dose is None else doses)
         keys = ("trained_on", "dose_range", "source", "finetuned")
         params = {"tta": tta, "model": {k: model["meta"][k] for k in keys if k in model["meta"]}}
     else:
