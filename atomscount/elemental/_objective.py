@@ -81,16 +81,13 @@ _SYM_WEIGHT = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)]
 
 def regulariser(name, u, w, eps):
     """Value of regulariser ``name`` at ``u`` (and TGV's ``w``), and its gradients (du, dw or None)."""
-    if name == "tv":
-        val, d = _smooth_norm(grad3(u), eps, axis=-4)
-        return val, grad3_adjoint(d), None
-    if name == "tnv":
-        jac = grad3(u)  # (n_el, 3, nz, ny, nx)
-        n_el = u.shape[0]
-        flat = np.ascontiguousarray(np.moveaxis(jac, 0, 0).reshape(n_el, 3, -1))
-        d = np.empty_like(flat)
-        val = _kernels.tnv_value_grad(flat, float(eps), d)
-        return float(val), grad3_adjoint(d.reshape(jac.shape)), None
+    if name in ("tv", "tnv"):
+        uc = np.ascontiguousarray(u, dtype=np.float64)
+        dj = np.empty((uc.shape[0], 3, *uc.shape[1:]))
+        val = _kernels.jacobian_norm(uc, float(eps), name == "tnv", dj)
+        du = np.empty_like(uc)
+        _kernels.difference_adjoint(dj, du)
+        return float(val), du, None
     if name == "tgv":
         v1, d1 = _smooth_norm(grad3(u) - w, eps, axis=-4)
         sg = sym_grad(w) * _SYM_WEIGHT

@@ -30,7 +30,11 @@ provenance (as :func:`~atomscount.elemental.forward.simulate_edxs` writes them).
 The solver is a projected L-BFGS (:mod:`._solver`) on the smoothed objective, with its
 exact gradient and a diagonal preconditioner (the data terms' and the regulariser's
 curvature per voxel): the projections of each iteration are shared by the EDXS and
-HAADF terms, and the single-axis projector works slice by slice. ``pyproximal`` /
+HAADF terms, and the single-axis projector works slice by slice. Volumes of 64 voxels or
+more along the tilt axis and the detector (even sizes) run the first half of the rounds on
+a grid of twice the voxel (2x2 binned pixels, an eighth of the unknowns) and continue
+on the full grid from the trilinearly upsampled solution: the weight search's large
+steps cost an eighth, and the full grid starts near its solution. ``pyproximal`` /
 ``pylops`` are not used: the nonlinear HAADF model (γ ≠ 1) and the joint nuclear norm
 would need an inner loop per proximal step, while a quasi-Newton step on the smoothed
 objective costs one projection and one back-projection.
@@ -57,6 +61,9 @@ __all__ = ["reconstruct_elemental", "reconstruct_separate"]
 
 _GAMMA_RANGE = (0.4, 1.6)
 _MAX_ROUNDS = 4
+#: Volumes with at least this many voxels along the tilt axis and the detector run their first rounds on a
+#: grid of twice the voxel (even sizes only).
+_COARSE_MIN = 64
 
 
 # --- inputs ---
@@ -434,21 +441,32 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     ny, nu = first.shape
     shape = (nu, ny, nu)
 
-    # start: smoothed SIRT of each element, in units where the particle's total density is about 1
-    u0, c = _sirt_start(series, elements, sig, voxel)
-    prob = _Problem(counts, c * sig, None if haadf is None else haadf.images, angles, voxel, shape, regulariser,
-                    0.0, 0.05)  # fmt: skip
+    # the first rounds (the weight search's coarse steps) on a grid of twice the voxel: 2x2 binned
+    # pixels, an eighth of the unknowns; the later ones on the full grid from the upsampled solution
+    n_rounds = min(_MAX_ROUNDS, n_iter) if (auto or haadf is not None or sum_to_one) else 1
+    coarse = n_rounds >= 3 and min(ny, nu) >= _COARSE_MIN and ny % 2 == 0 and nu % 2 == 0
+    n_coarse = n_rounds // 2 if coarse else 0
+    h_img = None if haadf is None else haadf.images
+    if coarse:
+        c_series = {e: _binned(series[e], True) for e in elements}
+        u0, c = _sirt_start(c_series, elements, sig, 2 * voxel)
+        c /= 4.0  # the coarse pixel collects four pixels' counts: s_coarse = 4 s on the same u
+        levels = [(_bin2(counts, True), 4.0 * c * sig, None if h_img is None else _bin2(h_img, False), 2 * voxel,
+                   (nu // 2, ny // 2, nu // 2)), (counts, c * sig, h_img, voxel, shape)]  # fmt: skip
+    else:
+        u0, c = _sirt_start(series, elements, sig, voxel)
+        levels = [(counts, c * sig, h_img, voxel, shape)]
+    prob = _Problem(*levels[0][:2], levels[0][2], angles, levels[0][3], levels[0][4], regulariser, 0.0, 0.05)
     if haadf is not None:
-        prob.sigma_h = _haadf_noise(haadf.images)
+        prob.sigma_h = _haadf_noise(prob.h)
         w_u = None if fixed_w is None else fixed_w * (c / kappa) ** gamma0 if kappa else fixed_w
         prior = np.array([default_haadf_weights(elements)[e] for e in elements])
-        prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u0, angles, voxel), haadf.images, gamma0, False, w_u,
+        prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u0, angles, prob.voxel), prob.h, gamma0, False, w_u,
                                                 prior)  # fmt: skip
     z = u0.ravel() if regulariser != "tgv" else np.concatenate([u0.ravel(), np.zeros(3 * u0.size)])
     if mu is None:
         mu = _initial_mu(prob, z)
     prob.mu = mu
-    n_rounds = min(_MAX_ROUNDS, n_iter) if (auto or haadf is not None or sum_to_one) else 1
     per = [n_iter // n_rounds + (1 if r < n_iter % n_rounds else 0) for r in range(n_rounds)]
     history, rounds, state = [], [], {}
     bar = tqdm(total=n_iter, desc="elemental", unit="iter", disable=not progress)
@@ -456,16 +474,24 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     for r, its in enumerate(per):
         z, stopped = _lbfgs(prob, z, prob.n_u, its, tol, bar, history, state)
         dev, target = prob.deviance(z)
-        rounds.append({"mu": prob.mu, "deviance": dev, "target_deviance": target,
-                       "gamma": prob.gamma, "weights": None if prob.w is None else prob.w.tolist()})  # fmt: skip
+        rounds.append({"mu": prob.mu, "deviance": dev, "target_deviance": target, "gamma": prob.gamma,
+                       "weights": None if prob.w is None else prob.w.tolist(),
+                       "voxel_size_angstrom": prob.voxel})  # fmt: skip
         if r == len(per) - 1:
             break
-        u, _ = prob.split(z)
         if auto:
             log_pts.append((np.log(prob.mu), np.log(dev / target)))
             prob.mu = float(np.exp(_next_log_mu(log_pts)))
+        if coarse and r + 1 == n_coarse:  # to the full grid
+            z = _upsampled(prob, z, shape)
+            fine = _Problem(*levels[1][:3], angles, voxel, shape, regulariser, prob.mu, prob.eps)
+            fine.w, fine.c, fine.gamma = prob.w, prob.c, prob.gamma
+            if haadf is not None:
+                fine.sigma_h = _haadf_noise(fine.h)
+            prob = fine  # μ carries over: the deviance and the regulariser both scale with the voxel's area
+        u, _ = prob.split(z)
         if haadf is not None:
-            prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u, angles, voxel), haadf.images, prob.gamma,
+            prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u, angles, prob.voxel), prob.h, prob.gamma,
                                                     fit_gamma, prob.w if fixed_w is not None else None,
                                                     prior)  # fmt: skip
         if sum_to_one:
@@ -503,6 +529,35 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     return _result(elements, u, var_u, voxel, rho_ref, f"multimodal-{regulariser}", haadf_weights=w_phys,
                    gamma=prob.gamma if haadf is not None else None, regularisation=reg, objective=hist,
                    converged=converged, provenance=prov)  # fmt: skip
+
+
+def _bin2(images, counts):
+    """(..., rows, cols) → (..., rows / 2, cols / 2): 2x2 pixels summed (counts) or averaged (HAADF, whose model
+    is the mean line integral over a pixel)."""
+    *lead, rows, cols = images.shape
+    b = images.reshape(*lead, rows // 2, 2, cols // 2, 2).sum(axis=(-3, -1))
+    return b if counts else b / 4.0
+
+
+def _binned(s, counts):
+    from ..tomo.geometry import TiltSeries
+
+    return TiltSeries(_bin2(s.images, counts), s.angles, 2 * s.pixel_size_angstrom, dict(s.provenance))
+
+
+def _upsampled(prob, z, shape):
+    """The coarse grid's unknowns on the full grid (trilinear, voxel centres aligned); TGV's fields, in units
+    per voxel, halved."""
+    from scipy import ndimage
+
+    u, w = prob.split(z)
+    up = np.maximum(ndimage.zoom(u, (1, 2, 2, 2), order=1, mode="nearest", grid_mode=True), 0.0)
+    if up.shape[1:] != tuple(shape):
+        raise RuntimeError(f"upsampled {up.shape[1:]} for the grid {shape}")  # zoom's rounding: cannot happen
+    if w is None:
+        return up.ravel()
+    wu = 0.5 * ndimage.zoom(w, (1, 1, 2, 2, 2), order=1, mode="nearest", grid_mode=True)
+    return np.concatenate([up.ravel(), wu.ravel()])
 
 
 def _sirt_start(series, elements, sig, voxel, n_iter=20, smooth=1.0):

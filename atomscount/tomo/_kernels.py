@@ -449,3 +449,86 @@ def adjoint_atoms(pos, sigma, rot, pixel, n_sigma, res, out):
                         row += img[j, i] * wx[i - i_lo]
                     total += row * wy[j - j_lo]
             out[k, a] = total
+
+
+@nb.njit(cache=True, parallel=True, fastmath=True)
+def project_channels(vol, cos_t, sin_t, pixel, out):
+    """:func:`project_slice` of every slice of every channel: ``vol`` (nc, nz, ny, nx) → ``out`` (nc, k, ny, nu).
+
+    Slices (the tilt axis y) run in parallel; along each slice's rows the detector coordinate
+    and its bilinear weights are computed once for all channels (the elements of one volume).
+    """
+    nc, nz, ny, nx = vol.shape
+    nk, nu = out.shape[1], out.shape[3]
+    cx, cz, cu = (nx - 1) / 2.0, (nz - 1) / 2.0, (nu - 1) / 2.0
+    for iy in nb.prange(ny):
+        for c in range(nc):
+            for k in range(nk):
+                for i in range(nu):
+                    out[c, k, iy, i] = 0.0
+        for k in range(nk):
+            cth = cos_t[k]
+            for iz in range(nz):
+                base = sin_t[k] * (iz - cz) - cth * cx + cu
+                lo, hi = _inner_span(base, cth, nx, nu)
+                for ix in range(lo, hi):
+                    fu = base + cth * ix
+                    i0 = int(fu)
+                    w1 = (fu - i0) * pixel
+                    w0 = pixel - w1
+                    for c in range(nc):
+                        f = vol[c, iz, iy, ix]
+                        out[c, k, iy, i0] += f * w0
+                        out[c, k, iy, i0 + 1] += f * w1
+                for ix in range(nx):
+                    if lo <= ix < hi:
+                        continue
+                    fu = base + cth * ix
+                    i0 = int(math.floor(fu))
+                    w1 = (fu - i0) * pixel
+                    w0 = pixel - w1
+                    for c in range(nc):
+                        f = vol[c, iz, iy, ix]
+                        if 0 <= i0 < nu:
+                            out[c, k, iy, i0] += f * w0
+                        if 0 <= i0 + 1 < nu:
+                            out[c, k, iy, i0 + 1] += f * w1
+
+
+@nb.njit(cache=True, parallel=True, fastmath=True)
+def backproject_channels(img, cos_t, sin_t, pixel, out):
+    """Adjoint of :func:`project_channels`: ``out`` (nc, nz, ny, nx) = A^T ``img`` (nc, k, ny, nu)."""
+    nc, nz, ny, nx = out.shape
+    nk, nu = img.shape[1], img.shape[3]
+    cx, cz, cu = (nx - 1) / 2.0, (nz - 1) / 2.0, (nu - 1) / 2.0
+    for iy in nb.prange(ny):
+        for c in range(nc):
+            for iz in range(nz):
+                for ix in range(nx):
+                    out[c, iz, iy, ix] = 0.0
+        for k in range(nk):
+            cth = cos_t[k]
+            for iz in range(nz):
+                base = sin_t[k] * (iz - cz) - cth * cx + cu
+                lo, hi = _inner_span(base, cth, nx, nu)
+                for ix in range(lo, hi):
+                    fu = base + cth * ix
+                    i0 = int(fu)
+                    w1 = (fu - i0) * pixel
+                    w0 = pixel - w1
+                    for c in range(nc):
+                        out[c, iz, iy, ix] += img[c, k, iy, i0] * w0 + img[c, k, iy, i0 + 1] * w1
+                for ix in range(nx):
+                    if lo <= ix < hi:
+                        continue
+                    fu = base + cth * ix
+                    i0 = int(math.floor(fu))
+                    w1 = (fu - i0) * pixel
+                    w0 = pixel - w1
+                    for c in range(nc):
+                        t = 0.0
+                        if 0 <= i0 < nu:
+                            t += img[c, k, iy, i0] * w0
+                        if 0 <= i0 + 1 < nu:
+                            t += img[c, k, iy, i0 + 1] * w1
+                        out[c, iz, iy, ix] += t

@@ -5,8 +5,8 @@ the tilt series :func:`~atomscount.tomo.simulate_tilt_series` would record of it
 the orientation :func:`~atomscount.tomo.reconstruct` inverts: ``volume[iz, iy, ix]``
 is projected along z after a tilt about the y axis (the image rows), so image row
 ``iy`` is the projection of the slice ``volume[:, iy, :]``. Both functions run the
-slice kernels of :mod:`._kernels` (the projector SIRT uses), one slice per call, on a
-few threads (the kernels release the GIL).
+multi-channel kernels of :mod:`._kernels` (the slice projector SIRT uses, with each
+row's geometry shared by the channels), slices in parallel.
 
 A projection is a line integral: the voxel values times the path length [Å], so a
 density in atoms/Å³ projects to atoms/Å² and a unit-free fraction to Å.
@@ -14,9 +14,6 @@ density in atoms/Å³ projects to atoms/Å² and a unit-free fraction to Å.
 """
 
 from __future__ import annotations
-
-import os
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -40,14 +37,19 @@ def _tilts(angles_degrees) -> np.ndarray:
     return np.ascontiguousarray(np.cos(theta)), np.ascontiguousarray(np.sin(theta))
 
 
-def _threads(n_slices: int) -> int:
-    return max(1, min(n_slices, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1))
-
-
-def _finite(arr, name):
+def _prepare(values, name: str, angles_degrees, voxel_size_angstrom, what: str):
+    """The checks both operators make: ``values`` a finite 3D or 4D array (``what`` names its axes), the angles
+    single-axis tilts, the voxel size positive. Returns (4D float64 stack, whether it was 3D, cos, sin, pixel)."""
+    arr = check_real_array(values, name)
+    if arr.ndim not in (3, 4) or arr.size == 0:
+        raise ValueError(f"{name} must be {what} or (channels, {what[1:]}, got shape {arr.shape}")
     bad = ~np.isfinite(arr)
     if bad.any():
         raise ValueError(f"{name} must be finite, got {int(bad.sum())} NaN/inf values of {arr.size}")
+    pixel = check_positive(voxel_size_angstrom, "voxel_size_angstrom")
+    cos_t, sin_t = _tilts(angles_degrees)
+    stack = np.ascontiguousarray(arr[None] if arr.ndim == 3 else arr)
+    return stack, arr.ndim == 3, cos_t, sin_t, pixel
 
 
 def project_volume(volume, angles_degrees, voxel_size_angstrom: float) -> np.ndarray:
@@ -74,26 +76,12 @@ def project_volume(volume, angles_degrees, voxel_size_angstrom: float) -> np.nda
         For a volume that is not 3D or 4D or not finite, angles that are not single-axis,
         or a voxel size that is not positive.
     """
-    vol = check_real_array(volume, "volume")
-    if vol.ndim not in (3, 4) or vol.size == 0:
-        raise ValueError(f"volume must be (nz, ny, nx) or (channels, nz, ny, nx), got shape {vol.shape}")
-    _finite(vol, "volume")
-    pixel = check_positive(voxel_size_angstrom, "voxel_size_angstrom")
-    cos_t, sin_t = _tilts(angles_degrees)
-    stack = vol[None] if vol.ndim == 3 else vol
-    nc, nz, ny, nx = stack.shape
-    out = np.zeros((nc, len(cos_t), ny, nx))
-
-    def run(c_iy):
-        c, iy = c_iy
-        sino = np.empty((len(cos_t), nx))
-        _kernels.project_slice(np.ascontiguousarray(stack[c, :, iy, :]), cos_t, sin_t, pixel, sino)
-        out[c, :, iy, :] = sino
-
-    jobs = [(c, iy) for c in range(nc) for iy in range(ny)]
-    with ThreadPoolExecutor(_threads(len(jobs))) as pool:
-        list(pool.map(run, jobs))
-    return out[0] if vol.ndim == 3 else out
+    stack, single, cos_t, sin_t, pixel = _prepare(volume, "volume", angles_degrees, voxel_size_angstrom,
+                                                  "(nz, ny, nx)")  # fmt: skip
+    nc, _, ny, nx = stack.shape
+    out = np.empty((nc, len(cos_t), ny, nx))
+    _kernels.project_channels(stack, cos_t, sin_t, pixel, out)
+    return out[0] if single else out
 
 
 def backproject_volume(images, angles_degrees, voxel_size_angstrom: float, shape) -> np.ndarray:
@@ -122,14 +110,9 @@ def backproject_volume(images, angles_degrees, voxel_size_angstrom: float, shape
         For images that are not 3D or 4D or not finite, a number of angles other than k,
         a shape that is not three positive integers or whose ny differs from the rows.
     """
-    img = check_real_array(images, "images")
-    if img.ndim not in (3, 4) or img.size == 0:
-        raise ValueError(f"images must be (k, rows, cols) or (channels, k, rows, cols), got shape {img.shape}")
-    _finite(img, "images")
-    pixel = check_positive(voxel_size_angstrom, "voxel_size_angstrom")
-    cos_t, sin_t = _tilts(angles_degrees)
-    stack = img[None] if img.ndim == 3 else img
-    nc, nk, nv, nu = stack.shape
+    stack, single, cos_t, sin_t, pixel = _prepare(images, "images", angles_degrees, voxel_size_angstrom,
+                                                  "(k, rows, cols)")  # fmt: skip
+    nc, nk, nv, _ = stack.shape
     if nk != len(cos_t):
         raise ValueError(f"images has {nk} projections but angles_degrees has {len(cos_t)}")
     shp = tuple(np.atleast_1d(np.asarray(shape)).tolist())
@@ -138,15 +121,6 @@ def backproject_volume(images, angles_degrees, voxel_size_angstrom: float, shape
     nz, ny, nx = shp
     if ny != nv:
         raise ValueError(f"shape has ny = {ny} but images have {nv} rows (the tilt axis runs along both)")
-    out = np.zeros((nc, nz, ny, nx))
-
-    def run(c_iy):
-        c, iy = c_iy
-        sl = np.empty((nz, nx))
-        _kernels.backproject_slice(np.ascontiguousarray(stack[c, :, iy, :]), cos_t, sin_t, pixel, sl)
-        out[c, :, iy, :] = sl
-
-    jobs = [(c, iy) for c in range(nc) for iy in range(ny)]
-    with ThreadPoolExecutor(_threads(len(jobs))) as pool:
-        list(pool.map(run, jobs))
-    return out[0] if img.ndim == 3 else out
+    out = np.empty((nc, nz, ny, nx))
+    _kernels.backproject_channels(stack, cos_t, sin_t, pixel, out)
+    return out[0] if single else out

@@ -63,6 +63,66 @@ def test_tnv_kernel_matches_an_eigendecomposition():
         np.testing.assert_allclose(grad, np.einsum("vij,jav->iav", inv_sqrt, jac), atol=1e-10)
 
 
+def test_fused_regularisers_match_the_difference_operators():
+    rng = np.random.default_rng(5)
+    u = rng.random((3, 6, 7, 8))
+    u[:, :2] = 0.4  # flat voxels
+    val, du, _ = _objective.regulariser("tv", u, None, 0.05)
+    ref, d = _objective._smooth_norm(_objective.grad3(u), 0.05, axis=-4)
+    assert val == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(du, _objective.grad3_adjoint(d), atol=1e-12)
+    jac = _objective.grad3(u)
+    d = np.empty((3, 3, u[0].size))
+    ref = _kernels.tnv_value_grad(np.ascontiguousarray(jac.reshape(3, 3, -1)), 0.05, d)
+    val, du, _ = _objective.regulariser("tnv", u, None, 0.05)
+    assert val == pytest.approx(ref, rel=1e-12)
+    np.testing.assert_allclose(du, _objective.grad3_adjoint(d.reshape(jac.shape)), atol=1e-12)
+
+
+def test_compact_quasi_newton_direction_equals_the_two_loop_recursion():
+    rng = np.random.default_rng(6)
+    n, n_bounded = 60, 40
+    mem = _solver._Memory(n, 4)
+    p = rng.uniform(0.5, 2.0, n)
+    mem.set_weights(p)
+    pairs = []
+    for _ in range(6):  # more pairs than the memory: the oldest are dropped
+        z, step, g = rng.normal(size=n), 0.1 * rng.normal(size=n), rng.normal(size=n)
+        gn = g + rng.uniform(1.0, 3.0, n) * step
+        mem.add(z, z + step, g, gn)
+        pairs.append((step.astype(np.float32).astype(float), (gn - g).astype(np.float32).astype(float)))
+    pairs = pairs[-4:]
+    z, g = rng.normal(size=n), rng.normal(size=n)
+    d = np.empty(n)
+    gd, _ = mem.direction(z, g, n_bounded, d)
+    free = np.ones(n, bool)
+    free[:n_bounded] = (z[:n_bounded] > 0) | (g[:n_bounded] < 0)
+    q, alphas = np.where(free, g, 0.0), []
+    for s, y in reversed(pairs):
+        alphas.append((s @ q) / (s @ y))
+        q -= alphas[-1] * y
+    s, y = pairs[-1]
+    q *= p * (s @ y) / (y @ (p * y))
+    for (s, y), a in zip(pairs, reversed(alphas), strict=True):
+        q += s * (a - (y @ q) / (s @ y))
+    ref = -np.where(free, q, 0.0)
+    np.testing.assert_allclose(d, ref, atol=1e-6 * np.abs(ref).max())
+    assert gd == pytest.approx(g @ ref, rel=1e-6)
+
+
+def test_coarse_grid_upsampling_keeps_a_linear_field():
+    from atomscount.elemental.reconstruct import _bin2, _upsampled
+
+    prob = _Problem(np.ones((1, 2, 4, 4)), np.ones(1), None, np.zeros(2), 2.0, (4, 4, 4), "tv", 0.0, 0.05)
+    z, y, x = np.meshgrid(*[np.arange(4.0)] * 3, indexing="ij")
+    fine = _upsampled(prob, (1.0 + z + 2 * y + 3 * x).ravel(), (8, 8, 8)).reshape(8, 8, 8)
+    zz, yy, xx = np.meshgrid(*[(np.arange(8.0) - 0.5) / 2] * 3, indexing="ij")  # fine centres in coarse voxels
+    inner = (slice(1, -1),) * 3
+    np.testing.assert_allclose(fine[inner], (1.0 + zz + 2 * yy + 3 * xx)[inner], atol=1e-12)
+    img = np.arange(2 * 4 * 6, dtype=float).reshape(2, 4, 6)
+    assert _bin2(img, True).sum() == img.sum() and _bin2(img, False).mean() == pytest.approx(img.mean())
+
+
 def test_difference_operators_and_their_adjoints():
     rng = np.random.default_rng(2)
     x, g = rng.random((2, 5, 6, 7)), rng.random((2, 3, 5, 6, 7))
