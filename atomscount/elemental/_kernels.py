@@ -80,16 +80,30 @@ def _nuclear(jac, eps, m, vec, inv, grad):
             m[i, j] = s
             m[j, i] = s
         m[i, i] += e2
-    _jacobi_eigen(m, vec)
-    total = 0.0
-    for i in range(n):
-        total += math.sqrt(max(m[i, i], e2)) - eps
-    for i in range(n):
-        for j in range(n):
-            s = 0.0
-            for k in range(n):
-                s += vec[i, k] * vec[j, k] / math.sqrt(max(m[k, k], e2))
-            inv[i, j] = s
+    if n == 1:
+        r = math.sqrt(m[0, 0])
+        inv[0, 0] = 1.0 / r
+        total = r - eps
+    elif n == 2:  # sqrt of a 2x2: (M + sqrt(det) I) / sqrt(tr + 2 sqrt(det))
+        sd = math.sqrt(max(m[0, 0] * m[1, 1] - m[0, 1] * m[0, 1], e2 * e2))
+        t = math.sqrt(m[0, 0] + m[1, 1] + 2.0 * sd)
+        inv[0, 0] = (m[1, 1] + sd) / (t * sd)
+        inv[1, 1] = (m[0, 0] + sd) / (t * sd)
+        inv[0, 1] = inv[1, 0] = -m[0, 1] / (t * sd)
+        total = t - 2.0 * eps
+    elif n == 3:
+        total = _inv_sqrt3(m, e2, vec, inv) - 3.0 * eps
+    else:
+        _jacobi_eigen(m, vec)
+        total = 0.0
+        for i in range(n):
+            total += math.sqrt(max(m[i, i], e2)) - eps
+        for i in range(n):
+            for j in range(n):
+                s = 0.0
+                for k in range(n):
+                    s += vec[i, k] * vec[j, k] / math.sqrt(max(m[k, k], e2))
+                inv[i, j] = s
     for i in range(n):
         for a in range(d):
             s = 0.0
@@ -97,6 +111,42 @@ def _nuclear(jac, eps, m, vec, inv, grad):
                 s += inv[i, k] * jac[k, a]
             grad[i, a] = s
     return total
+
+
+@nb.njit(cache=True, nogil=True, fastmath=True)
+def _inv_sqrt3(m, floor, u, inv):
+    """``inv = m^(-1/2)`` of a symmetric positive 3x3 ``m`` whose eigenvalues are at least ``floor``; returns
+    ``tr m^(1/2)``. Eigenvalues in closed form (the trigonometric solution of the characteristic cubic),
+    then ``U = m^(1/2)`` and its inverse as polynomials in ``m`` by Cayley-Hamilton, with the invariants of
+    the square roots ``σ``: ``U = (-m² + (I₁² - I₂) m + I₁ I₃) / (I₁ I₂ - I₃)``, ``U⁻¹ = (m - I₁ U + I₂) / I₃``
+    (no division by eigenvalue gaps, so equal eigenvalues are fine). ``u`` is a 3x3 work array."""
+    q = (m[0, 0] + m[1, 1] + m[2, 2]) / 3.0
+    p1 = m[0, 1] ** 2 + m[0, 2] ** 2 + m[1, 2] ** 2
+    p2 = (m[0, 0] - q) ** 2 + (m[1, 1] - q) ** 2 + (m[2, 2] - q) ** 2 + 2.0 * p1
+    if p2 <= 1e-30 * q * q:
+        l1 = l2 = l3 = q
+    else:
+        pp = math.sqrt(p2 / 6.0)
+        b00, b11, b22 = (m[0, 0] - q) / pp, (m[1, 1] - q) / pp, (m[2, 2] - q) / pp
+        b01, b02, b12 = m[0, 1] / pp, m[0, 2] / pp, m[1, 2] / pp
+        r = 0.5 * (b00 * (b11 * b22 - b12 * b12) - b01 * (b01 * b22 - b12 * b02) + b02 * (b01 * b12 - b11 * b02))
+        r = min(max(r, -1.0), 1.0)
+        phi = math.acos(r) / 3.0
+        l1 = q + 2.0 * pp * math.cos(phi)
+        l3 = q + 2.0 * pp * math.cos(phi + 2.0 * math.pi / 3.0)
+        l2 = 3.0 * q - l1 - l3
+    s1, s2, s3 = math.sqrt(max(l1, floor)), math.sqrt(max(l2, floor)), math.sqrt(max(l3, floor))
+    i1, i2, i3 = s1 + s2 + s3, s1 * s2 + s2 * s3 + s1 * s3, s1 * s2 * s3
+    den = i1 * i2 - i3
+    c1 = i1 * i1 - i2
+    for i in range(3):
+        for j in range(3):
+            m2 = m[i, 0] * m[0, j] + m[i, 1] * m[1, j] + m[i, 2] * m[2, j]
+            u[i, j] = (-m2 + c1 * m[i, j] + (i1 * i3 if i == j else 0.0)) / den
+    for i in range(3):
+        for j in range(3):
+            inv[i, j] = (m[i, j] - i1 * u[i, j] + (i2 if i == j else 0.0)) / i3
+    return i1
 
 
 @nb.njit(cache=True, parallel=True, fastmath=True)
