@@ -323,6 +323,20 @@ def _match_fields(where: str, result_type, arrays: dict, attrs: dict) -> None:
         raise FileFormatError(f"{where!r} lacks the {result_type.__name__} fields {missing}")
 
 
+def _plain(value):
+    """``value`` with NumPy scalars and arrays turned into Python numbers and lists, in nested dicts, lists
+    and tuples (for ``summary()`` and HDF5 attributes)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
 def _json_default(obj):
     if isinstance(obj, np.generic):
         return obj.item()

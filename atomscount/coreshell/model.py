@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from ase import Atoms
 
-from ..io import read_hdf5, write_hdf5
+from ..io import _plain, read_hdf5, write_hdf5
 
 __all__ = ["CoreShellModel"]
 
@@ -172,15 +172,3 @@ class CoreShellModel:
 
         ase.io.write(str(path), self._export_atoms(), format="cif")
         return Path(path)
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import atomic_path, read_hdf5, write_hdf5
+from ..io import _plain, atomic_path, read_hdf5, write_hdf5
 
 __all__ = ["ElementalVolumes", "FLAG_PARTIAL_VOLUME", "FLAG_CLIPPED"]
 
@@ -231,19 +231,6 @@ class ElementalVolumes:
                                  metadata={"spacing": px, "unit": "angstrom", "axes": "ZYX"})  # fmt: skip
             paths.append(path)
         return paths
-
-
-def _plain(value):
-    """``value`` with NumPy scalars and arrays turned into Python numbers and lists (for summary())."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 def _out_dir(out_dir) -> Path:
