@@ -59,13 +59,23 @@ def _frame(ax, pos, image):
     _scale_bar(ax)
 
 
-def _shape(strain, image, pos):
+def _shape(image, image_shape, pos):
+    """The map's (rows, cols): the image's, else the one the columns were found in, else the columns' span [Å]."""
     if image is not None:
         return image.data.shape
-    if strain.image_shape is not None:
-        return strain.image_shape
+    if image_shape is not None:
+        return image_shape
     span = np.ptp(pos[np.all(np.isfinite(pos), axis=1)], axis=0) if len(pos) else np.ones(2)
     return (max(float(span[1]), 1.0), max(float(span[0]), 1.0))
+
+
+def _vector_map(ax, pos, vectors, image, shape, title):
+    """Arrows of ``vectors`` [Å] at ``pos`` coloured by direction, over ``image`` (or axes in Å)."""
+    fig, ax = _fig_ax(ax, _map_figsize(shape, colorbar=True))
+    _frame(ax, pos, image)
+    _quiver(ax, pos, vectors, True)
+    ax.set_title(title, pad=14)
+    return fig
 
 
 @styled
@@ -96,7 +106,7 @@ def plot_strain_map(strain: StrainMap, component: str = "eps_xx", *, image: HAAD
     shown = values * factor
     ok = strain.valid
     lim = _symmetric_limit(shown[ok]) if limit is None else float(limit)
-    fig, ax = _fig_ax(ax, _map_figsize(_shape(strain, image, strain.positions), colorbar=True))
+    fig, ax = _fig_ax(ax, _map_figsize(_shape(image, strain.image_shape, strain.positions), colorbar=True))
     pos = strain.positions[ok]
     if image is not None:
         _column_scatter(pos, shown[ok], ax, image.data, image.pixel_size_angstrom, "RdBu_r",
@@ -128,7 +138,7 @@ def plot_strain_maps(strain: StrainMap, *, image: HAADFImage | None = None):
 
     if not isinstance(strain, StrainMap):
         raise TypeError(f"strain must be a StrainMap, got {type(strain).__name__}")
-    w, h = _map_figsize(_shape(strain, image, strain.positions), colorbar=True)
+    w, h = _map_figsize(_shape(image, strain.image_shape, strain.positions), colorbar=True)
     scale = min(1.0, 7.0 / (2 * w))
     fig, axes = plt.subplots(2, 2, figsize=(2 * w * scale, 2 * h * scale), constrained_layout=True)
     for ax, name in zip(axes.ravel(), COMPONENTS, strict=True):
@@ -196,11 +206,9 @@ def plot_displacement_map(strain: StrainMap, *, image: HAADFImage | None = None,
         if sublattice not in strain.sublattice_names:
             raise ValueError(f"sublattice must be one of {list(strain.sublattice_names)}, got {sublattice!r}")
         keep &= strain.sublattice == strain.sublattice_names.index(sublattice)
-    fig, ax = _fig_ax(ax, _map_figsize(_shape(strain, image, strain.positions), colorbar=True))
-    _frame(ax, strain.positions, image)
-    _quiver(ax, strain.positions[keep], strain.displacements[keep], True)
-    ax.set_title("displacements from the reference lattice", pad=14)
-    return fig
+    shown = np.where(keep[:, None], strain.displacements, np.nan)  # the frame still spans every column
+    return _vector_map(ax, strain.positions, shown, image, _shape(image, strain.image_shape, strain.positions),
+                       "displacements from the reference lattice")  # fmt: skip
 
 
 @styled
@@ -215,13 +223,8 @@ def plot_polarisation_map(polarisation: PolarisationMap, *, image: HAADFImage | 
         raise TypeError(f"polarisation must be a PolarisationMap, got {type(polarisation).__name__}")
     _check_image(image)
     pos = polarisation.positions
-    shape = image.data.shape if image is not None else (max(float(np.ptp(pos[:, 1])), 1.0),
-                                                        max(float(np.ptp(pos[:, 0])), 1.0))  # fmt: skip
-    fig, ax = _fig_ax(ax, _map_figsize(shape, colorbar=True))
-    _frame(ax, pos, image)
-    _quiver(ax, pos, polarisation.vectors, True)
-    ax.set_title(f"{polarisation.b_site} displacement from the {polarisation.a_site} cell centre", pad=14)
-    return fig
+    title = f"{polarisation.b_site} displacement from the {polarisation.a_site} cell centre"
+    return _vector_map(ax, pos, polarisation.vectors, image, _shape(image, None, pos), title)
 
 
 def save_strain_figures(strain: StrainMap, out_dir, *, image: HAADFImage | None = None,
