@@ -9,13 +9,13 @@ from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
-from scipy.spatial import cKDTree
 from tqdm.auto import tqdm
 
 from .._checks import check_2d_image, check_column_spacing, check_positions, check_positive
 from ..image import HAADFImage
 from ..io import atomic_path, read_hdf5, write_hdf5
 from . import _solver
+from ._geometry import _bounds, _edge_margin, _first_of_duplicates, _max_width, _nearest_neighbour, _neighbour_distances
 from ._inputs import check_crowding, check_fit_arguments, type_index
 from .model import ColumnModel
 from .voronoi import voronoi_scs
@@ -522,18 +522,6 @@ def _normalised_flag(image: HAADFImage) -> bool | None:
     return None if flag is None else bool(flag)
 
 
-def _first_of_duplicates(pos, pixel):
-    """Indices of the columns to keep: each one closer than a pixel to a kept earlier one is dropped."""
-    if len(pos) < 2:
-        return np.arange(len(pos))
-    pairs = cKDTree(pos).query_pairs(pixel, output_type="ndarray")
-    drop = np.zeros(len(pos), dtype=bool)
-    for i, j in sorted(map(tuple, np.sort(pairs, axis=1).tolist())):
-        if not drop[i]:
-            drop[j] = True
-    return np.flatnonzero(~drop)
-
-
 def _drop_unused_types(tidx, tnames):
     """Renumber the types so that every one has a column (a type without columns has no width to fit)."""
     used = np.unique(tidx)
@@ -542,42 +530,6 @@ def _drop_unused_types(tidx, tnames):
     gone = [tnames[t] for t in sorted(set(range(len(tnames))) - set(used.tolist()))]
     warnings.warn(f"types {gone} have no columns left in the image and are dropped", stacklevel=3)
     return np.searchsorted(used, tidx).astype(np.int64), tuple(tnames[t] for t in used)
-
-
-def _max_width(shape, pixel, nn):
-    """The widest Gaussian the fit may try [Å]: half the image, and at most twice the column
-    spacing (at least four pixels). Wider ones describe no column, and the kernels' memory
-    grows with the width."""
-    limit = 0.5 * max(shape) * pixel
-    if np.isfinite(nn):
-        limit = min(limit, max(2.0 * nn, 4.0 * pixel))
-    return float(limit)
-
-
-def _bounds(shape, pixel, margin):
-
-    return (-margin, (shape[1] - 1) * pixel + margin, -margin, (shape[0] - 1) * pixel + margin)
-
-
-def _edge_margin(pos, pixel):
-    """How far outside the image a column centre may lie and still be fitted [Å]: a quarter of
-    the column spacing (its flank then covers the edge pixels), at least one pixel."""
-    nn = _nearest_neighbour(pos)
-    return float(max(pixel, 0.25 * nn if np.isfinite(nn) else pixel))
-
-
-def _neighbour_distances(pos):
-    """Distance of each column to its nearest neighbour [Å] (inf for a lone column)."""
-    if len(pos) < 2:
-        return np.full(len(pos), np.inf)
-    return cKDTree(pos).query(pos, k=2)[0][:, 1]
-
-
-def _nearest_neighbour(pos):
-    if len(pos) < 2:
-        return np.inf
-    d, _ = cKDTree(pos).query(pos, k=2)
-    return float(np.median(d[:, 1]))
 
 
 def _errors(prob, st, local, cross, glob):

@@ -178,12 +178,12 @@ def test_types_must_be_labels(setup_s, bad):
 def test_a_million_start_positions_are_refused_before_the_neighbour_search(setup_s, monkeypatch):
     import time
 
-    import atomscount.columns.fit as fit_module
+    import atomscount.columns._geometry as geometry  # the fit's neighbour searches
 
     def no_tree(*a, **k):
         raise AssertionError("the neighbour search ran")
 
-    monkeypatch.setattr(fit_module, "cKDTree", no_tree)
+    monkeypatch.setattr(geometry, "cKDTree", no_tree)
     img, _ = setup_s
     positions = np.random.default_rng(0).uniform(0.0, 6.4, (1_000_000, 2))
     t = time.perf_counter()
