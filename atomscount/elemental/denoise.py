@@ -365,28 +365,13 @@ def _bm3d(stack, strength):
 
 # --- the network ---
 
-_FLIPS = [(k, f) for f in (False, True) for k in range(4)]  # the eight symmetries of the square
-
-
 def _network(stack, model, tta, dose=None):
     import inspect
 
     from . import _net
 
     kw = {"dose": dose} if dose is not None and "dose" in inspect.signature(_net.predict).parameters else {}
-    if not tta:
-        return _net.predict(stack, model=model, **kw)
-    means, variances = [], []
-    for k, flip in _FLIPS:
-        x = np.rot90(stack[:, :, ::-1] if flip else stack, k, axes=(1, 2))
-        m, s = _net.predict(np.ascontiguousarray(x), model=model, **kw)
-        m, s = (np.rot90(v, -k, axes=(1, 2)) for v in (m, s))
-        if flip:
-            m, s = m[:, :, ::-1], s[:, :, ::-1]
-        means.append(m)
-        variances.append(s**2)
-    means = np.stack(means)
-    return means.mean(axis=0), np.sqrt(np.mean(variances, axis=0) + means.var(axis=0))
+    return _net.predict(stack, model=model, augment=tta, **kw)
 
 
 def _check_range(doses, model, names):
