@@ -6,14 +6,16 @@ lattices, a vortex disk, a domain wall) at 512² pixels of 2 nm, 300 kV, defoci 
 noise at 10, 100 and 1000 electrons per pixel (``--quick``: 128² pixels, 100 electrons only), and the
 published phase map in ``../shared/data/public/siprad/true_phase.tif`` (512², rad).
 
-Scores, per sample and dose: the phase RMSE against the truth after removing a constant and a plane, and
-the median angle between the retrieved and true induction where the true induction exceeds a fifth of its
-99th percentile, for TIE with its Tikhonov filter tuned to the truth (the best of five), single-image TIE
-(+20 µm), and the differentiable retrieval (``fit=("phase", "amplitude")``, Adam, 200 iterations) from the
-+20 µm image and from all three. The defocus fitted from a start 20 % too large with the phase known
-(``fit=("defocus",)``). Seconds of a 512² three-image retrieval and of TIE.
-
-Not measured: the Fourier ring correlation and ``ltempy``'s TIE (not installed here).
+Scores, per sample and dose: the phase RMSE against the truth after removing a constant and a plane, the
+median angle between the retrieved and true induction where the true induction exceeds a fifth of its
+99th percentile, the resolution where the Fourier ring correlation with the truth drops below 1/7, and
+the seconds, for TIE with its Tikhonov filter tuned to the truth (the best of five), single-image TIE
+(+20 µm), ``ltempy``'s single-image TIE (``ltempy.sitie``, the only TIE it has), the contrast-transfer
+Wiener filter (``ctf_wiener``, the retrieval's start), and the differentiable retrieval
+(``fit=("phase", "amplitude")``, spectral prior, L-BFGS, at most ``N_ITER`` iterations) from the +20 µm
+image and from all three. The defocus fitted by L-BFGS from a start 20 % too large with the phase known
+(``fit=("defocus",)``). Seconds and the process's peak resident memory of a 512² three-image retrieval
+(run first) and the seconds of TIE.
 
 Top-level keys: ``phase_rmse_ratio_tie_over_ad_100`` (lowest over samples), ``induction_angle_error_deg_100``
 (worst over samples, AD from 3 images), ``single_image_beats_sitie`` (1 when AD from one image beats
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -32,6 +35,7 @@ from pathlib import Path
 import numpy as np
 
 DEFOCI = [-2e4, 0.0, 2e4]  # [nm]
+N_ITER = 100
 SIPRAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "public" / "siprad" / "true_phase.tif"
 
 
@@ -74,25 +78,52 @@ def _series_of_phase(phase, dose, rng):
                       pixel_nm=2.0)  # fmt: skip
 
 
+def _ltempy_sitie(image):
+    """``ltempy.sitie`` (SI units) on the +20 µm image; None when ltempy is not installed."""
+    try:
+        from ltempy import sitie
+    except ImportError:
+        return None
+    from atomscount.ltem import wavelength_nm
+
+    return sitie(image, defocus=DEFOCI[2] * 1e-9, dx=2e-9, dy=2e-9, wavelength=wavelength_nm(300e3) * 1e-9)
+
+
+def _timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
 def _methods(series, truth) -> dict:
-    from atomscount.ltem import retrieve_phase, single_image_tie, tie
+    from atomscount.ltem import ctf_wiener, fourier_ring_correlation, retrieve_phase, single_image_tie, tie
 
     out = {}
     best = None
+    t = time.perf_counter()
     for q in (0.002, 0.005, 0.01, 0.02, 0.05):
         r = tie(series, tikhonov=q)
         e = phase_rmse(r.phase, truth)
         if best is None or e < best[0]:
-            best = (e, r, q)
-    out["tie_tuned"] = (best[1], best[2])
-    out["sitie"] = (single_image_tie(series.images[2], DEFOCI[2], pixel_nm=2.0, beam_energy_ev=300e3), None)
+            best = (e, r.phase, q)
+    out["tie_tuned"] = (best[1], best[2], (time.perf_counter() - t) / 5)
+    r, sec = _timed(lambda: single_image_tie(series.images[2], DEFOCI[2], pixel_nm=2.0, beam_energy_ev=300e3))
+    out["sitie"] = (r.phase, None, sec)
+    r, sec = _timed(lambda: _ltempy_sitie(series.images[2]))
+    if r is not None:
+        out["ltempy_sitie"] = (r, None, sec)
+    r, sec = _timed(lambda: ctf_wiener(series))
+    out["wiener_3"] = (r.phase, None, sec)
     one = type(series)(series.images[2:], DEFOCI[2:], pixel_nm=2.0)
-    kw = {"fit": ("phase", "amplitude"), "optimiser": "adam", "n_iter": 200, "uncertainty": False, "progress": False}
-    out["ad_1"] = (retrieve_phase(one, **kw), None)
-    out["ad_3"] = (retrieve_phase(series, **kw), None)
-    return {k: {"phase_rmse_rad": phase_rmse(r.phase, truth),
-                "angle_error_deg": angle_error_deg(r.phase, truth, 2.0), "tikhonov": q}
-            for k, (r, q) in out.items()}  # fmt: skip
+    kw = {"fit": ("phase", "amplitude"), "n_iter": N_ITER, "uncertainty": False, "progress": False}
+    for key, s in (("ad_1", one), ("ad_3", series)):
+        r, sec = _timed(lambda s=s: retrieve_phase(s, **kw))
+        out[key] = (r.phase, None, sec)
+    return {k: {"phase_rmse_rad": phase_rmse(ph, truth), "angle_error_deg": angle_error_deg(ph, truth, 2.0),
+                "frc_resolution_nm": fourier_ring_correlation(_detrend(ph - ph.mean()), _detrend(truth),
+                                                              pixel_nm=2.0)["resolution_nm"],
+                "seconds": sec, "tikhonov": q}
+            for k, (ph, q, sec) in out.items()}  # fmt: skip
 
 
 def main(argv=None) -> int:
@@ -104,7 +135,17 @@ def main(argv=None) -> int:
 
     n = 128 if args.quick else 512
     doses = (100,) if args.quick else (10, 100, 1000)
-    results = {"size": n, "doses": list(doses), "samples": {}}
+    results = {"size": n, "doses": list(doses), "n_iter": N_ITER, "samples": {}}
+    # the timing first, in a fresh process: its peak memory is the retrieval's
+    big = _series_of_phase(_samples(512)["bloch"].phase(beam_energy_ev=300e3), 100, rng=0)
+    t = time.perf_counter()
+    retrieve_phase(big, fit=("phase", "amplitude"), n_iter=N_ITER, uncertainty=False, progress=False)
+    results["seconds_512_3img"] = time.perf_counter() - t
+    results["peak_rss_mib_512_3img"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    t = time.perf_counter()
+    tie(big)
+    results["tie_seconds"] = time.perf_counter() - t
+    print({k: results[k] for k in ("seconds_512_3img", "peak_rss_mib_512_3img", "tie_seconds")}, flush=True)
     for name, sample in _samples(n).items():
         truth = sample.phase(beam_energy_ev=300e3)
         results["samples"][name] = {}
@@ -112,10 +153,10 @@ def main(argv=None) -> int:
             series = _series_of_phase(truth, dose, rng=dose)
             results["samples"][name][str(dose)] = _methods(series, truth)
             row = results["samples"][name][str(dose)]
-            print(name, dose, {k: round(v["phase_rmse_rad"], 3) for k, v in row.items()}, flush=True)
+            print(name, dose, {k: round(v["phase_rmse_rad"], 4) for k, v in row.items()}, flush=True)
         series = _series_of_phase(truth, 100, rng=1)
-        fit = retrieve_phase(series, [1.2 * d for d in DEFOCI], fit=("defocus",), initial=truth, optimiser="adam",
-                             n_iter=150, uncertainty=False, progress=False)  # fmt: skip
+        fit = retrieve_phase(series, [1.2 * d for d in DEFOCI], fit=("defocus",), initial=truth, n_iter=40,
+                             uncertainty=False, progress=False)  # fmt: skip
         found = np.asarray(fit.parameters["defocus_nm"])
         rel = np.abs(found[[0, 2]] / np.array(DEFOCI)[[0, 2]] - 1)
         results["samples"][name]["defocus_rel_error"] = float(rel.max())
@@ -123,16 +164,12 @@ def main(argv=None) -> int:
         from atomscount.readers import read_image
 
         truth = np.asarray(read_image(SIPRAD, pixel_size_angstrom=20.0).data, dtype=float)
-        results["siprad"] = {str(d): _methods(_series_of_phase(truth, d, rng=d), truth) for d in doses}
+        results["siprad"] = {}
+        for d in doses:
+            results["siprad"][str(d)] = row = _methods(_series_of_phase(truth, d, rng=d), truth)
+            print("siprad", d, {k: round(v["phase_rmse_rad"], 4) for k, v in row.items()}, flush=True)
     else:
         print(f"bench_ltem: the siprad phase map {SIPRAD} is absent; its part is left out", file=sys.stderr)
-    big = _series_of_phase(_samples(512)["bloch"].phase(beam_energy_ev=300e3), 100, rng=0)
-    t = time.perf_counter()
-    retrieve_phase(big, fit=("phase", "amplitude"), optimiser="adam", n_iter=200, uncertainty=False, progress=False)
-    results["seconds_512_3img"] = time.perf_counter() - t
-    t = time.perf_counter()
-    tie(big)
-    results["tie_seconds"] = time.perf_counter() - t
     key = "100"
     rows = [results["samples"][s][key] for s in results["samples"]]
     results["phase_rmse_ratio_tie_over_ad_100"] = min(r["tie_tuned"]["phase_rmse_rad"] / r["ad_3"]["phase_rmse_rad"]

@@ -2,7 +2,10 @@
 phase by TIE or by the differentiable forward model.
 
 A series file (what ``simulate`` writes and ``tie`` and ``retrieve`` read) is ``series.h5``: the images,
-their defoci [nm] and the microscope, in atomscount's HDF5 layout. Defocus on the command line is in µm.
+their defoci [nm] and the microscope, in atomscount's HDF5 layout. ``tie`` and ``retrieve`` also read a
+through-focus series of image files (``.dm3``, ``.dm4``, ``.tif`` ..., one image each, with ``--defocus``),
+which they register to the image nearest focus (shift, magnification and rotation) first. Defocus on the
+command line is in µm.
 """
 
 from __future__ import annotations
@@ -36,25 +39,80 @@ def add_parser(sub, fmt) -> None:
     s.add_argument("--seed", type=int, default=0, help="seed of the noise")
     s.add_argument("--out", type=Path, required=True, help="output folder: series.h5 and truth.npz (phase, rad)")
     t = es.add_parser("tie", formatter_class=fmt, help="phase by the transport-of-intensity equation")
-    t.add_argument("series", type=Path, help="series file (atomscount ltem simulate)")
+    _series_options(t)
     t.add_argument("--tikhonov", type=float, default=None,
                    help="Tikhonov filter frequency [1/nm] (default: TIE's, 0.05 of the lowest frequency)")  # fmt: skip
     figure_options(t)
     t.add_argument("--out", type=Path, required=True, help="output folder: phase.h5 and the figures")
     r = es.add_parser("retrieve", formatter_class=fmt,
                       help="phase (amplitude, defocus ...) fitted by the differentiable forward model")  # fmt: skip
-    r.add_argument("series", type=Path, help="series file (atomscount ltem simulate)")
+    _series_options(r)
     r.add_argument("--fit", default="phase,amplitude,defocus",
                    help="comma-separated: phase, amplitude, defocus, cs, divergence, defocus_spread")  # fmt: skip
-    r.add_argument("--regulariser", choices=("tv", "smooth"), default="tv",
-                   help="tv: total variation (sharp walls); smooth: squared gradient")  # fmt: skip
+    r.add_argument("--regulariser", choices=("spectral", "tv", "smooth"), default="spectral",
+                   help="spectral: Gaussian prior with the spectrum the images show; tv: total variation; smooth: "
+                        "squared gradient")  # fmt: skip
     r.add_argument("--weight", default="auto",
-                   help="regularisation weight, or auto (discrepancy principle: deviance down to noise)")  # fmt: skip
+                   help="spectral: floor of the spectrum [rad² per mode] (auto: none); tv, smooth: weight, or auto "
+                        "(discrepancy principle: deviance down to noise)")  # fmt: skip
     r.add_argument("--optimiser", choices=("lbfgs", "adam"), default="lbfgs", help="optax optimiser")
     r.add_argument("--iterations", type=int, default=200, help="iterations in all")
     r.add_argument("--seed", type=int, default=0, help="seed of the uncertainty's random probes")
     figure_options(r)
     r.add_argument("--out", type=Path, required=True, help="output folder: phase.h5 and the figures")
+
+
+def _series_options(p) -> None:
+    p.add_argument("series", type=Path, nargs="+",
+                   help="series file (atomscount ltem simulate), or one image file per defocus (.dm3, .dm4, .tif "
+                        "...; with --defocus)")  # fmt: skip
+    p.add_argument("--defocus", default=None, help="image files: comma-separated defocus of each [µm]")
+    p.add_argument("--pixel-size", type=float, default=None,
+                   help="image files: pixel size [nm] (default: the files' calibration)")  # fmt: skip
+    p.add_argument("--beam-energy", type=float, default=300e3, help="image files: beam energy [eV]")
+    p.add_argument("--no-register", action="store_true",
+                   help="image files: taken as aligned (default: registered: shift, scale, rotation)")  # fmt: skip
+
+
+def load_series(paths, *, defocus: str | None = None, pixel_nm: float | None = None, beam_energy_ev: float = 300e3,
+                register: bool = True):  # fmt: skip
+    """The series of ``tie`` and ``retrieve``: one ``series.h5``, or image files, one per defocus.
+
+    Image files are read with :func:`atomscount.readers.read_image`, stacked with ``defocus`` (comma-separated
+    µm), and aligned to the image nearest focus by :func:`atomscount.ltem.register_series` unless
+    ``register`` is False; their pixel size is ``pixel_nm`` or the files' (which must agree).
+    """
+    import numpy as np
+
+    paths = [Path(p) for p in paths]
+    if len(paths) == 1 and paths[0].suffix in (".h5", ".hdf5"):
+        return read_series(paths[0])
+    from ..ltem import LTEMSeries, register_series
+    from ..readers import read_image
+
+    if defocus is None:
+        raise ValueError(f"--defocus must give one defocus [µm] per image file, got none for {len(paths)} files")
+    defoci = _defoci_nm(defocus)
+    if len(defoci) != len(paths):
+        raise ValueError(f"--defocus must give one defocus [µm] per image file: {len(paths)} files, "
+                         f"got {len(defoci)} values ({defocus!r})")  # fmt: skip
+    for p in paths:
+        if not p.is_file():
+            raise ValueError(f"series file {str(p)!r} does not exist")
+    px_a = None if pixel_nm is None else 10.0 * float(pixel_nm)
+    images = [read_image(p, pixel_size_angstrom=px_a) for p in paths]
+    sizes = {round(im.pixel_size_angstrom, 9) for im in images}
+    if len(sizes) != 1:
+        raise ValueError(f"the image files' pixel sizes differ ({sorted(sizes)} Å); give --pixel-size [nm]")
+    series = LTEMSeries(np.stack([np.asarray(im.data, dtype=np.float64) for im in images]), defoci,
+                        pixel_nm=images[0].pixel_size_angstrom / 10.0, beam_energy_ev=beam_energy_ev,
+                        provenance={"files": [str(p) for p in paths]})  # fmt: skip
+    return register_series(series)[0] if register and len(series) > 1 else series
+
+
+def _args_series(args: argparse.Namespace):
+    return load_series(args.series, defocus=args.defocus, pixel_nm=args.pixel_size, beam_energy_ev=args.beam_energy,
+                       register=not args.no_register)  # fmt: skip
 
 
 def write_series(series, path) -> Path:
@@ -118,7 +176,7 @@ def _tie(args: argparse.Namespace) -> int:
     from ..ltem import tie
 
     check_output_folder(args.out)
-    series = read_series(args.series)
+    series = _args_series(args)
     with output_folder(args.out, command="ltem tie") as tmp:
         result = tie(series, tikhonov=args.tikhonov)
         files = _write_result(result, series, tmp, args)
@@ -135,7 +193,7 @@ def _retrieve(args: argparse.Namespace) -> int:
         weight = args.weight if args.weight == "auto" else float(args.weight)
     except ValueError:
         raise ValueError(f"--weight must be 'auto' or a number, got {args.weight!r}") from None
-    series = read_series(args.series)
+    series = _args_series(args)
     with output_folder(args.out, command="ltem retrieve") as tmp:
         result = retrieve_phase(series, fit=tuple(f.strip() for f in args.fit.split(",")),
                                 regulariser=args.regulariser, weight=weight, optimiser=args.optimiser,

@@ -24,6 +24,7 @@ from .register import apply_transform, register_images, register_series
 from .result import LTEMSeries, PhaseRetrieval
 from .retrieve import FIT_NAMES, retrieve_phase
 from .samples import MagneticSample, domain_wall, skyrmion_lattice, vortex_disk
+from .spectral import ctf_wiener, fourier_ring_correlation
 from .tie import single_image_tie, tie
 
 __all__ = [
@@ -33,8 +34,10 @@ __all__ = [
     "PhaseRetrieval",
     "apply_transform",
     "colour_wheel",
+    "ctf_wiener",
     "domain_wall",
     "electrostatic_phase",
+    "fourier_ring_correlation",
     "fresnel_image",
     "induction_map",
     "interaction_constant",

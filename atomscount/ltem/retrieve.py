@@ -1,9 +1,11 @@
 """Differentiable phase retrieval: the exit-wave phase (and amplitude, and microscope parameters) fitted to
 one or more Lorentz TEM images through the forward model :func:`~atomscount.ltem.forward.fresnel_image`.
 
-The objective is the Poisson deviance of the counts plus a regulariser (total variation or smoothness of
-the phase and of the log-amplitude), minimised with optax's L-BFGS from the TIE solution (Zhou, Cherukara
-and Phatak, npj Comput. Mater. 7, 141 (2021), https://doi.org/10.1038/s41524-021-00600-x).
+The objective is the Poisson deviance of the counts plus a prior: by default a Gaussian prior on the
+phase's Fourier modes with the spectrum the images show (:mod:`~atomscount.ltem.spectral`), else total
+variation or smoothness of the phase and of the log-amplitude; it is minimised with optax's L-BFGS from
+the contrast-transfer Wiener estimate, or from TIE for the other regularisers (Zhou, Cherukara and Phatak,
+npj Comput. Mater. 7, 141 (2021), https://doi.org/10.1038/s41524-021-00600-x).
 """
 
 from __future__ import annotations
@@ -19,7 +21,9 @@ __all__ = ["retrieve_phase", "FIT_NAMES"]
 
 #: What :func:`retrieve_phase` can fit.
 FIT_NAMES = ("phase", "amplitude", "defocus", "cs", "divergence", "defocus_spread")
-_REGULARISERS = ("tv", "smooth")
+_REGULARISERS = ("spectral", "tv", "smooth")
+_STALL = 5  # L-BFGS stops when the loss has fallen by less than _STALL_TOL (relative) over this many iterations
+_STALL_TOL = 1e-6
 _TV_EPS = 1e-3  # [rad per pixel]: below this a phase step is treated as smooth (keeps TV differentiable)
 _STAGES = 4  # weights tried by the discrepancy rule, each a quarter of the one before
 _PROBES = 16  # random probes of the Fisher information's diagonal
@@ -134,19 +138,73 @@ def _objective(series: LTEMSeries, dose, fixed: dict, scales: dict, regulariser:
     reg = _regulariser(regulariser)
     counts = series.images
     d = np.asarray(dose)[:, None, None]
-    # y log y, with 0 log 0 = 0: the constant that makes the deviance zero for a perfect model (in NumPy:
-    # eager JAX would compile each operation)
-    ylogy = np.where(counts > 0, counts * np.log(np.where(counts > 0, counts, 1.0)), 0.0)
+    # y log(μ/y) with 0 log 0 = 0, as a ratio: in float32, y log μ − y log y would lose the deviance
+    # (about 1 per pixel) in the rounding of two terms of about y log y each
+    safe = np.where(counts > 0, counts, 1.0)
 
     def deviance(free):
         mu = d * jnp.clip(images(free), 1e-6, None)
-        return 2.0 * jnp.mean(mu - counts - counts * jnp.log(mu) + ylogy)
+        return 2.0 * jnp.mean(mu - counts - counts * jnp.log(mu / safe))
 
     def loss(free, weight):
         v = {**fixed, **free}
         return deviance(free) + weight * (reg(v["phase"]) + reg(v["log_amplitude"]))
 
     return loss, deviance, images
+
+
+def _spectral_objective(deviance, terms: dict, n_images: int):
+    """(loss(params, aux), to_pixels(params, aux)) of the spectral prior.
+
+    The phase and log-amplitude are ``base + F⁻¹[g(k) F[v]]`` with white variables v and ``g`` the
+    linearised posterior standard deviation of each Fourier mode, ``√(S'/(S'P + 1))`` with ``S' = S +
+    floor`` (P, S: :func:`~atomscount.ltem.spectral._spectral_terms`): every mode then has about unit
+    curvature and L-BFGS needs few iterations; modes with ``S' = 0`` stay at the base. The loss per
+    pixel is ``k × mean deviance + Σ |φ̂|²/S' / N + Σ |δ log Â|²/S_A / N``, k the number of images and
+    S_A the log-amplitude's spectrum (its change from the start; no floor): twice the negative log
+    posterior of the Poisson counts under the Gaussian spectral prior.
+    ``aux`` holds ``floor`` and the bases ``phase`` and ``log_amplitude``.
+    """
+    import jax.numpy as jnp
+
+    precision = jnp.asarray(terms["precision"])
+    spectrum = jnp.asarray(terms["spectrum"])
+    amp_precision = jnp.asarray(terms["amplitude_precision"])
+    not_mean = jnp.asarray(np.arange(spectrum.size).reshape(spectrum.shape) != 0)
+    n = spectrum.size
+
+    def phase_scales(floor):
+        s = jnp.where(not_mean, spectrum + floor, 0.0)
+        inv = jnp.where(s > 0, 1.0 / jnp.where(s > 0, s, 1.0), 0.0)
+        return jnp.sqrt(s / (s * precision + 1.0)), inv
+
+    s_amp = jnp.asarray(terms["amplitude_spectrum"])
+    g_amp = jnp.sqrt(s_amp / (s_amp * amp_precision + 1.0))
+    inv_amp = jnp.where(s_amp > 0, 1.0 / jnp.where(s_amp > 0, s_amp, 1.0), 0.0)
+
+    def filt(v, g):
+        return jnp.real(jnp.fft.ifft2(jnp.fft.fft2(v, norm="ortho") * g, norm="ortho")).astype(v.dtype)
+
+    def to_pixels(params, aux):
+        out = dict(params)
+        if "phase" in params:
+            out["phase"] = aux["phase"] + filt(params["phase"], phase_scales(aux["floor"])[0])
+        if "log_amplitude" in params:
+            out["log_amplitude"] = aux["log_amplitude"] + filt(params["log_amplitude"], g_amp)
+        return out
+
+    def loss(params, aux):
+        pix = to_pixels(params, aux)
+        value = n_images * deviance(pix)
+        if "phase" in params:
+            inv = phase_scales(aux["floor"])[1]
+            value = value + jnp.sum(jnp.abs(jnp.fft.fft2(pix["phase"], norm="ortho")) ** 2 * inv) / n
+        if "log_amplitude" in params:
+            delta = jnp.fft.fft2(pix["log_amplitude"] - aux["log_amplitude0"], norm="ortho")
+            value = value + jnp.sum(jnp.abs(delta) ** 2 * inv_amp) / n
+        return value
+
+    return loss, to_pixels
 
 
 def _fisher_uncertainty(images, free: dict, dose, key_seed: int) -> np.ndarray:
@@ -205,7 +263,7 @@ def _optimiser(kind: str, loss, n_iter: int):
 
 
 def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, beam_energy_ev: float | None = None,
-                   fit=("phase", "amplitude", "defocus"), regulariser: str = "tv", weight="auto",
+                   fit=("phase", "amplitude", "defocus"), regulariser: str = "spectral", weight="auto",
                    dose_e_per_pixel: float | None = None, initial=None, n_iter: int = 200, optimiser: str = "lbfgs",
                    uncertainty: bool = True,
                    rng=0, progress: bool = True) -> PhaseRetrieval:  # fmt: skip
@@ -213,16 +271,25 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     differentiation of the forward model.
 
     The loss is the Poisson deviance per pixel, ``(2/N) Σ [μ − y − y log(μ/y)]`` with the model counts
-    ``μ = dose · I(φ, A, Δf, Cs, α, Δ)`` (:func:`~atomscount.ltem.forward.fresnel_image`), plus ``weight ×
-    (R(φ) + R(log A))`` where R is the mean total variation (``"tv"``) or the mean squared gradient
-    (``"smooth"``) per pixel. The deviance is about 1 when the model explains the counts to their Poisson
-    noise. It is minimised by L-BFGS (optax) from the TIE solution (three or more images with one in focus)
-    or the single-image TIE of the most defocused image.
+    ``μ = dose · I(φ, A, Δf, Cs, α, Δ)`` (:func:`~atomscount.ltem.forward.fresnel_image`), plus a prior.
+    The deviance is about 1 when the model explains the counts to their Poisson noise.
 
-    ``weight="auto"`` follows Morozov's discrepancy principle by continuation: it starts where the
-    regulariser's gradient is as large as the data's at the starting point, and divides the weight by 4
-    (up to 4 stages, ``n_iter / 4`` iterations each, each warm-started from the last) until the deviance
-    falls to 1, i.e. until the model fits the counts to their noise and no closer.
+    The default regulariser, ``"spectral"``, is a Gaussian prior on the phase's Fourier modes with the
+    variance that the images themselves show (:func:`~atomscount.ltem.spectral.ctf_wiener`: modes the
+    images show above their noise keep their power, the others are held at 0); the log-amplitude gets the
+    same from its own transfer ``2 cos χ``, and is held at the start for one image (which cannot tell
+    amplitude from phase). The phase starts at that Wiener estimate, and the fit corrects what the weak-phase
+    model leaves out (strong phases, wrong defocus, coherence). The variables are whitened, each Fourier
+    mode scaled by its linearised posterior standard deviation, so L-BFGS converges in tens of iterations;
+    it stops early when the loss stalls (relative change < 1e-6 over 5 iterations).
+
+    With ``"tv"`` or ``"smooth"`` the prior is ``weight × (R(φ) + R(log A))``, R the mean total variation
+    or the mean squared gradient per pixel, from the TIE solution (three or more images with one in focus)
+    or the single-image TIE of the most defocused image; ``weight="auto"`` follows Morozov's discrepancy principle by
+    continuation: it starts where the regulariser's gradient is as large as the data's at the starting
+    point (TIE), and divides the weight by 4 (up to 4 stages, ``n_iter / 4`` iterations each, each
+    warm-started from the last) until the deviance falls to that of Poisson noise (1 per pixel,
+    ``+ 1/(6 dose) + 0.01``), i.e. until the model fits the counts to their noise and no closer.
 
     Parameters
     ----------
@@ -239,13 +306,16 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
         What to fit, from :data:`FIT_NAMES`: ``phase``, ``amplitude``, ``defocus`` (one value per image),
         ``cs`` (spherical aberration), ``divergence`` (beam divergence semi-angle), ``defocus_spread``.
         What is not fitted stays at the series' value (the start for phase and amplitude).
-    regulariser : {"tv", "smooth"}
-        Total variation (keeps domain walls sharp) or squared gradient.
+    regulariser : {"spectral", "tv", "smooth"}
+        The data-driven spectral prior (above), total variation or squared gradient.
     weight : "auto" or float
-        Regularisation weight [dimensionless, per pixel], or ``"auto"`` (the discrepancy rule above).
+        ``"spectral"``: a floor [rad² per Fourier mode] added to the estimated spectrum, which frees the
+        modes it holds at 0 (``"auto"``: none). ``"tv"``, ``"smooth"``: the regularisation weight
+        [dimensionless, per pixel], or ``"auto"`` (the discrepancy rule above).
     dose_e_per_pixel : float, optional
-        Electrons per pixel of the beam, when the images are normalised; default: each image's mean
-        (right for images in counts).
+        Electrons per pixel of the beam, when the images are normalised; default: each image's mean for
+        counts (integers); for other images the spectral prior measures it from their noise at the highest
+        frequencies, ``"tv"`` and ``"smooth"`` take the mean.
     initial : PhaseRetrieval or array_like, optional
         Starting phase [rad] (and amplitude), instead of TIE.
     n_iter : int
@@ -304,20 +374,32 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     uncertainty = check_bool(uncertainty, "uncertainty")
     progress = check_bool(progress, "progress")
     seed = int(check_rng(rng).integers(2**31))
-    if dose_e_per_pixel is None:
-        dose = series.images.mean(axis=(1, 2))
-        if np.any(dose <= 0):
-            raise ValueError(f"images must have a positive mean (counts), got means {dose.tolist()}")
-        counts = series
-        is_counts = bool(np.all(series.images == np.round(series.images)))
-    else:
+    means = series.images.mean(axis=(1, 2))
+    if np.any(means <= 0):
+        raise ValueError(f"images must have a positive mean, got means {means.tolist()}")
+    if dose_e_per_pixel is not None:
         from .forward import _positive
 
-        dose = np.full(len(series), _positive(dose_e_per_pixel, "dose_e_per_pixel"))
-        counts = dataclasses.replace(series, images=series.images * dose[:, None, None])
-        is_counts = True
+        _positive(dose_e_per_pixel, "dose_e_per_pixel")
+    from .spectral import _noise_dose, _spectral_terms
 
-    phase0, amp0, start_method = _start(series, initial)
+    spectral = regulariser == "spectral"
+    if np.all(series.defoci_nm == 0):
+        raise ValueError(f"defocus_nm must not be all zero (an in-focus image has no phase contrast), "
+                         f"got {series.defoci_nm.tolist()}")  # fmt: skip
+    # electrons per pixel: the given dose, the mean of counts, else (spectral) measured from the images' noise
+    # or (tv, smooth) their mean
+    dose = _noise_dose(series.images, dose_e_per_pixel) if spectral or dose_e_per_pixel is not None else means
+    is_counts = bool(np.all(series.images == np.round(series.images)))
+    noisy = spectral or is_counts or dose_e_per_pixel is not None
+    counts = series
+    if dose_e_per_pixel is not None or (spectral and not is_counts):
+        counts = dataclasses.replace(series, images=series.images / means[:, None, None] * dose[:, None, None])
+    terms = _spectral_terms(series, dose) if spectral else None
+    if spectral and initial is None:
+        phase0, amp0, start_method = terms["phase"], np.ones(series.shape), "wiener"
+    else:
+        phase0, amp0, start_method = _start(series, initial)
     # JAX's default float (float32 unless the user enabled x64); NumPy arrays, since each eager JAX
     # operation would be compiled on its own
     dtype = np.dtype(jax.dtypes.canonicalize_dtype(np.float64))
@@ -331,9 +413,19 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     scales = {"defocus": float(max(np.abs(series.defoci_nm).max(), 1e3)), "cs": float(max(series.cs_nm, 1e6)),
               **_COHERENCE_SCALE}  # fmt: skip
     loss, deviance, model_images = _objective(counts, dose, fixed, scales, regulariser)
-
     deviance_jit = jax.jit(deviance)
-    if weight == "auto":
+    # the discrepancy rule: stop at the first weight (or floor) where the mean deviance is that of Poisson noise
+    # (1 + 1/(6 dose) per pixel, + 1 %)
+    target = 1.01 + 1.0 / (6.0 * float(np.min(dose)))
+    if spectral:
+        loss, to_pixels = _spectral_objective(deviance, terms, len(series))
+        to_pixels_jit = jax.jit(to_pixels)
+        # "auto": the spectrum as estimated (no floor); the prior has no free weight
+        weights = [0.0] if weight == "auto" else [float(weight)]
+        aux = {"floor": np.asarray(weights[0], dtype), "phase": variables["phase"],
+               "log_amplitude": variables["log_amplitude"], "log_amplitude0": variables["log_amplitude"]}  # fmt: skip
+        free = {k: (np.zeros_like(v) if k in ("phase", "log_amplitude") else v) for k, v in free.items()}
+    elif weight == "auto":
         misfit = float(deviance_jit(free))
         start_reg = _regulariser_numpy(regulariser, phase0) + _regulariser_numpy(regulariser, np.log(amp0))
         # a flat start has no regulariser to compare with: then one unit of each
@@ -351,15 +443,29 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
             if n == 0:
                 break
             used = w
+            if spectral:  # rebase: the white variables restart at 0 on the last stage's maps
+                pix = to_pixels_jit(params, aux)
+                aux = {**aux, "floor": np.asarray(w, dtype), **{k: pix[k] for k in ("phase", "log_amplitude")
+                                                                 if k in params}}  # fmt: skip
+                params = {k: (jax.numpy.zeros_like(v) if k in ("phase", "log_amplitude") else v)
+                          for k, v in params.items()}  # fmt: skip
+                arg = aux
+            else:
+                arg = np.asarray(w, dtype)
             state = init(params)
-            wj = np.asarray(w, dtype)
             for _ in range(n):
-                params, state, value = step(params, state, wj)
+                params, state, value = step(params, state, arg)
                 history.append(float(value))
                 bar.update(1)
-            # the discrepancy rule needs counts; normalised images without a dose are taken as noise-free
-            if weight == "auto" and is_counts and float(deviance_jit(params)) <= 1.0:
+                if optimiser == "lbfgs" and len(history) > _STALL:
+                    if history[-_STALL - 1] - history[-1] < _STALL_TOL * abs(history[-1]):
+                        break
+            current = to_pixels_jit(params, aux) if spectral else params
+            # the rule needs counts; normalised images without a dose are taken as noise-free (tv, smooth)
+            if weight == "auto" and noisy and float(deviance_jit(current)) <= target:
                 break
+    if spectral:
+        params = to_pixels_jit(params, aux)
     v = {k: np.asarray(x, dtype=np.float64) for k, x in {**fixed, **params}.items()}
     phase = v["phase"]
     amplitude = np.exp(v["log_amplitude"])

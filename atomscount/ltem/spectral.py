@@ -1,0 +1,211 @@
+"""Fourier-space tools of the Lorentz TEM stage: the contrast-transfer Wiener filter with a data-driven
+signal spectrum (the start and the prior of :func:`~atomscount.ltem.retrieve.retrieve_phase`), and the
+Fourier ring correlation of two maps.
+
+For a weak phase the relative contrast of an image at defocus Δf is ``ĉ(k) = T(k) φ̂(k)`` with the
+transfer ``T = 2 sin χ(k) E(k)`` (:func:`~atomscount.ltem.forward.transfer_function`), and Poisson noise
+of variance ``1/dose`` per Fourier mode (unitary FFT). Per mode the images add up to
+``y(k) = Σ_j dose_j T_j ĉ_j`` with ``E[y] = P φ̂`` and ``var y = P``, ``P(k) = Σ_j dose_j T_j²`` the data
+precision. The signal spectrum ``S(k) = (|y|² − P)/P²`` is kept where ``|y|² > β P`` with β = 2 ln(modes)
+(the level that pure noise, ``|y|²/P`` exponential, passes at no mode) and is 0 elsewhere; the phase is
+the Wiener estimate ``S y / (S P + 1)``. Slow modes, where ``sin χ`` and so P vanish, are kept only when
+the data show them far above their noise, which is what TIE's noise (growing as ``1/k²``) lacks.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .result import LTEMSeries, PhaseRetrieval
+
+__all__ = ["ctf_wiener", "fourier_ring_correlation"]
+
+
+def _transfer_stack(shape, pixel_nm, defoci_nm, *, beam_energy_ev, cs_nm, divergence_rad, defocus_spread_nm):
+    """``(T_j(k), A_j(k), k²)``: the weak-phase transfer ``2 sin χ E`` and the weak-amplitude transfer
+    ``2 cos χ E`` of each defocus, FFT order."""
+    from .forward import _chi_and_envelope, _frequencies, wavelength_nm
+
+    ky, kx = _frequencies(shape, pixel_nm)
+    k2 = kx**2 + ky**2
+    lam = wavelength_nm(beam_energy_ev)
+    phase, amplitude = [], []
+    for df in np.atleast_1d(defoci_nm):
+        chi, env = _chi_and_envelope(k2, np, lam, float(df), cs_nm, divergence_rad, defocus_spread_nm)
+        phase.append(2 * np.sin(chi) * env)
+        amplitude.append(2 * np.cos(chi) * env)
+    return np.stack(phase), np.stack(amplitude), k2
+
+
+def _noise_dose(images: np.ndarray, dose) -> np.ndarray:
+    """Electrons per pixel of each image: the given dose, the mean for counts, else 1/noise variance from
+    the top fifth of the frequencies (where a smooth specimen has no signal)."""
+    if dose is not None:
+        return np.broadcast_to(np.asarray(dose, dtype=np.float64), (len(images),)).copy()
+    means = images.mean(axis=(1, 2))
+    if np.all(images == np.round(images)):
+        return means
+    ny, nx = images.shape[1:]
+    fy, fx = np.meshgrid(np.fft.fftfreq(ny), np.fft.fftfreq(nx), indexing="ij")
+    high = np.hypot(fy, fx) > 0.4
+    out = []
+    for im, m in zip(images, means, strict=True):
+        power = np.abs(np.fft.fft2(im / m - 1, norm="ortho")[high]) ** 2
+        # the median of an exponential is ln 2 times its mean; at most 1e6 electrons for noise-free images
+        out.append(1.0 / max(float(np.median(power)) / np.log(2), 1e-6))
+    return np.asarray(out)
+
+
+def _kept_spectrum(y, p, beta):
+    """``(|y|² − P)/P²`` where ``|y|² > β P``, else 0 (and 0 at k = 0)."""
+    power = np.abs(y) ** 2
+    keep = (power > beta * p) & (p > 0)
+    keep[0, 0] = False
+    return np.where(keep, (power - p) / np.where(keep, p, 1.0) ** 2, 0.0)
+
+
+def _ring_spectrum(y, p, k2, pixel_nm):
+    """An isotropic spectrum from the median power of each ring of modes (robust to a lattice's few
+    peaks, which the median leaves out): ``(median |y|²/ln 2 − P)/P²`` where the median is five of its
+    standard errors above the noise's and the signal at least as strong as the noise, else 0. P depends
+    on ``|k|`` only for a round transfer."""
+    ny, nx = y.shape
+    ring = np.rint(np.sqrt(k2) * min(ny, nx) * pixel_nm).astype(int)
+    n_rings = int(ring.max()) + 1
+    out = np.zeros(n_rings)
+    power = np.abs(y) ** 2
+    for r in range(1, n_rings):
+        m = ring == r
+        pr = float(np.mean(p[m]))
+        if pr <= 0:
+            continue
+        excess = np.median(power[m]) / np.log(2) - pr
+        # significant (the median of m exponentials has a relative error ~1.2/√m) and at least the noise
+        if excess > max(5 * 1.2 / np.sqrt(m.sum()), 1.0) * pr:
+            out[r] = excess / pr**2
+    return out[ring]
+
+
+def _spectral_terms(series: LTEMSeries, dose=None) -> dict:
+    """The per-mode terms of the weak-phase model: ``y``, ``P``, the signal spectrum ``S`` [rad² per mode,
+    unitary FFT], the Wiener phase and the dose used (see the module's docstring)."""
+    images = np.asarray(series.images, dtype=np.float64)
+    doses = _noise_dose(images, dose)
+    t, t_amp, k2 = _transfer_stack(series.shape, series.pixel_nm, series.defoci_nm,
+                                   beam_energy_ev=series.beam_energy_ev, cs_nm=series.cs_nm,
+                                   divergence_rad=series.divergence_rad,
+                                   defocus_spread_nm=series.defocus_spread_nm)  # fmt: skip
+    y = np.zeros(series.shape, dtype=complex)
+    p = np.zeros(series.shape)
+    y_amp = np.zeros(series.shape, dtype=complex)
+    p_amp = np.zeros(series.shape)
+    for im, tj, aj, d in zip(images, t, t_amp, doses, strict=True):
+        c = np.fft.fft2(im / im.mean() - 1, norm="ortho")
+        y += d * tj * c
+        p += d * tj**2
+        y_amp += d * aj * c
+        p_amp += d * aj**2
+    beta = 2 * np.log(p.size)
+    s = np.maximum(_kept_spectrum(y, p, beta), _ring_spectrum(y, p, k2, series.pixel_nm))
+    s[0, 0] = 0.0
+    # the log-amplitude's spectrum, the same way; one image cannot tell amplitude from phase: none
+    s_amp = _kept_spectrum(y_amp, p_amp, beta) if len(images) > 1 else np.zeros(series.shape)
+    phase = np.fft.ifft2(s * y / (s * p + 1), norm="ortho").real
+    return {"y": y, "precision": p, "amplitude_precision": p_amp, "amplitude_spectrum": s_amp, "spectrum": s,
+            "phase": phase, "dose": doses, "k2": k2, "threshold": beta}  # fmt: skip
+
+
+def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> PhaseRetrieval:
+    """Phase from one or more defocused images by the contrast-transfer Wiener filter, its signal spectrum
+    estimated from the images (no tuning).
+
+    Each Fourier mode of the images is weighed by the transfer ``2 sin χ(k) E(k)`` of its defocus and by
+    its dose; a mode is kept where the images show it above the noise at a level that pure noise passes at
+    no mode, and shrunk by the Wiener factor ``S P / (S P + 1)``. Unlike TIE it uses the exact ``sin χ``
+    (no small-defocus limit), needs no in-focus image, and needs no filter frequency. It assumes a weak
+    phase: strong, sharp phase steps (a film's edge) are treated by :func:`~atomscount.ltem.retrieve_phase`.
+
+    Parameters
+    ----------
+    series : LTEMSeries
+        One or more images, at least one defocused, in counts or normalised.
+    dose_e_per_pixel : float, optional
+        Electrons per pixel; default: each image's mean for counts (integers), else the inverse noise
+        variance measured at the highest frequencies.
+
+    Returns
+    -------
+    PhaseRetrieval
+        Phase [rad] (mean 0), amplitude 1, method ``"wiener"``; ``parameters`` holds the number of kept
+        modes and the threshold.
+
+    Raises
+    ------
+    ValueError
+        If every image is in focus (no phase contrast).
+    """
+    if not isinstance(series, LTEMSeries):
+        raise TypeError(f"series must be an LTEMSeries, got {type(series).__name__}")
+    if np.all(series.defoci_nm == 0):
+        raise ValueError(f"series.defoci_nm must hold a non-zero defocus (an in-focus image has no phase "
+                         f"contrast), got {series.defoci_nm.tolist()}")  # fmt: skip
+    if dose_e_per_pixel is not None:
+        from .result import _positive
+
+        dose_e_per_pixel = _positive(dose_e_per_pixel, "dose_e_per_pixel")
+    terms = _spectral_terms(series, dose_e_per_pixel)
+    phase = terms["phase"]
+    return PhaseRetrieval(phase - phase.mean(), np.ones_like(phase), series.pixel_nm, method="wiener",
+                          parameters={"defoci_nm": series.defoci_nm.tolist(),
+                                      "kept_modes": int(np.count_nonzero(terms["spectrum"])),
+                                      "threshold": float(terms["threshold"])},
+                          provenance=dict(series.provenance))  # fmt: skip
+
+
+def fourier_ring_correlation(a, b, *, pixel_nm: float, threshold: float = 1 / 7) -> dict:
+    """Fourier ring correlation of two maps, and the resolution where it falls below a threshold.
+
+    ``FRC(k) = Re Σ â b̂* / √(Σ |â|² Σ |b̂|²)`` over rings one frequency step wide (the constant term
+    left out). Against a known truth, the resolution is the period where the FRC first drops below
+    ``threshold`` (1/7 by default).
+
+    Parameters
+    ----------
+    a, b : array_like, shape (ny, nx)
+        The maps (e.g. a retrieved and the true phase).
+    pixel_nm : float
+        Pixel size [nm].
+    threshold : float
+        FRC level that defines the resolution, in (0, 1).
+
+    Returns
+    -------
+    dict
+        ``frequency_per_nm`` (ring centres [1/nm]), ``frc`` (per ring), ``resolution_nm`` (the period
+        ``1/k`` [nm] of the first ring below the threshold; the Nyquist period ``2 × pixel_nm`` if none is).
+    """
+    from .result import _positive
+
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"a and b must be 2D maps of one shape, got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError("a and b must be finite; they have NaN or infinite pixels")
+    px = _positive(pixel_nm, "pixel_nm")
+    if not 0 < float(threshold) < 1:
+        raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")
+    fa, fb = np.fft.fft2(a), np.fft.fft2(b)
+    ny, nx = a.shape
+    fy, fx = np.meshgrid(np.fft.fftfreq(ny), np.fft.fftfreq(nx), indexing="ij")
+    ring = np.rint(np.hypot(fy, fx) * min(ny, nx)).astype(int)  # in steps of 1/min(ny, nx) cycles per pixel
+    n_rings = min(ny, nx) // 2
+    use = (ring >= 1) & (ring <= n_rings)
+    cross = np.bincount(ring[use], (fa * np.conj(fb)).real[use], minlength=n_rings + 1)[1:]
+    pa = np.bincount(ring[use], (np.abs(fa) ** 2)[use], minlength=n_rings + 1)[1:]
+    pb = np.bincount(ring[use], (np.abs(fb) ** 2)[use], minlength=n_rings + 1)[1:]
+    frc = cross / np.sqrt(np.maximum(pa * pb, 1e-300))
+    freq = np.arange(1, n_rings + 1) / (min(ny, nx) * px)
+    below = np.flatnonzero(frc < float(threshold))
+    resolution = 1.0 / freq[below[0]] if below.size else 2 * px
+    return {"frequency_per_nm": freq, "frc": frc, "resolution_nm": float(resolution)}
