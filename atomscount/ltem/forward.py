@@ -228,6 +228,20 @@ def fresnel_image(phase, amplitude=None, *, pixel_nm: float, defocus_nm, beam_en
     return intensity if stack else intensity[0]
 
 
+def _fresnel_numpy(phase, amplitude, *, pixel_nm, defoci_nm, beam_energy_ev, cs_nm=0.0, divergence_rad=0.0,
+                   defocus_spread_nm=0.0) -> np.ndarray:  # fmt: skip
+    """:func:`fresnel_image` in NumPy (float64), a stack of shape (k, ny, nx) for k defoci."""
+    phase = np.asarray(phase, dtype=np.float64)
+    amp = 1.0 if amplitude is None else np.asarray(amplitude, dtype=np.float64)
+    wave = np.fft.fft2(amp * np.exp(1j * phase))
+    out = []
+    for df in np.atleast_1d(defoci_nm):
+        h = transfer_function(phase.shape, pixel_nm, defocus_nm=float(df), cs_nm=cs_nm, beam_energy_ev=beam_energy_ev,
+                              divergence_rad=divergence_rad, defocus_spread_nm=defocus_spread_nm)  # fmt: skip
+        out.append(np.abs(np.fft.ifft2(wave * h)) ** 2)
+    return np.stack(out)
+
+
 def simulate_series(sample, defoci_nm, *, beam_energy_ev: float = 300e3, cs_nm: float = 0.0,
                     divergence_rad: float = 0.0, defocus_spread_nm: float = 0.0, dose_e_per_pixel: float | None = None,
                     rng=None) -> LTEMSeries:  # fmt: skip
@@ -260,9 +274,10 @@ def simulate_series(sample, defoci_nm, *, beam_energy_ev: float = 300e3, cs_nm: 
 
     defoci = np.atleast_1d(np.asarray(defoci_nm, dtype=np.float64))
     phase = sample.phase(beam_energy_ev=beam_energy_ev)
-    images = np.asarray(fresnel_image(phase, pixel_nm=sample.pixel_nm, defocus_nm=defoci, beam_energy_ev=beam_energy_ev,
-                                      cs_nm=cs_nm, divergence_rad=divergence_rad,
-                                      defocus_spread_nm=defocus_spread_nm), dtype=np.float64)  # fmt: skip
+    # NumPy, float64: a simulation needs no gradient, and JAX would compile the model first
+    images = _fresnel_numpy(phase, None, pixel_nm=sample.pixel_nm, defoci_nm=defoci, beam_energy_ev=beam_energy_ev,
+                            cs_nm=cs_nm, divergence_rad=divergence_rad,
+                            defocus_spread_nm=defocus_spread_nm)  # fmt: skip
     provenance = {"sample": sample.name, "dose_e_per_pixel": dose_e_per_pixel}
     if dose_e_per_pixel is not None:
         dose = _positive(dose_e_per_pixel, "dose_e_per_pixel")

@@ -89,6 +89,25 @@ def _check_grid(shape, pixel_nm) -> tuple[tuple[int, int], float]:
     return (ny, nx), px
 
 
+def _film(shape, pixel_nm, thickness_nm, ms_a_per_m, mean_inner_potential_v):
+    """The set-up every sample shares: the checked grid ``(ny, nx)``, pixel [nm] and thickness [nm], and a
+    maker ``make(mx, my, mz, thickness_map, name)`` of the :class:`MagneticSample` with these materials (a
+    thickness map of one number fills the grid)."""
+    (ny, nx), px = _check_grid(shape, pixel_nm)
+    t = _positive(thickness_nm, "thickness_nm")
+    ms = _positive(ms_a_per_m, "ms_a_per_m")
+    v0 = float(mean_inner_potential_v)
+    if not np.isfinite(v0):
+        raise ValueError(f"mean_inner_potential_v must be finite, got {mean_inner_potential_v!r}")
+
+    def make(mx, my, mz, thickness_map, name: str) -> MagneticSample:
+        thick = np.broadcast_to(np.asarray(thickness_map, dtype=np.float64), (ny, nx)).copy()
+        full = np.ones((ny, nx))
+        return MagneticSample(full * mx, full * my, full * mz, thick, px, ms, v0, name=name)
+
+    return (ny, nx), px, t, make
+
+
 def _tilt(mx, my, mz, thickness, tilt_deg: float):
     """Magnetisation and thickness seen along the beam after tilting the film by ``tilt_deg`` about x.
 
@@ -144,11 +163,10 @@ def skyrmion_lattice(kind: str = "bloch", *, shape=(128, 128), pixel_nm: float =
 
     if kind not in ("bloch", "neel"):
         raise ValueError(f"kind must be 'bloch' or 'neel', got {kind!r}")
-    (ny, nx), px = _check_grid(shape, pixel_nm)
+    (ny, nx), px, t, make = _film(shape, pixel_nm, thickness_nm, ms_a_per_m, mean_inner_potential_v)
     a = _positive(period_nm, "period_nm")
     r0 = _positive(radius_nm, "radius_nm")
     w = _positive(wall_width_nm, "wall_width_nm")
-    t = _positive(thickness_nm, "thickness_nm")
     ly, lx = ny * px, nx * px
     n_cols = max(1, round(lx / a))
     n_rows = max(2, 2 * round(ly / (a * np.sqrt(3))))  # even, so that the staggered rows wrap
@@ -168,8 +186,7 @@ def skyrmion_lattice(kind: str = "bloch", *, shape=(128, 128), pixel_nm: float =
     mz = np.cos(theta)
     tilt = (0.0 if kind == "bloch" else 20.0) if tilt_deg is None else tilt_deg
     mx, my, mz, thick = _tilt(mx, my, mz, np.full((ny, nx), t), tilt)
-    return MagneticSample(mx, my, mz, thick, px, _positive(ms_a_per_m, "ms_a_per_m"), float(mean_inner_potential_v),
-                          name=f"{kind} skyrmion lattice")  # fmt: skip
+    return make(mx, my, mz, thick, f"{kind} skyrmion lattice")
 
 
 def vortex_disk(*, shape=(128, 128), pixel_nm: float = 2.0, radius_nm: float = 100.0, core_radius_nm: float = 8.0,
@@ -203,7 +220,7 @@ def vortex_disk(*, shape=(128, 128), pixel_nm: float = 2.0, radius_nm: float = 1
     -------
     MagneticSample
     """
-    (ny, nx), px = _check_grid(shape, pixel_nm)
+    (ny, nx), px, t, make = _film(shape, pixel_nm, thickness_nm, ms_a_per_m, mean_inner_potential_v)
     rad = _positive(radius_nm, "radius_nm")
     if 2 * rad > min(ny, nx) * px:
         raise ValueError(f"radius_nm {radius_nm!r} does not fit in the field of view "
@@ -213,7 +230,6 @@ def vortex_disk(*, shape=(128, 128), pixel_nm: float = 2.0, radius_nm: float = 1
             raise ValueError(f"{name} must be 1 or -1, got {v!r}")
     rc = _positive(core_radius_nm, "core_radius_nm")
     ew = _positive(edge_width_nm, "edge_width_nm")
-    t = _positive(thickness_nm, "thickness_nm")
     y, x = (np.mgrid[0:ny, 0:nx] - np.array([ny / 2, nx / 2])[:, None, None]) * px
     r = np.hypot(x, y)
     psi = np.arctan2(y, x)
@@ -223,8 +239,7 @@ def vortex_disk(*, shape=(128, 128), pixel_nm: float = 2.0, radius_nm: float = 1
     mz = polarity * np.exp(-((r / rc) ** 2)) * (inside > 0)
     s = np.sqrt(np.clip(1 - mz**2, 0, 1)) * (inside > 0)
     mx, my = -chirality * s * np.sin(psi), chirality * s * np.cos(psi)
-    return MagneticSample(mx, my, mz, thick, px, _positive(ms_a_per_m, "ms_a_per_m"), float(mean_inner_potential_v),
-                          name="vortex disk")  # fmt: skip
+    return make(mx, my, mz, thick, "vortex disk")
 
 
 def domain_wall(*, shape=(128, 128), pixel_nm: float = 2.0, wall_width_nm: float = 20.0, kind: str = "bloch",
@@ -260,9 +275,8 @@ def domain_wall(*, shape=(128, 128), pixel_nm: float = 2.0, wall_width_nm: float
     """
     if kind not in ("bloch", "neel"):
         raise ValueError(f"kind must be 'bloch' or 'neel', got {kind!r}")
-    (ny, nx), px = _check_grid(shape, pixel_nm)
+    (ny, nx), px, t, make = _film(shape, pixel_nm, thickness_nm, ms_a_per_m, mean_inner_potential_v)
     w = _positive(wall_width_nm, "wall_width_nm")
-    t = _positive(thickness_nm, "thickness_nm")
     x = (np.arange(nx) + 0.5) * px
     lx = nx * px
     u1 = (x - lx / 4 + lx / 2) % lx - lx / 2  # signed distance to each wall, wrapped
@@ -272,7 +286,4 @@ def domain_wall(*, shape=(128, 128), pixel_nm: float = 2.0, wall_width_nm: float
     my_row = my1 + my2
     across = np.sqrt(np.clip(1 - my_row**2, 0, 1))
     mx_row, mz_row = (np.zeros(nx), across) if kind == "bloch" else (across, np.zeros(nx))
-    full = np.ones((ny, 1))
-    return MagneticSample(full * mx_row, full * my_row, full * mz_row, np.full((ny, nx), t), px,
-                          _positive(ms_a_per_m, "ms_a_per_m"), float(mean_inner_potential_v),
-                          name=f"180° {kind} domain wall")  # fmt: skip
+    return make(mx_row, my_row, mz_row, t, f"180° {kind} domain wall")

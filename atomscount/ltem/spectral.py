@@ -7,8 +7,11 @@ transfer ``T = 2 sin χ(k) E(k)`` (:func:`~atomscount.ltem.forward.transfer_func
 of variance ``1/dose`` per Fourier mode (unitary FFT). Per mode the images add up to
 ``y(k) = Σ_j dose_j T_j ĉ_j`` with ``E[y] = P φ̂`` and ``var y = P``, ``P(k) = Σ_j dose_j T_j²`` the data
 precision. The signal spectrum ``S(k) = (|y|² − P)/P²`` is kept where ``|y|² > β P`` with β = 2 ln(modes)
-(the level that pure noise, ``|y|²/P`` exponential, passes at no mode) and is 0 elsewhere; the phase is
-the Wiener estimate ``S y / (S P + 1)``. Slow modes, where ``sin χ`` and so P vanish, are kept only when
+(the level that pure noise, ``|y|²/P`` exponential, passes at no mode), or where the median power of its
+ring of modes shows an isotropic spectrum, and is 0 elsewhere; the phase is the Wiener estimate
+``S y / (S P + 1)``. A strong phase puts what the weak-phase model leaves out into y, so the threshold
+(1, 4, 16 or 64 times β, with or without the rings) is the one whose phase explains the counts best through
+the full image model. Slow modes, where ``sin χ`` and so P vanish, are kept only when
 the data show them far above their noise, which is what TIE's noise (growing as ``1/k²``) lacks.
 """
 
@@ -19,6 +22,8 @@ import numpy as np
 from .result import LTEMSeries, PhaseRetrieval
 
 __all__ = ["ctf_wiener", "fourier_ring_correlation"]
+
+_THRESHOLD_FACTORS = (1.0, 4.0, 16.0, 64.0)
 
 
 def _transfer_stack(shape, pixel_nm, defoci_nm, *, beam_energy_ev, cs_nm, divergence_rad, defocus_spread_nm):
@@ -105,14 +110,43 @@ def _spectral_terms(series: LTEMSeries, dose=None) -> dict:
         p += d * tj**2
         y_amp += d * aj * c
         p_amp += d * aj**2
-    beta = 2 * np.log(p.size)
-    s = np.maximum(_kept_spectrum(y, p, beta), _ring_spectrum(y, p, k2, series.pixel_nm))
-    s[0, 0] = 0.0
+    ring = _ring_spectrum(y, p, k2, series.pixel_nm)
+    # a strong phase (a film's edge) puts what the weak-phase model leaves out into y, which the slow modes'
+    # 1/P blows up: of the thresholds 2 ln(modes) × 1, 4, 16, 64, with and without the rings, the one whose
+    # phase explains the counts best through the full (nonlinear) image model
+    best = None
+    for factor in _THRESHOLD_FACTORS:
+        beta = factor * 2 * np.log(p.size)
+        for use_ring in (True, False):
+            s = np.maximum(_kept_spectrum(y, p, beta), ring) if use_ring else _kept_spectrum(y, p, beta)
+            s[0, 0] = 0.0
+            phase = np.fft.ifft2(s * y / (s * p + 1), norm="ortho").real
+            dev = _deviance(images, doses, phase, series)
+            if best is None or dev < best[0]:
+                best = (dev, beta, use_ring, s, phase)
+    dev, beta, use_ring, s, phase = best
     # the log-amplitude's spectrum, the same way; one image cannot tell amplitude from phase: none
     s_amp = _kept_spectrum(y_amp, p_amp, beta) if len(images) > 1 else np.zeros(series.shape)
-    phase = np.fft.ifft2(s * y / (s * p + 1), norm="ortho").real
     return {"y": y, "precision": p, "amplitude_precision": p_amp, "amplitude_spectrum": s_amp, "spectrum": s,
-            "phase": phase, "dose": doses, "k2": k2, "threshold": beta}  # fmt: skip
+            "phase": phase, "dose": doses, "k2": k2, "threshold": beta, "rings": use_ring,
+            "deviance": dev}  # fmt: skip
+
+
+def _deviance(images, doses, phase, series) -> float:
+    """Mean Poisson deviance per pixel of the counts ``images`` against the full image model of ``phase``
+    (amplitude 1), in NumPy."""
+    from .forward import _fresnel_numpy
+
+    model = _fresnel_numpy(phase, None, pixel_nm=series.pixel_nm, defoci_nm=series.defoci_nm,
+                           beam_energy_ev=series.beam_energy_ev, cs_nm=series.cs_nm,
+                           divergence_rad=series.divergence_rad,
+                           defocus_spread_nm=series.defocus_spread_nm)  # fmt: skip
+    total = 0.0
+    for im, d, m in zip(images, doses, model, strict=True):
+        mu = d * np.clip(m, 1e-6, None)
+        y = im / im.mean() * d
+        total += 2 * np.mean(mu - y - y * np.log(mu / np.where(y > 0, y, 1.0)))
+    return total / len(images)
 
 
 def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> PhaseRetrieval:
@@ -137,7 +171,7 @@ def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> 
     -------
     PhaseRetrieval
         Phase [rad] (mean 0), amplitude 1, method ``"wiener"``; ``parameters`` holds the number of kept
-        modes and the threshold.
+        modes, the threshold β, whether the rings were used and the mean deviance per pixel.
 
     Raises
     ------
@@ -158,7 +192,8 @@ def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> 
     return PhaseRetrieval(phase - phase.mean(), np.ones_like(phase), series.pixel_nm, method="wiener",
                           parameters={"defoci_nm": series.defoci_nm.tolist(),
                                       "kept_modes": int(np.count_nonzero(terms["spectrum"])),
-                                      "threshold": float(terms["threshold"])},
+                                      "threshold": float(terms["threshold"]), "rings": bool(terms["rings"]),
+                                      "deviance": float(terms["deviance"])},
                           provenance=dict(series.provenance))  # fmt: skip
 
 

@@ -130,3 +130,16 @@ def test_overfocus_brightens_a_phase_maximum_and_underfocus_darkens_it():
     bump = 0.3 * np.exp(-((x - 64) ** 2 + (y - 64) ** 2) / (2 * 8.0**2))
     over, under = np.asarray(fresnel_image(bump, pixel_nm=2.0, defocus_nm=np.array([5e3, -5e3]), beam_energy_ev=3e5))
     assert over[32, 32] > 1.01 and under[32, 32] < 0.99
+
+
+def test_the_numpy_model_of_simulate_series_matches_the_jax_model():
+    from atomscount.ltem.forward import _fresnel_numpy
+
+    rng = np.random.default_rng(4)
+    phase = rng.normal(size=(32, 32))
+    amplitude = 1 + 0.1 * rng.normal(size=(32, 32))
+    kw = {"pixel_nm": 2.0, "beam_energy_ev": 200e3, "cs_nm": 1e6, "divergence_rad": 1e-6, "defocus_spread_nm": 20.0}
+    defoci = np.array([-5e3, 0.0, 8e3])
+    want = np.asarray(fresnel_image(phase, amplitude, defocus_nm=defoci, **kw), dtype=np.float64)
+    got = _fresnel_numpy(phase, amplitude, defoci_nm=defoci, **kw)
+    np.testing.assert_allclose(got, want, atol=1e-4)
