@@ -45,7 +45,11 @@ takes counts, is not run on it; that is recorded.
 ``install_mb``: not measured here; the last measurement (stop 33: a fresh venv with the
 default dependencies, no extras) is recorded with its source.
 
-Usage: python benchmarks/bench_denoise.py --out FILE.json [--quick] [--parts a,b,...]
+``--network-only`` rescores the network alone (for new weights), reusing the classical methods'
+scores of the previous run in ``--out``: every map is drawn from a fixed seed, so the maps are
+the same.
+
+Usage: python benchmarks/bench_denoise.py --out FILE.json [--quick] [--parts a,b,...] [--network-only]
 """
 
 from __future__ import annotations
@@ -119,11 +123,20 @@ def _tuned(noisy, clean, method, maps=None):
     return out, chosen
 
 
-def _method_outputs(noisy, clean, n_bm3d, *, tuned_bm3d_series=False, bm3d_auto=True):
-    """Method -> (denoised stack, indices scored)."""
+NETWORKS = ("network", "network_tta")
+
+
+def _network_outputs(noisy):
+    """The shipped network, plain and with test-time augmentation: method -> (denoised stack, indices scored)."""
+    idx = np.arange(len(noisy))
+    return {"network": (_denoise(noisy, "network"), idx), "network_tta": (_denoise(noisy, "network", tta=True), idx)}
+
+
+def _classical_outputs(noisy, clean, n_bm3d, *, tuned_bm3d_series=False, bm3d_auto=True):
+    """The noisy maps and the classical methods: method -> (denoised stack, indices scored)."""
     all_idx = np.arange(len(noisy))
     bm_idx = all_idx[:n_bm3d]
-    outs = {"noisy": (noisy.astype(float), all_idx), "network": (_denoise(noisy, "network"), all_idx)}
+    outs = {"noisy": (noisy.astype(float), all_idx)}
     for m in ("gaussian", "tv"):
         outs[f"{m}_auto"] = (_denoise(noisy, m), all_idx)
         outs[f"{m}_tuned"] = (_tuned(noisy, clean, m)[0], all_idx)
@@ -146,20 +159,38 @@ def _scores(outs, clean):
         res[m] = {"psnr": float(np.mean([psnr(a, t) for a, t in zip(d, truth, strict=True)])),
                   "ssim": float(np.mean([ssim(a, t) for a, t in zip(d, truth, strict=True)])),
                   "n_maps": len(idx)}  # fmt: skip
-        if len(idx) < len(clean):  # the network on the same maps, for a like-for-like gain
-            net = outs["network"][0][idx]
-            res[m]["network_psnr_same_maps"] = float(np.mean([psnr(a, t) for a, t in zip(net, truth, strict=True)]))
     return res
 
 
-def _gain(scores) -> tuple:
+def _same_maps(scores, net_outs, clean):
+    """For a method scored on the first n maps only (BM3D): the networks' PSNR on those maps."""
+    for m, sc in scores.items():
+        n = sc["n_maps"]
+        if n < len(clean) and m not in NETWORKS:
+            for net, (d, _) in net_outs.items():
+                pairs = zip(d[:n], clean[:n], strict=True)
+                sc[f"{net}_psnr_same_maps"] = float(np.mean([psnr(a, t) for a, t in pairs]))
+
+
+def _gain(scores, net="network") -> tuple:
     """Network PSNR minus the best tuned classical method's (on the same maps), and which method that was."""
     gains = {}
     for m in ("gaussian_tuned", "tv_tuned", "bm3d_tuned"):
-        net = scores[m].get("network_psnr_same_maps", scores["network"]["psnr"])
-        gains[m] = net - scores[m]["psnr"]
+        gains[m] = scores[m].get(f"{net}_psnr_same_maps", scores[net]["psnr"]) - scores[m]["psnr"]
     worst = min(gains, key=gains.get)
     return float(gains[worst]), worst
+
+
+def _prior(cfg, out, *keys):
+    """The previous run's entry at ``keys`` when --network-only reuses it (else None)."""
+    if not cfg["network_only"]:
+        return None
+    d = cfg["previous"]
+    for k in keys:
+        if not isinstance(d, dict) or k not in d:
+            raise ValueError(f"--network-only: the previous results lack {'/'.join(keys)}; run without it first")
+        d = d[k]
+    return d
 
 
 # --- parts ---
@@ -179,15 +210,24 @@ def part_held_out(cfg, out, save):
         clean = np.stack([c * dose / _net.map_dose(c) for c in clean0])
         noisy = rng.poisson(clean).astype(float)
         t0 = time.perf_counter()
-        scores = _scores(_method_outputs(noisy, clean, cfg["n_bm3d"]), clean)
+        prior = _prior(cfg, out, "held_out", f"{dose:g}", "scores")
+        net_outs = _network_outputs(noisy)
+        if prior is None:
+            scores = _scores({**_classical_outputs(noisy, clean, cfg["n_bm3d"]), **net_outs}, clean)
+        else:
+            scores = {**{m: v for m, v in prior.items() if m not in NETWORKS}, **_scores(net_outs, clean)}
+        _same_maps(scores, net_outs, clean)
         gain, against = _gain(scores)
+        gain_tta, against_tta = _gain(scores, "network_tta")
         res[f"{dose:g}"] = {"scores": scores, "gain_db_over_best_tuned": gain, "best_tuned": against,
+                            "gain_db_over_best_tuned_tta": gain_tta, "best_tuned_tta": against_tta,
                             "seconds": time.perf_counter() - t0}  # fmt: skip
         print(f"held-out {dose:g} counts/px: network {scores['network']['psnr']:.2f} dB, gain {gain:+.2f} dB over "
-              f"{against}", flush=True)  # fmt: skip
+              f"{against} ({gain_tta:+.2f} dB with TTA)", flush=True)  # fmt: skip
         out["held_out"] = res
         save()
     out["psnr_gain_db_3"] = res["3"]["gain_db_over_best_tuned"]
+    out["psnr_gain_db_3_tta"] = res["3"]["gain_db_over_best_tuned_tta"]
     save()
 
 
@@ -310,7 +350,7 @@ def part_recon(cfg, out, save):
 
     n, voxel, angles = cfg["particles_n"], cfg["voxel"], cfg["angles"]
     res = {"n_voxels_side": n, "voxel_size_angstrom": voxel, "n_projections": len(angles), "particles": {}}
-    ratios_3 = {}
+    ratios_3, ratios_3_tta = {}, {}
     for name in ("rod", "ptau", "three"):
         dens = be._phantom(name, n, voxel)
         elements = list(dens)
@@ -324,12 +364,15 @@ def part_recon(cfg, out, save):
             clean = {e: unit[e].images * scale for e in elements}
             rng = np.random.default_rng(100 * k + len(name))
             noisy = {e: rng.poisson(clean[e]).astype(float) for e in elements}
+            prior = _prior(cfg, out, "recon", "particles", name, f"{dose:g}", "methods")
             outs = {}
             for e in elements:
-                for m, (d, _) in _method_outputs(noisy[e], clean[e], 4, tuned_bm3d_series=True,
-                                                 bm3d_auto=False).items():  # fmt: skip
+                per_e = _network_outputs(noisy[e])
+                if prior is None:
+                    per_e.update(_classical_outputs(noisy[e], clean[e], 4, tuned_bm3d_series=True, bm3d_auto=False))
+                for m, (d, _) in per_e.items():
                     outs.setdefault(m, {})[e] = d
-            row = {}
+            row = {} if prior is None else {m: v for m, v in prior.items() if m not in NETWORKS}
             for m, maps in outs.items():
                 keep = [i for i in range(len(angles)) if all(clean[e][i].max() > 0 for e in elements)]
                 pairs = [(maps[e][i], clean[e][i]) for e in elements for i in keep]
@@ -344,11 +387,13 @@ def part_recon(cfg, out, save):
             classical = {m: row[m]["recon_nrmse"] for m in ("gaussian_tuned", "tv_tuned", "bm3d_tuned")}
             best = min(classical, key=classical.get)
             ratio = classical[best] / row["network"]["recon_nrmse"]
+            ratio_tta = classical[best] / row["network_tta"]["recon_nrmse"]
             gain = row["network"]["psnr"] - max(row[m]["psnr"] for m in classical)
             per[f"{dose:g}"] = {"methods": row, "best_tuned_classical": best, "recon_error_ratio": ratio,
-                                "psnr_gain_db": gain}  # fmt: skip
+                                "recon_error_ratio_tta": ratio_tta, "psnr_gain_db": gain}  # fmt: skip
             if dose == 3.0:
                 ratios_3[name] = ratio
+                ratios_3_tta[name] = ratio_tta
             print(f"recon {name} {dose:g} counts/px: network {row['network']['recon_nrmse']:.3f}, {best} "
                   f"{classical[best]:.3f}, noisy {row['noisy']['recon_nrmse']:.3f} (ratio {ratio:.2f})",
                   flush=True)  # fmt: skip
@@ -357,6 +402,7 @@ def part_recon(cfg, out, save):
             save()
     out["recon_error_ratio_3"] = float(min(ratios_3.values())) if ratios_3 else None
     out["recon_error_ratio_3_per_particle"] = ratios_3
+    out["recon_error_ratio_3_tta"] = float(min(ratios_3_tta.values())) if ratios_3_tta else None
     save()
 
 
@@ -386,11 +432,17 @@ def part_public(cfg, out, save):
         a1, a2 = split_counts(a, rng=1)
         tuned = finetune_denoiser(a1, a2, steps=cfg["finetune_steps"], seed=0)
         ft_seconds = time.perf_counter() - t0
-        scores = {"identity": float(np.mean((a - half_b) ** 2))}
-        for m in ("network", "gaussian", "tv"):
-            scores[m] = float(np.mean((_denoise(a, m) - half_b) ** 2))
         n6 = min(6, len(a))  # BM3D on six maps (slow), with the network on the same six
-        scores["bm3d_6_maps"] = float(np.mean((_denoise(a[:n6], "bm3d") - half_b[:n6]) ** 2))
+        prior = _prior(cfg, out, "public", f"graptor_{element}", "mse_to_other_half")
+        if prior is None:
+            scores = {"identity": float(np.mean((a - half_b) ** 2))}
+            for m in ("gaussian", "tv"):
+                scores[m] = float(np.mean((_denoise(a, m) - half_b) ** 2))
+            scores["bm3d_6_maps"] = float(np.mean((_denoise(a[:n6], "bm3d") - half_b[:n6]) ** 2))
+        else:
+            scores = {m: v for m, v in prior.items() if not m.startswith("network")}
+        scores["network"] = float(np.mean((_denoise(a, "network") - half_b) ** 2))
+        scores["network_tta"] = float(np.mean((_denoise(a, "network", tta=True) - half_b) ** 2))
         scores["network_6_maps"] = float(np.mean((_denoise(a[:n6], "network") - half_b[:n6]) ** 2))
         scores["network_finetuned"] = float(np.mean((_denoise(a, "network", model=tuned) - half_b) ** 2))
         res[f"graptor_{element}"] = {"shape": list(data.shape), "counts_max": float(data.max()),
@@ -408,13 +460,18 @@ def main(argv=None) -> int:
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
     ap.add_argument("--quick", action="store_true", help="fewer maps, 32³ particles, 15 projections")
     ap.add_argument("--parts", default=",".join(PARTS), help=f"comma-separated parts of {PARTS}")
+    ap.add_argument("--network-only", action="store_true",
+                    help="rescore only the network (new weights), reusing the classical methods' scores of the "
+                         "previous run in --out (the same maps: every draw is seeded)")  # fmt: skip
     args = ap.parse_args(argv)
     parts = [p.strip() for p in args.parts.split(",") if p.strip()]
     bad = sorted(set(parts) - set(PARTS))
     if bad:
         ap.error(f"--parts must be among {PARTS}, got {bad}")
     cfg = _config(args.quick)
+    cfg["network_only"] = args.network_only
     out = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    cfg["previous"] = json.loads(json.dumps(out))  # what --network-only reuses, untouched by this run
     for key in ("psnr_gain_db_3", "recon_error_ratio_3", "hallucinated_shell_rate", "seconds_512"):
         out.setdefault(key, None)
     out.update(INSTALL)
@@ -429,7 +486,8 @@ def main(argv=None) -> int:
                "recon": part_recon, "public": part_public}  # fmt: skip
     t0 = time.perf_counter()
     for part in parts:
-        out.setdefault("parts_run", {})[part] = {"quick": args.quick, "started": time.strftime("%Y-%m-%dT%H:%M:%S")}
+        out.setdefault("parts_run", {})[part] = {"quick": args.quick, "network_only": args.network_only,
+                                                 "started": time.strftime("%Y-%m-%dT%H:%M:%S")}  # fmt: skip
         out.pop(f"{part}_error", None)
         try:
             runners[part](cfg, out, save)
