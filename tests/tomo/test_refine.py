@@ -13,7 +13,7 @@ from atomscount.tomo import (
     simulate_tilt_series,
     trace_atoms,
 )
-from atomscount.tomo.refine import _lattice_sites, _Problem, _score_volume
+from atomscount.tomo.refine import _bonded_site, _lattice_sites, _Problem, _score_volume
 
 from ._fept import fept_centre
 
@@ -140,6 +140,52 @@ def test_lattice_sites_complete_an_fcc_cluster():
     assert np.min(np.linalg.norm(sites - fcc[hole], axis=1)) < 1e-9  # the vacancy is proposed
     # and no site is proposed on top of an atom
     assert np.min(np.linalg.norm(sites[:, None] - present[None], axis=2)) >= 1.8
+
+
+def test_a_surface_site_is_bonded_and_sites_beside_or_between_atoms_are_not():
+    # an fcc cluster (bond 2.83 Å): a surface atom's site has half a shell of neighbours or more at bond
+    # length; a site beyond the surface has fewer, and one 0.8 Å in from it (between atoms) one too close
+    a = 4.0
+    grid = np.array([(i, j, k) for i in range(-3, 4) for j in range(-3, 4) for k in range(-3, 4)], dtype=float)
+    basis = np.array([[0, 0, 0], [0.5, 0.5, 0], [0.5, 0, 0.5], [0, 0.5, 0.5]])
+    fcc = ((grid[:, None, :] + basis[None]) * a).reshape(-1, 3)
+    r = np.linalg.norm(fcc, axis=1)
+    solid, outside = fcc[r <= 7.0], fcc[(r > 7.0) & (r < 8.5)]
+
+    def shell(p, atoms):
+        return int(np.sum((np.linalg.norm(atoms - p, axis=1) < 3.2) & (np.linalg.norm(atoms - p, axis=1) > 0)))
+
+    n_solid = np.array([shell(p, solid) for p in solid])
+    k = int(np.argmax(np.where(n_solid < 12, n_solid, 0)))  # the surface atom with the most neighbours
+    surface = solid[k]
+    rest = np.delete(solid, k, axis=0)
+    beyond = outside[int(np.argmin([shell(p, rest) for p in outside]))]
+    between = surface * (1.0 - 0.8 / np.linalg.norm(surface))  # 0.8 Å in towards the centre
+    pos = np.concatenate([rest, [surface, beyond, between]])
+    is_solid = np.r_[np.ones(len(rest), dtype=bool), False, False, False]
+    bonded = _bonded_site(pos, is_solid, 3.2)
+    assert shell(beyond, rest) < 6 <= shell(between, rest)
+    assert bonded[-3] and not bonded[-2] and not bonded[-1]
+
+
+def test_a_lone_atom_that_explains_the_data_stays(monkeypatch):
+    # a Pt atom 6 Å off an FePt cluster has no neighbour within 3.2 Å: min_neighbours alone would drop it with
+    # the noise maxima of the vacuum, but its integral stands hundreds of standard errors above zero
+    import atomscount.tomo.refine as refine_module
+
+    pos, sym = fept_centre(5.0)
+    lone = np.array([0.0, 0.0, 11.0])
+    pos, sym = np.vstack([pos, lone]), [*sym, "Pt"]
+    series = simulate_tilt_series(pos, np.linspace(-60.0, 60.0, 9), pixel_size_angstrom=0.4, symbols=sym,
+                                  probe_blur_angstrom=0.4, dose_e_per_angstrom2=1e5, rng=2)  # fmt: skip
+    volume = reconstruct(series, n_iter=15, progress=False)
+    traced = trace_atoms(volume)
+    kept = refine_atoms(traced, series, volume, progress=False)
+    d = np.linalg.norm(kept.positions - lone, axis=1)
+    assert d.min() < 0.3 and kept.strength[np.argmin(d)] > 100 * kept.strength_error[np.argmin(d)]
+    monkeypatch.setattr(refine_module, "LONE_FACTOR", np.inf)  # the neighbour rule alone
+    dropped = refine_atoms(traced, series, volume, progress=False)
+    assert np.linalg.norm(dropped.positions - lone, axis=1).min() > 2.0
 
 
 def test_bad_refinement_input_is_named(fept_refined):
