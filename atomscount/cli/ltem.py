@@ -78,17 +78,14 @@ def load_series(paths, *, defocus: str | None = None, pixel_nm: float | None = N
                 register: bool = True):  # fmt: skip
     """The series of ``tie`` and ``retrieve``: one ``series.h5``, or image files, one per defocus.
 
-    Image files are read with :func:`atomscount.readers.read_image`, stacked with ``defocus`` (comma-separated
+    Image files are read by :meth:`atomscount.ltem.LTEMSeries.from_files` with ``defocus`` (comma-separated
     µm), and aligned to the image nearest focus by :func:`atomscount.ltem.register_series` unless
     ``register`` is False; their pixel size is ``pixel_nm`` or the files' (which must agree).
     """
-    import numpy as np
-
     paths = [Path(p) for p in paths]
     if len(paths) == 1 and paths[0].suffix in (".h5", ".hdf5"):
         return read_series(paths[0])
     from ..ltem import LTEMSeries, register_series
-    from ..readers import read_image
 
     if defocus is None:
         raise ValueError(f"--defocus must give one defocus [µm] per image file, got none for {len(paths)} files")
@@ -99,14 +96,7 @@ def load_series(paths, *, defocus: str | None = None, pixel_nm: float | None = N
     for p in paths:
         if not p.is_file():
             raise ValueError(f"series file {str(p)!r} does not exist")
-    px_a = None if pixel_nm is None else 10.0 * float(pixel_nm)
-    images = [read_image(p, pixel_size_angstrom=px_a) for p in paths]
-    sizes = {round(im.pixel_size_angstrom, 9) for im in images}
-    if len(sizes) != 1:
-        raise ValueError(f"the image files' pixel sizes differ ({sorted(sizes)} Å); give --pixel-size [nm]")
-    series = LTEMSeries(np.stack([np.asarray(im.data, dtype=np.float64) for im in images]), defoci,
-                        pixel_nm=images[0].pixel_size_angstrom / 10.0, beam_energy_ev=beam_energy_ev,
-                        provenance={"files": [str(p) for p in paths]})  # fmt: skip
+    series = LTEMSeries.from_files(paths, defoci, pixel_nm=pixel_nm, beam_energy_ev=beam_energy_ev)
     return register_series(series)[0] if register and len(series) > 1 else series
 
 
