@@ -168,24 +168,22 @@ def test_a_surface_site_is_bonded_and_sites_beside_or_between_atoms_are_not():
     assert bonded[-3] and not bonded[-2] and not bonded[-1]
 
 
-def test_a_lone_atom_that_explains_the_data_stays(monkeypatch):
+def test_a_lone_atom_that_explains_the_data_stays():
     # a Pt atom 6 Å off an FePt cluster has no neighbour within 3.2 Å: min_neighbours alone would drop it with
     # the noise maxima of the vacuum, but its integral stands hundreds of standard errors above zero
-    import atomscount.tomo.refine as refine_module
-
     pos, sym = fept_centre(5.0)
     lone = np.array([0.0, 0.0, 11.0])
     pos, sym = np.vstack([pos, lone]), [*sym, "Pt"]
     series = simulate_tilt_series(pos, np.linspace(-60.0, 60.0, 9), pixel_size_angstrom=0.4, symbols=sym,
                                   probe_blur_angstrom=0.4, dose_e_per_angstrom2=1e5, rng=2)  # fmt: skip
     volume = reconstruct(series, n_iter=15, progress=False)
-    traced = trace_atoms(volume)
-    kept = refine_atoms(traced, series, volume, progress=False)
-    d = np.linalg.norm(kept.positions - lone, axis=1)
-    assert d.min() < 0.3 and kept.strength[np.argmin(d)] > 100 * kept.strength_error[np.argmin(d)]
-    monkeypatch.setattr(refine_module, "LONE_FACTOR", np.inf)  # the neighbour rule alone
-    dropped = refine_atoms(traced, series, volume, progress=False)
-    assert np.linalg.norm(dropped.positions - lone, axis=1).min() > 2.0
+    refined = refine_atoms(trace_atoms(volume), series, volume, progress=False)
+    d = np.linalg.norm(refined.positions - lone, axis=1)
+    k = int(np.argmin(d))
+    assert d[k] < 0.3 and refined.strength[k] > 100 * refined.strength_error[k]
+    significant = refined.strength > 5.0 * refined.strength_error
+    assert np.sum(significant & (d > 0.3) & (d < 3.2)) == 0  # alone: the neighbour rule would drop it
+    assert refined.refinement["rounds"][-1]["n_alone"] > 0  # while it drops the vacuum's maxima
 
 
 def test_bad_refinement_input_is_named(fept_refined):
