@@ -118,7 +118,8 @@ def particle_sites(positions, counts, a: float, zone_axis: str, *, margin: int =
     n_max = int(counts.max(initial=0)) + 2 * margin
     half_z = 0.5 * n_max * period + 2.0 * a
     half_xy = float(np.max(np.abs(pos - reg["shift"]))) + 2.0 * a
-    lattice = fcc_sites(a, max(half_z, half_xy), zone_axis=zone_axis) @ _rz(reg["theta"]).T
+    # in-plane, the box must cover the columns after the rotation by theta
+    lattice = fcc_sites(a, np.sqrt(2.0) * half_xy, zone_axis=zone_axis, half_height=half_z) @ _rz(reg["theta"]).T
     lattice[:, :2] += reg["shift"]
     cols = group_columns(lattice)
     tree = cKDTree(cols.xy)

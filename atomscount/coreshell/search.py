@@ -39,6 +39,8 @@ __all__ = ["search_core_shell", "core_codes", "SearchWarning"]
 TOTAL_TOLERANCE = 0.03
 #: Annealing passes at most: another follows when the scale moved or the sampling beat the annealing.
 MAX_PASSES = 3
+#: Longest column the search without counts starts from (a particle ~80 nm thick along [001]).
+MAX_COLUMN_ATOMS = 400
 #: Fitted SCS scales outside SCALE_RANGE (of :mod:`.outer`) mean the image and the lensing model do not belong
 #: together.
 #: A search whose best χ² per measured column exceeds this does not explain the data.
@@ -237,8 +239,9 @@ def _quick_chi2(xyz, empty, columns, indices, views, tables, a, gen):
     return float(out[1])
 
 
-def _estimate_counts(scs, table, n_max=400):
-    """Atoms per column if every column were pure shell (a start for the shape fit)."""
+def _estimate_counts(scs, table, scale=1.0, n_max=MAX_COLUMN_ATOMS):
+    """Atoms per column of ``scs / scale`` if every column were pure shell (a start for the shape fit); an SCS
+    beyond a column of ``n_max`` atoms is refused (the sites, and the search's time, grow with the columns)."""
     from ._kernels import columns_scs
 
     n = np.arange(n_max + 1)
@@ -248,7 +251,12 @@ def _estimate_counts(scs, table, n_max=400):
     out = np.zeros(len(n))
     columns_scs(n.astype(np.int64), start, order, codes, table.element_of_code, table.inc, table.curves, table.lam,
                 out)  # fmt: skip
-    return np.clip(np.rint(np.interp(scs, out, n)), 0, n_max).astype(np.int64)
+    if np.any(scs > scale * out[-1]):
+        j = int(np.argmax(scs))
+        raise ValueError(f"views[0]: scs[{j}] = {scs[j]:.4g} Å² is more than a column of {n_max} {table.symbols[1]} "
+                         f"atoms gives ({scale * out[-1]:.4g} Å² at an SCS scale of {scale:g}): is the image "
+                         "normalised to the incident beam? Give counts for a particle that thick")  # fmt: skip
+    return np.clip(np.rint(np.interp(scs / scale, out, n)), 0, n_max).astype(np.int64)
 
 
 def _mirror_map(xyz, lattice_constant):
@@ -471,7 +479,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     if counts is None:
         # with the scale to be fitted, candidates for the smallest scale allowed: every column long enough
         lowest = SCALE_RANGE[0] if shape_stage and isinstance(scs_scale, str) else 1.0
-        counts_list = [_estimate_counts(parsed[0][1] / (fixed_scale * lowest), tables[0])]
+        counts_list = [_estimate_counts(parsed[0][1], tables[0], fixed_scale * lowest)]
         fit_shape = True if fit_shape is None else bool(fit_shape)
     else:
         counts_list = list(counts) if isinstance(counts, list | tuple) else [counts]

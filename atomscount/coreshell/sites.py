@@ -45,20 +45,27 @@ def tilt_rotation(from_axis: str, to_axis: str) -> np.ndarray:
     return zone_axis_rotation(to_axis) @ zone_axis_rotation(from_axis).T
 
 
-def fcc_sites(lattice_constant: float, half_extent: float, *, zone_axis: str = "001") -> np.ndarray:
-    """fcc lattice sites (m, 3) [Å] within a cube of half-side ``half_extent`` about the origin, in a view frame.
+def fcc_sites(lattice_constant: float, half_extent: float, *, zone_axis: str = "001",
+              half_height: float | None = None) -> np.ndarray:  # fmt: skip
+    """fcc lattice sites (m, 3) [Å] within a box about the origin, in a view frame.
 
-    A site sits at the origin; the lattice is rotated so that the beam runs along
-    ``zone_axis`` (see :func:`zone_axis_rotation`).
+    The box has half-sides ``half_extent`` in x and y and ``half_height`` along the
+    beam (z; default ``half_extent``: a cube). A site sits at the origin; the lattice
+    is rotated so that the beam runs along ``zone_axis`` (see :func:`zone_axis_rotation`).
+    Only the cubic cells that can reach the box are generated, so a tall, narrow box
+    (a few long columns) costs what its sites do.
     """
     a = check_positive(lattice_constant, "lattice_constant")
     h = check_positive(half_extent, "half_extent")
-    k = int(np.ceil(2.0 * np.sqrt(3.0) * h / a)) + 1
-    r = np.arange(-k, k + 1)
-    ijk = np.stack(np.meshgrid(r, r, r, indexing="ij"), axis=-1).reshape(-1, 3)
+    hz = h if half_height is None else check_positive(half_height, "half_height")
+    rot = zone_axis_rotation(zone_axis)
+    # the box's extent along each cubic axis (the view frame is rot @ cubic)
+    reach = np.abs(rot).T @ np.array([h, h, hz])
+    axes = [np.arange(-k, k + 1) for k in (np.ceil(2.0 * reach / a).astype(int) + 1)]
+    ijk = np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1).reshape(-1, 3)
     ijk = ijk[ijk.sum(axis=1) % 2 == 0]
-    xyz = (ijk * (a / 2.0)) @ zone_axis_rotation(zone_axis).T
-    return xyz[np.all(np.abs(xyz) <= h + 1e-9, axis=1)]
+    xyz = (ijk * (a / 2.0)) @ rot.T
+    return xyz[np.all(np.abs(xyz) <= np.array([h, h, hz]) + 1e-9, axis=1)]
 
 
 @dataclasses.dataclass(frozen=True, repr=False)

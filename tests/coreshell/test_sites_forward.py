@@ -29,6 +29,18 @@ def test_fcc_sites_have_twelve_neighbours_at_a_over_root2():
     assert np.all(deg[inner] == 12)
 
 
+@pytest.mark.parametrize("axis", ["001", "100", "110"])
+def test_fcc_sites_in_a_tall_box_are_the_cubes_sites_within_it(axis):
+    tall = fcc_sites(4.08, 5.0, zone_axis=axis, half_height=12.0)
+    cube = fcc_sites(4.08, 12.0, zone_axis=axis)
+    cube = cube[np.all(np.abs(cube[:, :2]) <= 5.0 + 1e-9, axis=1)]
+    key = lambda p: np.unique(np.round(p, 6), axis=0)  # noqa: E731
+    assert len(tall) == len(cube) and np.array_equal(key(tall), key(cube))
+    # a column 800 Å long costs what its sites do, not a cube 800 Å wide (2.6e8 lattice points)
+    long = fcc_sites(4.08, 3.0, zone_axis=axis, half_height=400.0)
+    assert np.all(np.abs(long[:, 2]) <= 400.0) and long[:, 2].max() > 398.0 and len(long) < 20000
+
+
 def test_columns_of_both_views_partition_the_same_sites_along_the_beam():
     pos = ball()
     for rot, spacing in ((None, 4.08), (tilt_rotation("001", "110"), 4.08 / np.sqrt(2))):
