@@ -201,8 +201,9 @@ def fourier_ring_correlation(a, b, *, pixel_nm: float, threshold: float = 1 / 7)
     """Fourier ring correlation of two maps, and the resolution where it falls below a threshold.
 
     ``FRC(k) = Re Σ â b̂* / √(Σ |â|² Σ |b̂|²)`` over rings one frequency step wide (the constant term
-    left out). Against a known truth, the resolution is the period where the FRC first drops below
-    ``threshold`` (1/7 by default).
+    left out). Against a known truth, the resolution is the period of the finest ring whose FRC reaches
+    ``threshold`` (1/7 by default): not where it first drops, since a lattice's truth has rings with no
+    power at all, whose FRC is noise.
 
     Parameters
     ----------
@@ -217,7 +218,7 @@ def fourier_ring_correlation(a, b, *, pixel_nm: float, threshold: float = 1 / 7)
     -------
     dict
         ``frequency_per_nm`` (ring centres [1/nm]), ``frc`` (per ring), ``resolution_nm`` (the period
-        ``1/k`` [nm] of the first ring below the threshold; the Nyquist period ``2 × pixel_nm`` if none is).
+        ``1/k`` [nm] of the finest ring at or above the threshold; the field of view if none is).
     """
     from .result import _positive
 
@@ -239,8 +240,10 @@ def fourier_ring_correlation(a, b, *, pixel_nm: float, threshold: float = 1 / 7)
     cross = np.bincount(ring[use], (fa * np.conj(fb)).real[use], minlength=n_rings + 1)[1:]
     pa = np.bincount(ring[use], (np.abs(fa) ** 2)[use], minlength=n_rings + 1)[1:]
     pb = np.bincount(ring[use], (np.abs(fb) ** 2)[use], minlength=n_rings + 1)[1:]
-    frc = cross / np.sqrt(np.maximum(pa * pb, 1e-300))
+    # a ring without power in either map (below 1e-12 of its strongest ring: rounding) correlates with nothing
+    live = (pa > 1e-12 * pa.max()) & (pb > 1e-12 * pb.max())
+    frc = np.where(live, cross / np.sqrt(np.where(live, pa * pb, 1.0)), 0.0)
     freq = np.arange(1, n_rings + 1) / (min(ny, nx) * px)
-    below = np.flatnonzero(frc < float(threshold))
-    resolution = 1.0 / freq[below[0]] if below.size else 2 * px
+    above = np.flatnonzero(frc >= float(threshold))
+    resolution = 1.0 / freq[above[-1]] if above.size else min(ny, nx) * px
     return {"frequency_per_nm": freq, "frc": frc, "resolution_nm": float(resolution)}
