@@ -329,11 +329,14 @@ def _bonded_site(pos, support, shell):
         return np.zeros(len(pos), dtype=bool)
     from .structure import nearest_neighbour_distance
 
+    try:
+        bond = nearest_neighbour_distance(pos[support])["peak"]
+    except ValueError:  # no two of them within 5 Å: no solid
+        return np.zeros(len(pos), dtype=bool)
     tree = cKDTree(pos[support])
     count = tree.query_ball_point(pos, shell, return_length=True) - support
     d, _ = tree.query(pos, 2)
     nearest = np.where(support, d[:, 1], d[:, 0])
-    bond = nearest_neighbour_distance(pos[support])["peak"]
     return (count >= ENCLOSED) | ((count >= SURFACE) & (nearest >= BOND_FRACTION * bond))
 
 

@@ -166,6 +166,9 @@ def test_a_surface_site_is_bonded_and_sites_beside_or_between_atoms_are_not():
     bonded = _bonded_site(pos, is_solid, 3.2)
     assert shell(beyond, rest) < 6 <= shell(between, rest)
     assert bonded[-3] and not bonded[-2] and not bonded[-1]
+    # support too sparse to be a solid (no two atoms within 5 Å) implies no site
+    sparse = np.random.default_rng(0).uniform(-100.0, 100.0, (20, 3))
+    assert not _bonded_site(sparse, np.ones(20, dtype=bool), 3.2).any()
 
 
 def test_a_lone_atom_that_explains_the_data_stays():
