@@ -431,7 +431,7 @@ def refine_atoms(traced: TracedAtoms, series: TiltSeries, volume: Volume, *, n_r
         with none closer than ``BOND_FRACTION`` (0.85) of their bond length (a surface
         site; the misfit's candidates sit beside the surface, with fewer sure
         neighbours, or between sites, too close to one). On the shipped multislice
-        series this keeps the surface Fe atoms (6-12 neighbours) that the misfit test
+        series this keeps the surface Fe atoms (6 and 8 neighbours) that the misfit test
         alone dropped: recall 0.995 to 1.0 at both doses. A rejected candidate stays in the
         result with integral 0 (the model holds no atom there), so that
         :func:`~.classify.classify_atoms` counts it with the non-atoms.
