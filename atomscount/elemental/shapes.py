@@ -246,7 +246,7 @@ def training_maps(seed: int, n: int, *, size: int = 64, dose_range=(0.5, 100.0),
     n : int
         Number of maps (particles are drawn until there are ``n``).
     size : int
-        Maps are ``size`` x ``size`` pixels (the volumes ``size``³ voxels).
+        Maps are ``size`` x ``size`` pixels (the volumes ``size**3`` voxels).
     dose_range : (float, float)
         Counts per pixel [counts], the range of the log-uniform dose.
     absent_fraction : float
