@@ -420,8 +420,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     ------
     ValueError
         For a lensing model of other elements, a view without a model, a known
-        composition larger than the particle, or views that disagree on the
-        particle (named in the message).
+        composition larger than the particle, views that disagree on the particle, or
+        (without counts) an SCS beyond a pure-shell column of ``MAX_COLUMN_ATOMS`` (named).
 
     References
     ----------
