@@ -365,6 +365,7 @@ def _bm3d(stack, strength):
 
 # --- the network ---
 
+
 def _network(stack, model, tta, dose=None):
     import inspect
 
