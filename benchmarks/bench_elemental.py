@@ -336,6 +336,27 @@ def _timed_run(n, voxel, angles, n_iter):
             "warnings": warned, "nrmse": _scores(result, truth, mask, tuple(densities))}  # fmt: skip
 
 
+def _evaluation_cost(n, voxel, angles, repeats=3):
+    """Seconds (wall and CPU, the best of ``repeats``) of one evaluation of the multimodal objective and its
+    gradient (three elements, "tnv", HAADF with γ ≠ 1) at ``n``³ voxels: what each iteration costs."""
+    from atomscount.elemental.reconstruct import _Problem
+
+    densities = _phantom("three", n, voxel)
+    haadf, edxs, _ = _series(densities, voxel, angles, 30, rng=11)
+    counts = np.stack([s.images for s in edxs.values()])
+    prob = _Problem(counts, np.full(3, 0.5), haadf.images, angles, voxel, (n, n, n), "tnv", 1.0, 0.05)
+    prob.w, prob.c, prob.gamma, prob.sigma_h = np.array([0.6, 1.8, 2.3]), 0.0, 1.05, 1.0
+    z = (np.stack(list(densities.values())) / 0.06).ravel()
+    prob(z)  # compiled
+    wall, cpu = [], []
+    for _ in range(repeats):
+        t0, c0 = time.perf_counter(), time.process_time()
+        prob(z)
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return {"voxels": n**3, "seconds": min(wall), "cpu_seconds": min(cpu)}
+
+
 def part_interface(cfg, out, save, quick):
     """The interface width of the diffused Au@Ag rod from HAADF composition alone, on the issue's grid
     (128³ voxels of 0.75 Å, a 6 Å erf interface, ±70° in 5° steps, 1e3-1e5 e/Å² per projection; 64³ and
@@ -361,6 +382,15 @@ def part_timing(cfg, out, save, quick):
         print(f"timing {n}^3: {scaling[str(n)]}", flush=True)
         out["scaling"] = scaling
         save()
+    evals = {}
+    for n in cfg["eval_sizes"]:
+        evals[str(n)] = _evaluation_cost(n, voxel0 / n, cfg["angles"])
+        print(f"one evaluation at {n}^3: {evals[str(n)]}", flush=True)
+    out["evaluation_scaling"] = evals
+    sizes = np.array([int(k) for k in evals])
+    for key in ("seconds", "cpu_seconds") if len(sizes) >= 2 else ():
+        per = np.array([evals[str(k)][key] for k in sizes])
+        out[f"scaling_exponent_per_evaluation_{key}"] = float(np.polyfit(np.log(sizes**3), np.log(per), 1)[0])
     done = {int(k): v for k, v in scaling.items() if "seconds" in v}
     if len(done) >= 2:
         n = np.array(sorted(done))
@@ -609,6 +639,11 @@ def main(argv=None) -> int:
     ap.add_argument("--particles", default="rod,ptau,three", help="the particles part's particles, comma-separated")
     ap.add_argument("--sizes", default=None, help="the timing part's voxels per side, comma-separated")
     ap.add_argument(
+        "--eval-sizes",
+        default=None,
+        help="the timing part's sizes for the cost of one evaluation (default: those of --sizes)",
+    )
+    ap.add_argument(
         "--size",
         type=int,
         default=None,
@@ -630,6 +665,7 @@ def main(argv=None) -> int:
     cfg["particles"] = [p.strip() for p in args.particles.split(",") if p.strip()]
     if args.sizes:
         cfg["scaling"] = tuple(int(v) for v in args.sizes.split(","))
+    cfg["eval_sizes"] = tuple(int(v) for v in args.eval_sizes.split(",")) if args.eval_sizes else cfg["scaling"]
     if args.size:
         cfg["n"], cfg["voxel"] = args.size, 96.0 / args.size
     if args.n_iter:
