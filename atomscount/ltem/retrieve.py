@@ -29,6 +29,9 @@ _STAGES = 4  # weights tried by the discrepancy rule, each a quarter of the one 
 _PROBES = 16  # random probes of the Fisher information's diagonal
 _OPTIMISERS = ("lbfgs", "adam")
 _ADAM_STEP = 0.05
+# a spectral fit whose mean deviance exceeds its expected value by this fraction plus five standard errors
+# (``√(2/N)`` for N counts) cannot explain the counts, and is retried with TV
+_INADEQUATE = 0.1
 _COHERENCE_SCALE = {"divergence": 1e-6, "defocus_spread": 10.0}  # [rad], [nm]: one unit of the fitted variable
 
 
@@ -233,6 +236,17 @@ def _fisher_uncertainty(images, free: dict, dose, key_seed: int) -> np.ndarray:
     return 1.0 / np.sqrt(np.maximum(fisher, 1e-12))
 
 
+def _expected_deviance(images, free: dict, dose, seed: int) -> float:
+    """The mean Poisson deviance per pixel that counts drawn from the model's own mean counts
+    ``μ = dose · I`` have against μ: what a fit that explains the counts to their noise reaches (about
+    1, less where μ is small)."""
+    d = np.asarray(dose, dtype=np.float64)[:, None, None]
+    mu = d * np.clip(np.asarray(images(free), dtype=np.float64), 1e-6, None)
+    y = np.random.default_rng(seed).poisson(mu).astype(np.float64)
+    log_ratio = np.log(mu / np.where(y > 0, y, 1.0))
+    return float(2.0 * np.mean(mu - y - np.where(y > 0, y * log_ratio, 0.0)))
+
+
 def _optimiser(kind: str, loss, n_iter: int):
     """(init, step): a jitted optax step ``(params, state, weight) -> (params, state, loss)``."""
     import jax
@@ -282,6 +296,14 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     model leaves out (strong phases, wrong defocus, coherence). The variables are whitened, each Fourier
     mode scaled by its linearised posterior standard deviation, so L-BFGS converges in tens of iterations;
     it stops early when the loss stalls (relative change < 1e-6 over 5 iterations).
+
+    The spectral prior holds at 0 the modes the images do not show above their noise, and a sharp edge
+    (a disk's rim: a phase step of several rad within a pixel) needs them. So the fit is checked against
+    the counts: when its mean deviance exceeds the deviance that counts drawn from the model's own mean
+    counts have (about 1) by more than 10 % plus five standard errors (``5 √(2/N)``, N counts), the prior
+    cannot explain the data and the retrieval is run again with ``"tv"`` (below) from TIE, and the one
+    with the lower deviance is returned; ``parameters["path"]`` says which. Every stage of every fit
+    ends at its lowest loss (the last iterate, or an earlier one if the line search wandered).
 
     With ``"tv"`` or ``"smooth"`` the prior is ``weight × (R(φ) + R(log A))``, R the mean total variation
     or the mean squared gradient per pixel, from the TIE solution (three or more images with one in focus)
@@ -335,7 +357,10 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     -------
     PhaseRetrieval
         ``method="ad"``; ``parameters`` holds the fitted or used ``defocus_nm`` (list), ``cs_nm``,
-        ``divergence_rad``, ``defocus_spread_nm``, ``weight``, ``regulariser``, ``deviance`` and ``start``;
+        ``divergence_rad``, ``defocus_spread_nm``, ``weight``, ``regulariser``, ``deviance`` (mean per count),
+        ``expected_deviance`` (of counts drawn from the fitted model), ``start`` and ``path`` (``"spectral"``,
+        ``"tv"``, ``"smooth"``, ``"tv (spectral prior inadequate)"`` with ``spectral_deviance``, or
+        ``"spectral (tv tried, fitted worse)"``);
         ``uncertainty`` [rad] is ``1/√F_ii``, the diagonal of the Fisher information estimated with 16
         random probes: the spread of one pixel with the others held, a lower bound on its marginal
         uncertainty (it leaves out the regulariser and the correlations between pixels).
@@ -438,6 +463,7 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     params = free
     used = weights[0]
     init, step = _optimiser(optimiser, loss, max(per_stage))  # one compilation for every stage
+    loss = jax.jit(loss)
     with tqdm(total=n_iter, desc="ltem retrieve", unit="iter", disable=not progress) as bar:
         for w, n in zip(weights, per_stage, strict=True):
             if n == 0:
@@ -453,13 +479,20 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
             else:
                 arg = np.asarray(w, dtype)
             state = init(params)
+            best = (np.inf, params)  # the lowest loss of the stage and the iterate it was taken at
             for _ in range(n):
+                before = params
                 params, state, value = step(params, state, arg)
                 history.append(float(value))
                 bar.update(1)
+                if np.isfinite(history[-1]) and history[-1] < best[0]:
+                    best = (history[-1], before)
                 if optimiser == "lbfgs" and len(history) > _STALL:
                     if history[-_STALL - 1] - history[-1] < _STALL_TOL * abs(history[-1]):
                         break
+            last = float(loss(params, arg))
+            if not (np.isfinite(last) and last <= best[0]):  # never end a stage above its best iterate
+                params = best[1]
             current = to_pixels_jit(params, aux) if spectral else params
             # the rule needs counts; normalised images without a dose are taken as noise-free (tv, smooth)
             if weight == "auto" and noisy and float(deviance_jit(current)) <= target:
@@ -472,16 +505,35 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     p = {"defocus_nm": series.defoci_nm + scales["defocus"] * v["defocus"],
          **{f"{n}_{u}": abs(float(getattr(series, f"{n}_{u}")) + scales[n] * float(v[n]))
             for n, u in (("cs", "nm"), ("divergence", "rad"), ("defocus_spread", "nm"))}}  # fmt: skip
-    sigma = None
-    if uncertainty:
-        sigma = _fisher_uncertainty(model_images, {**fixed, **params}, dose, seed)
+    final_deviance = float(deviance_jit(params))
+    expected = _expected_deviance(jax.jit(model_images), {**fixed, **params}, dose, seed)
     parameters = {"defocus_nm": np.asarray(p["defocus_nm"], dtype=np.float64).tolist(),
                   "cs_nm": float(p["cs_nm"]), "divergence_rad": float(p["divergence_rad"]),
                   "defocus_spread_nm": float(p["defocus_spread_nm"]), "weight": float(used),
-                  "regulariser": regulariser, "deviance": float(deviance_jit(params)), "start": start_method,
-                  "fit": list(fit)}  # fmt: skip
+                  "regulariser": regulariser, "deviance": final_deviance, "expected_deviance": expected,
+                  "start": start_method, "fit": list(fit)}  # fmt: skip
     provenance = {"n_images": len(series), "dose_e_per_pixel": np.asarray(dose, dtype=float).tolist(),
                   "weight_rule": "discrepancy" if weight == "auto" else "given"}  # fmt: skip
+    parameters["path"] = regulariser
+    if (
+        spectral
+        and "phase" in fit
+        and noisy
+        and final_deviance > (1 + _INADEQUATE) * expected + 5 * np.sqrt(2 / series.images.size)
+    ):
+        # the spectral prior cannot explain the counts (a sharp edge needs the modes it holds at 0): TV from
+        # TIE (or the given start), kept when it explains them better
+        given = None if is_counts and dose_e_per_pixel is None else float(np.mean(dose))
+        alt = retrieve_phase(counts, fit=fit, regulariser="tv", dose_e_per_pixel=given, initial=initial,
+                             n_iter=n_iter, optimiser=optimiser, uncertainty=uncertainty, rng=seed,
+                             progress=progress)  # fmt: skip
+        if alt.parameters["deviance"] < final_deviance:
+            alt.parameters.update(path="tv (spectral prior inadequate)", spectral_deviance=final_deviance)
+            return alt
+        parameters["path"] = "spectral (tv tried, fitted worse)"
+    sigma = None
+    if uncertainty:
+        sigma = _fisher_uncertainty(model_images, {**fixed, **params}, dose, seed)
     return PhaseRetrieval(phase=phase - phase.mean(), amplitude=amplitude, pixel_nm=series.pixel_nm,
                           parameters=parameters, loss_history=np.asarray(history), method="ad",
                           uncertainty=sigma, provenance=provenance)  # fmt: skip

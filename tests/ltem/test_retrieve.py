@@ -1,14 +1,16 @@
 """Differentiable phase retrieval: its gradient against finite differences, a noise-free retrieval that
-beats TIE, the defocus found from a wrong start, the Fisher uncertainty against the exact Jacobian, and
-the bad inputs."""
+beats TIE, the defocus found from a wrong start, the Fisher uncertainty against the exact Jacobian, the
+bad inputs, the expected Poisson deviance and the fall-back to TV when the spectral prior cannot explain a
+sharp edge."""
 
 import numpy as np
 import pytest
 
 from atomscount.ltem.forward import fresnel_image
 from atomscount.ltem.result import LTEMSeries
-from atomscount.ltem.retrieve import _fisher_uncertainty, _objective, retrieve_phase
+from atomscount.ltem.retrieve import _expected_deviance, _fisher_uncertainty, _objective, retrieve_phase
 from atomscount.ltem.samples import vortex_disk
+from atomscount.ltem.spectral import ctf_wiener
 from atomscount.ltem.tie import tie
 
 DEFOCI = [-2e4, 0.0, 2e4]  # [nm]
@@ -113,3 +115,26 @@ def test_bad_images():
         retrieve_phase([np.ones((16, 16)), np.ones((16, 8))], [0.0, 1e4], pixel_nm=2.0)
     with pytest.raises(ValueError, match="defocus_nm must not be all zero"):
         retrieve_phase(np.ones((16, 16)), [0.0], pixel_nm=2.0, progress=False)
+
+
+def test_expected_deviance_of_poisson_counts():
+    # the mean Poisson deviance per count of mean μ is 1 + 1/(6μ) + O(1/μ²): 1.0017 at μ = 100
+    flat = {"phase": np.zeros((256, 256))}
+    value = _expected_deviance(lambda free: np.ones((1, 256, 256)), flat, [100.0], 0)
+    assert value == pytest.approx(1.0 + 1.0 / 600.0, abs=0.01)
+
+
+def test_sharp_edge_falls_back_to_tv():
+    # a disk whose rim is a phase step of about 5 rad over 2 nm (a pixel): the spectral prior cannot explain
+    # its counts, so the rule retries with TV from TIE and keeps the fit that explains them better
+    truth = vortex_disk(shape=(64, 64), radius_nm=45.0).phase(beam_energy_ev=300e3)
+    images = fresnel_image(truth, pixel_nm=2.0, defocus_nm=np.array(DEFOCI), beam_energy_ev=300e3)
+    counts = np.random.default_rng(0).poisson(100.0 * np.clip(np.asarray(images), 0, None)).astype(float)
+    series = LTEMSeries(counts, DEFOCI, pixel_nm=2.0)
+    result = retrieve_phase(series, fit=("phase", "amplitude"), n_iter=40, uncertainty=False, progress=False)
+    p = result.parameters
+    assert p["path"] == "tv (spectral prior inadequate)"
+    assert p["spectral_deviance"] > 2 * p["expected_deviance"]
+    assert p["deviance"] <= 1.1 * p["expected_deviance"]  # TV explains the counts to their noise
+    assert _rmse(result.phase, truth) < 0.6 * _rmse(tie(series).phase, truth)
+    assert _rmse(result.phase, truth) < 0.4 * _rmse(ctf_wiener(series).phase, truth)
