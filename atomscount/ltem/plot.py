@@ -79,8 +79,9 @@ def plot_images_model(series, result):
     k = len(series)
     from matplotlib.colors import Normalize
 
-    fig, axes = plt.subplots(2, k, figsize=(PAGE_WIDTH_INCH if k > 1 else COLUMN_WIDTH_INCH, 4.8),
-                             layout="constrained", squeeze=False)  # fmt: skip
+    width = PAGE_WIDTH_INCH if k > 1 else COLUMN_WIDTH_INCH
+    # two rows of square panels, each column's colour bar beneath it (beside them it overlapped the next column)
+    fig, axes = plt.subplots(2, k, figsize=(width, 2 * width / k + 1.4), layout="constrained", squeeze=False)
     for i in range(k):
         data = series.images[i]
         scaled = model[i] * data.mean() / max(model[i].mean(), 1e-12)
@@ -90,7 +91,7 @@ def plot_images_model(series, result):
         df = float(series.defoci_nm[i]) / 1e3
         _image(axes[0, i], data, series.pixel_nm, cmap="gray", label=None, title=f"image, Δf = {df:g} µm", norm=norm)
         im = _image(axes[1, i], scaled, series.pixel_nm, cmap="gray", label=None, title="model", norm=norm)
-        fig.colorbar(im, ax=axes[:, i], shrink=0.6, pad=0.01, label="intensity (counts)")
+        fig.colorbar(im, ax=axes[:, i], location="bottom", shrink=0.8, pad=0.02, label="intensity (counts)")
         if i:
             for ax in axes[:, i]:
                 ax.set_ylabel("")
