@@ -69,7 +69,7 @@ from pathlib import Path
 import numpy as np
 
 from .._checks import check_bool, check_choice, check_integer, check_real, check_rng
-from ..io import read_hdf5, write_hdf5
+from ..io import _plain, read_hdf5, write_hdf5
 
 __all__ = ["DENOISE_METHODS", "DenoisedMaps", "denoise_edxs", "denoise_series", "finetune_denoiser", "split_counts"]
 
@@ -177,18 +177,6 @@ class DenoisedMaps:
         elements = tuple(str(e) for e in np.asarray(arrays["elements"]).tolist()) if attrs["has_elements"] else None
         return cls(arrays["maps"], arrays["sigma"] if attrs["has_sigma"] else None, attrs["method"], arrays["dose"],
                    elements, attrs.get("parameters", {}), attrs.get("provenance", {}))  # fmt: skip
-
-
-def _plain(value):
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(v) for v in value]
-    if isinstance(value, np.ndarray):
-        return value.tolist()
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
 
 
 # --- inputs ---
