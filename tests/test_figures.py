@@ -289,7 +289,9 @@ def test_every_image_has_a_scale_bar_and_a_labelled_colour_bar(figures):
             assert any(isinstance(a, ScaleBar) for a in ax.artists), name
             # a colour bar of this axes' image or scatter, or one that shares its colour scale
             norms = [a.norm for a in ax.images + ax.collections if hasattr(a, "norm")]
-            labels = [cb.ax.get_ylabel() for cb in _colorbars(fig) if any(cb.mappable.norm is n for n in norms)]
+            # a horizontal colour bar (beneath its panels) carries its label on its x axis
+            labels = [cb.ax.get_ylabel() or cb.ax.get_xlabel() for cb in _colorbars(fig)
+                      if any(cb.mappable.norm is n for n in norms)]  # fmt: skip
             assert any("(" in lab and lab.endswith(")") for lab in labels), (name, labels)
     assert n >= 20  # orthoslices 3, gallery 9, model/residual 3, maps ...
 
