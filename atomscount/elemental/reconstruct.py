@@ -54,6 +54,7 @@ from .._checks import check_bool, check_choice, check_integer, check_real
 from ..tomo.operators import backproject_volume, project_volume
 from . import _objective as obj
 from . import _solver
+from . import maps as _maps
 from .forward import default_haadf_weights
 from .result import FLAG_PARTIAL_VOLUME, ElementalVolumes
 
@@ -359,7 +360,11 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         The HAADF series (any linear unit), at the EDXS series' angles and pixel size;
         None fits the EDXS counts alone.
     edxs : dict of str to TiltSeries
-        X-ray counts per pixel of each element's line (single-axis series).
+        X-ray counts per pixel of each element's line (single-axis series). Where none
+        of the series holds whole non-negative counts (processed maps: fractions,
+        normalised or background-subtracted maps), the maps go to
+        :func:`~atomscount.elemental.maps.reconstruct_maps` (a least-squares likelihood),
+        with a :class:`~atomscount.elemental.maps.NonCountDataWarning`.
     elements : sequence of str, optional
         Which of ``edxs``' elements, in this order (default: all, in the dict's order).
     regulariser : {"tnv", "tv", "tgv"}
@@ -424,6 +429,11 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     if fit_gamma and gamma != "fit":
         raise ValueError(f"gamma must be 'fit' or a number in (0, 2], got {gamma!r}")
     gamma0 = 1.0 if fit_gamma else check_real(gamma, "gamma", low=0.0, high=2.0, open_low=True)
+    if _maps._processed(edxs):  # processed maps, none of them counts: the least-squares path, said by a warning
+        _maps._warn_routed(edxs)
+        return _maps.reconstruct_maps(haadf, edxs, elements, regulariser=regulariser, weights=weights, gamma=gamma,
+                                      haadf_weights=haadf_weights, sum_to_one=sum_to_one, n_iter=n_iter, tol=tol,
+                                      progress=progress)  # fmt: skip
     elements, series, counts = _inputs(haadf, edxs, elements)
     if isinstance(haadf_weights, str):
         if haadf_weights != "fit":
