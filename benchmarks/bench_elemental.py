@@ -46,15 +46,10 @@ Top-level keys
     output is turned into concentrations the same way (each element's map over the sum
     of the maps) and scored against the true projected composition.
 
-Public data (``../shared/data/public``, read when present; the part stops with a clear
-message when not): the graptor HAADF + Yb/Al/Si EDX sinograms (Huber et al. 2019; binned
-4x along the pixels, and 2x along the slices with ``--quick``; pixel size, dose and solid angle
-unknown and set to nominal values, so that densities are on an arbitrary common scale),
-reconstructed with the defaults;
-reported: the per-element Poisson residual of the reprojected result (χ² per pixel, 1 for
-a model as good as the noise allows), the agreement of each element's concentration with
-separate SIRT, and the correlation of the fitted HAADF model's volume with a SIRT
-reconstruction of the HAADF series.
+Public data (``../shared/data/public``, read when present): ``_bench_elemental_public.py``
+(its docstring): the graptor Yb/Al/Si sinograms (counts), the Han et al. 2021 nanorod and the
+fused_2d maps (processed maps: the least-squares path), with the defaults; residuals and
+consistency, and ``multimodal-fusion``'s defaults on the same 2D maps.
 
 Usage: python benchmarks/bench_elemental.py --out FILE.json [--quick] [--parts a,b,...]
 The JSON file is rewritten after each part, so a long run leaves what it measured.
@@ -75,7 +70,6 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import PeakRSS  # noqa: E402
 
-PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_elemental.json"
 COUNTS = (10, 30, 100)
 REGULARISERS = ("tnv", "tv", "tgv")
@@ -503,132 +497,12 @@ def part_fusion(cfg, out, save):
     save()
 
 
-def _graptor(bin_slices=1, bin_pixels=4):
-    import mrcfile
-
-    from atomscount.tomo import TiltSeries
-
-    folder = PUBLIC / "graptor_yb_al_si"
-    angles = -5.0 * np.arange(36)  # 0° to -175° in 5° steps (the data's README)
-    series = {}
-    for name in ("HAADF_lrsino", "Yb_EDXsino", "Al_EDXsino", "Si_EDXsino"):
-        with mrcfile.open(folder / f"{name}.mrc", permissive=True) as f:
-            data = np.asarray(f.data, dtype=np.float64)  # (angles, slices, pixels)
-        k, rows, cols = data.shape
-        rows, cols = rows // bin_slices * bin_slices, cols // bin_pixels * bin_pixels
-        data = data[:, :rows, :cols].reshape(k, rows // bin_slices, bin_slices, cols // bin_pixels, bin_pixels)
-        data = data.sum(axis=(2, 4))
-        prov = {"source": f"graptor {name}.mrc"}
-        if name.endswith("EDXsino"):
-            data = np.round(np.clip(data, 0, None))  # counts (stored as float32)
-            # dose and solid angle unknown: nominal values, so that the densities come out on one (arbitrary) scale
-            prov.update({"dose_e_per_angstrom2": 1.0, "solid_angle_sr": 0.7, "nominal_dose": True})
-        series[name.split("_")[0]] = TiltSeries(data, angles, 1.0, prov)
-    return series.pop("HAADF"), series
-
-
-def _chi2(result, edxs) -> dict:
-    """Per element: the Poisson χ² per pixel of the counts against the reprojected result (scaled by its total)."""
-    from atomscount.tomo.operators import project_volume
-
-    out = {}
-    rho = result.concentration * (result.density if result.density is not None else result.mask)[None]
-    for i, e in enumerate(result.elements):
-        s = edxs[e]
-        model = project_volume(rho[i], s.angles[:, 1], s.pixel_size_angstrom)
-        model *= s.images.sum() / max(model.sum(), 1e-30)
-        out[e] = float(np.mean((s.images - model) ** 2 / np.maximum(model, 0.5)))
-    return out
-
-
-def _count_facts(name, a) -> dict:
-    """What a map holds: range, and whether its values (or 255 times them, an 8-bit scaling) are whole counts."""
-    a = np.asarray(a, dtype=np.float64)
-    whole = float(np.mean(np.isclose(a, np.round(a), atol=1e-6)))
-    whole255 = float(np.mean(np.isclose(255 * a, np.round(255 * a), atol=1e-4)))
-    return {"map": name, "shape": list(a.shape), "min": float(a.min()), "max": float(a.max()),
-            "fraction_whole_numbers": whole, "fraction_whole_after_x255": whole255}  # fmt: skip
-
-
-def _try_defaults(haadf, edxs) -> dict:
-    """``reconstruct_elemental`` with every default on the data as published: the result's summary, or its
-    refusal."""
-    from atomscount.elemental.reconstruct import reconstruct_elemental
-
-    try:
-        res, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, progress=False)
-    except (ValueError, TypeError) as exc:
-        return {"defaults": "refused", "error": f"{type(exc).__name__}: {exc}"[:300]}
-    return {"defaults": "ran", "seconds": seconds, "warnings": warned, "converged": bool(res.converged)}
-
-
-def _public_non_counts() -> dict:
-    """The Han et al. 2021 nanorod and the fused_2d experimental maps: both hold processed maps, not X-ray
-    counts (the nanorod's EDX projections are floats in [0, 0.42], not whole even after the 8-bit scaling; the
-    fused maps are fractions in [0, 1]); the Poisson likelihood and the discrepancy principle need counts, so
-    the defaults refuse them, which this records with the data's facts."""
-    import h5py
-    import scipy.io
-
-    from atomscount.tomo import TiltSeries
-
-    out = {}
-    han = PUBLIC / "han2021_nanorod" / "STEM_EDX_input.mat"
-    if han.is_file():
-        x = np.moveaxis(np.asarray(scipy.io.loadmat(han)["input"], dtype=np.float64), -1, 0)  # (13, 256, 256)
-        angles = np.linspace(-60.0, 60.0, x.shape[0])  # not stated in the files: 10° steps assumed
-        edx = TiltSeries(x, angles, 1.0, {"source": "han2021 STEM_EDX_input.mat"})
-        out["han2021_nanorod"] = {"facts": _count_facts("input", x), "angles_assumed_degrees": [-60.0, 60.0],
-                                  **_try_defaults(None, {"EDX": edx})}  # fmt: skip
-    pto = PUBLIC / "fused_2d" / "PTO_Trilayer_dataset.npz"
-    if pto.is_file():
-        d = np.load(pto)
-        maps = {e: TiltSeries(np.asarray(d[e], dtype=np.float64)[None], [0.0], 1.0) for e in ("Sc", "Dy", "O")}
-        haadf = TiltSeries(np.asarray(d["HAADF"], float)[None], [0.0], 1.0)
-        out["fused_2d_pto"] = {"facts": [_count_facts(e, d[e]) for e in ("HAADF", "Sc", "Dy", "O")],
-                               **_try_defaults(haadf, maps)}  # fmt: skip
-    co = PUBLIC / "fused_2d" / "Co3O4_Mn3O4.h5"
-    if co.is_file():
-        with h5py.File(co) as f:
-            d = {k: np.asarray(f[k], dtype=np.float64) for k in ("HAADF", "Co", "Mn", "O")}
-        maps = {e: TiltSeries(d[e][None], [0.0], 1.0) for e in ("Co", "Mn", "O")}
-        out["fused_2d_co3o4"] = {"facts": [_count_facts(e, d[e]) for e in d],
-                                 **_try_defaults(TiltSeries(d["HAADF"][None], [0.0], 1.0), maps)}  # fmt: skip
-    return out
-
-
 def part_public(cfg, out, save):
-    """The graptor sinograms with the defaults: residuals and consistency (no truth)."""
-    if not (PUBLIC / "graptor_yb_al_si").is_dir():
-        msg = f"public data not found in {PUBLIC}: the public part is skipped"
-        print(msg, flush=True)
-        out["public"] = {"error": msg}
-        save()
-        return
-    from atomscount.elemental.reconstruct import reconstruct_elemental, reconstruct_separate
-    from atomscount.tomo import reconstruct
+    """The public data with the defaults: graptor's counts, the Han nanorod's and fused_2d's processed maps
+    (``_bench_elemental_public``); residuals and consistency (no truth)."""
+    from _bench_elemental_public import run
 
-    haadf, edxs = _graptor(*cfg["public_bin"])
-    res = {"shape_binned": list(haadf.images.shape), "counts_max": {e: float(s.images.max()) for e, s in edxs.items()}}
-    mm, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, progress=False)  # all its defaults
-    sep, sep_seconds, _ = _quiet(reconstruct_separate, edxs)
-    res.update({"seconds": seconds, "separate_seconds": sep_seconds, "warnings": warned,
-                "converged": bool(mm.converged), "gamma": mm.gamma, "haadf_weights": mm.haadf_weights,
-                "regularisation": _plain(mm.regularisation), "mask_voxels": int(mm.mask.sum())})  # fmt: skip
-    res["chi2_per_pixel_multimodal"] = _chi2(mm, edxs)
-    res["chi2_per_pixel_separate"] = _chi2(sep, edxs)
-    both = mm.mask & sep.mask
-    res["concentration_corr_with_separate"] = {
-        e: float(np.corrcoef(mm.concentration[i][both], sep.concentration[i][both])[0, 1]) for i, e in
-        enumerate(mm.elements)}  # fmt: skip
-    vol = reconstruct(haadf, n_iter=50, progress=False).data
-    if mm.haadf_weights and mm.density is not None and vol.shape == mm.shape:
-        w = np.array([mm.haadf_weights[e] for e in mm.elements])
-        model = np.tensordot(w, mm.concentration * mm.density[None], axes=1)
-        res["haadf_model_corr_with_haadf_sirt"] = float(np.corrcoef(model[mm.mask], vol[mm.mask])[0, 1])
-    out["public"] = {"graptor": res, **_public_non_counts()}
-    print(f"public graptor: {res['chi2_per_pixel_multimodal']}", flush=True)
-    save()
+    run(cfg, out, save)
 
 
 def main(argv=None) -> int:
