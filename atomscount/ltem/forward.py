@@ -13,7 +13,7 @@ import functools
 
 import numpy as np
 
-from .result import LTEMSeries, _non_negative, _positive
+from .result import LTEMSeries, _check_map_pair, _non_negative, _positive
 
 __all__ = ["electrostatic_phase", "fresnel_image", "interaction_constant", "magnetic_phase", "simulate_series",
            "transfer_function", "wavelength_nm"]  # fmt: skip
@@ -75,12 +75,7 @@ def magnetic_phase(mx, my, *, pixel_nm: float, thickness_nm, ms_a_per_m: float) 
         Phase [rad]. :func:`~atomscount.ltem.induction.induction_map` inverts it: for a
         divergence-free m it gives back ``μ₀ Ms t m`` [T·nm].
     """
-    mx = np.asarray(mx, dtype=np.float64)
-    my = np.asarray(my, dtype=np.float64)
-    if mx.ndim != 2 or mx.shape != my.shape:
-        raise ValueError(f"mx and my must be 2D maps of one shape, got {mx.shape} and {my.shape}")
-    if not (np.all(np.isfinite(mx)) and np.all(np.isfinite(my))):
-        raise ValueError("mx and my must be finite; they have NaN or infinite pixels")
+    mx, my = _check_map_pair(mx, my, ("mx", "my"))
     px = _positive(pixel_nm, "pixel_nm")
     t = np.asarray(thickness_nm, dtype=np.float64)
     if t.ndim not in (0, 2) or (t.ndim == 2 and t.shape != mx.shape):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .result import _check_map_pair
+
 __all__ = ["HBAR_OVER_E_T_NM2", "colour_wheel", "induction_map"]
 
 #: ħ/e in T·nm² (= 6.582119569e-16 V·s): a phase gradient of 1 rad/nm is B⊥·t = 658.2 T·nm.
@@ -63,12 +65,7 @@ def colour_wheel(bx, by, *, saturation: float | None = None) -> np.ndarray:
     """
     from matplotlib.colors import hsv_to_rgb
 
-    bx = np.asarray(bx, dtype=np.float64)
-    by = np.asarray(by, dtype=np.float64)
-    if bx.ndim != 2 or bx.shape != by.shape:
-        raise ValueError(f"bx and by must be 2D maps of one shape, got {bx.shape} and {by.shape}")
-    if not (np.all(np.isfinite(bx)) and np.all(np.isfinite(by))):
-        raise ValueError("bx and by must be finite; they have NaN or infinite pixels")
+    bx, by = _check_map_pair(bx, by, ("bx", "by"))
     mag = np.hypot(bx, by)
     if saturation is None:
         saturation = float(np.percentile(mag, 99))

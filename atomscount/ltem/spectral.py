@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .result import LTEMSeries, PhaseRetrieval
+from .result import LTEMSeries, PhaseRetrieval, _check_map_pair
 
 __all__ = ["ctf_wiener", "fourier_ring_correlation"]
 
@@ -222,12 +222,7 @@ def fourier_ring_correlation(a, b, *, pixel_nm: float, threshold: float = 1 / 7)
     """
     from .result import _positive
 
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(f"a and b must be 2D maps of one shape, got {a.shape} and {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError("a and b must be finite; they have NaN or infinite pixels")
+    a, b = _check_map_pair(a, b, ("a", "b"))
     px = _positive(pixel_nm, "pixel_nm")
     if not 0 < float(threshold) < 1:
         raise ValueError(f"threshold must be in (0, 1), got {threshold!r}")

@@ -73,6 +73,16 @@ def test_defocus_recovered_from_a_wrong_start(vortex):
     assert abs(found[1]) < 0.02 * 2e4
 
 
+def test_defocus_scale_recovered_from_a_wrong_start(vortex):
+    # one factor for every image, from 25 % too much: the scan alone finds it (no L-BFGS step needed)
+    truth, series = vortex
+    wrong = [1.25 * d for d in DEFOCI]
+    result = retrieve_phase(series, wrong, fit=("defocus_scale",), initial=truth, n_iter=1, uncertainty=False,
+                            progress=False)  # fmt: skip
+    assert result.parameters["defocus_scale"] == pytest.approx(0.8, rel=0.005)
+    assert np.asarray(result.parameters["defocus_nm"]) == pytest.approx(DEFOCI, rel=0.005, abs=1.0)
+
+
 def test_fisher_uncertainty_matches_the_exact_jacobian():
     import jax
     import jax.numpy as jnp
@@ -97,6 +107,7 @@ def test_fisher_uncertainty_matches_the_exact_jacobian():
      ({"regulariser": "l1"}, "regulariser must be one of"),
      ({"weight": -1.0}, "weight must be 'auto' or a number >= 0, got -1.0"),
      ({"n_iter": 0}, "n_iter"),
+     ({"fit": ("defocus", "defocus_scale")}, "fit must not name both 'defocus' and 'defocus_scale'"),
      ({"optimiser": "sgd"}, "optimiser must be one of"),
      ({"initial": np.zeros((8, 8))}, "initial must be a PhaseRetrieval or a phase map of shape \\(64, 64\\)")],
 )  # fmt: skip
