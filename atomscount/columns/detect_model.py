@@ -47,6 +47,7 @@ from skimage.feature import peak_local_max
 from .._checks import check_2d_image, check_integer, check_positive
 from ..image import HAADFImage
 from ..io import read_hdf5, write_hdf5
+from ._noise import affine_variance
 from ._peaks import _enforce_spacing, check_distance
 
 __all__ = ["ColumnDetection", "detect_columns"]
@@ -81,8 +82,6 @@ LATTICE_MIN_RELATIVE = 0.04
 _BG_PRESMOOTH = 0.2
 #: The model's misfit is averaged over this many column widths.
 _EXCESS_SMOOTH = 2.0
-#: median of chi-square(1): a robust variance is median(r^2) / this.
-_CHI2_MEDIAN = 0.454936
 
 
 @dataclasses.dataclass(frozen=True, repr=False)
@@ -496,24 +495,8 @@ def _noise_variance(resid, intensity, valid, width_px):
     norm = ndimage.gaussian_filter(valid.astype(float), max(width_px, 0.7))
     local = np.maximum(local / np.maximum(norm, 1e-12), 0.0)
     r2 = np.where(valid, resid, 0.0) ** 2
-    li, rr = local[valid], r2[valid]
-    edges = np.unique(np.percentile(li, np.linspace(0, 100, 21)))
-    a_rows, b_rows, w_rows = [], [], []
-    idx = np.clip(np.searchsorted(edges, li, side="right") - 1, 0, max(len(edges) - 2, 0))
-    for k in range(max(len(edges) - 1, 1)):
-        sel = idx == k
-        if sel.sum() < 20:
-            continue
-        a_rows.append(1.0)
-        b_rows.append(float(np.median(li[sel])))
-        w_rows.append(float(np.median(rr[sel])) / _CHI2_MEDIAN)
-    if a_rows:
-        mat = np.column_stack([a_rows, b_rows])
-        scale = np.maximum(np.asarray(w_rows), 1e-30)
-        coef, _ = nnls(mat / scale[:, None], np.ones(len(w_rows)))  # relative errors: every bin counts alike
-        a, b = coef
-    else:
-        a, b = float(np.median(rr)) / _CHI2_MEDIAN, 0.0
+    li = local[valid]
+    a, b = affine_variance(li, r2[valid])
     # the model's own misfit, where it exceeds the noise (non-Gaussian tails of bright columns)
     var = a + b * local
     excess = ndimage.gaussian_filter(np.maximum(r2 - var, 0.0) * valid, _EXCESS_SMOOTH * max(width_px, 0.7))

@@ -14,7 +14,7 @@ from tqdm.auto import tqdm
 from .._checks import check_2d_image, check_column_spacing, check_positions, check_positive
 from ..image import HAADFImage
 from ..io import atomic_path, read_hdf5, write_hdf5
-from . import _solver
+from . import _noise, _solver
 from ._geometry import _bounds, _edge_margin, _first_of_duplicates, _max_width, _nearest_neighbour, _neighbour_distances
 from ._inputs import check_crowding, check_fit_arguments, type_index
 from .model import ColumnModel
@@ -40,12 +40,16 @@ class ColumnFit:
     Attributes
     ----------
     positions, positions_error : ndarray (n, 2)
-        Fitted (x, y) and their standard errors [Å].
+        Fitted (x, y) and their standard errors [Å]: the scatter the image's noise
+        gives (over repeated exposures), from the noise measured in the image
+        (``metadata["noise_variance_model"]``), not the model's misfit, which moves
+        a column the same way in every exposure (``metadata["misfit_rms"]``).
     types : ndarray (n,) of int
         Index into ``type_names``.
     type_names : tuple of str
     heights, heights_error : ndarray (n,)
-        Peak heights eta (image units).
+        Peak heights eta (image units). This and the other errors below are scaled
+        by the reduced chi-square: they count the misfit as noise.
     widths, widths_error : ndarray (n,)
         Gaussian widths rho [Å] (shared within a type unless ``width_mode == "free"``).
     scs, scs_error : ndarray (n,)
@@ -77,6 +81,10 @@ class ColumnFit:
     residual : ndarray or None
         ``data - model`` when requested.
     metadata : dict
+        Also the noise and misfit behind the errors: ``noise_variance_model``
+        ``[a, b]`` (the noise variance ``a + b I`` at a local intensity ``I``, image
+        units), ``noise_rms``, ``misfit_rms`` (image units) and ``chi2_over_noise``
+        (the reduced chi-square over the noise's own: 1 for an exact model).
     normalised : bool or None
         Whether the image was normalised to the incident beam (SCS in Å²) or not
         (raw detector units: SCS in counts·Å²), as its metadata states; None when
@@ -214,6 +222,8 @@ class ColumnFit:
             line = f"  residual RMS {rms:.3g} (image units)"
             if peak is not None and np.isfinite(peak) and peak > 0:
                 line += f" = {100 * rms / peak:.2g} % of the mean peak height"
+            if "noise_rms" in self.metadata:  # the position errors hold the noise only
+                line += f": noise {self.metadata['noise_rms']:.3g}, misfit {self.metadata['misfit_rms']:.3g}"
             lines.append(line)
         dose = self.metadata.get("dose_estimate_e_per_angstrom2")
         if dose is not None and np.isfinite(dose) and self.normalised:
@@ -385,8 +395,18 @@ def fit_columns(
     image by a numba kernel and solved with a block-sparse Levenberg–Marquardt
     step; overlapping neighbours are part of the same model, so the result equals
     the dense joint least-squares fit. Gaussians are evaluated out to
-    ``sqrt(2 ln 1e7)`` widths. Standard errors come from the inverse of ``J^T W J``
-    scaled by the reduced chi-square.
+    ``sqrt(2 ln 1e7)`` widths. Standard errors come from the inverse of ``J^T W J``.
+    For the positions it is scaled by the noise measured in the image: a fourth
+    difference of the residual across both axes holds the noise at its variance
+    and cuts the smooth misfit of real (non-Gaussian) columns by about
+    ``1 / (6 s^4)`` for a misfit ``s`` pixels wide; its mean square, binned by
+    intensity, gives a noise variance ``a + b I``, which is averaged over each
+    column with the weights of its position information. On abTEM images of
+    Au [001] under counting noise the errors are 0.9-1.1 times the scatter over
+    noise realisations from 1e4 to 1e7 e/Å², where the reduced chi-square gave
+    0.7-3 (Gaussian) and 1.2-8 (Poisson) times. Noise correlated between pixels
+    (scan noise, drift-corrected or resampled images) is measured too low. The
+    other errors are scaled by the reduced chi-square (noise and misfit).
 
     References
     ----------
@@ -487,6 +507,8 @@ def fit_columns(
     dof = max(int(finite.sum()) - (n * prob.b + prob.n_global), 1)
     red = neq.chi2 / dof
     local, cross, glob = _solver.covariance(neq)
+    # positions: the noise measured from the image, not the total misfit (see ColumnFit.positions_error)
+    pos_var, noise_info = _noise.fit_noise(prob, st, np.einsum("nii->ni", local)[:, :2], n * prob.b + prob.n_global)
     local, cross, glob = local * red, cross * red, glob * red
     # back to the image's units: Pearson chi2 scales as the intensity, Gaussian as its square
     red = red / (unit if noise == "poisson" else unit * unit)
@@ -494,12 +516,13 @@ def fit_columns(
     prob.data = np.ascontiguousarray(data)
     if prob.poisson:
         prob.floor /= unit
+    meta.update(_noise_metadata(noise_info, unit))
     if noise == "poisson":
         # Pearson chi2 / dof in image units is 1 / (dose * pixel area) for counting noise
         meta["dose_estimate_e_per_angstrom2"] = float(1.0 / (red * pixel**2)) if red > 0 else float("inf")
     return _build_fit(
-        image, prob, st, local, cross, glob, col_conv, ok, stuck, red, total_it, tidx, tnames, input_index, pos,
-        max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
+        image, prob, st, local, cross, glob, np.sqrt(pos_var), col_conv, ok, stuck, red, total_it, tidx, tnames,
+        input_index, pos, max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
     )  # fmt: skip
 
 
@@ -532,6 +555,16 @@ def _drop_unused_types(tidx, tnames):
     return np.searchsorted(used, tidx).astype(np.int64), tuple(tnames[t] for t in used)
 
 
+def _noise_metadata(info, unit):
+    """The noise and misfit :func:`~._noise.fit_noise` found, in the image's units."""
+    return {
+        "noise_variance_model": [info["a"] / unit**2, info["b"] / unit],
+        "noise_rms": float(np.sqrt(info["noise_ms"])) / unit,
+        "misfit_rms": float(np.sqrt(info["misfit_ms"])) / unit,
+        "chi2_over_noise": info["chi2_over_noise"],
+    }
+
+
 def _errors(prob, st, local, cross, glob):
     """Standard errors of positions, heights, widths and SCS from the covariance blocks."""
     var = np.einsum("nii->ni", local).copy()
@@ -552,8 +585,9 @@ def _errors(prob, st, local, cross, glob):
     return sx, sy, seta, np.sqrt(np.maximum(vr, 0)), np.sqrt(vscs)
 
 
-def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, total_it, tidx, tnames, input_index,
-               start, max_shift, margin, width, background, noise, keep_residual, voronoi, meta):  # fmt: skip
+def _build_fit(image, prob, st, local, cross, glob, pos_err, col_conv, ok, stuck, red, total_it, tidx, tnames,
+               input_index, start, max_shift, margin, width, background, noise, keep_residual, voronoi,
+               meta):  # fmt: skip
     sx, sy, seta, srho, sscs = _errors(prob, st, local, cross, glob)
     rho = st.rho_per_column(prob)
     bg_err = np.zeros(3)
@@ -601,7 +635,8 @@ def _build_fit(image, prob, st, local, cross, glob, col_conv, ok, stuck, red, to
     meta = dict(meta, lm_converged=bool(ok))
     bg = st.bg.copy()
     return ColumnFit(
-        positions=pos, positions_error=np.column_stack([sx, sy]), types=tidx, type_names=tnames,
+        positions=pos, positions_error=np.where(np.isfinite(sx + sy)[:, None], pos_err, np.nan), types=tidx,
+        type_names=tnames,
         heights=st.eta, heights_error=seta, widths=rho, widths_error=srho,
         scs=scs, scs_error=sscs, voronoi_scs=vor,
         background=bg, background_error=bg_err, converged=col_ok, input_index=input_index,

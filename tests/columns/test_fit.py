@@ -59,10 +59,15 @@ def test_sparse_fit_equals_dense_joint_least_squares(small_model, width, backgro
     np.testing.assert_allclose(fit.positions, xy, atol=1e-3)
     np.testing.assert_allclose(fit.widths, rho, rtol=1e-4)
     np.testing.assert_allclose(fit.background[:n_bg], bg, atol=1e-5)
-    # standard errors from the Jacobian agree with the dense covariance
+    # standard errors from the Jacobian agree with the dense covariance, scaled by the reduced
+    # chi-square (SCS) or by the noise measured from the image (positions: the same here,
+    # where the model is exact, within the estimate's scatter on 3,360 pixels)
     b = 4 if width == "free" else 3
     dense_sx = np.sqrt(np.diag(cov)[0 : 5 * b : b])
-    np.testing.assert_allclose(fit.positions_error[:, 0], dense_sx, rtol=0.02)
+    ratio = fit.positions_error[:, 0] / dense_sx
+    np.testing.assert_allclose(ratio, np.mean(ratio), rtol=0.02)
+    assert 0.85 < np.mean(ratio) < 1.15
+    np.testing.assert_allclose(fit.heights_error, np.sqrt(np.diag(cov)[2 : 5 * b : b]), rtol=0.02)
 
 
 def test_fit_recovers_truth_on_noise_free_image(small_model):
