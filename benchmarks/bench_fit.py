@@ -22,7 +22,17 @@ columns: the bundled abTEM Au [001] particle (normalised, and in raw counts on a
 ``benchmarks/data/*_particle.npz`` (other elements, zone axes and pixel sizes;
 made by ``simulations/make_benchmark_images.py``), at 1e5 e/Å² and in raw counts.
 
-Usage: python benchmarks/bench_fit.py --out FILE.json [--quick]
+Position-error calibration (``position_error_calibration``): the stated position
+errors against the scatter of the fitted positions over noise realisations of one
+clean image: z-scores on a Gaussian-column lattice under Gaussian noise (the model
+exact), and the ratio stated / scatter on the bundled abTEM Au [001] particle and
+the independent abTEM particles, under counting noise at 1e4 to 1e7 e/Å², fitted
+from the true positions with either noise model. ``chi2_over_noise`` is the reduced
+chi-square over the noise's own: the factor by which scaling the covariance by the
+reduced chi-square (as before) inflates the variances.
+
+Usage: python benchmarks/bench_fit.py --out FILE.json [--quick] [--only calibration]
+(``--only calibration`` runs that part alone and updates its entry in FILE.json)
 """
 
 from __future__ import annotations
@@ -174,11 +184,84 @@ def detection(quick):
     return {"detect_recall": recall, "detect_spurious": spurious, "detect_cases": out}
 
 
+def _scatter_ratio(clean, pixel, start, make_noise, repeats, noise):
+    """Median over columns and axes of (mean stated error) / (scatter over the noise realisations)."""
+    pos, err, chi = [], [], []
+    for seed in range(repeats):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            fit = ac.fit_columns(ac.HAADFImage(make_noise(clean, seed), pixel), start, noise=noise, voronoi=False,
+                                 progress=False)  # fmt: skip
+        pos.append(fit.positions)
+        err.append(fit.positions_error)
+        chi.append(fit.metadata["chi2_over_noise"])
+    pos, err = np.array(pos), np.array(err)
+    scatter = pos.std(axis=0, ddof=1)
+    ok = np.all(np.isfinite(err), axis=0) & (scatter > 0)
+    return pos, err, {"stated_over_scatter": float(np.median(err.mean(axis=0)[ok] / scatter[ok])),
+                      "median_error_pm": float(1e3 * np.median(err[:, ok])),
+                      "median_scatter_pm": float(1e3 * np.median(scatter[ok])),
+                      "chi2_over_noise": float(np.median(chi)), "n_columns": int(pos.shape[1])}  # fmt: skip
+
+
+def position_error_calibration(quick):
+    """Stated position errors against the scatter over noise realisations (see the module docstring)."""
+    from atomscount.demo import demo_paths
+
+    repeats = 4 if quick else 12
+    out = {"repeats": repeats}
+    # (a) exact model, Gaussian noise of known sigma: z-scores against the truth
+    rng = np.random.default_rng(21)
+    pixel, size = 0.1, 128
+    pos = square_lattice((size, size), pixel, 2.0)
+    pos = pos + rng.normal(0, 0.02, pos.shape)
+    truth = ColumnModel((size, size), pixel, pos, rng.uniform(0.1, 0.4, len(pos)), 0.45, background=(0.02,))
+    sigma = 0.01
+    fitted, err, summary = _scatter_ratio(truth.image(), pixel, truth.positions + 0.03,
+                                          lambda img, s: img + np.random.default_rng(s).normal(0, sigma, img.shape),
+                                          repeats, "gaussian")  # fmt: skip
+    z = (fitted - truth.positions) / err
+    out["gaussian_columns_gaussian_noise"] = {"z_std": float(np.std(z)), "z_mean": float(np.mean(z)),
+                                              "n_z": int(z.size), **summary}  # fmt: skip
+    # (b) abTEM particles under counting noise: stated error / scatter
+    data = Path(__file__).resolve().parent / "data"
+    particles = {"au001_demo": Path(demo_paths()["truth"])}
+    if not quick:
+        particles.update({p.stem.replace("_particle", ""): p for p in sorted(data.glob("*_particle.npz"))})
+    doses = (1e5, 1e7) if quick else (1e4, 1e5, 1e6, 1e7)
+    for name, path in particles.items():
+        d = np.load(path)
+        px = float(d["pixel_size_angstrom"]) if "pixel_size_angstrom" in d else ac.read_image(
+            demo_paths()["image"]).pixel_size_angstrom  # fmt: skip
+        clean = np.clip(d["clean"], 0, None).astype(float)
+        for dose in doses:
+            for noise in ("gaussian", "poisson"):
+
+                def noisy(img, s, dose=dose, px=px):
+                    return add_poisson_noise(img, dose_e_per_angstrom2=dose, pixel_size_angstrom=px, rng=100 + s)
+
+                _, _, summary = _scatter_ratio(clean, px, d["positions"], noisy, repeats, noise)
+                out[f"{name}_{dose:.0e}_{noise}"] = summary
+    ratios = [v["stated_over_scatter"] for k, v in out.items() if isinstance(v, dict) and k != "repeats"]
+    out["stated_over_scatter_range"] = [float(min(ratios)), float(max(ratios))]
+    return out
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", type=Path, required=True)
     ap.add_argument("--quick", action="store_true", help="512x512 image, 256x256 baseline crop")
+    ap.add_argument("--only", choices=["calibration"], help="run this part alone and update its entry in --out")
     args = ap.parse_args(argv)
+    if args.only == "calibration":
+        out = json.loads(args.out.read_text()) if args.out.exists() else {"benchmark": "bench_fit"}
+        t = time.perf_counter()
+        out["position_error_calibration"] = position_error_calibration(args.quick)
+        out["position_error_calibration"]["seconds"] = time.perf_counter() - t
+        with atomic_path(args.out) as tmp:
+            tmp.write_text(json.dumps(out, indent=2))
+        print(json.dumps(out["position_error_calibration"], indent=2))
+        return
 
     size, crop = (512, 256) if args.quick else (2048, 512)
     pixel, spacing, rho, dose = 0.1, 2.0, 0.45, 5e4
@@ -279,6 +362,7 @@ def main(argv=None):
         "joint_scs_rel_rmse_on_crop": float(np.sqrt(np.mean(crop_rel**2))),
         **(realistic_fit() if not args.quick else {}),
         **detection(args.quick),
+        "position_error_calibration": position_error_calibration(args.quick),
         "python": sys.version.split()[0],
         "atomscount_version": ac.__version__,
     }
