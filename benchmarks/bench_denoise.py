@@ -5,9 +5,12 @@ Maps and doses
     (the training used seeds below it), 64² maps, each element's noise-free map rescaled to
     1, 3, 10 and 30 counts per pixel in the dose measure of ``_net.map_dose`` and drawn
     Poisson here (maps of an absent element are left out of the scores: their PSNR is
-    undefined). The elemental benchmark's particles (``bench_elemental``: Au@Ag rod, Pt-Au
-    alloy, Pd/Pt/Au three-element particle), their EDXS tilt series at 1, 3, 10, 30 counts
-    per pixel summed over the elements (``bench_elemental._series``' definition).
+    undefined). ``mean_counts_per_pixel`` gives each dose in two other measures too: the mean
+    over the whole frame, and over the particle's projected area (pixels above 1 % of the
+    maximum, as ``bench_elemental`` counts a series' dose). The elemental benchmark's
+    particles (``bench_elemental``: Au@Ag rod, Pt-Au alloy, Pd/Pt/Au three-element particle),
+    their EDXS tilt series at 1, 3, 10, 30 counts per pixel summed over the elements
+    (``bench_elemental._series``' definition).
 
 Methods
     ``network`` (shipped weights, no tuning); ``gaussian``, ``tv``, ``bm3d`` with their automatic
@@ -25,7 +28,18 @@ Scores
     least squares, 50 iterations), the concentration NRMSE inside the particle
     (``bench_elemental.nrmse``), averaged over elements; ``recon_error_ratio_3`` = the best
     tuned classical method's error / the network's at 3 counts per pixel, the lowest over the
-    particles. Hallucination: solid particles (spheres and every shape of ``shapes.SHAPES``,
+    particles. The same reconstruction of the noise-free maps (``clean``) is the error no
+    denoiser can remove (the few projections, the missing wedge, SIRT's own bias);
+    ``recon_error_ratio_3_above_floor`` is the ratio of the errors above it. The network's
+    uncertainty is not used by the reconstruction (a weighted data term would give the network
+    a reconstruction the classical methods, with no per-pixel variance, cannot have).
+    ``recon_multimodal`` (3 counts per pixel): the same maps behind the multimodal
+    reconstruction (``reconstruct_elemental``, EDXS only, TNV): the raw counts with its
+    automatic weight, and the network, its TTA, the tuned Gaussian filter and the noise-free
+    maps with one fixed weight (the discrepancy principle assumes Poisson counts);
+    ``recon_error_ratio_3_multimodal`` = tuned Gaussian's error / the network's, the lowest
+    over the particles.
+    Hallucination: solid particles (spheres and every shape of ``shapes.SHAPES``,
     one element, projected) denoised at each dose; a shell is a band within the outer third of
     the particle's depth (distance from its edge) whose mean exceeds the mean of the inner
     third by more than 10 % although the truth's does not; ``hallucinated_shell_rate`` over
@@ -70,7 +84,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_denoise.json"
 DOSES = (1.0, 3.0, 10.0, 30.0)
-PARTS = ("held_out", "hallucination", "timing", "recon", "public")
+PARTS = ("held_out", "hallucination", "timing", "recon", "recon_multimodal", "public")
 GRIDS = {"gaussian": np.geomspace(0.4, 12.0, 16), "tv": np.geomspace(0.05, 8.0, 14),
          "bm3d": np.array([0.5, 0.7, 1.0, 1.4, 2.0, 2.8])}  # fmt: skip
 INSTALL = {"install_mb": 990, "install_mb_source": "measured at stop 33: fresh venv, pip install atomscount with "
@@ -210,6 +224,11 @@ def part_held_out(cfg, out, save):
         clean = np.stack([c * dose / _net.map_dose(c) for c in clean0])
         noisy = rng.poisson(clean).astype(float)
         t0 = time.perf_counter()
+        # the same maps in two other dose measures: the whole 64² frame, and the particle's projected area (pixels
+        # above 1 % of the maximum, as bench_elemental counts a series' dose)
+        covered = [c[c > 0.01 * c.max()].mean() for c in clean]
+        doses_as = {"map_dose (thick part)": dose, "frame_mean": float(clean.mean()),
+                    "projected_area_mean": float(np.mean(covered))}  # fmt: skip
         prior = _prior(cfg, out, "held_out", f"{dose:g}", "scores")
         net_outs = _network_outputs(noisy)
         if prior is None:
@@ -220,6 +239,7 @@ def part_held_out(cfg, out, save):
         gain, against = _gain(scores)
         gain_tta, against_tta = _gain(scores, "network_tta")
         res[f"{dose:g}"] = {"scores": scores, "gain_db_over_best_tuned": gain, "best_tuned": against,
+                            "mean_counts_per_pixel": doses_as,
                             "gain_db_over_best_tuned_tta": gain_tta, "best_tuned_tta": against_tta,
                             "seconds": time.perf_counter() - t0}  # fmt: skip
         print(f"held-out {dose:g} counts/px: network {scores['network']['psnr']:.2f} dB, gain {gain:+.2f} dB over "
@@ -350,7 +370,10 @@ def part_recon(cfg, out, save):
 
     n, voxel, angles = cfg["particles_n"], cfg["voxel"], cfg["angles"]
     res = {"n_voxels_side": n, "voxel_size_angstrom": voxel, "n_projections": len(angles), "particles": {}}
-    ratios_3, ratios_3_tta = {}, {}
+    ratios_3, ratios_3_tta, above_3 = {}, {}, {}
+    res["reconstruction"] = ("reconstruct_separate: SIRT of each element's series (50 iterations, positivity, no "
+                             "regulariser), the same for every method and for the noise-free maps ('clean', the "
+                             "reconstruction's own error)")  # fmt: skip
     for name in ("rod", "ptau", "three"):
         dens = be._phantom(name, n, voxel)
         elements = list(dens)
@@ -372,12 +395,13 @@ def part_recon(cfg, out, save):
                     per_e.update(_classical_outputs(noisy[e], clean[e], 4, tuned_bm3d_series=True, bm3d_auto=False))
                 for m, (d, _) in per_e.items():
                     outs.setdefault(m, {})[e] = d
-            row = {} if prior is None else {m: v for m, v in prior.items() if m not in NETWORKS}
+            outs["clean"] = clean  # the noise-free maps: the reconstruction's own error, the floor
+            row = {} if prior is None else {m: v for m, v in prior.items() if m not in (*NETWORKS, "clean")}
             for m, maps in outs.items():
                 keep = [i for i in range(len(angles)) if all(clean[e][i].max() > 0 for e in elements)]
                 pairs = [(maps[e][i], clean[e][i]) for e in elements for i in keep]
-                row[m] = {"psnr": float(np.mean([psnr(a, t) for a, t in pairs])),
-                          "ssim": float(np.mean([ssim(a, t) for a, t in pairs]))}  # fmt: skip
+                row[m] = {} if m == "clean" else {"psnr": float(np.mean([psnr(a, t) for a, t in pairs])),
+                                                  "ssim": float(np.mean([ssim(a, t) for a, t in pairs]))}  # fmt: skip
                 series = {}
                 for e in elements:
                     prov = {**unit[e].provenance, "dose_e_per_angstrom2": unit[e].provenance["dose_e_per_angstrom2"]
@@ -388,12 +412,16 @@ def part_recon(cfg, out, save):
             best = min(classical, key=classical.get)
             ratio = classical[best] / row["network"]["recon_nrmse"]
             ratio_tta = classical[best] / row["network_tta"]["recon_nrmse"]
+            floor = row["clean"]["recon_nrmse"]
+            above = (classical[best] - floor) / max(row["network"]["recon_nrmse"] - floor, 1e-12)
             gain = row["network"]["psnr"] - max(row[m]["psnr"] for m in classical)
             per[f"{dose:g}"] = {"methods": row, "best_tuned_classical": best, "recon_error_ratio": ratio,
-                                "recon_error_ratio_tta": ratio_tta, "psnr_gain_db": gain}  # fmt: skip
+                                "recon_error_ratio_tta": ratio_tta, "recon_error_ratio_above_floor": above,
+                                "psnr_gain_db": gain}  # fmt: skip
             if dose == 3.0:
                 ratios_3[name] = ratio
                 ratios_3_tta[name] = ratio_tta
+                above_3[name] = above
             print(f"recon {name} {dose:g} counts/px: network {row['network']['recon_nrmse']:.3f}, {best} "
                   f"{classical[best]:.3f}, noisy {row['noisy']['recon_nrmse']:.3f} (ratio {ratio:.2f})",
                   flush=True)  # fmt: skip
@@ -403,6 +431,62 @@ def part_recon(cfg, out, save):
     out["recon_error_ratio_3"] = float(min(ratios_3.values())) if ratios_3 else None
     out["recon_error_ratio_3_per_particle"] = ratios_3
     out["recon_error_ratio_3_tta"] = float(min(ratios_3_tta.values())) if ratios_3_tta else None
+    out["recon_error_ratio_3_above_floor"] = float(min(above_3.values())) if above_3 else None
+    save()
+
+
+MULTIMODAL_WEIGHT = 0.1  # fixed a priori for denoised maps (their noise is not Poisson: no discrepancy principle)
+
+
+def part_recon_multimodal(cfg, out, save):
+    """At 3 counts per pixel: the multimodal reconstruction (EDXS only, TNV) behind the denoisers."""
+    import bench_elemental as be
+
+    from atomscount.elemental.forward import simulate_edxs
+    from atomscount.elemental.reconstruct import reconstruct_elemental
+    from atomscount.tomo import TiltSeries
+
+    n, voxel, angles = cfg["particles_n"], cfg["voxel"], cfg["angles"]
+    res = {"n_voxels_side": n, "voxel_size_angstrom": voxel, "n_projections": len(angles), "dose": 3.0,
+           "reconstruction": "reconstruct_elemental(None, edxs, regulariser='tnv', n_iter=100): the raw counts "
+           "with weights='auto' (discrepancy principle); every denoised series and the noise-free maps with "
+           f"weights={MULTIMODAL_WEIGHT} (fixed before the run, the same for all)", "particles": {}}  # fmt: skip
+    ratios = {}
+    for name in ("rod", "ptau", "three"):
+        dens = be._phantom(name, n, voxel)
+        elements = list(dens)
+        truth, mask = be._truth(dens)
+        unit = simulate_edxs(dens, voxel, angles, dose_e_per_angstrom2=1.0, noise=False)
+        total = sum(s.images for s in unit.values())
+        scale = 3.0 / float(total[total > 0.01 * total.max()].mean())
+        clean = {e: unit[e].images * scale for e in elements}
+        rng = np.random.default_rng(100 * DOSES.index(3.0) + len(name))  # the maps of part_recon at 3 counts/px
+        noisy = {e: rng.poisson(clean[e]).astype(float) for e in elements}
+        outs = {"noisy": noisy, "clean": clean}
+        for e in elements:
+            for m, (d, _) in _network_outputs(noisy[e]).items():
+                outs.setdefault(m, {})[e] = d
+            outs.setdefault("gaussian_tuned", {})[e] = _tuned(noisy[e], clean[e], "gaussian")[0]
+        row = {}
+        for m, maps in outs.items():
+            series = {e: TiltSeries(maps[e], angles, voxel, {**unit[e].provenance, "noise": m == "noisy",
+                                    "dose_e_per_angstrom2": unit[e].provenance["dose_e_per_angstrom2"] * scale})
+                      for e in elements}  # fmt: skip
+            t0 = time.perf_counter()
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a fit that stops at n_iter warns; recorded by its error
+                rec = reconstruct_elemental(None, series, weights="auto" if m == "noisy" else MULTIMODAL_WEIGHT,
+                                            n_iter=100, progress=False)  # fmt: skip
+            errs = be._scores(rec, truth, mask, elements)
+            row[m] = {"recon_nrmse": float(np.mean(list(errs.values()))), "recon_nrmse_per_element": errs,
+                      "seconds": time.perf_counter() - t0}  # fmt: skip
+        ratios[name] = row["gaussian_tuned"]["recon_nrmse"] / row["network"]["recon_nrmse"]
+        res["particles"][name] = {"methods": row, "ratio_gaussian_tuned_to_network": ratios[name]}
+        print(f"multimodal {name} 3 counts/px: " + ", ".join(f"{m} {v['recon_nrmse']:.3f}" for m, v in row.items()),
+              flush=True)  # fmt: skip
+        out["recon_multimodal"] = res
+        save()
+    out["recon_error_ratio_3_multimodal"] = float(min(ratios.values()))
     save()
 
 
@@ -483,7 +567,7 @@ def main(argv=None) -> int:
         tmp.replace(args.out)
 
     runners = {"held_out": part_held_out, "hallucination": part_hallucination, "timing": part_timing,
-               "recon": part_recon, "public": part_public}  # fmt: skip
+               "recon": part_recon, "recon_multimodal": part_recon_multimodal, "public": part_public}  # fmt: skip
     t0 = time.perf_counter()
     for part in parts:
         out.setdefault("parts_run", {})[part] = {"quick": args.quick, "network_only": args.network_only,

@@ -248,7 +248,10 @@ def _continue(args, settings, data, data_s, net_s, train_s, held_s, work, digest
         return _write(model, args.out)
     path = _write(model, work / "continued_not_shipped.npz")
     print(f"not shipped: the held-out PSNR did not rise; the continued weights are in {path}")
-    return path
+    # the shipped weights stay; their metadata records the run that did not help
+    tried = {**runs[-1], "held_out": meta["held_out"], "loss_history": history}
+    old["continuations_not_shipped"] = [*old.get("continuations_not_shipped", []), tried]
+    return _write({"params": start["params"], "meta": old}, args.out)
 
 
 if __name__ == "__main__":
