@@ -79,10 +79,10 @@ PARTS = ("particles", "interface", "timing", "fusion", "public")
 def _config(quick: bool) -> dict:
     if quick:
         return {"n": 32, "voxel": 2.0, "angles": np.arange(-70, 71, 10.0), "fast": np.linspace(-70, 70, 10),
-                "scaling": (16, 24, 32), "fusion_n": 48, "timing_n": 32, "n_iter": 100, "all_regularisers": (30,),
+                "scaling": (16, 24, 32), "fusion_n": 48, "timing_n": 32, "n_iter": None, "all_regularisers": (30,),
                 "public_bin": (2, 8)}  # fmt: skip
     return {"n": 128, "voxel": 0.75, "angles": np.arange(-70, 71, 5.0), "fast": np.linspace(-70, 70, 10),
-            "scaling": (64, 128, 192), "fusion_n": 128, "timing_n": 128, "n_iter": 200, "all_regularisers": COUNTS,
+            "scaling": (64, 128, 192), "fusion_n": 128, "timing_n": 128, "n_iter": None, "all_regularisers": COUNTS,
             "public_bin": (1, 4)}  # fmt: skip
 
 
@@ -151,16 +151,21 @@ def _haadf_composition(haadf, elements):
 
 
 def _methods(haadf, edxs, elements, *, with_haadf_composition: bool, regularisers=REGULARISERS,
-             n_iter: int = 200) -> dict:  # fmt: skip
+             n_iter: int | None = None) -> dict:  # fmt: skip
     from atomscount.elemental.reconstruct import reconstruct_elemental, reconstruct_separate
 
     runs = {"separate": lambda: reconstruct_separate(edxs)}
     if with_haadf_composition:
         runs["haadf_composition"] = lambda: _haadf_composition(haadf, elements)
     for reg in regularisers:
-        runs[f"multimodal_{reg}"] = lambda reg=reg: reconstruct_elemental(haadf, edxs, regulariser=reg, n_iter=n_iter,
-                                                                          progress=False)  # fmt: skip
+        runs[f"multimodal_{reg}"] = lambda reg=reg: reconstruct_elemental(haadf, edxs, regulariser=reg,
+                                                                          progress=False, **_iters(n_iter))  # fmt: skip
     return runs
+
+
+def _iters(n_iter):
+    """``n_iter`` for ``reconstruct_elemental`` where one is given (``--n-iter``); else its default."""
+    return {} if n_iter is None else {"n_iter": n_iter}
 
 
 def _dose_for(errors: dict) -> tuple:
@@ -319,7 +324,7 @@ def _timed_run(n, voxel, angles, n_iter):
     haadf, edxs, _ = _series(densities, voxel, angles, 30, rng=11)
     load0, cpu0 = os.getloadavg()[0], time.process_time()
     with PeakRSS() as mem:
-        result, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, n_iter=n_iter, progress=False)
+        result, seconds, warned = _quiet(reconstruct_elemental, haadf, edxs, progress=False, **_iters(n_iter))
     cpu = time.process_time() - cpu0
     truth, mask = _truth(densities)
     # the machine is shared: the load average (of 2 cores) before and after, and the CPU seconds this process used
@@ -327,7 +332,9 @@ def _timed_run(n, voxel, angles, n_iter):
             os.getloadavg()[0]], "peak_memory_mb": mem.mb, "iterations": len(result.objective),
             "seconds_per_iteration": seconds / max(len(result.objective), 1),
             "cpu_seconds_per_iteration": cpu / max(len(result.objective), 1), "converged": bool(result.converged),
-            "warnings": warned, "nrmse": _scores(result, truth, mask, tuple(densities))}  # fmt: skip
+            "warnings": warned, "nrmse": _scores(result, truth, mask, tuple(densities)),
+            "rounds_voxel_iterations": [[r["voxel_size_angstrom"], r.get("iterations")]
+                                        for r in result.regularisation["rounds"]]}  # fmt: skip
 
 
 def _evaluation_cost(n, voxel, angles, repeats=3):

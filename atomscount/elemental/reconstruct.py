@@ -204,6 +204,62 @@ def _fit_haadf(p, h, gamma, fit_gamma, fixed_w=None, prior=None):
     return w, c, gamma
 
 
+def _fit_haadf_counts(counts, s, h, gamma, fit_gamma, prior, *, poisson=True, block=4):
+    """``h ≈ Σ w_e p_e^γ + c`` fitted in projection space, with ``p_e`` the EDXS counts over their scale
+    ``s_e`` (block-summed over ``block`` x ``block`` pixels), the least squares corrected for the counts'
+    Poisson noise.
+
+    Refitting the weights on the reconstruction between rounds cannot correct them: with a nearly
+    noise-free HAADF series the volume fits the HAADF under any weights, so the refit returns the weights
+    it was given (a Pd core took 3-8 % Pt from weights fitted to the first, smoothed SIRT volume). The
+    counts are independent of the HAADF and unbiased for ``p_e`` (``E[b_e] = s_e p_e``), so regressing ``h``
+    on them with the noise's known variance taken out of the normal equations (the errors-in-variables
+    correction: ``XᵀX - Σ var``) gives unbiased weights for γ = 1; for γ ≠ 1 the variance is propagated to
+    first order. The weights are pulled weakly (a ridge of 1e-3 of the features' mean square) towards the
+    Z^1.7 ratios ``prior`` (scale free), as :func:`_fit_haadf`'s. ``poisson`` False: the counts are
+    expectations (a simulation without noise), nothing to correct.
+    """
+    from scipy.optimize import minimize_scalar, nnls
+
+    n_el, k, rows, cols = counts.shape
+    rb, cb = max(rows // block, 1), max(cols // block, 1)
+    by, bx = rows // rb, cols // cb
+
+    def binned(a, mean):
+        a = a[..., : rb * by, : cb * bx].reshape(*a.shape[:-2], rb, by, cb, bx).sum(axis=(-3, -1))
+        return a / (by * bx) if mean else a
+
+    n_px = by * bx
+    bsum = binned(counts, False).reshape(n_el, -1)
+    x = bsum / (s[:, None] * n_px)  # the block's mean p_e
+    var_x = bsum / (s[:, None] * n_px) ** 2 if poisson else np.zeros_like(x)  # Poisson: var(b) = E[b] ≈ b
+    hh = binned(np.asarray(h, dtype=np.float64), True).ravel()
+    hc = hh - hh.mean()
+
+    def solve(g):
+        xg = np.maximum(x, 0.0) ** g
+        var_g = (g * np.maximum(x, 1e-12) ** (g - 1.0)) ** 2 * var_x if g != 1.0 else var_x
+        xc = xg - xg.mean(axis=1, keepdims=True)
+        a = xc @ xc.T - np.diag(var_g.sum(axis=1) * (1.0 - 1.0 / xg.shape[1]))
+        b = xc @ hc
+        tau2 = 1e-3 * float(np.mean(np.sum(xg * xg, axis=1)))
+        pr = prior / np.linalg.norm(prior)
+        a = a + tau2 * (np.eye(n_el) - np.outer(pr, pr))
+        lam, vec = np.linalg.eigh(0.5 * (a + a.T))
+        lam = np.maximum(lam, 1e-12 * max(float(lam.max()), 1e-300))
+        half = vec @ np.diag(np.sqrt(lam)) @ vec.T  # a = half @ half
+        w, _ = nnls(half, np.linalg.solve(half, b))
+        resid = float(hc @ hc - 2 * b @ w + w @ a @ w)
+        c = float(hh.mean() - w @ xg.mean(axis=1))
+        return w, c, resid
+
+    if fit_gamma:
+        gamma = float(minimize_scalar(lambda g: solve(g)[2], bounds=_GAMMA_RANGE, method="bounded",
+                                      options={"xatol": 1e-3}).x)  # fmt: skip
+    w, c, _ = solve(gamma)
+    return w, c, gamma
+
+
 # --- the objective ---
 
 
@@ -350,7 +406,7 @@ def _result(elements, u, var_u, voxel, rho_ref, method, **fields):
 
 
 def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv", weights="auto", gamma="fit",
-                          haadf_weights="fit", sum_to_one: bool = False, n_iter: int = 200, tol: float = 1e-4,
+                          haadf_weights="fit", sum_to_one: bool = False, n_iter: int = 1000, tol: float = 1e-4,
                           progress: bool = True) -> ElementalVolumes:  # fmt: skip
     """Elemental volumes from EDXS count series and a HAADF series, in one regularised fit.
 
@@ -455,7 +511,7 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     # pixels, an eighth of the unknowns; the later ones on the full grid from the upsampled solution
     n_rounds = min(_MAX_ROUNDS, n_iter) if (auto or haadf is not None or sum_to_one) else 1
     coarse = n_rounds >= 3 and min(ny, nu) >= _COARSE_MIN and ny % 2 == 0 and nu % 2 == 0
-    n_coarse = n_rounds // 2 if coarse else 0
+    n_coarse = n_rounds - 1 if coarse else 0
     h_img = None if haadf is None else haadf.images
     if coarse:
         c_series = {e: _binned(series[e], True) for e in elements}
@@ -471,23 +527,34 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         prob.sigma_h = _haadf_noise(prob.h)
         w_u = None if fixed_w is None else fixed_w * (c / kappa) ** gamma0 if kappa else fixed_w
         prior = np.array([default_haadf_weights(elements)[e] for e in elements])
-        prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u0, angles, prob.voxel), prob.h, gamma0, False, w_u,
-                                                prior)  # fmt: skip
+        if fixed_w is None:  # from the counts, once (see _fit_haadf_counts)
+            poisson = not any(series[e].provenance.get("noise") is False for e in elements)
+            prob.w, prob.c, prob.gamma = _fit_haadf_counts(counts, c * sig, h_img, gamma0, fit_gamma, prior,
+                                                           poisson=poisson)  # fmt: skip
+        else:
+            prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u0, angles, prob.voxel), prob.h, gamma0, False,
+                                                    w_u, prior)  # fmt: skip
     z = u0.ravel() if regulariser != "tgv" else np.concatenate([u0.ravel(), np.zeros(3 * u0.size)])
     if mu is None:
         mu = _initial_mu(prob, z)
     prob.mu = mu
-    per = [n_iter // n_rounds + (1 if r < n_iter % n_rounds else 0) for r in range(n_rounds)]
+    # each earlier round stops when converged (or at its share of the iterations); the last one, on the full
+    # grid, has all the iterations left
+    cap = max(1, n_iter // (2 * (n_rounds - 1))) if n_rounds > 1 else n_iter
     history, rounds, state = [], [], {}
     bar = tqdm(total=n_iter, desc="elemental", unit="iter", disable=not progress)
     log_pts = []
-    for r, its in enumerate(per):
-        z, stopped = _lbfgs(prob, z, prob.n_u, its, tol, bar, history, state)
+    for r in range(n_rounds):
+        last = r == n_rounds - 1
+        start = len(history)
+        its = n_iter - start - (n_rounds - 1 - r)  # at least one for each later round
+        z, stopped = _lbfgs(prob, z, prob.n_u, its if last else min(cap, its), tol, bar, history, state)
         dev, target = prob.deviance(z)
         rounds.append({"mu": prob.mu, "deviance": dev, "target_deviance": target, "gamma": prob.gamma,
                        "weights": None if prob.w is None else prob.w.tolist(),
-                       "voxel_size_angstrom": prob.voxel})  # fmt: skip
-        if r == len(per) - 1:
+                       "voxel_size_angstrom": prob.voxel, "iterations": len(history) - start,
+                       "converged": bool(stopped)})  # fmt: skip
+        if last:
             break
         if auto:
             log_pts.append((np.log(prob.mu), np.log(dev / target)))
@@ -500,13 +567,13 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
                 fine.sigma_h = _haadf_noise(fine.h)
             prob = fine  # μ carries over: the deviance and the regulariser both scale with the voxel's area
         u, _ = prob.split(z)
-        if haadf is not None:
+        if haadf is not None and fixed_w is not None:  # given weights: only the offset follows the volume
             prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u, angles, prob.voxel), prob.h, prob.gamma,
-                                                    fit_gamma, prob.w if fixed_w is not None else None,
-                                                    prior)  # fmt: skip
+                                                    False, prob.w, prior)  # fmt: skip
         if sum_to_one:
             total = u.sum(axis=0)
-            m, _ = _mask_and_flags(total)
+            m, flags = _mask_and_flags(total)
+            m &= flags == 0  # partial-volume surface voxels are not dense: held there, they pull the rest off
             prob.sum_target, prob.sum_mask = float(np.median(total[m])), m.astype(np.float64)
             prob.sum_weight = 10.0 * float(np.median(_fisher_variance(prob, u, 0.0)[:, m]) ** -1)
     bar.close()

@@ -5,8 +5,8 @@ import pytest
 
 from atomscount.elemental import _kernels, _objective, _solver
 from atomscount.elemental.forward import simulate_edxs, simulate_haadf
-from atomscount.elemental.phantoms import core_shell_rod
-from atomscount.elemental.reconstruct import _Problem, reconstruct_elemental, reconstruct_separate
+from atomscount.elemental.phantoms import core_shell_rod, three_element_particle
+from atomscount.elemental.reconstruct import _fit_haadf_counts, _Problem, reconstruct_elemental, reconstruct_separate
 from atomscount.tomo import TiltSeries
 
 ANGLES = np.arange(-60.0, 61.0, 15.0)
@@ -228,9 +228,26 @@ def test_non_convergence_is_reported_with_the_objective(rod):
 
 def test_sum_to_one_holds_the_total_density_of_a_dense_alloy(rod):
     d, edxs, haadf = rod
-    res = reconstruct_elemental(haadf, edxs, weights=0.01, sum_to_one=True, n_iter=60, tol=1e-2, progress=False)
+    res = reconstruct_elemental(haadf, edxs, weights=0.01, sum_to_one=True, progress=False)
+    assert res.converged
     assert res.provenance["sum_to_one"]
     inner = res.mask & (res.flags == 0)
     total = res.density[inner]
     assert np.std(total) / np.mean(total) < 0.05
     assert _truth_error(res, d) < 0.03
+
+
+@pytest.mark.parametrize("noise", [True, False])
+def test_haadf_weights_from_the_counts_are_unbiased(noise):
+    # weights far from the Z^1.7 prior: the counts, not the prior, must set them
+    d = three_element_particle(shape=(24, 24, 24), voxel_size_angstrom=3.0)
+    weights = {"Pd": 0.010, "Pt": 0.015, "Au": 0.020}
+    angles = np.arange(-70.0, 71.0, 5.0)
+    edxs = simulate_edxs(d, 3.0, angles, dose_e_per_angstrom2=2e7, rng=1, noise=noise)  # ~10 counts per pixel
+    haadf = simulate_haadf(d, 3.0, angles, weights=weights, dose_e_per_angstrom2=2e7 if noise else None, rng=2)
+    counts = np.stack([edxs[e].images for e in d])
+    s = np.array([edxs[e].provenance["cross_section_barn"] * 1e-8 for e in d]) * 2e7 * 9.0 * 0.7 / (4 * np.pi)
+    prior = np.array([0.0075, 0.0184, 0.0188])
+    w, c, gamma = _fit_haadf_counts(counts, s, haadf.images, 1.0, True, prior, poisson=noise)
+    np.testing.assert_allclose(w, [0.010, 0.015, 0.020], rtol=0.04)
+    assert gamma == pytest.approx(1.0, abs=0.03) and abs(c) < 0.01 * haadf.images.max()
