@@ -218,6 +218,7 @@ def _align_reference(ref, maps, angles, voxel):
 def run_han(cfg) -> dict:
     import scipy.io
     from scipy import ndimage
+    from skimage.filters import threshold_otsu
 
     from atomscount.elemental import estimate_map_noise
     from atomscount.elemental.reconstruct import reconstruct_elemental
@@ -229,14 +230,29 @@ def run_han(cfg) -> dict:
     x = np.moveaxis(np.asarray(mat["input"], dtype=np.float64), -1, 0)  # (13, 256, 256)
     res = {"facts": _count_facts("input", x), "mat_header": str(mat.get("__header__", b""))[:200],
            "angles_assumed_degrees": "-60 to 60 in 10° steps (not in the files)"}  # fmt: skip
-    axis, spread = _tilt_axis(x)
-    res["tilt_axis"] = {"image_axis": "rows" if axis == 1 else "columns", "profile_spread": spread}
-    if axis == 2:
-        x = np.swapaxes(x, 1, 2)  # the tilt axis along the rows (y)
     k = cfg.get("han_bin", 4 if tuple(cfg["public_bin"]) == (2, 8) else 2)
     x = _bin(x, k, (1, 2))
     angles = np.linspace(-60.0, 60.0, x.shape[0])
     voxel = 1.0  # pixel size unknown: 1 (arbitrary units)
+    gt = np.asarray(scipy.io.loadmat(folder / "HAADF_STEM_ground_truth.mat")["label"], dtype=np.float64)
+    ref = _bin(gt, k, (0, 1, 2))
+    n = max(*ref.shape, *x.shape[1:])
+    ref = np.pad(ref, [(0, n - s) for s in ref.shape])
+    # the tilt axis: the image axis along which each projection's profile is the same at every tilt (a rod that
+    # turns about its own axis leaves both the same, so the HAADF reference's reprojection decides)
+    axis, spread = _tilt_axis(x)
+    fits = {}
+    for ax in (1, 2):
+        maps = x if ax == 1 else np.swapaxes(x, 1, 2)
+        fits[ax] = _align_reference(ref, maps, angles, voxel)
+    axis = max(fits, key=lambda a: fits[a][1]["reprojection_corr"])
+    res["tilt_axis"] = {"image_axis": "rows" if axis == 1 else "columns", "profile_spread": spread,
+                        "reprojection_corr": {("rows" if a == 1 else "columns"): f[1]["reprojection_corr"]
+                                              for a, f in fits.items()}}  # fmt: skip
+    if axis == 2:
+        x = np.swapaxes(x, 1, 2)  # the tilt axis along the rows (y)
+    aligned, geo = fits[axis]
+    res["haadf_reference_alignment"] = geo
     edx = TiltSeries(x, angles, voxel, {"source": "han2021 STEM_EDX_input.mat", "binned": k})
     res["shape_binned"] = list(x.shape)
     res["noise_sigma_estimate"] = estimate_map_noise(x)
@@ -248,29 +264,30 @@ def run_han(cfg) -> dict:
                 "target_chi2": reg["target_deviance"],
                 "chi2_per_pixel": vol.provenance.get("chi2_per_pixel"),
                 "mask_voxels": int(vol.mask.sum())})  # fmt: skip
-    # the maps' residual where the rod is (the χ² above is over every pixel, mostly empty background)
+    # the maps' residual where the rod is (the χ² above is over the pixels with signal near them)
     model = project_volume(vol.density, angles, voxel) * vol.provenance["map_scale"]
     on = x > 0.1 * x.max()
     res["chi2_per_pixel_on_rod"] = float(np.mean((model - x)[on] ** 2) / res["noise_sigma_estimate"] ** 2)
     res["model_corr_with_maps"] = _corr(model, x)
-    gt = np.asarray(scipy.io.loadmat(folder / "HAADF_STEM_ground_truth.mat")["label"], dtype=np.float64)
-    ref = _bin(gt, k, (0, 1, 2))
-    ref = np.pad(ref, [(0, max(0, n - s)) for n, s in zip(vol.shape, ref.shape, strict=True)])
-    ref = ref[tuple(slice(0, n) for n in vol.shape)] if ref.shape != vol.shape else ref
-    aligned, geo = _align_reference(ref, x, angles, voxel)
-    res["haadf_reference_alignment"] = geo
     # the aligned HAADF volume in our frame: rotated by the offset about the tilt axis
     aligned = ndimage.rotate(aligned, -geo["angle_offset_degrees"], axes=(0, 2), reshape=False, order=1)
     if aligned.shape == vol.shape:
-        ours = vol.density
-        res["volume_corr_with_haadf"] = _corr(ours, aligned)
-        from skimage.filters import threshold_otsu
-
+        res["volume_corr_with_haadf"] = _corr(vol.density, aligned)
         m_ref = aligned > threshold_otsu(aligned)
         inter = float((m_ref & vol.mask).sum())
         res["mask_dice_with_haadf"] = 2 * inter / max(float(m_ref.sum() + vol.mask.sum()), 1.0)
         res["mask_voxels_haadf"] = int(m_ref.sum())
+        res["radius_voxels"] = {"ours": _rod_radius(vol.mask), "haadf": _rod_radius(m_ref)}
+    else:
+        res["volume_corr_with_haadf"] = f"shapes differ: {aligned.shape} against {vol.shape}"
     return res
+
+
+def _rod_radius(mask):
+    """The rod's mean radius [voxels] from its cross-section area per slice along the tilt axis (y)."""
+    area = mask.sum(axis=(0, 2)).astype(float)
+    full = area > 0.5 * area.max() if area.max() > 0 else area > 0
+    return float(np.sqrt(np.mean(area[full]) / np.pi)) if full.any() else None
 
 
 # --- fused_2d: ours and multimodal-fusion on the same 2D maps ---

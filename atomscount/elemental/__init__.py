@@ -9,7 +9,7 @@ with its uncertainty, the particle mask, the HAADF weights and γ) → figures a
 from .composition import composition_from_haadf, fit_interface_width, fit_pure_levels, wedge_elongation
 from .denoise import DENOISE_METHODS, DenoisedMaps, denoise_edxs, denoise_series, finetune_denoiser, split_counts
 from .forward import XRayLine, default_haadf_weights, haadf_model, simulate_edxs, simulate_haadf, xray_line
-from .maps import NonCountDataWarning, estimate_map_noise, is_counts, reconstruct_maps
+from .maps import NonCountDataWarning, estimate_map_noise, is_counts, map_noise_model, reconstruct_maps
 from .phantoms import alloy_particle, core_shell_rod, three_element_particle
 from .reconstruct import reconstruct_elemental, reconstruct_separate
 from .result import FLAG_CLIPPED, FLAG_PARTIAL_VOLUME, ElementalVolumes
@@ -37,6 +37,7 @@ __all__: list[str] = [
     "random_particle",
     "haadf_model",
     "is_counts",
+    "map_noise_model",
     "reconstruct_maps",
     "reconstruct_elemental",
     "reconstruct_separate",

@@ -17,8 +17,9 @@ module fits them with a Gaussian likelihood instead::
 - the HAADF term, its fitted weights ``w_e``, γ and offset, and the regularisers ("tv",
   "tnv", "tgv") are those of :func:`~atomscount.elemental.reconstruct_elemental`.
 - ``μ`` chosen by the **discrepancy principle** on the estimated noise: the weighted residual
-  ``Σ r² / σ_e²`` at the solution equals the number of map pixels (a secant search in log μ
-  over rounds, as for counts).
+  ``Σ r² / σ_e²`` at the solution equals the number of map pixels that hold signal in their
+  3×3 neighbourhood (the exact zeros of a thresholded background carry no noise; a secant
+  search in log μ over rounds, as for counts).
 
 A series with one projection is a 2D map: it is reconstructed on a slab one voxel thick
 (the projection at 0° of that slab is the map), so 2D fusion costs what the map costs.
@@ -42,7 +43,7 @@ from . import _objective as obj
 from . import _solver
 from .result import ElementalVolumes
 
-__all__ = ["NonCountDataWarning", "estimate_map_noise", "is_counts", "reconstruct_maps"]
+__all__ = ["NonCountDataWarning", "estimate_map_noise", "is_counts", "map_noise_model", "reconstruct_maps"]
 
 _MAX_ROUNDS = 4
 _LIKELIHOOD_RULE = "discrepancy principle on the maps' least-squares residual (Gaussian, noise estimated from the maps)"
@@ -130,6 +131,66 @@ def _series(s, name):
     return s
 
 
+def map_noise_model(images) -> tuple[float, float]:
+    """The maps' noise variance as a function of their local mean: ``var = a + c · m``.
+
+    Processed maps are often scaled counts, whose variance grows with the signal (``c``), on
+    top of a constant part (``a``: read-out, background subtraction). The high-pass residual
+    of :func:`estimate_map_noise` (its square over 36, per pixel) is binned by the 3×3 local
+    mean ``m`` (20 quantile bins of the pixels with signal near them); each bin's median
+    (over 0.455, the median of χ²₁) is its variance, and ``a, c ≥ 0`` are fitted to those by
+    least squares. Edges and fine structure raise it a little.
+
+    Parameters
+    ----------
+    images : array_like (rows, cols) or (k, rows, cols)
+        The maps (any unit).
+
+    Returns
+    -------
+    (a, c) : tuple of float
+        ``a`` in the maps' unit squared, ``c`` in the maps' unit.
+
+    Raises
+    ------
+    ValueError
+        As :func:`estimate_map_noise`.
+    """
+    from scipy import ndimage
+    from scipy.optimize import nnls
+
+    sd = estimate_map_noise(images)  # checks the input
+    a = np.asarray(images, dtype=np.float64)
+    a = a[None] if a.ndim == 2 else a
+    hp = (a[:, :-2, :-2] - 2 * a[:, :-2, 1:-1] + a[:, :-2, 2:] - 2 * a[:, 1:-1, :-2] + 4 * a[:, 1:-1, 1:-1]
+          - 2 * a[:, 1:-1, 2:] + a[:, 2:, :-2] - 2 * a[:, 2:, 1:-1] + a[:, 2:, 2:])  # fmt: skip
+    m = ndimage.uniform_filter(a, size=(1, 3, 3))[:, 1:-1, 1:-1]
+    support = ndimage.maximum_filter(a != 0, size=(1, 3, 3))[:, 1:-1, 1:-1]
+    hp2, m = hp[support] ** 2 / 36.0, m[support]
+    edges = np.unique(np.quantile(m, np.linspace(0, 1, 21)))
+    if len(edges) < 3:
+        return sd**2, 0.0
+    idx = np.clip(np.searchsorted(edges, m, side="right") - 1, 0, len(edges) - 2)
+    rows = [(m[idx == i].mean(), np.median(hp2[idx == i]) / 0.455) for i in range(len(edges) - 1) if (idx == i).any()]
+    mm, vv = np.array(rows).T
+    (fa, fc), _ = nnls(np.vstack([np.ones_like(mm), np.maximum(mm, 0.0)]).T, vv)
+    if fa <= 0 and fc <= 0:
+        return sd**2, 0.0
+    return float(fa), float(fc)
+
+
+def _variance(images, a, c):
+    """Per-pixel variance ``a + c · m`` (m the 3×3 local mean), floored at a tenth of its median where there is
+    signal (the exact zeros of a thresholded background would otherwise weigh without bound)."""
+    from scipy import ndimage
+
+    m = np.maximum(ndimage.uniform_filter(images, size=(1, 3, 3)), 0.0)
+    var = a + c * m
+    support = ndimage.maximum_filter(images != 0, size=(1, 3, 3))
+    floor = 0.1 * float(np.median(var[support])) if support.any() else 0.0
+    return np.maximum(var, max(floor, 1e-300))
+
+
 def _map_inputs(haadf, maps, elements):
     if not isinstance(maps, dict) or not maps:
         raise TypeError(f"edxs must be a non-empty dict of element -> TiltSeries of maps, got {type(maps).__name__}")
@@ -169,7 +230,7 @@ class _LeastSquares:
         self.reg, self.mu, self.eps = regulariser, mu, eps
         self.n_el = maps.shape[0]
         self.n_u = self.n_el * int(np.prod(shape))
-        self.w = self.c = self.sigma_h = None
+        self.w = self.c = self.sigma_h = self.n_signal = None
         self.gamma = 1.0
 
     def split(self, z):
@@ -181,8 +242,8 @@ class _LeastSquares:
         u, w = self.split(z)
         proj = project_volume(u, self.angles, self.voxel)
         r = self.s * proj - self.b
-        f = 0.5 * float(np.sum(r * r / self.sigma2[:, None, None, None]))
-        gproj = self.s * r / self.sigma2[:, None, None, None]
+        f = 0.5 * float(np.sum(r * r / self.sigma2))
+        gproj = self.s * r / self.sigma2
         if self.h is not None:
             pp = np.maximum(proj, 1e-6 * max(proj.max(), 1e-12))
             pg = pp**self.gamma if self.gamma != 1.0 else pp
@@ -200,16 +261,21 @@ class _LeastSquares:
         return f, g
 
     def residuals(self, z):
-        """Per element: the weighted residual ``Σ r² / σ_e²`` and the number of map pixels."""
+        """Per element: the weighted residual ``Σ r² / σ_e²`` and the number of map pixels that hold signal in
+        their 3×3 neighbourhood (the exact zeros of a thresholded background carry no noise to fit to)."""
+        from scipy import ndimage
+
+        if self.n_signal is None:
+            self.n_signal = ndimage.maximum_filter(self.b != 0, size=(1, 1, 3, 3)).sum(axis=(1, 2, 3)).astype(float)
         u, _ = self.split(z)
         r = self.s * project_volume(u, self.angles, self.voxel) - self.b
-        return np.sum(r * r, axis=(1, 2, 3)) / self.sigma2, float(np.prod(self.b.shape[1:]))
+        return np.sum(r * r / self.sigma2, axis=(1, 2, 3)), self.n_signal
 
     def curvature(self, u):
         """Diagonal of the data terms' Gauss-Newton Hessian per voxel (each ray's ``a_ij² ≈ f voxel a_ij``, with
         f = 1 for a one-voxel slab seen at 0° and 2/3 for bilinear splatting)."""
         thin = self.shape[0] == 1
-        wgt = np.broadcast_to((self.s**2 / self.sigma2)[:, None, None, None], self.b.shape).copy()
+        wgt = self.s**2 / self.sigma2
         if self.h is not None:
             proj = project_volume(u, self.angles, self.voxel)
             pp = np.maximum(proj, 1e-6 * max(proj.max(), 1e-12))
@@ -322,10 +388,12 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
     thin = first.n_projections == 1 and abs(angles[0]) < 1e-9
     shape = (1, ny, nu) if thin else (nu, ny, nu)
     sigma = np.array([estimate_map_noise(b[i]) for i in range(len(elements))])
+    noise = [map_noise_model(b[i]) for i in range(len(elements))]
+    var = np.stack([_variance(b[i], *noise[i]) for i in range(len(elements))])
     u0 = _sirt(b, angles, voxel, shape, n_iter=1 if thin else 20)
     scale = float(np.percentile(u0.sum(axis=0), 99.5)) or float(u0.max()) or 1.0
     u0 /= scale
-    prob = _LeastSquares(b, sigma**2, scale, None if haadf is None else haadf.images.astype(np.float64), angles,
+    prob = _LeastSquares(b, var, scale, None if haadf is None else haadf.images.astype(np.float64), angles,
                          voxel, shape, regulariser, 0.0, 0.05)  # fmt: skip
     prior = None
     if haadf is not None:
@@ -360,7 +428,7 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
         z, _, stopped = _solver.minimise(prob, z, prob.n_u, max_iter=its, ftol=tol, callback=callback, precond=p,
                                          state=state, memory=5 if regulariser == "tgv" else 10)  # fmt: skip
         chi2, n_pix = prob.residuals(z)
-        dev, target = float(chi2.sum()), n_pix * len(elements)
+        dev, target = float(chi2.sum()), float(n_pix.sum())
         rounds.append({"mu": prob.mu, "deviance": dev, "target_deviance": target, "gamma": prob.gamma,
                        "weights": None if prob.w is None else prob.w.tolist()})  # fmt: skip
         if r == len(per) - 1:
@@ -395,6 +463,8 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
             "tol": tol, "seconds": time.perf_counter() - t0, "haadf": haadf is not None,
             "haadf_offset": None if prob.c is None else float(prob.c), "haadf_noise_sigma": prob.sigma_h,
             "map_noise_sigma": dict(zip(elements, sigma.tolist(), strict=True)),
+            "map_noise_model": {e: {"variance_floor": a, "variance_per_unit": c} for e, (a, c) in zip(elements, noise,
+                                strict=True)},  # fmt: skip
             "chi2_per_pixel": dict(zip(elements, (chi2 / n_pix).tolist(), strict=True)),
             "map_scale": scale, "two_dimensional": thin, "density_absolute": False,
             "density_unit": "relative (99.5th percentile of the total 1): processed maps carry no dose"}  # fmt: skip
