@@ -222,7 +222,9 @@ def _interface_width(conc_core: np.ndarray, voxel: float, mask: np.ndarray) -> f
 def part_particles(cfg, out, save):
     """Every method on each particle at each count level (full series), and the fast series at 30 counts."""
     res = out.get("particles", {})  # a run of some particles keeps the others'
+    only = cfg.get("methods")  # a run of some methods keeps the others' figures (same seeds, same series)
     for name in cfg["particles"]:
+        before = res.get(name, {}) if only else {}
         densities = _phantom(name, cfg["n"], cfg["voxel"])
         elements = tuple(densities)
         truth, mask = _truth(densities)
@@ -232,10 +234,12 @@ def part_particles(cfg, out, save):
                  "mask_voxels": int(mask.sum()), "counts": {}}  # fmt: skip
         for counts in COUNTS:
             haadf, edxs, dose = _series(densities, cfg["voxel"], cfg["angles"], counts, rng=counts)
-            level = {"dose_e_per_angstrom2": dose, "methods": {}}
+            kept = dict(before.get("counts", {}).get(str(counts), {}).get("methods", {}))
+            level = {"dose_e_per_angstrom2": dose, "methods": kept}
             regs = REGULARISERS if counts in cfg["all_regularisers"] else ("tnv",)
             runs = _methods(haadf, edxs, elements, with_haadf_composition=len(elements) == 2, regularisers=regs,
                             n_iter=cfg["n_iter"])  # fmt: skip
+            runs = {k: v for k, v in runs.items() if not only or k in only}
             for method, run in runs.items():
                 try:
                     result, seconds, warned = _quiet(run)
@@ -257,8 +261,8 @@ def part_particles(cfg, out, save):
             save()
         # the fast series (10 projections) at 30 counts
         haadf, edxs, dose = _series(densities, cfg["voxel"], cfg["fast"], 30, rng=7)
-        fast = {}
-        for method in ("separate", "multimodal_tnv"):
+        fast = dict(before.get("fast_series_30", {}))
+        for method in [m for m in ("separate", "multimodal_tnv") if not only or m in only]:
             try:
                 runs = _methods(haadf, edxs, elements, with_haadf_composition=False, regularisers=("tnv",),
                                 n_iter=cfg["n_iter"])  # fmt: skip
@@ -531,6 +535,8 @@ def main(argv=None) -> int:
         help="the particles' voxels per side (the particle keeps its 96 Å; default 128, 32 when quick)",
     )
     ap.add_argument("--n-iter", type=int, default=None, help="iterations of each multimodal reconstruction")
+    ap.add_argument("--methods", default=None, help="the particles part's methods to run, comma-separated (the "
+                    "others' figures are kept from --out); default all")  # fmt: skip
     ap.add_argument(
         "--all-regularisers",
         default=None,
@@ -551,6 +557,7 @@ def main(argv=None) -> int:
         cfg["n"], cfg["voxel"] = args.size, 96.0 / args.size
     if args.n_iter:
         cfg["n_iter"] = args.n_iter
+    cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.all_regularisers:
         cfg["all_regularisers"] = tuple(int(v) for v in args.all_regularisers.split(","))
     if set(cfg["particles"]) - {"rod", "ptau", "three"}:

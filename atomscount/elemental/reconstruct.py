@@ -14,8 +14,10 @@ doi:10.1038/s41524-021-00692-5)::
   ``dev`` is the Poisson deviance (the negative log-likelihood up to a constant).
 - ``h`` the HAADF series and its model :func:`~atomscount.elemental.forward.haadf_model`
   on the projected densities, plus an offset ``c``; the weights ``w_e``, γ and ``c`` are
-  fitted between rounds (least squares over the pixels, γ by a bounded 1D search), and
-  ``σ_h`` is the noise estimated from the images' pixel-to-pixel differences.
+  fitted once, in projection space, to the EDXS counts over their scales (4x4-pixel
+  blocks, least squares corrected for the counts' Poisson variance, γ by a bounded 1D
+  search; :func:`_fit_haadf_counts`), and ``σ_h`` is the noise estimated from the
+  images' pixel-to-pixel differences.
 - ``R`` the regulariser ("tv", "tnv" or "tgv", :mod:`._objective`), weighted by ``μ``
   chosen by the **discrepancy principle**: the EDXS deviance at the solution equals
   the deviance a correct model leaves (about one per pixel; less where a pixel expects
@@ -30,11 +32,12 @@ provenance (as :func:`~atomscount.elemental.forward.simulate_edxs` writes them).
 The solver is a projected L-BFGS (:mod:`._solver`) on the smoothed objective, with its
 exact gradient and a diagonal preconditioner (the data terms' and the regulariser's
 curvature per voxel): the projections of each iteration are shared by the EDXS and
-HAADF terms, and the single-axis projector works slice by slice. Volumes of 64 voxels or
-more along the tilt axis and the detector (even sizes) run the first half of the rounds on
-a grid of twice the voxel (2x2 binned pixels, an eighth of the unknowns) and continue
-on the full grid from the trilinearly upsampled solution: the weight search's large
-steps cost an eighth, and the full grid starts near its solution. ``pyproximal`` /
+HAADF terms, and the single-axis projector works slice by slice. Each round but the last
+stops when it has converged (or at its share of ``n_iter``); the last has every
+iteration left. Volumes of 64 voxels or more along the tilt axis and the detector (even
+sizes) run every round but the last on a grid of twice the voxel (2x2 binned pixels, an
+eighth of the unknowns) and the last on the full grid from the trilinearly upsampled
+solution: the weight search costs an eighth, and the full grid starts near its solution. ``pyproximal`` /
 ``pylops`` are not used: the nonlinear HAADF model (γ ≠ 1) and the joint nuclear norm
 would need an inner loop per proximal step, while a quasi-Newton step on the smoothed
 objective costs one projection and one back-projection.
@@ -440,10 +443,12 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         A dense alloy: the total density is held (by a penalty) at the particle's median,
         so that the elements trade places instead of leaving voids.
     n_iter : int
-        Quasi-Newton iterations in all (split over the rounds of the weight search).
+        At most this many quasi-Newton iterations in all: each round of the weight search
+        but the last stops when converged (or after ``n_iter / 6``), and the last has the
+        rest. The fit stops when converged, usually long before (about 220 at 64³).
     tol : float
-        Converged when the objective's relative change per iteration, over the last five,
-        falls below ``tol``.
+        Converged when the objective's relative change per iteration falls below ``tol``
+        three times in a row (the last round; or over its last five iterations).
     progress : bool
         A progress bar over iterations.
 
