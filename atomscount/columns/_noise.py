@@ -14,8 +14,6 @@ from __future__ import annotations
 import numpy as np
 from scipy.optimize import nnls
 
-from . import _solver
-
 #: median of chi-square(1): a robust variance is median(r^2) / this.
 CHI2_MEDIAN = 0.454936
 #: The high-pass filter along each axis, of unit sum of squares over both axes together.
@@ -192,13 +190,15 @@ def position_variance_scale(weights, variance, positions, widths, pixel) -> np.n
     return np.maximum(s2, 0.0)
 
 
-def fit_noise(prob, st, position_variance, n_parameters: int):
+def fit_noise(prob, st, model, position_variance, n_parameters: int):
     """Noise-only position variances of a converged fit, and the noise and misfit it found.
 
     Parameters
     ----------
     prob, st : _solver.Problem, _solver.State
         The fit (in the solver's units: the image times ``unit``).
+    model : ndarray (ny, nx)
+        Its model image (:func:`~._solver.render_state`).
     position_variance : ndarray (n, 2)
         Diagonal of ``(J^T W J)^-1`` for (x, y), not yet scaled by any noise level [Å² per weight unit].
     n_parameters : int
@@ -214,7 +214,6 @@ def fit_noise(prob, st, position_variance, n_parameters: int):
         ``chi2_over_noise`` (the fit's chi-square over what the noise alone gives),
         all in the solver's units.
     """
-    model = _solver.render_state(prob, st)
     valid = (prob.mask if prob.mask is not None else prob.weights) > 0
     resid = prob.data - model
     intensity = local_intensity(prob.data, valid)

@@ -510,7 +510,9 @@ def fit_columns(
     red = neq.chi2 / dof
     local, cross, glob = _solver.covariance(neq)
     # positions: the noise measured from the image, not the total misfit (see ColumnFit.positions_error)
-    pos_var, noise_info = _noise.fit_noise(prob, st, np.einsum("nii->ni", local)[:, :2], n * prob.b + prob.n_global)
+    model = _solver.render_state(prob, st)
+    pos_var, noise_info = _noise.fit_noise(prob, st, model, np.einsum("nii->ni", local)[:, :2],
+                                           n * prob.b + prob.n_global)  # fmt: skip
     local, cross, glob = local * red, cross * red, glob * red
     # back to the image's units: Pearson chi2 scales as the intensity, Gaussian as its square
     red = red / (unit if noise == "poisson" else unit * unit)
@@ -523,8 +525,8 @@ def fit_columns(
         # Pearson chi2 / dof in image units is 1 / (dose * pixel area) for counting noise
         meta["dose_estimate_e_per_angstrom2"] = float(1.0 / (red * pixel**2)) if red > 0 else float("inf")
     return _build_fit(
-        image, prob, st, local, cross, glob, np.sqrt(pos_var), col_conv, ok, stuck, red, total_it, tidx, tnames,
-        input_index, pos, max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
+        image, prob, st, model / unit, local, cross, glob, np.sqrt(pos_var), col_conv, ok, stuck, red, total_it, tidx,
+        tnames, input_index, pos, max_shift_angstrom, margin, width, background, noise, keep_residual, voronoi, meta,
     )  # fmt: skip
 
 
@@ -587,7 +589,7 @@ def _errors(prob, st, local, cross, glob):
     return sx, sy, seta, np.sqrt(np.maximum(vr, 0)), np.sqrt(vscs)
 
 
-def _build_fit(image, prob, st, local, cross, glob, pos_err, col_conv, ok, stuck, red, total_it, tidx, tnames,
+def _build_fit(image, prob, st, model, local, cross, glob, pos_err, col_conv, ok, stuck, red, total_it, tidx, tnames,
                input_index, start, max_shift, margin, width, background, noise, keep_residual, voronoi,
                meta):  # fmt: skip
     sx, sy, seta, srho, sscs = _errors(prob, st, local, cross, glob)
@@ -629,7 +631,7 @@ def _build_fit(image, prob, st, local, cross, glob, pos_err, col_conv, ok, stuck
         mask = prob.weights == 0
         vor = voronoi_scs(prob.data, prob.pixel, pos, background=st.bg, mask=mask if mask.any() else None)
     valid = (prob.mask if prob.mask is not None else prob.weights) > 0
-    diff = prob.data - _solver.render_state(prob, st)
+    diff = prob.data - model
     residual = np.where(valid, diff, np.nan) if keep_residual else None
     ok_eta = st.eta[col_ok]
     meta = dict(meta, residual_rms=float(np.sqrt(np.mean(diff[valid] ** 2))) if valid.any() else float("nan"),
