@@ -46,6 +46,9 @@ MAX_COLUMN_ATOMS = 400
 #: together.
 #: A search whose best χ² per measured column exceeds this does not explain the data.
 MAX_REDUCED_CHI2 = 4.0
+#: Most annealing and sampling proposals of one search, all chains and passes together (the default of
+#: ``max_proposals``): about 5 minutes at 10,000 sites.
+MAX_PROPOSALS = 50_000_000
 
 
 class SearchWarning(UserWarning):
@@ -142,7 +145,7 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
                       n_chains: int | None = None,
                       de_maxiter: int = 60, scs_scale="fit", model_error: float | None = None,
                       beam_directions=None, outer: str = "faceted", scale_prior=(0.94, 0.02),
-                      progress: bool = False) -> CoreShellModel:  # fmt: skip
+                      max_proposals: int | None = MAX_PROPOSALS, progress: bool = False) -> CoreShellModel:  # fmt: skip
     """Find which sites of a core-shell particle hold the core element (and, optionally, its shape).
 
     Parameters
@@ -244,6 +247,13 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
         true counts; the Gaussian columns miss the probe's tails). For SCS from another source, pass its own
         (e.g. ``(1.0, 0.02)`` for the lensing model's own SCS). The scale is fitted in
         the shape stage and then held.
+    max_proposals : int or None
+        Most annealing and sampling proposals, all chains and passes together
+        (default :data:`MAX_PROPOSALS`; None: no cap). Each chain has an equal share:
+        a first pass that does not fit in it is shortened (``n_anneal`` and
+        ``n_sample`` in proportion), and a further pass that would overrun it is not
+        run. Either warns (:class:`SearchWarning`, naming ``max_proposals``) and
+        leaves ``converged`` False; ``info["n_proposals"]`` counts those made.
     progress : bool
         Print the stages and their timings.
 
@@ -270,6 +280,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     check_choice(outer, "outer", {"faceted", "columns"})
     if n_chains is not None:
         n_chains = check_integer(n_chains, "n_chains", low=1)
+    if max_proposals is not None:
+        max_proposals = check_integer(max_proposals, "max_proposals", low=1)
     try:
         scale_prior = (float(scale_prior[0]), float(scale_prior[1]))
     except (TypeError, ValueError, IndexError):
@@ -482,10 +494,16 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
     occ_ref = _anneal.compact_reference(xyz, xyz[~empty].mean(axis=0), nbr_start, nbr)
     scales_start = scales
 
+    budget = None if max_proposals is None else max_proposals // n_chains
+
     def one_chain():
         """Annealing passes from the parametric state (again while the scale moves), then the sampling."""
-        codes, scales, passes = codes0.copy(), scales_start, []
+        codes, scales, passes, used = codes0.copy(), scales_start, [], 0
         for n_pass in range(MAX_PASSES):
+            n_a, n_s = n_anneal, n_sample
+            if budget is not None and n_a + n_s > budget:  # the first pass, shortened to fit
+                n_a, n_s = int(n_a * budget / (n_a + n_s)), int(n_s * budget / (n_a + n_s))
+            used += n_a + n_s
             # the measured SCS over the scale: the lensing model's SCS are compared with them as they are
             y = [mv / sc for mv, sc in zip(measured, scales, strict=True)]
             e = [sv / sc for sv, sc in zip(sigma, scales, strict=True)]
@@ -494,13 +512,14 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
                 codes.copy(), np.zeros(m, dtype=np.bool_), mirror, nbr_start, nbr, packed["col_of_site"],
                 packed["gstart"], packed["gorder"], packed["view_of_col"], packed["eoc"], packed["inc"],
                 packed["nlen"], packed["curves"], packed["lam"], packed["measured"], packed["weight"], penalty,
-                surface_penalty, exposed_penalty, core_ref, occ_ref, moves, n_anneal, n_sample,
+                surface_penalty, exposed_penalty, core_ref, occ_ref, moves, n_a, n_s,
                 start_temperature if n_pass == 0 else min(3.0, start_temperature), thin,
                 int(gen.integers(2**31 - 1)))  # fmt: skip
             run = dict(zip(("best_codes", "best_chi2", "best_energy", "p_core", "p_occ", "var_core", "var_occ",
                             "acceptance", "best_chi2_sampling", "energy_anneal"),
                            (out[0], out[1], out[3], out[4], out[5], out[7], out[9], out[10], out[11], out[12]),
                            strict=True))  # fmt: skip
+            run["capped"], run["n_proposals"] = (n_a, n_s) != (n_anneal, n_sample), used
             fm.set_codes(run["best_codes"])
             # the sampling at temperature 1 finding a much better state than the annealing: anneal again from it
             run["improved"] = bool(n_sample) and run["energy_anneal"] - run["best_energy"] > max(
@@ -510,7 +529,10 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             passes.append({"scales": scales.tolist(), "chi2": run["best_chi2"], "best_energy": run["best_energy"],
                            "best_energy_annealing": run["energy_anneal"],
                            "sampling_improved": run["improved"]})  # fmt: skip
-            if not (moved or run["improved"]) or n_pass == MAX_PASSES - 1:
+            more = (moved or run["improved"]) and n_pass < MAX_PASSES - 1
+            room = budget is None or used + n_anneal + n_sample <= budget
+            if not more or not room:
+                run["capped"] |= more and not room  # a further pass would overrun max_proposals
                 run["scales"], run["passes"] = (scales if moved else new_scales), passes
                 return run
             scales, codes = new_scales, run["best_codes"]
@@ -600,6 +622,10 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
                            "or counts")  # fmt: skip
     else:
         info_scale_free = None
+    n_proposals = sum(r["n_proposals"] for r in runs)
+    if any(r["capped"] for r in runs):
+        reasons.append(f"the annealing stopped at max_proposals={max_proposals:,} ({n_proposals:,} proposals over "
+                       f"{n_chains} chains, {m:,} sites): raise max_proposals to let it finish")  # fmt: skip
     if improved:
         reasons.append(f"after {len(passes)} passes the sampling at temperature 1 still found a state "
                        f"{energy_anneal - best_energy:.1f} below the annealing's best (raise n_anneal)")  # fmt: skip
@@ -626,7 +652,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             "scs_scale_fitted": free_scale or (shape_stage and isinstance(scs_scale, str)),
             "model_error": model_error, "outer_shape": outer_info,
             "scs_scale_preferred": info_scale_free,
-            "passes": passes, "n_chains": n_chains, "chains": chain_summary,
+            "passes": passes, "n_chains": n_chains, "chains": chain_summary, "n_proposals": n_proposals,
+            "max_proposals": max_proposals,
             "registration_rms_angstrom": reg0["rms"]}  # fmt: skip
     return CoreShellModel(atoms, p_core[occupied], core_dict, chi2_views, [len(p[0]) for p in parsed], core_counts,
                           core_std, core_element, shell_element, tuple(axes), converged=converged, info=info,

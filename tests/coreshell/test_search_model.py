@@ -10,7 +10,7 @@ from scipy.spatial import cKDTree
 
 from atomscount.coreshell.forward import CORE, ForwardModel, LensingTables
 from atomscount.coreshell.model import CoreShellModel
-from atomscount.coreshell.search import core_codes, search_core_shell
+from atomscount.coreshell.search import SearchWarning, core_codes, search_core_shell
 from atomscount.coreshell.sites import fcc_sites, group_columns, tilt_rotation
 from atomscount.library import load_default_lensing
 
@@ -121,3 +121,16 @@ def test_beam_directions_pick_the_orientation_and_bad_ones_are_named(particle):
         search_core_shell(views, lensing, "Au", counts=counts[0], beam_directions=[None, None])
     with pytest.raises(ValueError, match=r"beam_directions\[0\] must be a finite"):
         search_core_shell(views, lensing, "Au", counts=counts[0], beam_directions=[(0.0, np.nan, 0.0)])
+
+
+def test_max_proposals_caps_the_annealing_and_says_so(particle, two_view):
+    lensing, _, _, views, counts = particle
+    assert two_view.info["n_proposals"] <= two_view.info["max_proposals"] and two_view.converged
+    with pytest.warns(SearchWarning, match=r"stopped at max_proposals=10,000"):
+        capped = search_core_shell(views[:1], lensing["001"], "Au", counts=counts[0], rng=0, n_anneal=40000,
+                                   n_sample=10000, max_proposals=10000, de_maxiter=3)  # fmt: skip
+    # the one pass shortened in proportion, 8,000 + 2,000
+    assert capped.info["n_proposals"] == 10000 and not capped.converged
+    assert "max_proposals" in capped.info["convergence"]
+    with pytest.raises(ValueError, match="max_proposals"):
+        search_core_shell(views[:1], lensing["001"], "Au", counts=counts[0], max_proposals=0)
