@@ -13,7 +13,8 @@ import functools
 
 import numpy as np
 
-from .result import LTEMSeries, _check_map_pair, _non_negative, _positive
+from .induction import _check_map_pair
+from .result import LTEMSeries, _non_negative, _positive
 
 __all__ = ["electrostatic_phase", "fresnel_image", "interaction_constant", "magnetic_phase", "simulate_series",
            "transfer_function", "wavelength_nm"]  # fmt: skip

@@ -4,12 +4,23 @@ from __future__ import annotations
 
 import numpy as np
 
-from .result import _check_map_pair
-
 __all__ = ["HBAR_OVER_E_T_NM2", "colour_wheel", "induction_map"]
 
 #: ħ/e in T·nm² (= 6.582119569e-16 V·s): a phase gradient of 1 rad/nm is B⊥·t = 658.2 T·nm.
 HBAR_OVER_E_T_NM2 = 6.582119569e-16 * 1e18
+
+
+def _check_map_pair(a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` and ``b`` as float64 2D maps of one shape with finite pixels; a ValueError naming ``names``
+    (e.g. ``("mx", "my")``) otherwise."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    na, nb = names
+    if a.ndim != 2 or a.shape != b.shape:
+        raise ValueError(f"{na} and {nb} must be 2D maps of one shape, got {a.shape} and {b.shape}")
+    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
+        raise ValueError(f"{na} and {nb} must be finite; they have NaN or infinite pixels")
+    return a, b
 
 
 def induction_map(phase, pixel_nm: float) -> tuple[np.ndarray, np.ndarray]:

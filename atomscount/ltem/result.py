@@ -23,19 +23,6 @@ def _non_negative(value, name: str) -> float:
     return check_positive(value, name, allow_zero=True)
 
 
-def _check_map_pair(a, b, names: tuple[str, str]) -> tuple[np.ndarray, np.ndarray]:
-    """``a`` and ``b`` as float64 2D maps of one shape with finite pixels; a ValueError naming ``names``
-    (e.g. ``("mx", "my")``) otherwise."""
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
-    na, nb = names
-    if a.ndim != 2 or a.shape != b.shape:
-        raise ValueError(f"{na} and {nb} must be 2D maps of one shape, got {a.shape} and {b.shape}")
-    if not (np.all(np.isfinite(a)) and np.all(np.isfinite(b))):
-        raise ValueError(f"{na} and {nb} must be finite; they have NaN or infinite pixels")
-    return a, b
-
-
 def _stack_images(images) -> np.ndarray:
     """Images as a float64 (k, ny, nx) stack; a clear error for ragged, non-2D or non-finite images."""
     if isinstance(images, np.ndarray) and images.ndim == 2:

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .result import LTEMSeries, PhaseRetrieval, _check_map_pair
+from .induction import _check_map_pair
+from .result import LTEMSeries, PhaseRetrieval
 
 __all__ = ["ctf_wiener", "fourier_ring_correlation"]
 
