@@ -74,7 +74,8 @@ def add_parser(sub, fmt) -> None:
     r.add_argument("--sum-to-one", action="store_true",
                    help="the concentrations add to one in the particle (a dense alloy)")  # fmt: skip
     r.add_argument("--iterations", type=int, default=None,
-                   help="iterations (default: the method's, 200 multimodal and 50 separate)")  # fmt: skip
+                   help="iterations (default: the method's, at most 1000 multimodal, stopping when converged, "
+                        "and 50 separate)")  # fmt: skip
     r.add_argument("--tol", type=float, default=1e-4, help="relative change of the objective that stops it")
     r.add_argument("--export", action="store_true", help="also write each element's concentration as .mrc and .tif")
     figure_options(r)
@@ -228,7 +229,7 @@ def _reconstruct(args: argparse.Namespace) -> int:
             result = reconstruct_separate(edxs, n_iter=50 if args.iterations is None else args.iterations)
         else:
             result = reconstruct_elemental(haadf, edxs, regulariser=args.regulariser, sum_to_one=args.sum_to_one,
-                                           n_iter=200 if args.iterations is None else args.iterations, tol=args.tol,
+                                           n_iter=1000 if args.iterations is None else args.iterations, tol=args.tol,
                                            progress=True)  # fmt: skip
         files = _write_result(result, tmp, args)
     print(result.report())
