@@ -380,9 +380,10 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
         ``defocus_scale`` (one factor multiplying every image's defocus: the steps' ratios held, as when
         only the lens calibration is uncertain; not with ``defocus``), ``cs`` (spherical aberration),
         ``divergence`` (beam divergence semi-angle), ``defocus_spread``. What is not fitted stays at the
-        series' value (the start for phase and amplitude). Defocus (or its factor) starts at the best of a
-        scan of the deviance over 0.7 to 1.3 times the given defocus (refined to 0.2 %, in float64) with
-        the starting phase held: the deviance is flat in defocus for weak contrast.
+        series' value (the start for phase and amplitude). When the phase is not fitted, defocus (or its
+        factor) starts at the best of a scan of the deviance over 0.7 to 1.3 times the given defocus
+        (refined to 0.2 %, in float64) with the phase held: the deviance is flat in defocus for weak
+        contrast.
     regulariser : {"spectral", "tv", "smooth"}
         The data-driven spectral prior (above), total variation or squared gradient.
     weight : "auto" or float
@@ -493,7 +494,9 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
                  "divergence": np.zeros((), dtype), "defocus_spread": np.zeros((), dtype)}  # fmt: skip
     scales = {"defocus": float(max(np.abs(series.defoci_nm).max(), 1e3)), "cs": float(max(series.cs_nm, 1e6)),
               **_COHERENCE_SCALE}  # fmt: skip
-    if "defocus" in fit or "defocus_scale" in fit:  # a coarse scan first: the deviance is flat and has side minima
+    # with the phase held, a coarse scan first (the deviance is flat in defocus); with the phase fitted too the
+    # start phase would bias it (a weak Wiener phase asks for a larger defocus), so the fit starts at the given one
+    if ("defocus" in fit or "defocus_scale" in fit) and "phase" not in fit:
         common = "defocus_scale" in fit
         factors = _scan_defocus(series, counts.images, dose, phase0, amp0, common=common)
         if common:
