@@ -264,10 +264,19 @@ def run_han(cfg) -> dict:
                 "target_chi2": reg["target_deviance"],
                 "chi2_per_pixel": vol.provenance.get("chi2_per_pixel"),
                 "mask_voxels": int(vol.mask.sum())})  # fmt: skip
+    nm = vol.provenance.get("map_noise_model", {}).get("EDX")
+    res["noise_model"] = nm
+    if nm and nm["variance_per_unit"] > 0:  # scaled counts: a map value m holds about m / c counts
+        res["effective_counts_per_pixel_on_rod"] = float(np.mean(x[x > 0.1 * x.max()]) / nm["variance_per_unit"])
     # the maps' residual where the rod is (the χ² above is over the pixels with signal near them)
     model = project_volume(vol.density, angles, voxel) * vol.provenance["map_scale"]
     on = x > 0.1 * x.max()
-    res["chi2_per_pixel_on_rod"] = float(np.mean((model - x)[on] ** 2) / res["noise_sigma_estimate"] ** 2)
+    if nm:  # against the noise model's variance a + c m (m the 3x3 local mean), as the fit weighs them
+        var = nm["variance_floor"] + nm["variance_per_unit"] * np.maximum(ndimage.uniform_filter(x, (1, 3, 3)), 0)
+        res["chi2_per_pixel_on_rod"] = float(np.mean((model - x)[on] ** 2 / np.maximum(var[on], 1e-300)))
+    res["chi2_per_pixel_on_rod_constant_sigma"] = float(
+        np.mean((model - x)[on] ** 2) / res["noise_sigma_estimate"] ** 2
+    )
     res["model_corr_with_maps"] = _corr(model, x)
     # the aligned HAADF volume in our frame: rotated by the offset about the tilt axis
     aligned = ndimage.rotate(aligned, -geo["angle_offset_degrees"], axes=(0, 2), reshape=False, order=1)
@@ -346,6 +355,7 @@ def _fused_one(name, haadf, maps) -> dict:
     res["ours"] = {"seconds": seconds, "warnings": warned, "converged": bool(ours.converged),
                    "method": ours.method, "likelihood": ours.regularisation.get("likelihood"),
                    "mu": ours.regularisation["mu"], "rule": ours.regularisation["rule"], "gamma": ours.gamma,
+                   "noise_model": ours.provenance.get("map_noise_model"),
                    "chi2_final_over_target": ours.regularisation["final_deviance"]
                    / ours.regularisation["target_deviance"],
                    **_scores(haadf, maps, out_ours, sigma)}  # fmt: skip

@@ -397,7 +397,7 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
                          voxel, shape, regulariser, 0.0, 0.05)  # fmt: skip
     prior = None
     if haadf is not None:
-        prob.sigma_h = estimate_map_noise(prob.h)
+        prob.sigma_h = sigma_h0 = estimate_map_noise(prob.h)
         try:
             prior = np.array([default_haadf_weights(elements)[e] for e in elements])
         except (ValueError, KeyError, TypeError):  # not chemical symbols: no Z-contrast prior
@@ -409,6 +409,10 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
         _, ru, _ = obj.regulariser(regulariser, u0, prob.split(z)[1], prob.eps)
         gd, gr = np.abs(g_data).mean(), np.abs(ru).mean()
         mu = float(0.1 * gd / gr) if gr > 0 and gd > 0 else 1.0
+        chi2, n_sig = prob.residuals(z)
+        if chi2.sum() < n_sig.sum():  # the start already fits the maps (a 2D map): the noise's scale in u instead
+            ray = float(np.median(project_volume(np.ones(shape), angles, voxel)))
+            mu = float(scale * ray / np.sqrt(np.median(var[var > var.min()] if np.ptp(var) > 0 else var)))
     prob.mu = mu
     n_rounds = min(_MAX_ROUNDS, n_iter) if (auto or haadf is not None) else 1
     per = [n_iter // n_rounds + (1 if r < n_iter % n_rounds else 0) for r in range(n_rounds)]
@@ -434,12 +438,16 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
         if r == len(per) - 1:
             break
         if auto:
-            log_pts.append((np.log(prob.mu), np.log(dev / target)))
+            log_pts.append((np.log(prob.mu), np.log(max(dev, 1e-9 * target) / target)))
             prob.mu = float(np.exp(_next_log_mu(log_pts)))
         if haadf is not None:
             u, _ = prob.split(z)
-            prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u, angles, voxel), prob.h, prob.gamma, fit_gamma,
-                                                    prior)  # fmt: skip
+            proj = project_volume(u, angles, voxel)
+            prob.w, prob.c, prob.gamma = _fit_haadf(proj, prob.h, prob.gamma, fit_gamma, prior)
+            # the HAADF weighs no more than its model explains it: σ_h at least the fit's RMS residual (an
+            # atomic-resolution image that the maps' model reproduces only in part would otherwise drown the maps)
+            fit = np.tensordot(prob.w, np.maximum(proj, 0.0) ** prob.gamma, axes=1) + prob.c
+            prob.sigma_h = max(sigma_h0, float(np.sqrt(np.mean((fit - prob.h) ** 2))))
     bar.close()
     u, _ = prob.split(z)
     hist = np.array(history)
