@@ -287,23 +287,15 @@ def anneal(codes, fixed, mirror, nbr_start, nbr, col_of_site, gstart, gorder, vi
                 sel[0] = i
                 new[0] = SHELL if codes[i] == CORE else CORE
                 n_sel = 1
-        elif kind == MOVE_GROW:
-            if sizes[2] == 0:
+        else:  # MOVE_GROW fills an empty surface site (list 2), MOVE_SHRINK empties a shell one (list 3)
+            grow = kind == MOVE_GROW
+            if sizes[kind] == 0:
                 ok = False
             else:
-                i = lists[2, np.random.randint(sizes[2])]
-                if codes[i] != EMPTY:
+                i = lists[kind, np.random.randint(sizes[kind])]
+                if codes[i] != (EMPTY if grow else SHELL):
                     ok = False
-                sel[0], new[0] = i, SHELL
-                n_sel = 1
-        else:
-            if sizes[3] == 0:
-                ok = False
-            else:
-                i = lists[3, np.random.randint(sizes[3])]
-                if codes[i] != SHELL:
-                    ok = False
-                sel[0], new[0] = i, EMPTY
+                sel[0], new[0] = i, (SHELL if grow else EMPTY)
                 n_sel = 1
         if ok:
             # the mirror images follow; a move whose sites collide, or that touches a fixed site, is dropped
