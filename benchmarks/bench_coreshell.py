@@ -303,16 +303,21 @@ def run_multislice():
         return None
     out = {}
     n_views = sum(f"image_{a}" in data for a in AXES)
-    runs = [("1view_true_counts", {"n_views": 1, "counts": "true"}),
-            ("1view_no_counts", {"n_views": 1, "counts": "none"})]
+    runs = [
+        ("1view_true_counts", {"n_views": 1, "counts": "true"}),
+        ("1view_no_counts", {"n_views": 1, "counts": "none"}),
+    ]
     if n_views == 2:
         runs = [("2view_true_counts", {"n_views": 2, "counts": "true"}), *runs,
                 ("2view_no_counts", {"n_views": 2, "counts": "none"})]  # fmt: skip
     for label, kw in runs:
         report, _ = chain.run(data, dose=1e5, seed=0, progress=False, **kw)
         out[label] = report
-        print(f"multislice {label}: {report['sites_correct']:.3f} sites, Au {report['n_au_model']} "
-              f"(true {report['n_au_true']}), centre {report['core_centre_error_angstrom']:.2f} Å", flush=True)
+        print(
+            f"multislice {label}: {report['sites_correct']:.3f} sites, Au {report['n_au_model']} "
+            f"(true {report['n_au_true']}), centre {report['core_centre_error_angstrom']:.2f} Å",
+            flush=True,
+        )
     return out
 
 
@@ -419,11 +424,17 @@ def main(argv=None):
         "search_seconds": mean("2view_1e5", "search_seconds"),
         "search_seconds_1view_1e5": mean("1view_1e5", "search_seconds"),
         "multislice_sites_correct": (multislice.get("2view_true_counts") or multislice["1view_true_counts"])[
-            "sites_correct"] if multislice else None,
+            "sites_correct"
+        ]
+        if multislice
+        else None,
         "multislice_views": (2 if "2view_true_counts" in multislice else 1) if multislice else 0,
         "multislice": multislice,
-        "chain_sites_correct_no_counts": float(min(r["sites_correct_of_larger"] for r in chain_runs.values()
-                                                   if "sites_correct" in r)) if chain_runs else None,
+        "chain_sites_correct_no_counts": float(
+            min(r["sites_correct_of_larger"] for r in chain_runs.values() if "sites_correct" in r)
+        )
+        if chain_runs
+        else None,
         "chain_no_counts": chain_runs,
         "scaling_10k_sites": scaling,
         "variants": variants,

@@ -297,8 +297,13 @@ def main(argv=None):
             "scs_rel_rmse": float(np.sqrt(np.mean(rel**2))),
             "scs_precision_over_crlb": float(np.std((f.scs - truth.scs) / bound.scs)),
             "position_precision_over_crlb": float(
-                np.sqrt(0.5 * (np.var((f.positions[:, 0] - truth.positions[:, 0]) / bound.x)
-                               + np.var((f.positions[:, 1] - truth.positions[:, 1]) / bound.y)))  # fmt: skip
+                np.sqrt(
+                    0.5
+                    * (
+                        np.var((f.positions[:, 0] - truth.positions[:, 0]) / bound.x)
+                        + np.var((f.positions[:, 1] - truth.positions[:, 1]) / bound.y)
+                    )
+                )  # fmt: skip
             ),
             "scs_error_over_crlb_median": float(np.median(f.scs_error / bound.scs)),
             "n_converged": int(f.converged.sum()),

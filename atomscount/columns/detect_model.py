@@ -364,8 +364,9 @@ def _parabolic_refine(img, peaks):
 
 def _background(x, dmin_px):
     """A smooth background: the local minimum over two minimum distances, smoothed by one (see _BG_PRESMOOTH)."""
-    lowest = ndimage.minimum_filter(ndimage.gaussian_filter(x, max(1.0, _BG_PRESMOOTH * dmin_px)),
-                                    size=max(3, int(round(2 * dmin_px))))
+    lowest = ndimage.minimum_filter(
+        ndimage.gaussian_filter(x, max(1.0, _BG_PRESMOOTH * dmin_px)), size=max(3, int(round(2 * dmin_px)))
+    )
     return ndimage.gaussian_filter(lowest, dmin_px)
 
 
@@ -515,7 +516,8 @@ def _height_errors(a_mat, m_mat, var):
     g2 = a_mat.multiply(a_mat)
     vflat = var.ravel()
     v_col = np.asarray(g2.T @ np.where(np.isfinite(vflat), vflat, 0.0)).ravel() / np.maximum(
-        np.asarray(g2.sum(axis=0)).ravel(), 1e-300)
+        np.asarray(g2.sum(axis=0)).ravel(), 1e-300
+    )
     # [M^-1]_ii with the neighbours eliminated one by one (a Schur complement that ignores
     # the neighbours' overlaps with each other: equal to the block inverse within 1e-7 on the
     # 5,901-column Au rod, and a vector operation instead of a loop over blocks)

@@ -205,8 +205,10 @@ class ColumnFit:
         lines = [f"ColumnFit: {self.n_columns} columns, {int(ok.sum())} converged"
                  + (f" ({', '.join(f'{v} {k}' for k, v in flagged.items())})" if flagged else "")
                  + f"; {self.n_iterations} iterations"]  # fmt: skip
-        lines.append(f"  model: {self.width_mode} width, {self.background_model} background, {self.noise} noise, "
-                     f"pixel {self.pixel_size_angstrom:.4g} Å, image {self.image_shape[1]} x {self.image_shape[0]}")
+        lines.append(
+            f"  model: {self.width_mode} width, {self.background_model} background, {self.noise} noise, "
+            f"pixel {self.pixel_size_angstrom:.4g} Å, image {self.image_shape[1]} x {self.image_shape[0]}"
+        )
         if ok.any():
             scs = self.scs[ok]
             rel = np.median(self.scs_error[ok] / np.abs(scs))

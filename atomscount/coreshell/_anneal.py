@@ -412,8 +412,11 @@ def energy_reference(codes, nbr_pairs, degree, predicted, measured, weight, p_co
     """Plain-Python energy of a state (χ² of given predictions plus the bond terms), for the tests."""
 
     def cost(a, b):
-        return (p_core * ((a == CORE) != (b == CORE)) + p_surf * ((a == EMPTY) != (b == EMPTY))
-                + p_expose * ({a, b} == {CORE, EMPTY}))
+        return (
+            p_core * ((a == CORE) != (b == CORE))
+            + p_surf * ((a == EMPTY) != (b == EMPTY))
+            + p_expose * ({a, b} == {CORE, EMPTY})
+        )
 
     total = float(np.sum((np.asarray(measured) - np.asarray(predicted)) ** 2 * np.asarray(weight)))
     for i, j in nbr_pairs:

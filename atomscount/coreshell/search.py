@@ -524,7 +524,8 @@ def search_core_shell(views, lensing, crystal, *, core: str = "ellipsoid", count
             fm.set_codes(run["best_codes"])
             # the sampling at temperature 1 finding a much better state than the annealing: anneal again from it
             run["improved"] = bool(n_sample) and run["energy_anneal"] - run["best_energy"] > max(
-                10.0, 0.02 * abs(run["best_energy"]))
+                10.0, 0.02 * abs(run["best_energy"])
+            )
             new_scales = _profiled(fm)[1] if free_scale else scales
             moved = bool(np.max(np.abs(new_scales / scales - 1.0)) >= 2e-3)
             passes.append({"scales": scales.tolist(), "chi2": run["best_chi2"], "best_energy": run["best_energy"],

@@ -80,8 +80,9 @@ def test_spacing_estimate_of_a_particle(spacing, pixel):
     pos = square_lattice(shape, pixel, spacing)
     centre = 0.5 * np.array(shape[::-1]) * pixel
     inside = np.hypot(*(pos - centre).T) < 0.35 * shape[0] * pixel  # a round particle on vacuum
-    m = ColumnModel(shape, pixel, pos[inside], heights=rng.uniform(0.1, 0.5, inside.sum()), widths=0.45,
-                    background=(0.005,))
+    m = ColumnModel(
+        shape, pixel, pos[inside], heights=rng.uniform(0.1, 0.5, inside.sum()), widths=0.45, background=(0.005,)
+    )
     img = add_poisson_noise(m.image(), dose_e_per_angstrom2=2e4, pixel_size_angstrom=pixel, rng=2)
     assert estimate_spacing(HAADFImage(img, pixel)) == pytest.approx(spacing, rel=0.03)
 

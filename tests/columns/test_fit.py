@@ -47,8 +47,9 @@ def test_sparse_fit_equals_dense_joint_least_squares(small_model, width, backgro
     img = small_model.image_dense() + rng.normal(0, 0.01, small_model.shape)
     start = small_model.positions + rng.normal(0, 0.05, small_model.positions.shape)
     # converged far below the noise (tol), to compare the minimum itself
-    fit = fit_columns(HAADFImage(img, 0.1), start, types=small_model.types, width=width, background=background,
-                      tol=1e-3)
+    fit = fit_columns(
+        HAADFImage(img, 0.1), start, types=small_model.types, width=width, background=background, tol=1e-3
+    )
     n_bg = 1 if background == "constant" else 3
     xy, eta, rho, bg, cov = dense_fit(
         img, 0.1, start, fit.heights * 0 + 0.4, 0.45, small_model.types, width == "free", n_bg
@@ -137,8 +138,9 @@ def test_nan_pixels_raise_naming_argument_or_are_masked(small_model):
     img[10, 12] = np.nan
     with pytest.raises(ValueError, match=r"image.data has 1 NaN/inf pixels \(first at row 10, col 12\)"):
         fit_columns(HAADFImage(img, 0.1), small_model.positions)
-    fit = fit_columns(HAADFImage(img, 0.1), small_model.positions, types=small_model.types, mask_invalid=True,
-                      background="plane")
+    fit = fit_columns(
+        HAADFImage(img, 0.1), small_model.positions, types=small_model.types, mask_invalid=True, background="plane"
+    )
     np.testing.assert_allclose(fit.scs, small_model.scs, rtol=1e-4)
 
 
