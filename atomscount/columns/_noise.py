@@ -20,6 +20,10 @@ CHI2_MEDIAN = 0.454936
 _HIGHPASS = np.array([1.0, -2.0, 1.0]) / np.sqrt(6.0)
 #: Pixels the noise is measured on, at most (a regular subsample of larger images).
 _MAX_SAMPLES = 1 << 18
+#: Pixels of the column patches weighed at once, at most.
+_PATCH_ELEMENTS = 1 << 22
+#: Largest patch radius [pixels] over which a column's noise is weighed.
+_MAX_HALF = 256
 
 
 def _binned(intensity, r2, stat, n_bins):
@@ -149,7 +153,8 @@ def position_variance_scale(weights, variance, positions, widths, pixel) -> np.n
     position covariance ``C J^T W V W J C`` (``C = (J^T W J)^-1``); where ``w v`` is
     even over a column's footprint this is ``s^2 C`` with ``s^2`` the mean of
     ``w^2 v / w`` weighted by the column's position information ``w r^2 G(r)^2``
-    (``G`` its Gaussian of width ``rho``, out to 3 ``rho``). Neighbours' overlaps are left out.
+    (``G`` its Gaussian of width ``rho``, out to 3 ``rho``). Neighbours' overlaps are
+    left out.
 
     Parameters
     ----------
@@ -168,11 +173,16 @@ def position_variance_scale(weights, variance, positions, widths, pixel) -> np.n
     s2 = np.full(len(positions), np.nan)
     good = np.flatnonzero(np.isfinite(widths) & (widths > 0) & np.all(np.isfinite(positions), axis=1))
     good = good[np.argsort(widths[good])]  # chunks of like widths share a patch size
-    for chunk in np.array_split(good, max(1, -(-good.size // 2048))):
-        if not chunk.size:
-            continue
-        rp = widths[chunk] / pixel
-        half = int(np.ceil(3.0 * rp.max()))
+    # a "column" wider than _MAX_HALF pixels (a failed one) is weighed over that radius only
+    halves = np.minimum(np.ceil(3.0 * widths[good] / pixel), _MAX_HALF).astype(np.int64)
+    i = 0
+    while i < good.size:
+        # as many columns as keep the chunk's patches (its widest column's size) under _PATCH_ELEMENTS
+        n_c = min(2048, good.size - i)
+        while n_c > 1 and n_c * (2 * halves[i + n_c - 1] + 1) ** 2 > _PATCH_ELEMENTS:
+            n_c //= 2
+        chunk, half = good[i : i + n_c], int(halves[i + n_c - 1])
+        i += n_c
         off = np.arange(-half, half + 1)
         c0 = np.rint(positions[chunk, 0] / pixel).astype(np.int64)
         r0 = np.rint(positions[chunk, 1] / pixel).astype(np.int64)
