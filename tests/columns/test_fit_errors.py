@@ -4,7 +4,7 @@ import warnings
 
 import numpy as np
 
-from atomscount.columns._noise import highpass_noise, local_intensity
+from atomscount.columns._noise import highpass_noise, local_intensity, position_variance_scale
 from atomscount.columns.fit import fit_columns
 from atomscount.columns.model import ColumnModel, add_poisson_noise, square_lattice
 from atomscount.image import HAADFImage
@@ -81,3 +81,16 @@ def test_highpass_noise_measures_counting_noise_under_a_misfit():
         a, b = highpass_noise(img - truth.image(), local_intensity(img, valid), valid)
         assert abs(b * dose * PIXEL**2 - 1) < 0.1
         assert a < 0.1 * b * clean.mean()
+
+
+def test_position_variance_scale_is_the_noise_each_column_sees():
+    shape = (60, 80)
+    pos = np.array([[1.5, 3.0], [6.5, 3.0]])
+    widths = np.array([0.45, 0.45])
+    ones = np.ones(shape)
+    # unweighted least squares: the variance under the column
+    ramp = np.broadcast_to(np.where(np.arange(shape[1]) < 40, 1.0, 4.0), shape)
+    np.testing.assert_allclose(position_variance_scale(ones, ramp, pos, widths, PIXEL), [1.0, 4.0])
+    # Poisson weights 1 / m with counting noise m / k: 1 / k everywhere
+    m = 0.02 + _lattice(shape).image()
+    np.testing.assert_allclose(position_variance_scale(1 / m, m / 500.0, pos, widths, PIXEL), 1 / 500.0)
