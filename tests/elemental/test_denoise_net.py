@@ -112,6 +112,22 @@ def test_shipped_weights_load_and_reproduce_their_stored_output():
     assert mean.shape == ref["input"].shape and (mean >= 0).all() and (sigma > 0).all()
 
 
+def test_shipped_metadata_accounts_for_every_training_run():
+    meta = _net.load_denoiser()["meta"]
+    hist = meta["loss_history"]
+    steps = np.asarray(hist["step"])
+    assert (np.diff(steps) > 0).all() and steps[-1] == meta["steps"]
+    assert np.all(np.diff(hist["seconds"]) >= 0)
+    np.testing.assert_allclose(hist["seconds"][-1], meta["training_seconds"], rtol=0.01)
+    runs = meta.get("runs", [])
+    if runs:  # a continued training: its runs add up to the totals
+        assert sum(r["steps"] for r in runs) == meta["steps"]
+        np.testing.assert_allclose(sum(r["training_seconds"] for r in runs), meta["training_seconds"], rtol=1e-9)
+    for dose in ("1", "3", "10", "30"):
+        scores = meta["held_out"][dose]
+        assert scores["psnr_network"] > scores["psnr_gaussian"]
+
+
 def test_network_beats_a_truth_tuned_gaussian_filter_on_held_out_maps():
     data = training_maps(HELD_OUT_SEED + 7, 6, size=48, dose_range=(3.0, 3.0), absent_fraction=0.0)
     mean, _ = _net.predict(data["noisy"])
