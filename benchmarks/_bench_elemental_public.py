@@ -287,6 +287,14 @@ def run_han(cfg) -> dict:
         res["mask_dice_with_haadf"] = 2 * inter / max(float(m_ref.sum() + vol.mask.sum()), 1.0)
         res["mask_voxels_haadf"] = int(m_ref.sum())
         res["radius_voxels"] = {"ours": _rod_radius(vol.mask), "haadf": _rod_radius(m_ref)}
+        # the same least squares without regularisation (μ = 0), for scale
+        from atomscount.elemental import reconstruct_maps
+
+        plain, plain_s, _ = _quiet(reconstruct_maps, None, {"EDX": edx}, weights=0.0, progress=False)
+        inter0 = float((m_ref & plain.mask).sum())
+        res["unregularised"] = {"seconds": plain_s, "volume_corr_with_haadf": _corr(plain.density, aligned),
+                                "mask_dice_with_haadf": 2 * inter0 / max(float(m_ref.sum() + plain.mask.sum()), 1.0),
+                                "radius_voxels": _rod_radius(plain.mask)}  # fmt: skip
     else:
         res["volume_corr_with_haadf"] = f"shapes differ: {aligned.shape} against {vol.shape}"
     return res
@@ -445,8 +453,10 @@ def main(argv=None) -> int:
             public.pop(legacy, None)
         public.update({k: v for k, v in mine["public"].items() if k in {_KEYS[s] for s in sets}})
         disk["public"] = public
-        run_info = {"sets": sets, "quick": args.quick, "started": started, **cfg}
-        disk.setdefault("parts_run", {})["public_sets"] = run_info
+        runs = disk.setdefault("parts_run", {}).get("public_sets", {})
+        runs = {k: v for k, v in runs.items() if k in SETS}  # one entry per set: its last run's settings
+        runs.update({name: {"quick": args.quick, "started": started, **cfg} for name in sets})
+        disk["parts_run"]["public_sets"] = runs
         args.out.parent.mkdir(parents=True, exist_ok=True)
         tmp = args.out.with_suffix(".json.partial")
         tmp.write_text(json.dumps(_plain(disk), indent=1) + "\n")
