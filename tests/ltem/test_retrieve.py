@@ -83,6 +83,21 @@ def test_defocus_scale_recovered_from_a_wrong_start(vortex):
     assert np.asarray(result.parameters["defocus_nm"]) == pytest.approx(DEFOCI, rel=0.005, abs=1.0)
 
 
+def test_single_image_beats_single_image_tie_on_a_wall():
+    # one Fresnel image of a 180° wall at 100 e/px: the spectral retrieval beats single-image TIE (0.21 against
+    # 0.31 rad)
+    from atomscount.ltem.forward import simulate_series
+    from atomscount.ltem.samples import domain_wall
+    from atomscount.ltem.tie import single_image_tie
+
+    sample = domain_wall(shape=(64, 64), pixel_nm=2.0)
+    truth = sample.phase(beam_energy_ev=300e3)
+    series = simulate_series(sample, [2e4], dose_e_per_pixel=100, rng=0)
+    result = retrieve_phase(series, fit=("phase", "amplitude"), n_iter=100, uncertainty=False, progress=False)
+    sitie = single_image_tie(series.images[0], 2e4, pixel_nm=2.0, beam_energy_ev=300e3)
+    assert _rmse(result.phase, truth) < 0.8 * _rmse(sitie.phase, truth)
+
+
 def test_fisher_uncertainty_matches_the_exact_jacobian():
     import jax
     import jax.numpy as jnp
