@@ -299,11 +299,13 @@ def _summarise_particles(out, cfg):
         entry["counts_for_10pct_error"] = worst
         s = worst.get("separate", {}).get("counts_for_10pct")
         m = worst.get("multimodal_tnv", {}).get("counts_for_10pct")
+        entry.pop("dose_ratio_10pct", None)  # not carried over from a run before
         if s and m:
             entry["dose_ratio_10pct"] = s / m
             dose_ratios.append(s / m)
     out["nrmse_ratio_sirt_over_multimodal_30"] = min(ratios) if ratios else None
     out["dose_ratio_10pct"] = min(dose_ratios) if dose_ratios else None
+    out["dose_ratio_10pct_per_particle"] = {name: e.get("dose_ratio_10pct") for name, e in parts.items()}
     ptau = parts.get("ptau", {}).get("counts", {}).get("30", {}).get("methods", {}).get("multimodal_tnv", {})
     out["ptau_concentration_error"] = max(ptau["nrmse"].values()) if "nrmse" in ptau else None
     rod = parts.get("rod", {}).get("counts", {}).get("30", {}).get("methods", {})

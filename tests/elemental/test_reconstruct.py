@@ -251,3 +251,12 @@ def test_haadf_weights_from_the_counts_are_unbiased(noise):
     w, c, gamma = _fit_haadf_counts(counts, s, haadf.images, 1.0, True, prior, poisson=noise)
     np.testing.assert_allclose(w, [0.010, 0.015, 0.020], rtol=0.04)
     assert gamma == pytest.approx(1.0, abs=0.03) and abs(c) < 0.01 * haadf.images.max()
+
+
+def test_defaults_converge_and_say_so(rod):
+    d, _, haadf = rod
+    edxs = simulate_edxs(d, 1.5, ANGLES, dose_e_per_angstrom2=2e8, rng=3)
+    res = reconstruct_elemental(haadf, edxs, progress=False)
+    rounds = res.regularisation["rounds"]
+    assert res.converged and rounds[-1]["converged"]
+    assert sum(r["iterations"] for r in rounds) == len(res.objective) < 1000
