@@ -335,7 +335,7 @@ def part_timing(cfg, out, save):
         _denoise(m, "network")
         times.append(time.perf_counter() - t0)
         cpu.append(time.process_time() - c0)
-    # the CPU seconds (all threads) say what the wall time would be on two idle cores (about half of them)
+    # the CPU seconds of all threads: less sensitive to the other jobs on the machine than the wall time
     res = {"seconds_512_runs": times, "cpu_seconds_512_runs": cpu, "cpu_count": os.cpu_count(),
            "load_average_1min": os.getloadavg()[0]}  # fmt: skip
     out["seconds_512"] = float(np.median(times))
