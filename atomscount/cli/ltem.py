@@ -48,7 +48,8 @@ def add_parser(sub, fmt) -> None:
                       help="phase (amplitude, defocus ...) fitted by the differentiable forward model")  # fmt: skip
     _series_options(r)
     r.add_argument("--fit", default="phase,amplitude,defocus",
-                   help="comma-separated: phase, amplitude, defocus, cs, divergence, defocus_spread")  # fmt: skip
+                   help="comma-separated: phase, amplitude, defocus (each image's), defocus_scale (one factor for "
+                        "all images, their ratios held; not with defocus), cs, divergence, defocus_spread")  # fmt: skip
     r.add_argument("--regulariser", choices=("spectral", "tv", "smooth"), default="spectral",
                    help="spectral: Gaussian prior with the spectrum the images show; tv: total variation; smooth: "
                         "squared gradient")  # fmt: skip
