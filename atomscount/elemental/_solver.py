@@ -95,11 +95,12 @@ class _Memory:
         return gd, float(np.sqrt(qq))
 
 
-def minimise(fun, z, n_bounded, *, max_iter, ftol, memory=10, callback=None, precond=None, state=None):
+def minimise(fun, z, n_bounded, *, max_iter, ftol, memory=10, callback=None, precond=None, state=None, min_iter=0):
     """Minimise ``fun(z) -> (value, gradient)`` with ``z[:n_bounded] >= 0``.
 
     Stops after ``max_iter`` iterations, or when an iteration lowers the value by less than
-    ``ftol`` of it (relative) three times in a row, or when no step lowers it.
+    ``ftol`` of it (relative) three times in a row (not before ``min_iter`` iterations), or when
+    no step lowers it.
 
     Returns
     -------
@@ -150,6 +151,6 @@ def minimise(fun, z, n_bounded, *, max_iter, ftol, memory=10, callback=None, pre
         f, g = fn, gn
         if callback is not None:
             callback(f)
-        if small >= 3:
+        if small >= 3 and _it + 1 >= min_iter:
             return z, f, True
     return z, f, False
