@@ -602,6 +602,12 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         if auto:
             log_pts.append((np.log(prob.mu), np.log(dev / target)))
             prob.mu = float(np.exp(_next_log_mu(log_pts)))
+            if coarse and r == n_coarse:
+                # onto the full grid with no untested step up: the smaller of the secant's next weight and
+                # the tried one nearest its target (a 64³ rod at 10 counts went from 8 to 16 on a 3 % miss,
+                # and over-smoothed, NRMSE 0.35 against 0.11)
+                nearest = min(log_pts, key=lambda p: abs(p[1]))[0]
+                prob.mu = float(min(prob.mu, np.exp(nearest)))
         if coarse and r == n_coarse:  # to the full grid
             z = _upsampled(prob, z, shape)
             fine = _Problem(*levels[1][:3], angles, voxel, shape, regulariser, prob.mu, prob.eps)
