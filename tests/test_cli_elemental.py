@@ -113,5 +113,6 @@ def test_the_options_defaults_are_the_apis():
     assert reconstruct.get_default("regulariser") == default(reconstruct_elemental, "regulariser")
     assert reconstruct.get_default("tol") == default(reconstruct_elemental, "tol")
     assert reconstruct.get_default("sum_to_one") == default(reconstruct_elemental, "sum_to_one")
-    assert "200 multimodal and 50 separate" in reconstruct._option_string_actions["--iterations"].help
-    assert (default(reconstruct_elemental, "n_iter"), default(reconstruct_separate, "n_iter")) == (200, 50)
+    assert "at most 1000 multimodal" in reconstruct._option_string_actions["--iterations"].help
+    assert "and 50 separate" in reconstruct._option_string_actions["--iterations"].help
+    assert (default(reconstruct_elemental, "n_iter"), default(reconstruct_separate, "n_iter")) == (1000, 50)
