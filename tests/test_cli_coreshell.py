@@ -107,6 +107,7 @@ def test_two_views_write_both_views_figures(inputs, tmp_path, capsys):
         (["--shell-element", "Au"], "is a model for Ag/Au"),
         (["--zone-axis", "110"], "no --lensing model for zone axis 110"),
         (["--beam2", "0,1,0"], "--beam2 '0,1,0' is the beam of a second fit, but 1 fit is given"),
+        (["--max-proposals", "0"], "--max-proposals must be a positive integer or 'none', got '0'"),
     ],
 )
 def test_bad_input_exits_2_and_writes_nothing(inputs, tmp_path, capsys, extra, message):
@@ -166,3 +167,24 @@ def test_a_search_that_does_not_converge_says_so_last_and_exits_3(inputs, tmp_pa
     # the files are there to inspect, and they say so too
     summary = json.loads((out / "summary.json").read_text())
     assert summary["converged"] is False
+
+
+def test_max_proposals_reaches_the_search_and_a_tiny_cap_is_reported(inputs, tmp_path, capsys):
+    files, _, _, _ = inputs
+    fit, counts = files["001"]
+    # 300 + 100 proposals asked for, 100 allowed: the one chain's pass is shortened to fit the cap
+    out = tmp_path / "capped"
+    code = main(["coreshell", str(fit), "--lensing", "Au:Ag:001", "--counts", str(counts), "--no-figures", *FAST,
+                 "--max-proposals", "100", "--out", str(out)])  # fmt: skip
+    printed = capsys.readouterr().out.strip().splitlines()
+    assert code == 3
+    assert printed[-1].startswith("NOT CONVERGED") and "stopped at max_proposals=100 " in printed[-1]
+    model = CoreShellModel.from_hdf5(out / "model.h5")
+    assert model.info["max_proposals"] == 100 and 0 < model.info["n_proposals"] <= 100
+    # no cap: the search runs all it is asked for
+    out = tmp_path / "uncapped"
+    code = main(["coreshell", str(fit), "--lensing", "Au:Ag:001", "--counts", str(counts), "--no-figures", *FAST,
+                 "--max-proposals", "none", "--out", str(out)])  # fmt: skip
+    assert code == 0, capsys.readouterr()
+    model = CoreShellModel.from_hdf5(out / "model.h5")
+    assert model.info["max_proposals"] is None and "max_proposals" not in model.info["convergence"]

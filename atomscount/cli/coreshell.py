@@ -51,6 +51,10 @@ def add_parser(sub, fmt) -> None:
     cs.add_argument("--n-chains", type=int, default=None,
                     help="independent annealing chains; each site takes the majority's element (default 5 "
                          "without --counts, 1 with)")  # fmt: skip
+    cs.add_argument("--max-proposals", default=None, metavar="N",
+                    help="most annealing and sampling proposals, all chains and passes together; a search "
+                         "that reaches it stops there and is reported not converged; 'none' for no cap (default: "
+                         "the search's MAX_PROPOSALS, 50 million, about 8 minutes at 10,000 sites)")  # fmt: skip
     cs.add_argument("--seed", type=int, default=0, help="seed of the search")
     cs.add_argument("--no-figures", action="store_true", help="write the results only, no figures")
     figure_options(cs)
@@ -95,6 +99,15 @@ def _cmd_coreshell(args) -> int:
         scale_prior = ()
     if len(scale_prior) != 2 or not all(np.isfinite(scale_prior)) or min(scale_prior) <= 0:
         raise ValueError(f"--scale-prior must be two positive numbers MEAN,SD, got {args.scale_prior!r}")
+    cap = {}  # the search's own default unless given
+    if args.max_proposals is not None:
+        text = str(args.max_proposals).strip().replace("_", "").replace(",", "")
+        if text.lower() == "none":
+            cap["max_proposals"] = None
+        elif text.isdigit() and int(text) >= 1:
+            cap["max_proposals"] = int(text)
+        else:
+            raise ValueError(f"--max-proposals must be a positive integer or 'none', got {args.max_proposals!r}")
     beams = None
     if args.beam2 is not None:
         if len(args.fits) != 2:
@@ -139,7 +152,7 @@ def _cmd_coreshell(args) -> int:
                                       n_anneal=args.n_anneal, n_sample=args.n_sample, n_core=args.n_core,
                                       fit_shape=True if args.fit_shape else None,
                                       beam_directions=beams, scale_prior=scale_prior,
-                                      n_chains=args.n_chains)  # fmt: skip
+                                      n_chains=args.n_chains, **cap)  # fmt: skip
         files = {"model": tmp / "model.h5", "model_xyz": tmp / "model.xyz", "model_cif": tmp / "model.cif"}
         model.to_hdf5(files["model"])
         model.write_xyz(files["model_xyz"])
