@@ -141,14 +141,32 @@ def normalised_radius(positions, shape: dict) -> np.ndarray:
 #: Facet families of the particle's outer shape (cubic directions) and their interplanar spacings / a.
 FACET_FAMILIES = {
     "100": (np.array([[1, 0, 0], [-1, 0, 0], [0, 1, 0], [0, -1, 0], [0, 0, 1], [0, 0, -1]], dtype=float), 0.5),
-    "110": (np.array([[s1 * u[0], s2 * u[1], s2 * u[2]] for u in ([1, 1, 0], [1, 0, 1], [0, 1, 1])
-                      for s1 in (1, -1) for s2 in (1, -1)], dtype=float) / np.sqrt(2.0),
-            0.25 * np.sqrt(2.0)),  # fmt: skip
-    "111": (np.array([[sx, sy, sz] for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)], dtype=float)
-            / np.sqrt(3.0), 1.0 / np.sqrt(3.0)),  # fmt: skip
+    "110": (
+        np.array(
+            [
+                [s1 * u[0], s2 * u[1], s2 * u[2]]
+                for u in ([1, 1, 0], [1, 0, 1], [0, 1, 1])
+                for s1 in (1, -1)
+                for s2 in (1, -1)
+            ],
+            dtype=float,
+        )
+        / np.sqrt(2.0),
+        0.25 * np.sqrt(2.0),
+    ),
+    "111": (
+        np.array([[sx, sy, sz] for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)], dtype=float) / np.sqrt(3.0),
+        1.0 / np.sqrt(3.0),
+    ),
     # {311}: the vicinal facets that round off the edges of real (and spherical) particles
-    "311": (np.array([np.roll([3 * sx, sy, sz], k) for k in range(3) for sx in (1, -1) for sy in (1, -1)
-                      for sz in (1, -1)], dtype=float) / np.sqrt(11.0), 1.0 / np.sqrt(11.0)),  # fmt: skip
+    "311": (
+        np.array(
+            [np.roll([3 * sx, sy, sz], k) for k in range(3) for sx in (1, -1) for sy in (1, -1) for sz in (1, -1)],
+            dtype=float,
+        )
+        / np.sqrt(11.0),
+        1.0 / np.sqrt(11.0),
+    ),
 }
 
 
