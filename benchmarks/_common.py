@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
+from pathlib import Path
 
 
 class PeakRSS:
@@ -39,3 +41,19 @@ class PeakRSS:
     @property
     def mb(self):
         return (self.peak - self.start) / 2**20
+
+
+def json_default(o):
+    """JSON value of what ``json`` cannot write: arrays and numpy scalars as lists or numbers, the rest as text."""
+    if hasattr(o, "tolist"):
+        return o.tolist()
+    return str(o)
+
+
+def save_json_atomic(path: Path, data: dict, *, indent: int = 1) -> None:
+    """Write ``data`` to ``path`` as JSON through ``FILE.json.partial``, so a killed run never leaves half a file."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".json.partial")
+    tmp.write_text(json.dumps(data, indent=indent, default=json_default) + "\n")
+    tmp.replace(path)

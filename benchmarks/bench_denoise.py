@@ -80,6 +80,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import json_default, save_json_atomic  # noqa: E402
 
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_denoise.json"
@@ -564,10 +565,7 @@ def main(argv=None) -> int:
     out.update(INSTALL)
 
     def save():
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".json.partial")
-        tmp.write_text(json.dumps(out, indent=1, default=_json_default) + "\n")
-        tmp.replace(args.out)
+        save_json_atomic(args.out, out)
 
     runners = {"held_out": part_held_out, "hallucination": part_hallucination, "timing": part_timing,
                "recon": part_recon, "recon_multimodal": part_recon_multimodal, "public": part_public}  # fmt: skip
@@ -585,14 +583,8 @@ def main(argv=None) -> int:
         save()
     out["seconds_total"] = time.perf_counter() - t0
     save()
-    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}, indent=1, default=_json_default))
+    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}, indent=1, default=json_default))
     return 0
-
-
-def _json_default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 if __name__ == "__main__":

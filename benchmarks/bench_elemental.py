@@ -68,7 +68,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import PeakRSS  # noqa: E402
+from _common import PeakRSS, json_default, save_json_atomic  # noqa: E402
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_elemental.json"
 COUNTS = (10, 30, 100)
@@ -573,10 +573,7 @@ def main(argv=None) -> int:
         out.setdefault(key, None)
 
     def save():
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        tmp = args.out.with_suffix(".json.partial")
-        tmp.write_text(json.dumps(out, indent=1, default=_json_default) + "\n")
-        tmp.replace(args.out)
+        save_json_atomic(args.out, out)
 
     t0 = time.perf_counter()
     for part in parts:
@@ -600,14 +597,8 @@ def main(argv=None) -> int:
             save()
     out["seconds_total"] = time.perf_counter() - t0
     save()
-    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}, indent=1, default=_json_default))
+    print(json.dumps({k: v for k, v in out.items() if not isinstance(v, dict)}, indent=1, default=json_default))
     return 0
-
-
-def _json_default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    return str(o)
 
 
 if __name__ == "__main__":
