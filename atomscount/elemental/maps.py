@@ -41,6 +41,15 @@ from .._checks import check_bool, check_choice, check_integer, check_real
 from ..tomo.operators import backproject_volume, project_volume
 from . import _objective as obj
 from . import _solver
+from ._shared import (
+    _concentration_sigma,
+    _element_names,
+    _fit_haadf,
+    _mask_and_flags,
+    _next_log_mu,
+    _regulariser_curvature,
+    _series,
+)
 from .result import ElementalVolumes
 
 __all__ = ["NonCountDataWarning", "estimate_map_noise", "is_counts", "map_noise_model", "reconstruct_maps"]
@@ -121,16 +130,6 @@ def estimate_map_noise(images) -> float:
     return max(sd, floor, 1e-300)
 
 
-def _series(s, name):
-    from ..tomo.geometry import TiltSeries
-
-    if not isinstance(s, TiltSeries):
-        raise TypeError(f"{name} must be a TiltSeries, got {type(s).__name__}")
-    if not s.single_axis:
-        raise ValueError(f"{name} must be a single-axis tilt series (every angle (0, θ, 0))")
-    return s
-
-
 def map_noise_model(images) -> tuple[float, float]:
     """The maps' noise variance as a function of their local mean: ``var = a + c · m``.
 
@@ -192,16 +191,7 @@ def _variance(images, a, c):
 
 
 def _map_inputs(haadf, maps, elements):
-    if not isinstance(maps, dict) or not maps:
-        raise TypeError(f"edxs must be a non-empty dict of element -> TiltSeries of maps, got {type(maps).__name__}")
-    if elements is None:
-        elements = tuple(str(e) for e in maps)
-    else:
-        if isinstance(elements, str):
-            raise TypeError(f"elements must be a sequence of element names, got the string {elements!r}")
-        elements = tuple(str(e) for e in elements)
-        if not elements or len(set(elements)) != len(elements) or any(e not in maps for e in elements):
-            raise ValueError(f"elements must be distinct keys of edxs ({list(maps)}), got {list(elements)}")
+    elements = _element_names(maps, elements, "maps")
     series = {e: _series(maps[e], f"edxs[{e!r}]") for e in elements}
     first = series[elements[0]]
     others = [(f"edxs[{e!r}]", s) for e, s in series.items()] + ([("haadf", _series(haadf, "haadf"))] if haadf else [])
@@ -402,7 +392,7 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
             prior = np.array([default_haadf_weights(elements)[e] for e in elements])
         except (ValueError, KeyError, TypeError):  # not chemical symbols: no Z-contrast prior
             prior = None
-        prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u0, angles, voxel), prob.h, gamma0, False, prior)
+        prob.w, prob.c, prob.gamma = _fit_haadf(project_volume(u0, angles, voxel), prob.h, gamma0, False, prior=prior)
     z = u0.ravel() if regulariser != "tgv" else np.concatenate([u0.ravel(), np.zeros(3 * u0.size)])
     if mu is None:
         _, g_data = prob(z, with_regulariser=False)
@@ -426,7 +416,7 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
     stopped = False
     for r, its in enumerate(per):
         u, _ = prob.split(z)
-        p_u = (1.0 / np.maximum(prob.curvature(u) + _reg_curvature(prob, u), 1e-30)).ravel()
+        p_u = (1.0 / np.maximum(prob.curvature(u) + _regulariser_curvature(prob, u), 1e-30)).ravel()
         p = p_u if z.size == p_u.size else np.concatenate([p_u, np.full(z.size - p_u.size, prob.eps / max(
             prob.mu * (1.0 + 4.0 * obj.TGV_RATIO), 1e-30))])  # fmt: skip
         z, _, stopped = _solver.minimise(prob, z, prob.n_u, max_iter=its, ftol=tol, callback=callback, precond=p,
@@ -443,7 +433,7 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
         if haadf is not None:
             u, _ = prob.split(z)
             proj = project_volume(u, angles, voxel)
-            prob.w, prob.c, prob.gamma = _fit_haadf(proj, prob.h, prob.gamma, fit_gamma, prior)
+            prob.w, prob.c, prob.gamma = _fit_haadf(proj, prob.h, prob.gamma, fit_gamma, prior=prior)
             # the HAADF weighs no more than its model explains it: σ_h at least the fit's RMS residual (an
             # atomic-resolution image that the maps' model reproduces only in part would otherwise drown the maps)
             fit = np.tensordot(prob.w, np.maximum(proj, 0.0) ** prob.gamma, axes=1) + prob.c
@@ -457,10 +447,10 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
         warnings.warn(f"reconstruct_maps did not converge in {n_iter} iterations: objective {hist[-1]:.6g}, "
                       f"last relative changes up to {np.max(rel):.2g} (tol {tol:g}); raise n_iter",
                       RuntimeWarning, stacklevel=2)  # fmt: skip
-    var_u = 1.0 / np.maximum(prob.curvature(u) + _reg_curvature(prob, u), 1e-30)
+    var_u = 1.0 / np.maximum(prob.curvature(u) + _regulariser_curvature(prob, u), 1e-30)
     total = u.sum(axis=0)
-    mask, flags = _mask_2d(total) if thin else _mask_3d(total)
-    conc, sig = _concentrations(u, var_u, mask)
+    mask, flags = _mask_2d(total) if thin else _mask_and_flags(total)
+    conc, sig = _concentration_sigma(u, var_u, mask)
     chi2, n_pix = prob.residuals(z)
     reg = {"name": regulariser, "mu": prob.mu, "auto": auto, "smoothing_eps": prob.eps, "likelihood": "gaussian",
            "rule": _LIKELIHOOD_RULE if auto else "given", "final_deviance": rounds[-1]["deviance"],
@@ -480,91 +470,6 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
     return ElementalVolumes(elements, conc, sig, total, mask, flags, voxel, f"maps-{regulariser}", haadf_weights=w,
                             gamma=prob.gamma if haadf is not None else None, regularisation=reg, objective=hist,
                             converged=converged, provenance=prov)  # fmt: skip
-
-
-def _fit_haadf(p, h, gamma, fit_gamma, prior):
-    """``h ≈ Σ w_e p_e^γ + c`` by least squares (w ≥ 0) on up to 200,000 pixels, γ by a bounded 1D search in
-    [0.4, 1.6]; a weak ridge (10⁻³ of the features' mean square) pulls w towards ``s · prior`` (the Z^1.7
-    ratios, s fitted) so that elements the HAADF cannot tell apart keep their prior ratio."""
-    from scipy.optimize import lsq_linear, minimize_scalar
-
-    n_el = p.shape[0]
-    flat = np.maximum(p.reshape(n_el, -1), 0.0)
-    take = np.random.default_rng(0).choice(flat.shape[1], min(flat.shape[1], 200_000), replace=False)
-    pp, hh = flat[:, take], h.ravel()[take]
-
-    def solve(g):
-        feats = pp**g
-        a, rhs = np.vstack([feats, np.ones_like(hh), np.zeros_like(hh)]).T, hh  # unknowns: w, c, s
-        if prior is not None:
-            tau = np.sqrt(1e-3 * float(np.mean(np.sum(feats * feats, axis=1))))
-            ridge = np.hstack([tau * np.eye(n_el), np.zeros((n_el, 1)), -tau * prior[:, None]])
-            a, rhs = np.vstack([a, ridge]), np.r_[hh, np.zeros(n_el)]
-        x = lsq_linear(a, rhs, bounds=(np.r_[np.zeros(n_el), -np.inf, 0.0], np.inf)).x
-        res = a[: len(hh)] @ x - hh
-        return x[:n_el], float(x[n_el]), float(res @ res)
-
-    if fit_gamma:
-        gamma = float(minimize_scalar(lambda g: solve(g)[2], bounds=(0.4, 1.6), method="bounded",
-                                      options={"xatol": 1e-3}).x)  # fmt: skip
-    w, c, _ = solve(gamma)
-    return w, c, gamma
-
-
-def _next_log_mu(pts):
-    """The next log μ towards log(χ² / target) = 0: a secant step (at most a factor of 4) once two rounds are
-    known, a factor of 4 before; μ stays where χ² is within 3 % of its target, and where χ² hardly moves with
-    μ and lies below its target, the smaller weight is kept."""
-    x1, y1 = pts[-1]
-    if abs(y1) < 0.03:
-        return x1
-    step = -np.sign(y1) * np.log(4.0)
-    if len(pts) >= 2:
-        x0, y0 = pts[-2]
-        if x1 == x0:
-            return x1 - np.sign(y1) * np.log(2.0)
-        slope = (y1 - y0) / (x1 - x0)
-        if slope > 0.02:
-            step = float(np.clip(-y1 / slope, -np.log(4.0), np.log(4.0)))
-        elif y1 < 0:
-            return min(x0, x1)
-    return x1 + step
-
-
-def _mask_3d(total):
-    """The particle: Otsu's threshold on the total; its surface voxels, and voxels under half the particle's
-    median, flagged as partial-volume."""
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-
-    from .result import FLAG_PARTIAL_VOLUME
-
-    if not np.ptp(total) > 0:
-        raise ValueError("the reconstruction holds no particle (every voxel's total is the same)")
-    mask = total > threshold_otsu(total)
-    flags = np.zeros(total.shape, np.uint8)
-    flags[(mask & ~ndimage.binary_erosion(mask)) | (mask & (total < 0.5 * np.median(total[mask])))] = (
-        FLAG_PARTIAL_VOLUME
-    )
-    return mask, flags
-
-
-def _concentrations(u, var_u, mask):
-    """``u_e / Σ u`` in the mask and its 1-σ, to first order in independent voxel variances."""
-    total = u.sum(axis=0)
-    safe = np.where(total > 0, total, 1.0)
-    conc = np.where(mask, u / safe, 0.0)
-    var = np.zeros_like(u)
-    for e in range(u.shape[0]):
-        for j in range(u.shape[0]):
-            d = ((total - u[e]) if j == e else -u[e]) / safe**2
-            var[e] += d * d * var_u[j]
-    return conc, np.where(mask, np.sqrt(var), 0.0)
-
-
-def _reg_curvature(prob, u):
-    g = obj.grad3(u)
-    return prob.mu * 6.0 / np.sqrt(np.sum(g * g, axis=-4) + prob.eps**2)
 
 
 def _processed(edxs) -> bool:

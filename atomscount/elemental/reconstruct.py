@@ -60,12 +60,21 @@ from ..tomo.operators import backproject_volume, project_volume
 from . import _objective as obj
 from . import _solver
 from . import maps as _maps
+from ._shared import (
+    _GAMMA_RANGE,
+    _concentration_sigma,
+    _element_names,
+    _fit_haadf,
+    _mask_and_flags,
+    _next_log_mu,
+    _regulariser_curvature,
+    _series,
+)
 from .forward import default_haadf_weights
-from .result import FLAG_PARTIAL_VOLUME, ElementalVolumes
+from .result import ElementalVolumes
 
 __all__ = ["reconstruct_elemental", "reconstruct_separate"]
 
-_GAMMA_RANGE = (0.4, 1.6)
 _MAX_ROUNDS = 4
 #: Volumes with at least this many voxels along the tilt axis and the detector run their first rounds on a
 #: grid of twice the voxel (even sizes only).
@@ -73,16 +82,6 @@ _COARSE_MIN = 64
 
 
 # --- inputs ---
-
-
-def _series(s, name):
-    from ..tomo.geometry import TiltSeries
-
-    if not isinstance(s, TiltSeries):
-        raise TypeError(f"{name} must be a TiltSeries, got {type(s).__name__}")
-    if not s.single_axis:
-        raise ValueError(f"{name} must be a single-axis tilt series (every angle (0, θ, 0))")
-    return s
 
 
 def _check_counts(s, name):
@@ -100,17 +99,7 @@ def _check_counts(s, name):
 
 
 def _inputs(haadf, edxs, elements):
-    if not isinstance(edxs, dict) or not edxs:
-        raise TypeError(f"edxs must be a non-empty dict of element -> TiltSeries of counts, got {type(edxs).__name__}")
-    if elements is None:
-        elements = tuple(str(e) for e in edxs)
-    else:
-        if isinstance(elements, str):
-            raise TypeError(f"elements must be a sequence of chemical symbols, got the string {elements!r}")
-        elements = tuple(str(e) for e in elements)
-        missing = [e for e in elements if e not in edxs]
-        if missing or not elements or len(set(elements)) != len(elements):
-            raise ValueError(f"elements must be distinct keys of edxs ({list(edxs)}), got {list(elements)}")
+    elements = _element_names(edxs, elements, "counts")
     series = {e: _series(edxs[e], f"edxs[{e!r}]") for e in elements}
     first = series[elements[0]]
     for e, s in series.items():
@@ -166,47 +155,6 @@ def _haadf_noise(h):
     d = np.diff(h, axis=-1).ravel()
     sd = 1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0)
     return max(float(sd), 1e-3 * float(np.percentile(h, 99.9) - np.percentile(h, 0.1)), 1e-12)
-
-
-def _fit_haadf(p, h, gamma, fit_gamma, fixed_w=None, prior=None):
-    """Least squares of ``h ≈ Σ w_e p_e^γ + c`` (w ≥ 0) on up to 200,000 pixels; γ by a bounded search.
-
-    The weights are pulled weakly towards ``s · prior`` (the Z^1.7 ratios, with the scale s fitted): a ridge
-    of a thousandth of the features' mean square, which leaves well-determined weights (Au against Ag)
-    to the data and keeps nearly equal elements (Pt against Au), which the HAADF cannot tell apart, at
-    their prior ratio instead of trading weight between them.
-    """
-    from scipy.optimize import lsq_linear, minimize_scalar
-
-    rng = np.random.default_rng(0)
-    n_el = p.shape[0]
-    flat = p.reshape(n_el, -1)
-    take = rng.choice(flat.shape[1], min(flat.shape[1], 200_000), replace=False)
-    pp, hh = np.maximum(flat[:, take], 0.0), h.ravel()[take]
-
-    def solve(g):
-        feats = pp**g
-        if fixed_w is not None:
-            c = float(np.mean(hh - fixed_w @ feats))
-            return fixed_w, c, float(np.sum((fixed_w @ feats + c - hh) ** 2))
-        a = np.vstack([feats, np.ones_like(hh), np.zeros_like(hh)]).T  # unknowns: w, c, s
-        rhs = hh
-        if prior is not None:
-            tau = np.sqrt(1e-3 * float(np.mean(np.sum(feats * feats, axis=1))))
-            ridge = np.zeros((n_el, n_el + 2))
-            ridge[:, :n_el] = tau * np.eye(n_el)
-            ridge[:, -1] = -tau * prior
-            a, rhs = np.vstack([a, ridge]), np.r_[hh, np.zeros(n_el)]
-        lb = np.r_[np.zeros(n_el), -np.inf, 0.0]
-        sol = lsq_linear(a, rhs, bounds=(lb, np.full(n_el + 2, np.inf)))
-        res = a[: len(hh)] @ sol.x - hh
-        return sol.x[:n_el], float(sol.x[n_el]), float(np.sum(res * res))
-
-    if fit_gamma:
-        gamma = float(minimize_scalar(lambda g: solve(g)[2], bounds=_GAMMA_RANGE, method="bounded",
-                                      options={"xatol": 1e-3}).x)  # fmt: skip
-    w, c, _ = solve(gamma)
-    return w, c, gamma
 
 
 def _fit_haadf_counts(counts, s, h, gamma, fit_gamma, prior, *, poisson=True, block=4):
@@ -367,33 +315,6 @@ def _tgv_w_precond(problem):
 # --- results ---
 
 
-def _mask_and_flags(total):
-    from scipy import ndimage
-    from skimage.filters import threshold_otsu
-
-    if not np.any(total > 0) or np.ptp(total) <= 0:
-        raise ValueError("the reconstruction holds no particle (every voxel's total density is the same)")
-    mask = total > threshold_otsu(total)
-    surface = mask & ~ndimage.binary_erosion(mask)
-    flags = np.zeros(total.shape, np.uint8)
-    flags[surface | (mask & (total < 0.5 * np.median(total[mask])))] |= FLAG_PARTIAL_VOLUME
-    return mask, flags
-
-
-def _concentration_sigma(u, var_u, mask):
-    """Concentrations ``u_e / Σu`` in the mask and their 1-σ by first-order propagation of independent voxel
-    variances ``var_u``."""
-    total = u.sum(axis=0)
-    safe = np.where(total > 0, total, 1.0)
-    conc = np.where(mask, u / safe, 0.0)
-    var = np.zeros_like(u)
-    for e in range(u.shape[0]):
-        for j in range(u.shape[0]):
-            d = ((total - u[e]) if j == e else -u[e]) / safe**2
-            var[e] += d * d * var_u[j]
-    return conc, np.where(mask, np.sqrt(var), 0.0)
-
-
 def _data_curvature(problem, u, haadf=True):
     """Diagonal of the data terms' Hessian (Gauss-Newton, expected Fisher information) per voxel: each ray's
     weight ``a_ij² ≈ (2/3) voxel · a_ij`` (bilinear splatting); with ``haadf`` False the EDXS term alone."""
@@ -411,13 +332,6 @@ def _fisher_variance(problem, u, mu_curv):
     """Diagonal Laplace approximation of each voxel's variance: the inverse of the data terms' Hessian diagonal
     (:func:`_data_curvature`) plus the regulariser's curvature ``mu_curv``."""
     return 1.0 / np.maximum(_data_curvature(problem, u) + mu_curv, 1e-30)
-
-
-def _regulariser_curvature(problem, u):
-    """Diagonal of the smoothed regulariser's Hessian, bounded by ``μ · 2 Σ_axes 1 / |∇u|_ε`` per voxel."""
-    g = obj.grad3(u)
-    r = np.sqrt(np.sum(g * g, axis=-4) + problem.eps**2)
-    return problem.mu * 2.0 * 3.0 / r
 
 
 def _result(elements, u, var_u, voxel, rho_ref, method, **fields):
@@ -713,27 +627,6 @@ def _initial_mu(prob, z):
     gd = np.abs(g_data[: prob.n_u]).mean()
     gr = np.abs(ru).mean()
     return float(0.1 * gd / gr) if gr > 0 and gd > 0 else 1.0
-
-
-def _next_log_mu(pts):
-    """The next log μ: a secant step towards log(deviance / target) = 0, a factor of 4 at most (and a factor
-    of 4 before two points). μ stays where the deviance is within 3 % of its target; where the deviance
-    hardly moves with μ (under 2 % per e-fold) and lies below its target, the data cannot choose and the
-    smaller weight (the less biased solution) is kept."""
-    x1, y1 = pts[-1]
-    if abs(y1) < 0.03:
-        return x1
-    step = -np.sign(y1) * np.log(4.0)
-    if len(pts) >= 2:
-        x0, y0 = pts[-2]
-        if x1 == x0:  # the deviance drifted as the solution converged: a smaller step
-            return x1 - np.sign(y1) * np.log(2.0)
-        slope = (y1 - y0) / (x1 - x0)
-        if slope > 0.02:
-            step = float(np.clip(-y1 / slope, -np.log(4.0), np.log(4.0)))
-        elif y1 < 0:
-            return min(x0, x1)
-    return x1 + step
 
 
 def reconstruct_separate(edxs, *, n_iter: int = 50) -> ElementalVolumes:
