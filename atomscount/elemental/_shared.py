@@ -4,6 +4,8 @@ particle mask, the concentrations with their 1-σ, and the regulariser's curvatu
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 from . import _objective as obj
@@ -131,3 +133,17 @@ def _regulariser_curvature(problem, u):
     g = obj.grad3(u)
     r = np.sqrt(np.sum(g * g, axis=-4) + problem.eps**2)
     return problem.mu * 2.0 * 3.0 / r
+
+
+def _convergence(history, stopped: bool, tol: float, n_iter: int, name: str):
+    """(the objective's history as an array, converged): converged when the solver stopped on its own or the
+    relative change per iteration over the last five is under ``tol``; otherwise a RuntimeWarning from
+    ``name``, at its caller, with the objective and the last changes."""
+    hist = np.array(history)
+    rel = np.abs(np.diff(hist[-6:])) / np.maximum(np.abs(hist[-5:]), 1e-300) if len(hist) > 5 else np.array([np.inf])
+    converged = stopped or bool(len(hist) >= 2 and np.max(rel) < tol)
+    if not converged:
+        warnings.warn(f"{name} did not converge in {n_iter} iterations: objective {hist[-1]:.6g}, "
+                      f"last relative changes up to {np.max(rel):.2g} (tol {tol:g}); raise n_iter",
+                      RuntimeWarning, stacklevel=3)  # fmt: skip
+    return hist, converged

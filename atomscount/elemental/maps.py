@@ -43,6 +43,7 @@ from . import _objective as obj
 from . import _solver
 from ._shared import (
     _concentration_sigma,
+    _convergence,
     _element_names,
     _fit_haadf,
     _mask_and_flags,
@@ -440,13 +441,7 @@ def reconstruct_maps(haadf, edxs, elements=None, *, regulariser: str = "tnv", we
             prob.sigma_h = max(sigma_h0, float(np.sqrt(np.mean((fit - prob.h) ** 2))))
     bar.close()
     u, _ = prob.split(z)
-    hist = np.array(history)
-    rel = np.abs(np.diff(hist[-6:])) / np.maximum(np.abs(hist[-5:]), 1e-300) if len(hist) > 5 else np.array([np.inf])
-    converged = stopped or bool(len(hist) >= 2 and np.max(rel) < tol)
-    if not converged:
-        warnings.warn(f"reconstruct_maps did not converge in {n_iter} iterations: objective {hist[-1]:.6g}, "
-                      f"last relative changes up to {np.max(rel):.2g} (tol {tol:g}); raise n_iter",
-                      RuntimeWarning, stacklevel=2)  # fmt: skip
+    hist, converged = _convergence(history, stopped, tol, n_iter, "reconstruct_maps")
     var_u = 1.0 / np.maximum(prob.curvature(u) + _regulariser_curvature(prob, u), 1e-30)
     total = u.sum(axis=0)
     mask, flags = _mask_2d(total) if thin else _mask_and_flags(total)

@@ -51,7 +51,6 @@ simulation with ``noise=False``) it over-smooths; give a small fixed ``weights``
 from __future__ import annotations
 
 import time
-import warnings
 
 import numpy as np
 
@@ -63,6 +62,7 @@ from . import maps as _maps
 from ._shared import (
     _GAMMA_RANGE,
     _concentration_sigma,
+    _convergence,
     _element_names,
     _fit_haadf,
     _mask_and_flags,
@@ -541,13 +541,7 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
             prob.sum_weight = 10.0 * float(np.median(_fisher_variance(prob, u, 0.0)[:, m]) ** -1)
     bar.close()
     u, _ = prob.split(z)
-    hist = np.array(history)
-    rel = np.abs(np.diff(hist[-6:])) / np.maximum(np.abs(hist[-5:]), 1e-300) if len(hist) > 5 else np.array([np.inf])
-    converged = stopped or bool(len(hist) >= 2 and np.max(rel) < tol)
-    if not converged:
-        warnings.warn(f"reconstruct_elemental did not converge in {n_iter} iterations: objective {hist[-1]:.6g}, "
-                      f"last relative changes up to {np.max(rel):.2g} (tol {tol:g}); raise n_iter",
-                      RuntimeWarning, stacklevel=2)  # fmt: skip
+    hist, converged = _convergence(history, stopped, tol, n_iter, "reconstruct_elemental")
     var_u = _fisher_variance(prob, u, _regulariser_curvature(prob, u))
     rho_ref = c / kappa if kappa else None
     w_phys = None
