@@ -366,10 +366,21 @@ def _recon_error(series, truth, mask, elements):
     return float(np.mean(list(errs.values()))), errs
 
 
-def part_recon(cfg, out, save):
+def _particle_unit_maps(name, n, voxel, angles):
+    """One elemental-benchmark particle: its elements, truth and mask, its noise-free EDXS series at 1 e/Å²,
+    their summed maps and the pixels those cover (above 1 % of their maximum), where the dose is measured."""
     import bench_elemental as be
 
     from atomscount.elemental.forward import simulate_edxs
+
+    dens = be._phantom(name, n, voxel)
+    truth, mask = be._truth(dens)
+    unit = simulate_edxs(dens, voxel, angles, dose_e_per_angstrom2=1.0, noise=False)
+    total = sum(s.images for s in unit.values())
+    return list(dens), truth, mask, unit, total, total > 0.01 * total.max()
+
+
+def part_recon(cfg, out, save):
     from atomscount.tomo import TiltSeries
 
     n, voxel, angles = cfg["particles_n"], cfg["voxel"], cfg["angles"]
@@ -379,12 +390,7 @@ def part_recon(cfg, out, save):
                              "regulariser), the same for every method and for the noise-free maps ('clean', the "
                              "reconstruction's own error)")  # fmt: skip
     for name in ("rod", "ptau", "three"):
-        dens = be._phantom(name, n, voxel)
-        elements = list(dens)
-        truth, mask = be._truth(dens)
-        unit = simulate_edxs(dens, voxel, angles, dose_e_per_angstrom2=1.0, noise=False)
-        total = sum(s.images for s in unit.values())
-        covered = total > 0.01 * total.max()
+        elements, truth, mask, unit, total, covered = _particle_unit_maps(name, n, voxel, angles)
         per = {}
         for k, dose in enumerate(DOSES):
             scale = dose / float(total[covered].mean())
@@ -446,7 +452,6 @@ def part_recon_multimodal(cfg, out, save):
     """At 3 counts per pixel: the multimodal reconstruction (EDXS only, TNV) behind the denoisers."""
     import bench_elemental as be
 
-    from atomscount.elemental.forward import simulate_edxs
     from atomscount.elemental.reconstruct import reconstruct_elemental
     from atomscount.tomo import TiltSeries
 
@@ -457,12 +462,8 @@ def part_recon_multimodal(cfg, out, save):
            f"weights={MULTIMODAL_WEIGHT} (fixed before the run, the same for all)", "particles": {}}  # fmt: skip
     ratios = {}
     for name in ("rod", "ptau", "three"):
-        dens = be._phantom(name, n, voxel)
-        elements = list(dens)
-        truth, mask = be._truth(dens)
-        unit = simulate_edxs(dens, voxel, angles, dose_e_per_angstrom2=1.0, noise=False)
-        total = sum(s.images for s in unit.values())
-        scale = 3.0 / float(total[total > 0.01 * total.max()].mean())
+        elements, truth, mask, unit, total, covered = _particle_unit_maps(name, n, voxel, angles)
+        scale = 3.0 / float(total[covered].mean())
         clean = {e: unit[e].images * scale for e in elements}
         rng = np.random.default_rng(100 * DOSES.index(3.0) + len(name))  # the maps of part_recon at 3 counts/px
         noisy = {e: rng.poisson(clean[e]).astype(float) for e in elements}
