@@ -165,16 +165,57 @@ def test_noise_free_rod_is_recovered(rod):
     assert res.density[res.mask].mean() == pytest.approx(truth_total[res.mask].mean(), rel=0.1)
 
 
-def test_auto_weight_is_chosen_by_the_deviance_and_reported(rod):
+def test_discrepancy_weight_is_chosen_by_the_deviance_and_reported(rod):
     d, _, haadf = rod
     edxs = simulate_edxs(d, 1.5, ANGLES, dose_e_per_angstrom2=2e8, rng=0)  # about 15 counts per pixel in the rod
-    res = reconstruct_elemental(haadf, edxs, n_iter=60, tol=1e-3, progress=False)
+    res = reconstruct_elemental(haadf, edxs, weights="discrepancy", n_iter=60, tol=1e-3, progress=False)
     reg = res.regularisation
     assert reg["name"] == "tnv" and reg["auto"] and reg["mu"] > 0 and len(reg["rounds"]) == 4
+    assert reg["rule"].startswith("discrepancy") and reg["cross_validation"] is None
     assert reg["final_deviance"] == pytest.approx(reg["target_deviance"], rel=0.15)
     assert _truth_error(res, d) < 0.8 * _truth_error(reconstruct_separate(edxs, n_iter=30), d)
     assert np.all(res.sigma[:, res.mask] > 0) and np.all(np.isfinite(res.sigma))
     assert len(res.objective) > 0
+
+
+def _three_element_counts(dose, rng):
+    d = three_element_particle(shape=(16, 16, 16), voxel_size_angstrom=4.5)
+    angles = np.arange(-70.0, 71.0, 10.0)
+    edxs = simulate_edxs(d, 4.5, angles, dose_e_per_angstrom2=dose, rng=rng)
+    return d, edxs, simulate_haadf(d, 4.5, angles, dose_e_per_angstrom2=dose, rng=rng + 1)
+
+
+def _element_nrmse(result, d):
+    rho = np.stack([d[e] for e in result.elements])
+    total = rho.sum(axis=0)
+    inside = total >= 0.5 * np.percentile(total[total > 0], 90)
+    conc = rho / np.where(total > 0, total, 1.0)
+    c = result.concentration
+    return np.linalg.norm(c[:, inside] - conc[:, inside], axis=1) / np.linalg.norm(conc[:, inside], axis=1)
+
+
+def test_cross_validated_weight_recovers_a_thin_surface_alloy_better_than_the_discrepancy_rule():
+    # a Pd core, a Pt shell and a thin Au surface alloy at about 25 counts per pixel: the discrepancy rule,
+    # dominated by the bright elements, over-smooths the thin layer; the held-out counts choose about a
+    # third of its weight, near the weight that is best against the truth (about 3 here)
+    d, edxs, haadf = _three_element_counts(3e7, 1)
+    cv = reconstruct_elemental(haadf, edxs, n_iter=400, progress=False)
+    dp = reconstruct_elemental(haadf, edxs, weights="discrepancy", n_iter=400, progress=False)
+    reg = cv.regularisation
+    assert reg["auto"] and reg["rule"].startswith("Poisson-thinning")
+    ladder = sorted(reg["cross_validation"])
+    held_out = [dev for _, dev in ladder]
+    assert 0 < int(np.argmin(held_out)) < len(ladder) - 1  # a minimum inside the ladder
+    assert 0.2 * dp.regularisation["mu"] < reg["mu"] < 0.6 * dp.regularisation["mu"]
+    err_cv, err_dp = _element_nrmse(cv, d), _element_nrmse(dp, d)
+    assert cv.elements[2] == "Au" and err_cv[2] < 0.85 * err_dp[2]
+    assert np.all(err_cv < err_dp)
+
+
+def test_expected_counts_take_the_discrepancy_rule(rod):
+    _, edxs, haadf = rod  # noise=False: thinning expectations would choose no smoothing at all
+    res = reconstruct_elemental(haadf, edxs, n_iter=40, tol=1e-2, progress=False)
+    assert res.regularisation["rule"].startswith("discrepancy") and res.regularisation["cross_validation"] is None
 
 
 def test_edxs_alone_with_a_fixed_weight(rod):
@@ -210,7 +251,9 @@ def test_bad_input_is_refused_by_name(rod):
         (dict(haadf=None, edxs=[edxs["Au"]]), "edxs"),
         (dict(haadf=None, edxs=edxs, elements=("Au", "Pt")), "elements"),
         (dict(haadf=None, edxs=edxs, regulariser="l1"), "regulariser"),
-        (dict(haadf=None, edxs=edxs, weights="best"), "weights"),
+        (dict(haadf=None, edxs=edxs, weights="best"), "weights must be one of \\['auto', 'cv', 'discrepancy'\\]"),
+        (dict(haadf=None, edxs=edxs, weights=-1.0), "weights"),
+        (dict(haadf=None, edxs=edxs, weights=None), "weights"),
         (dict(haadf=None, edxs=edxs, gamma=3.0), "gamma"),
         (dict(haadf=haadf, edxs=edxs, haadf_weights={"Au": 1.0}), "haadf_weights"),
     ]
@@ -259,4 +302,5 @@ def test_defaults_converge_and_say_so(rod):
     res = reconstruct_elemental(haadf, edxs, progress=False)
     rounds = res.regularisation["rounds"]
     assert res.converged and rounds[-1]["converged"]
-    assert sum(r["iterations"] for r in rounds) == len(res.objective) < 1000
+    cv = res.regularisation["cross_validation_iterations"]
+    assert cv > 0 and sum(r["iterations"] for r in rounds) + cv == len(res.objective) < 1000
