@@ -85,7 +85,7 @@ from _common import json_default, save_json_atomic  # noqa: E402
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_denoise.json"
 DOSES = (1.0, 3.0, 10.0, 30.0)
-PARTS = ("held_out", "hallucination", "timing", "recon", "recon_multimodal", "public")
+PARTS = ("held_out", "held_out_joint", "hallucination", "timing", "recon", "recon_multimodal", "public")
 GRIDS = {"gaussian": np.geomspace(0.4, 12.0, 16), "tv": np.geomspace(0.05, 8.0, 14),
          "bm3d": np.array([0.5, 0.7, 1.0, 1.4, 2.0, 2.8])}  # fmt: skip
 INSTALL = {"install_mb": 990, "install_mb_source": "measured at stop 33: fresh venv, pip install atomscount with "
@@ -138,13 +138,24 @@ def _tuned(noisy, clean, method, maps=None):
     return out, chosen
 
 
-NETWORKS = ("network", "network_tta")
+NETWORKS = ("network", "network_tta", "network_joint", "network_joint_tta")
 
 
 def _network_outputs(noisy):
     """The shipped network, plain and with test-time augmentation: method -> (denoised stack, indices scored)."""
     idx = np.arange(len(noisy))
     return {"network": (_denoise(noisy, "network"), idx), "network_tta": (_denoise(noisy, "network", tta=True), idx)}
+
+
+def _joint_outputs(noisy: dict):
+    """The joint network on all elements' maps (each map with its projection's total), plain and with TTA:
+    method -> element -> denoised stack."""
+    elements = list(noisy)
+    out = {}
+    for m, kw in (("network_joint", {}), ("network_joint_tta", {"tta": True})):
+        d = _denoise(noisy, "network", joint=True, **kw)
+        out[m] = {e: d[i] for i, e in enumerate(elements)}
+    return out
 
 
 def _classical_outputs(noisy, clean, n_bm3d, *, tuned_bm3d_series=False, bm3d_auto=True):
@@ -247,8 +258,63 @@ def part_held_out(cfg, out, save):
               f"{against} ({gain_tta:+.2f} dB with TTA)", flush=True)  # fmt: skip
         out["held_out"] = res
         save()
-    out["psnr_gain_db_3"] = res["3"]["gain_db_over_best_tuned"]
-    out["psnr_gain_db_3_tta"] = res["3"]["gain_db_over_best_tuned_tta"]
+    out["psnr_gain_db_3_single_map"] = res["3"]["gain_db_over_best_tuned"]
+    out["psnr_gain_db_3_single_map_tta"] = res["3"]["gain_db_over_best_tuned_tta"]
+    save()
+
+
+def part_held_out_joint(cfg, out, save):
+    """Held-out multi-element projections: every element's map of a projection at one dose, the joint network (each
+    map with its projection's total) against the single-map network and the single-map baselines tuned to the truth."""
+    from atomscount.elemental import _net
+    from atomscount.elemental.shapes import HELD_OUT_SEED
+    from atomscount.elemental.train import projection_maps
+
+    seed = HELD_OUT_SEED + 41
+    data = projection_maps(seed, cfg["n_maps"], size=64, absent_fraction=0.0)
+    clean0, group = np.asarray(data["clean"], dtype=float), data["group"]
+    keep = np.array([_net.map_dose(c) > 0 for c in clean0])
+    keep &= np.array([keep[group == g].all() for g in group])  # whole projections only
+    clean0, group = clean0[keep], group[keep]
+    projections = [np.flatnonzero(group == g) for g in np.unique(group)]
+    rng = np.random.default_rng(seed + 1)
+    res = {"n_maps": int(len(clean0)), "n_projections": len(projections), "seed": seed, "size": 64,
+           "elements_per_projection": {str(k): int(v) for k, v in zip(*np.unique([len(p) for p in projections],
+                                                                                return_counts=True), strict=True)},
+           "maps": "atomscount.elemental.train.projection_maps: every element of a projection at the same dose "
+                   "(map_dose); the joint network sees each map with the sum of its projection's noisy maps; the "
+                   "baselines are single-map (as the issue names them), tuned to the truth map by map"}  # fmt: skip
+    for dose in DOSES:
+        clean = np.stack([c * dose / _net.map_dose(c) for c in clean0])
+        noisy = rng.poisson(clean).astype(float)
+        t0 = time.perf_counter()
+        joint = {m: np.zeros_like(clean) for m in ("network_joint", "network_joint_tta")}
+        for idx in projections:
+            for m, per in _joint_outputs({str(i): noisy[i] for i in idx}).items():
+                for i in idx:
+                    joint[m][i] = per[str(i)]
+        idx_all = np.arange(len(clean))
+        net_outs = {**_network_outputs(noisy), **{m: (d, idx_all) for m, d in joint.items()}}
+        prior = _prior(cfg, out, "held_out_joint", f"{dose:g}", "scores")
+        if prior is None:
+            scores = _scores({**_classical_outputs(noisy, clean, cfg["n_bm3d"]), **net_outs}, clean)
+        else:
+            scores = {**{m: v for m, v in prior.items() if m not in NETWORKS}, **_scores(net_outs, clean)}
+        _same_maps(scores, net_outs, clean)
+        row = {"scores": scores, "seconds": time.perf_counter() - t0}
+        for net in NETWORKS:
+            row[f"gain_db_over_best_tuned_{net}"], row[f"best_tuned_{net}"] = _gain(scores, net)
+        row["gain_db_joint_over_single"] = scores["network_joint"]["psnr"] - scores["network"]["psnr"]
+        res[f"{dose:g}"] = row
+        print(f"held-out projections {dose:g} counts/px: joint {scores['network_joint']['psnr']:.2f} dB, single "
+              f"{scores['network']['psnr']:.2f} dB, gain {row['gain_db_over_best_tuned_network_joint']:+.2f} dB over "
+              f"{row['best_tuned_network_joint']} (TTA {row['gain_db_over_best_tuned_network_joint_tta']:+.2f}); "
+              f"single {row['gain_db_over_best_tuned_network']:+.2f}", flush=True)  # fmt: skip
+        out["held_out_joint"] = res
+        save()
+    out["psnr_gain_db_3"] = res["3"]["gain_db_over_best_tuned_network_joint"]
+    out["psnr_gain_db_3_tta"] = res["3"]["gain_db_over_best_tuned_network_joint_tta"]
+    out["psnr_gain_db_3_projections_single_map"] = res["3"]["gain_db_over_best_tuned_network"]
     save()
 
 
@@ -317,10 +383,55 @@ def part_hallucination(cfg, out, save):
                             "by_kind": {k: {"shells": v[0], "n": v[1]} for k, v in by_kind.items()},
                             "flagged": flagged[:20], "absent_max_counts": absent_max,
                             "absent_maps": 4 * len(DOSES), "absent_over_0p05": absent_bad}  # fmt: skip
-    out["hallucinated_shell_rate"] = shells / max(n, 1)
-    out["absent_element_rate"] = absent_bad / (4 * len(DOSES))
+    out["hallucinated_shell_rate_single_map"] = shells / max(n, 1)
+    out["absent_element_rate_single_map"] = absent_bad / (4 * len(DOSES))
     print(f"hallucination: {shells} shells in {n} solid particles; absent max {absent_max:.3g}", flush=True)
+    joint = _hallucination_joint(maps, HELD_OUT_SEED + 33)
+    out["hallucination_joint"] = joint
+    out["hallucinated_shell_rate"] = max(shells / max(n, 1), joint["n_shells"] / max(joint["n_tests"], 1))
+    out["absent_element_rate"] = max(absent_bad / (4 * len(DOSES)), joint["absent_over_0p05"] / joint["absent_maps"])
     save()
+
+
+def _hallucination_joint(maps, seed):
+    """The joint network's honesty on the same solid particles: alone (its total is its map), as a solid alloy of two
+    elements (each at the dose; neither map may gain a shell) and beside an absent element (an all-zero map whose
+    projection's total shows the particle: it must stay below 0.05 counts)."""
+    from atomscount.elemental import _net
+
+    rng = np.random.default_rng(seed)
+    n = shells = absent_bad = n_absent = 0
+    absent_max, flagged, by_test = 0.0, [], {"alone": [0, 0], "alloy": [0, 0]}
+    for dose in DOSES:
+        for kind, m in maps:
+            support = m > 0.02 * m.max()
+            if _depth_shell(m, support):
+                continue
+            clean = m * dose / _net.map_dose(m)
+            noisy = rng.poisson(clean).astype(float)
+            # a solid alloy: both elements' maps have the particle's profile, each at the dose
+            alloy = {"A": rng.poisson(clean).astype(float), "B": rng.poisson(clean).astype(float)}
+            tests = {"alone": [_denoise({"A": noisy}, "network", joint=True)[0]],
+                     "alloy": list(_denoise(alloy, "network", joint=True))}  # fmt: skip
+            for test, dens in tests.items():
+                for den in dens:
+                    shell = _depth_shell(den, support)
+                    n += 1
+                    shells += shell
+                    by_test[test][0] += shell
+                    by_test[test][1] += 1
+                    if shell:
+                        flagged.append({"kind": kind, "dose": dose, "test": test})
+            zero = _denoise({"A": noisy, "Z": np.zeros_like(noisy)}, "network", joint=True)[1]
+            absent_max = max(absent_max, float(zero.max()))
+            absent_bad += int(zero.max() > 0.05)
+            n_absent += 1
+    print(f"hallucination, joint: {shells} shells in {n} denoised maps of solid particles; absent element max "
+          f"{absent_max:.3g} counts ({absent_bad} of {n_absent} over 0.05)", flush=True)  # fmt: skip
+    return {"n_tests": n, "n_shells": int(shells),
+            "by_test": {k: {"shells": v[0], "n": v[1]} for k, v in by_test.items()}, "flagged": flagged[:20],
+            "absent_maps": n_absent, "absent_over_0p05": absent_bad,
+            "absent_max_counts": absent_max}  # fmt: skip
 
 
 def part_timing(cfg, out, save):
@@ -340,6 +451,14 @@ def part_timing(cfg, out, save):
     res = {"seconds_512_runs": times, "cpu_seconds_512_runs": cpu, "cpu_count": os.cpu_count(),
            "load_average_1min": os.getloadavg()[0]}  # fmt: skip
     out["seconds_512"] = float(np.median(times))
+    two = {"A": m, "B": np.random.default_rng(7).poisson(clean).astype(float)}
+    joint = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _denoise(two, "network", joint=True)
+        joint.append((time.perf_counter() - t0) / 2)
+    res["seconds_512_joint_per_map_runs"] = joint
+    out["seconds_512_joint_per_map"] = float(np.median(joint))
     stack = np.random.default_rng(6).poisson(np.tile(clean[192:320, 192:320], (16, 1, 1))).astype(float)
     mps = {}
     for method, k in (("network", 16), ("gaussian", 16), ("tv", 16), ("bm3d", 2)):
@@ -349,10 +468,14 @@ def part_timing(cfg, out, save):
     res["maps_per_second_128"] = mps
     meta = _net.load_denoiser()["meta"]
     res["training"] = {k: meta.get(k) for k in ("trained_on", "training_seconds", "steps", "batch", "n_params")}
+    mj = _net.load_denoiser(joint=True)["meta"]
+    res["training_joint"] = {k: mj.get(k) for k in ("trained_on", "training_seconds", "steps", "batch", "n_params")}
+    out["training_seconds_joint"] = mj.get("training_seconds")
     out["timing"] = res
     out["training_seconds"] = meta.get("training_seconds")
     out["trained_on"] = meta.get("trained_on")
-    print(f"512² in {out['seconds_512']:.3f} s (load {res['load_average_1min']:.1f}); maps/s 128²: {mps}", flush=True)
+    print(f"512² in {out['seconds_512']:.3f} s, joint {out['seconds_512_joint_per_map']:.3f} s per map (load "
+          f"{res['load_average_1min']:.1f}); maps/s 128²: {mps}", flush=True)  # fmt: skip
     save()
 
 
@@ -385,7 +508,7 @@ def part_recon(cfg, out, save):
 
     n, voxel, angles = cfg["particles_n"], cfg["voxel"], cfg["angles"]
     res = {"n_voxels_side": n, "voxel_size_angstrom": voxel, "n_projections": len(angles), "particles": {}}
-    ratios_3, ratios_3_tta, above_3 = {}, {}, {}
+    ratios_3, ratios_3_tta, above_3, single_3 = {}, {}, {}, {}
     res["reconstruction"] = ("reconstruct_separate: SIRT of each element's series (50 iterations, positivity, no "
                              "regulariser), the same for every method and for the noise-free maps ('clean', the "
                              "reconstruction's own error)")  # fmt: skip
@@ -405,6 +528,7 @@ def part_recon(cfg, out, save):
                     per_e.update(_classical_outputs(noisy[e], clean[e], 4, tuned_bm3d_series=True, bm3d_auto=False))
                 for m, (d, _) in per_e.items():
                     outs.setdefault(m, {})[e] = d
+            outs.update(_joint_outputs(noisy))
             outs["clean"] = clean  # the noise-free maps: the reconstruction's own error, the floor
             row = {} if prior is None else {m: v for m, v in prior.items() if m not in (*NETWORKS, "clean")}
             for m, maps in outs.items():
@@ -420,21 +544,25 @@ def part_recon(cfg, out, save):
                 row[m]["recon_nrmse"], row[m]["recon_nrmse_per_element"] = _recon_error(series, truth, mask, elements)
             classical = {m: row[m]["recon_nrmse"] for m in ("gaussian_tuned", "tv_tuned", "bm3d_tuned")}
             best = min(classical, key=classical.get)
-            ratio = classical[best] / row["network"]["recon_nrmse"]
-            ratio_tta = classical[best] / row["network_tta"]["recon_nrmse"]
             floor = row["clean"]["recon_nrmse"]
-            above = (classical[best] - floor) / max(row["network"]["recon_nrmse"] - floor, 1e-12)
-            gain = row["network"]["psnr"] - max(row[m]["psnr"] for m in classical)
-            per[f"{dose:g}"] = {"methods": row, "best_tuned_classical": best, "recon_error_ratio": ratio,
-                                "recon_error_ratio_tta": ratio_tta, "recon_error_ratio_above_floor": above,
-                                "psnr_gain_db": gain}  # fmt: skip
+            entry = {"methods": row, "best_tuned_classical": best}
+            for net in NETWORKS:  # the ratios of the joint network (the default for several elements) and the others
+                suffix = {"network_joint": "", "network_joint_tta": "_tta", "network": "_single_map",
+                          "network_tta": "_single_map_tta"}[net]  # fmt: skip
+                entry[f"recon_error_ratio{suffix}"] = classical[best] / row[net]["recon_nrmse"]
+                above = (classical[best] - floor) / max(row[net]["recon_nrmse"] - floor, 1e-12)
+                entry[f"recon_error_ratio_above_floor{suffix}"] = above
+                entry[f"psnr_gain_db{suffix}"] = row[net]["psnr"] - max(row[m]["psnr"] for m in classical)
+            ratio = entry["recon_error_ratio"]
+            per[f"{dose:g}"] = entry
             if dose == 3.0:
                 ratios_3[name] = ratio
-                ratios_3_tta[name] = ratio_tta
-                above_3[name] = above
-            print(f"recon {name} {dose:g} counts/px: network {row['network']['recon_nrmse']:.3f}, {best} "
-                  f"{classical[best]:.3f}, noisy {row['noisy']['recon_nrmse']:.3f} (ratio {ratio:.2f})",
-                  flush=True)  # fmt: skip
+                ratios_3_tta[name] = entry["recon_error_ratio_tta"]
+                above_3[name] = entry["recon_error_ratio_above_floor"]
+                single_3[name] = entry["recon_error_ratio_single_map"]
+            print(f"recon {name} {dose:g} counts/px: joint {row['network_joint']['recon_nrmse']:.3f}, single "
+                  f"{row['network']['recon_nrmse']:.3f}, {best} {classical[best]:.3f}, noisy "
+                  f"{row['noisy']['recon_nrmse']:.3f} (ratio {ratio:.2f})", flush=True)  # fmt: skip
             res["particles"][name] = per
             out["recon"] = res
             save()
@@ -442,6 +570,7 @@ def part_recon(cfg, out, save):
     out["recon_error_ratio_3_per_particle"] = ratios_3
     out["recon_error_ratio_3_tta"] = float(min(ratios_3_tta.values())) if ratios_3_tta else None
     out["recon_error_ratio_3_above_floor"] = float(min(above_3.values())) if above_3 else None
+    out["recon_error_ratio_3_single_map"] = float(min(single_3.values())) if single_3 else None
     save()
 
 
@@ -460,7 +589,7 @@ def part_recon_multimodal(cfg, out, save):
            "reconstruction": "reconstruct_elemental(None, edxs, regulariser='tnv', n_iter=100): the raw counts "
            "with weights='auto' (discrepancy principle); every denoised series and the noise-free maps with "
            f"weights={MULTIMODAL_WEIGHT} (fixed before the run, the same for all)", "particles": {}}  # fmt: skip
-    ratios = {}
+    ratios, single = {}, {}
     for name in ("rod", "ptau", "three"):
         elements, truth, mask, unit, total, covered = _particle_unit_maps(name, n, voxel, angles)
         scale = 3.0 / float(total[covered].mean())
@@ -472,6 +601,7 @@ def part_recon_multimodal(cfg, out, save):
             for m, (d, _) in _network_outputs(noisy[e]).items():
                 outs.setdefault(m, {})[e] = d
             outs.setdefault("gaussian_tuned", {})[e] = _tuned(noisy[e], clean[e], "gaussian")[0]
+        outs.update(_joint_outputs(noisy))
         row = {}
         for m, maps in outs.items():
             series = {e: TiltSeries(maps[e], angles, voxel, {**unit[e].provenance, "noise": m == "noisy",
@@ -485,13 +615,16 @@ def part_recon_multimodal(cfg, out, save):
             errs = be._scores(rec, truth, mask, elements)
             row[m] = {"recon_nrmse": float(np.mean(list(errs.values()))), "recon_nrmse_per_element": errs,
                       "seconds": time.perf_counter() - t0}  # fmt: skip
-        ratios[name] = row["gaussian_tuned"]["recon_nrmse"] / row["network"]["recon_nrmse"]
-        res["particles"][name] = {"methods": row, "ratio_gaussian_tuned_to_network": ratios[name]}
+        ratios[name] = row["gaussian_tuned"]["recon_nrmse"] / row["network_joint"]["recon_nrmse"]
+        single[name] = row["gaussian_tuned"]["recon_nrmse"] / row["network"]["recon_nrmse"]
+        res["particles"][name] = {"methods": row, "ratio_gaussian_tuned_to_network_joint": ratios[name],
+                                  "ratio_gaussian_tuned_to_network_single_map": single[name]}  # fmt: skip
         print(f"multimodal {name} 3 counts/px: " + ", ".join(f"{m} {v['recon_nrmse']:.3f}" for m, v in row.items()),
               flush=True)  # fmt: skip
         out["recon_multimodal"] = res
         save()
     out["recon_error_ratio_3_multimodal"] = float(min(ratios.values()))
+    out["recon_error_ratio_3_multimodal_single_map"] = float(min(single.values()))
     save()
 
 
@@ -568,7 +701,8 @@ def main(argv=None) -> int:
     def save():
         save_json_atomic(args.out, out)
 
-    runners = {"held_out": part_held_out, "hallucination": part_hallucination, "timing": part_timing,
+    runners = {"held_out": part_held_out, "held_out_joint": part_held_out_joint, "hallucination": part_hallucination,
+               "timing": part_timing,
                "recon": part_recon, "recon_multimodal": part_recon_multimodal, "public": part_public}  # fmt: skip
     t0 = time.perf_counter()
     for part in parts:

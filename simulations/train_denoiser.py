@@ -25,8 +25,13 @@ loss curve and training time, rescores the held-out maps (reusing the BM3D score
 are the same) and replaces the file only if the network's held-out PSNR, averaged over the
 doses, rises.
 
+``--joint`` trains the joint network (``atomscount/data/edxs_denoiser_joint.npz``: each map
+guided by its projection's total map; settings ``simulations/edxs_denoiser_joint.toml``),
+warm-started from the single-map weights, and scores it on held-out projections against
+the single-map network and the same baselines.
+
 Run:  python simulations/train_denoiser.py [--settings simulations/edxs_denoiser.toml] [--quick]
-      [--continue] [--out FILE.npz] [--work DIR]
+      [--continue] [--joint] [--out FILE.npz] [--work DIR]
 """
 
 from __future__ import annotations
@@ -42,7 +47,7 @@ import numpy as np
 
 from atomscount.elemental import _net
 from atomscount.elemental.shapes import HELD_OUT_SEED, training_maps
-from atomscount.elemental.train import save_denoiser, train_denoiser
+from atomscount.elemental.train import projection_groups, save_denoiser, train_denoiser
 
 HERE = Path(__file__).resolve().parent
 SIGMAS_PX = (0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0)
@@ -131,14 +136,21 @@ def held_out_scores(model, doses, n_maps, bm3d_maps, seed, previous=None, before
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--settings", default=str(HERE / "edxs_denoiser.toml"))
+    ap.add_argument("--settings", default=None, help="default simulations/edxs_denoiser[_joint].toml")
     ap.add_argument("--quick", action="store_true", help="a briefly trained model (the [quick] settings)")
-    ap.add_argument("--out", default=str(_net.DEFAULT_PATH))
+    ap.add_argument("--out", default=None, help="default the shipped weights (atomscount/data/)")
+    ap.add_argument("--joint", action="store_true", help="the joint network (each map with its projection's total)")
     ap.add_argument("--work", default=str(HERE / "_work" / "edxs_denoiser"), help="cache and checkpoints")
     ap.add_argument("--continue", dest="cont", action="store_true",
                     help="train the weights in --out further (the [continuation] settings); they are replaced only "
                          "if the held-out PSNR rises")  # fmt: skip
     args = ap.parse_args(argv)
+    if args.settings is None:
+        args.settings = str(HERE / ("edxs_denoiser_joint.toml" if args.joint else "edxs_denoiser.toml"))
+    if args.out is None:
+        args.out = str(_net.DEFAULT_JOINT_PATH if args.joint else _net.DEFAULT_PATH)
+    if args.joint:
+        return train_joint(args, tomllib.loads(Path(args.settings).read_text()))
     settings = tomllib.loads(Path(args.settings).read_text())
     data_s, net_s, train_s, held_s = (dict(settings[k]) for k in ("data", "network", "training", "held_out"))
     if args.quick:
@@ -252,6 +264,112 @@ def _continue(args, settings, data, data_s, net_s, train_s, held_s, work, digest
     tried = {**runs[-1], "held_out": meta["held_out"], "loss_history": history}
     old["continuations_not_shipped"] = [*old.get("continuations_not_shipped", []), tried]
     return _write({"params": start["params"], "meta": old}, args.out)
+
+
+def joint_training_data(data_s, work, digest):
+    """The training maps of ``[data]`` with their projection index (``group``), cached in ``work``."""
+    cache = work / f"maps_joint_{digest(data_s)}.npz"
+    if cache.is_file():
+        with np.load(cache) as z:
+            return {"clean": z["clean"], "dose": z["dose"], "group": z["group"]}
+    t = time.perf_counter()
+    maps = training_maps(data_s["seed"], data_s["n_maps"], size=data_s["size"], dose_range=data_s["dose_range"])
+    data = {"clean": maps["clean"].astype(np.float32), "dose": maps["dose"], "group": projection_groups(maps["info"])}
+    np.savez(cache, **data)
+    n, n_proj, sec = len(data["dose"]), data["group"][-1] + 1, time.perf_counter() - t
+    print(f"{n} training maps of {n_proj} projections in {sec:.0f} s", flush=True)
+    return data
+
+
+def train_joint(args, settings):
+    """Train the joint network from the single-map weights, score it on held-out projections and write it."""
+    data_s, start_s, train_s, held_s = (dict(settings[k]) for k in ("data", "start", "training", "held_out"))
+    if args.quick:
+        q = settings["quick"]
+        data_s["n_maps"], train_s["steps"] = q["n_maps"], q["steps"]
+        held_s["n_maps"], held_s["bm3d_maps"] = q["held_out_maps"], q["bm3d_maps"]
+    work = Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)
+
+    def digest(obj):
+        return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+    data = joint_training_data(data_s, work, digest)
+    start_path = _net.DEFAULT_PATH.with_name(start_s["weights"])
+    start = _net.load_denoiser(start_path)
+    md5 = hashlib.md5(start_path.read_bytes()).hexdigest()
+    resumable = {k: v for k, v in train_s.items() if k not in ("steps", "checkpoint_every", "log_every")}
+    ckpt = work / f"joint_{digest([data_s, md5, resumable])}.pkl"
+    model, history = train_denoiser(seed=train_s["seed"], steps=train_s["steps"], batch=train_s["batch"], data=data,
+                                    model=start, joint=True, dose_range=tuple(data_s["dose_range"]),
+                                    learning_rate=train_s["learning_rate"], nll_weight=train_s["nll_weight"],
+                                    absent_fraction=train_s["absent_fraction"], checkpoint=ckpt,
+                                    checkpoint_every=train_s["checkpoint_every"],
+                                    log_every=train_s["log_every"])  # fmt: skip
+    meta = model["meta"]
+    meta["trained_on"] = "cpu" if meta["trained_on"] == "cpu" else "gpu"
+    meta["n_params"] = int(sum(v.size for v in model["params"].values()))
+    meta["settings"] = {"data": data_s, "start": start_s, "training": train_s, "held_out": held_s,
+                        "quick": bool(args.quick)}  # fmt: skip
+    meta["warm_start"] = {"weights": start_s["weights"], "md5": md5, "steps": start["meta"]["steps"],
+                          "training_seconds": start["meta"]["training_seconds"]}  # fmt: skip
+    meta["loss_history"] = history
+    meta["dose_measure"] = DOSE_MEASURE
+    t = time.perf_counter()
+    meta["held_out"] = joint_held_out_scores(model, start, held_s)
+    print(f"held-out scores in {time.perf_counter() - t:.0f} s", flush=True)
+    return _write_joint(model, args.out)
+
+
+def joint_held_out_scores(model, single, held_s, previous=None):
+    """PSNR [dB] of the joint network, the single-map network and the truth-tuned baselines on held-out projections
+    (every element at the same dose), averaged over the element maps, at each dose. ``previous``: earlier scores
+    on the same maps, whose BM3D means are reused."""
+    from atomscount.elemental.train import projection_maps
+
+    out = {}
+    for k, dose in enumerate(held_s["doses"]):
+        data = projection_maps(held_s["seed"] + k, held_s["n_maps"], dose_range=(dose, dose))
+        n, nb = len(data["noisy"]), min(held_s["bm3d_maps"], len(data["noisy"]))
+        old = (previous or {}).get(f"{dose:g}", {})
+        reuse = old.get("n_maps") == n and old.get("n_maps_bm3d") == nb and "psnr_bm3d" in old
+        est = {"network": _net.predict(data["noisy"], model=model, total=data["total"])[0],
+               "network_augmented": _net.predict(data["noisy"], model=model, total=data["total"], augment=True)[0],
+               "network_single": _net.predict(data["noisy"], model=single)[0]}  # fmt: skip
+        rows = {m: [psnr(e, t) for e, t in zip(v, data["clean"], strict=True)] for m, v in est.items()}
+        rows["gaussian"] = [best_gaussian(x, t) for x, t in zip(data["noisy"], data["clean"], strict=True)]
+        rows["tv"] = [best_tv(x, t) for x, t in zip(data["noisy"], data["clean"], strict=True)]
+        if not reuse:
+            rows["bm3d"] = [best_bm3d(x, t) for x, t in zip(data["noisy"][:nb], data["clean"][:nb], strict=True)]
+        res = {f"psnr_{m}": float(np.mean(v)) for m, v in rows.items()}
+        sub = {m: float(np.mean(v[:nb])) for m, v in rows.items()}
+        if reuse:
+            res["psnr_bm3d"] = sub["bm3d"] = old["psnr_bm3d"]
+            res["bm3d_reused"] = True
+        best = max(sub["gaussian"], sub["tv"], sub["bm3d"])
+        res["gain_db_over_best_classical"] = sub["network"] - best
+        res["gain_db_over_best_classical_augmented"] = sub["network_augmented"] - best
+        res["gain_db_over_single_network"] = res["psnr_network"] - res["psnr_network_single"]
+        res.update({"n_maps": n, "n_maps_bm3d": nb, "n_projections": int(len(np.unique(data["group"])))})
+        out[f"{dose:g}"] = res
+        print(f"held out, {dose:g} counts/px: " + ", ".join(f"{k} {float(v):.2f}" for k, v in res.items()), flush=True)
+    return out
+
+
+def _write_joint(model, out):
+    """Write the joint model with a stored input (a held-out projection's map and total) and its output."""
+    from atomscount.elemental.train import projection_maps
+
+    meta = model["meta"]
+    ref = projection_maps(HELD_OUT_SEED + 999, 3, size=48, dose_range=(3.0, 3.0))
+    counts, total = ref["noisy"][0][:44, :46], ref["total"][0][:44, :46]
+    mean, sigma = _net.predict(counts, model=model, total=total)
+    meta["reference"] = {"input": counts.astype(np.float32), "total": total.astype(np.float32), "mean": mean,
+                         "sigma": sigma}  # fmt: skip
+    path = save_denoiser(model, out)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB), {meta['n_params']} parameters, "
+          f"trained {meta['training_seconds']:.0f} s on {meta['trained_on']}")  # fmt: skip
+    return path
 
 
 if __name__ == "__main__":

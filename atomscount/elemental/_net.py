@@ -9,7 +9,14 @@ sees ``x / d``, split into its four 2 x 2 sub-images (as FFDNet does, so that th
 convolutions run at half the resolution: four times less work), and the constant
 ``1 / sqrt(d)`` (the relative noise level). It returns two maps, the mean ``m >= 0``
 (softplus) and the log-variance ``s`` of the expected counts over ``d``: ``predict``
-returns ``m d`` and ``exp(s / 2) d``. Levels: ``channels[0]`` features at half
+returns ``m d`` and ``exp(s / 2) d``.
+
+The **joint** network (:data:`DEFAULT_JOINT_PATH`) also sees the projection's total map
+``t`` (the sum of all its elements' maps, which holds many more counts and shows the
+particle's outline and interfaces) as ``t / d_t`` in four sub-images and ``1 / sqrt(d_t)``,
+``d_t`` the total's own dose measure: ten input channels, the first five as above. It was
+warm-started from the single-map weights with zero weights on the five new channels.
+Levels: ``channels[0]`` features at half
 resolution, each next level at half the resolution (2 x 2 max-pooling) with
 ``channels[i]`` features, two 3 x 3 ReLU convolutions per level and per decoder step
 (nearest-neighbour upsampling, then the skip connection's features concatenated), and a
@@ -28,6 +35,8 @@ import numpy as np
 DOSE_FLOOR = 0.25
 #: The shipped weights.
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "edxs_denoiser.npz"
+#: The shipped weights of the joint network (one element's map guided by the projection's total).
+DEFAULT_JOINT_PATH = DEFAULT_PATH.with_name("edxs_denoiser_joint.npz")
 _SMOOTH_PX = 2.0
 _MAX_TILE_BYTES = 48 * 2**20
 
@@ -72,8 +81,9 @@ def norm_dose(counts) -> float:
     return max(map_dose(counts), DOSE_FLOOR)
 
 
-def init_params(channels=(16, 32, 64, 128), *, seed: int = 0) -> dict[str, np.ndarray]:
-    """Random (He-normal) weights of the U-Net with ``channels`` features per level, float32."""
+def init_params(channels=(16, 32, 64, 128), *, seed: int = 0, joint: bool = False) -> dict[str, np.ndarray]:
+    """Random (He-normal) weights of the U-Net with ``channels`` features per level, float32; ``joint``: ten
+    input channels (the map's and the total's)."""
     rng = np.random.default_rng(seed)
     p = {}
 
@@ -81,7 +91,7 @@ def init_params(channels=(16, 32, 64, 128), *, seed: int = 0) -> dict[str, np.nd
         p[name + ".w"] = (rng.standard_normal((k, k, cin, cout)) * np.sqrt(2.0 / (k * k * cin))).astype(np.float32)
         p[name + ".b"] = np.zeros(cout, np.float32)
 
-    cin = 5  # the four sub-images of x / d, and 1 / sqrt(d)
+    cin = 10 if joint else 5  # the four sub-images of x / d, and 1 / sqrt(d) (and the same of the total)
     for i, c in enumerate(channels):
         conv(f"enc{i}.0", cin, c)
         conv(f"enc{i}.1", c, c)
@@ -100,14 +110,30 @@ def channels_of(params) -> tuple[int, ...]:
     return tuple(int(params[f"enc{i}.1.w"].shape[-1]) for i in range(n))
 
 
+def is_joint(params) -> bool:
+    """Whether a params dict is the joint network's (ten input channels: the map's and the total's)."""
+    return int(params["enc0.0.w"].shape[2]) == 10
+
+
+def widen_to_joint(params) -> dict[str, np.ndarray]:
+    """The joint network that computes exactly what the single-map ``params`` do: its first convolution gets zero
+    weights on the total's five new input channels (a warm start that training can only add to)."""
+    if is_joint(params):
+        return dict(params)
+    out = {k: np.asarray(v, np.float32).copy() for k, v in params.items()}
+    w = out["enc0.0.w"]
+    out["enc0.0.w"] = np.concatenate([w, np.zeros_like(w)], axis=2)
+    return out
+
+
 def multiple_of(params) -> int:
     """Map sides must be a multiple of this (the sub-images, then a 2 x 2 pooling per level)."""
     return 2 ** len(channels_of(params))
 
 
 def forward(params, x, *, xp=np, conv=None):
-    """The U-Net on inputs ``x`` (n, 2, h, w): ``x / d`` and ``1 / sqrt(d)``, h and w multiples of
-    :func:`multiple_of`.
+    """The U-Net on inputs ``x`` (n, 2, h, w): ``x / d`` and ``1 / sqrt(d)`` (joint: (n, 4, h, w), then ``t / d_t``
+    and ``1 / sqrt(d_t)``), h and w multiples of :func:`multiple_of`.
 
     Written once for NumPy (``xp=np``, ``conv`` = :func:`conv2d`) and JAX (``xp=jax.numpy`` and a
     ``lax`` convolution), channels first. The map is split into its four 2 x 2 sub-images
@@ -117,8 +143,11 @@ def forward(params, x, *, xp=np, conv=None):
     conv = conv2d if conv is None else conv
     levels = len(channels_of(params))
     n, _, hh, ww = x.shape
-    sub = x[:, 0].reshape(n, hh // 2, 2, ww // 2, 2).transpose(0, 2, 4, 1, 3).reshape(n, 4, hh // 2, ww // 2)
-    h = xp.concatenate([sub, x[:, 1:, ::2, ::2]], axis=1)
+    parts = []
+    for j in range(0, x.shape[1], 2):  # the map's, then (joint) the total's: four sub-images and the noise plane
+        sub = x[:, j].reshape(n, hh // 2, 2, ww // 2, 2).transpose(0, 2, 4, 1, 3).reshape(n, 4, hh // 2, ww // 2)
+        parts += [sub, x[:, j + 1 : j + 2, ::2, ::2]]
+    h = xp.concatenate(parts, axis=1)
 
     def block(name, h):
         h = xp.maximum(conv(h, params[name + ".0.w"], params[name + ".0.b"]), 0.0)
@@ -169,11 +198,16 @@ def conv2d(x, w, b):
     return out
 
 
-def network_input(counts, dose):
-    """The network's two input channels for maps (n, h, w) with doses (n,): ``x / d`` and ``1 / sqrt(d)``."""
+def network_input(counts, dose, total=None, total_dose=None):
+    """The network's input channels for maps (n, h, w) with doses (n,): ``x / d`` and ``1 / sqrt(d)``, then (for
+    the joint network, given the totals (n, h, w) and their doses) ``t / d_t`` and ``1 / sqrt(d_t)``."""
     counts = np.asarray(counts, np.float32)
     d = np.asarray(dose, np.float32).reshape(-1, 1, 1)
-    return np.stack([counts / d, np.broadcast_to(1.0 / np.sqrt(d), counts.shape)], axis=1).astype(np.float32)
+    chans = [counts / d, np.broadcast_to(1.0 / np.sqrt(d), counts.shape)]
+    if total is not None:
+        td = np.asarray(total_dose, np.float32).reshape(-1, 1, 1)
+        chans += [np.asarray(total, np.float32) / td, np.broadcast_to(1.0 / np.sqrt(td), counts.shape)]
+    return np.stack(chans, axis=1).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=4)
@@ -187,13 +221,15 @@ def _load(path: str, mtime: float) -> dict:
     return {"params": params, "meta": meta}
 
 
-def load_denoiser(path=None) -> dict:
+def load_denoiser(path=None, *, joint: bool = False) -> dict:
     """The denoiser's weights and metadata (the shipped ones by default); cached, so do not modify them.
 
     Parameters
     ----------
     path : str or Path, optional
         An ``.npz`` written by :func:`atomscount.elemental.train.save_denoiser`.
+    joint : bool
+        Without ``path``: the shipped joint network (:data:`DEFAULT_JOINT_PATH`) instead of the single-map one.
 
     Returns
     -------
@@ -202,32 +238,36 @@ def load_denoiser(path=None) -> dict:
         ``trained_on``, ``training_seconds``, ``loss_history``, ``held_out``, and
         ``reference``: a stored input with its output, for the reproduction test).
     """
-    p = Path(DEFAULT_PATH if path is None else path)
+    p = Path((DEFAULT_JOINT_PATH if joint else DEFAULT_PATH) if path is None else path)
     if not p.is_file():
         raise FileNotFoundError(f"path: no denoiser weights at {str(p)!r}")
     return _load(str(p.resolve()), p.stat().st_mtime)
 
 
-def _run(params, a, dose, batch):
-    """The network on maps (n, h, w) float32 with their doses: (mean, sigma) [counts]."""
+def _run(params, a, dose, batch, total=None, total_dose=None):
+    """The network on maps (n, h, w) float32 with their doses (and totals): (mean, sigma) [counts]."""
     n, h, w = a.shape
     m = multiple_of(params)
     ph, pw = (-h) % m, (-w) % m
     mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
     padded = np.pad(a, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    tpad = None if total is None else np.pad(total, ((0, 0), (0, ph), (0, pw)), mode=mode)
     per = max(1, int(64e6 // (padded.shape[1] * padded.shape[2] * max(channels_of(params)))))
     batch = per if batch is None else max(1, int(batch))
     mean = np.empty_like(a)
     sigma = np.empty_like(a)
     for i in range(0, n, batch):
-        out = forward(params, network_input(padded[i : i + batch], dose[i : i + batch]))[..., :h, :w]
+        sl = slice(i, i + batch)
+        extra = () if tpad is None else (tpad[sl], total_dose[sl])
+        out = forward(params, network_input(padded[sl], dose[sl], *extra))[..., :h, :w]
         d = dose[i : i + batch, None, None]
         mean[i : i + batch] = out[:, 0] * d
         sigma[i : i + batch] = np.exp(0.5 * out[:, 1]) * d
     return mean, sigma
 
 
-def predict(counts, *, model=None, batch: int | None = None, augment: bool = False) -> tuple[np.ndarray, np.ndarray]:
+def predict(counts, *, model=None, total=None, batch: int | None = None,
+            augment: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Denoise maps of counts with the network: the expected counts and their 1-sigma uncertainty.
 
     Parameters
@@ -237,7 +277,11 @@ def predict(counts, *, model=None, batch: int | None = None, augment: bool = Fal
         of :func:`multiple_of`, 16, and cropped back). Each map is normalised by its own
         :func:`norm_dose`.
     model : dict, optional
-        From :func:`load_denoiser` (default: the shipped weights).
+        From :func:`load_denoiser` (default: the shipped single-map weights).
+    total : array_like, optional
+        For a joint model (:func:`is_joint`), and only then: the total counts of each
+        map's projection (the sum over all its elements' maps), of ``counts``' shape or
+        one (h, w) map for all. Each total is normalised by its own :func:`norm_dose`.
     batch : int, optional
         Maps per forward pass (default: as many as fit in about 64 Mpx of features).
     augment : bool
@@ -253,30 +297,54 @@ def predict(counts, *, model=None, batch: int | None = None, augment: bool = Fal
     """
     model = load_denoiser() if model is None else model
     params = model["params"]
-    a = np.asarray(counts)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"counts must hold real numbers, got dtype {a.dtype}")
+    a = _as_counts(counts, "counts")
     single = a.ndim == 2
     a = a[None] if single else a
     if a.ndim != 3 or min(a.shape[1:], default=0) < 2:
         raise ValueError(f"counts must be (h, w) or (n, h, w) with h, w >= 2, got shape {np.shape(counts)}")
-    a = a.astype(np.float32)
-    if not np.isfinite(a).all() or (a < 0).any():
-        raise ValueError("counts must be finite and >= 0")
+    joint = is_joint(params)
+    if joint != (total is not None):
+        what = "joint" if joint else "single-map"
+        raise ValueError(f"total must be given for a joint model and only for one: the model is {what}, total is "
+                         f"{'None' if total is None else 'given'}")  # fmt: skip
+    if joint:
+        t = _as_counts(total, "total")
+        t = np.broadcast_to(t, a.shape) if t.shape == a.shape[1:] else t
+        if t.shape != a.shape:
+            raise ValueError(f"total must have counts' shape {np.shape(counts)} or be one map, got shape {t.shape}")
+        t = np.ascontiguousarray(t, np.float32)
     if not isinstance(augment, bool | np.bool_):
         raise TypeError(f"augment must be True or False, got {augment!r}")
     dose = np.array([norm_dose(x) for x in a], np.float32)  # the same for every flip and turn
+    tdose = np.array([norm_dose(x) for x in t], np.float32) if joint else None
     if not augment:
-        mean, sigma = _run(params, a, dose, batch)
+        mean, sigma = _run(params, a, dose, batch, *((t, tdose) if joint else ()))
     else:
         means, variances = [], []
         for k in range(8):
-            t = np.rot90(a, k % 4, axes=(1, 2))
-            t = np.ascontiguousarray(t[:, :, ::-1] if k >= 4 else t)
-            m, s = _run(params, t, dose, batch)
-            m, s = (x[:, :, ::-1] if k >= 4 else x for x in (m, s))
-            means.append(np.rot90(m, -(k % 4), axes=(1, 2)))
-            variances.append(np.rot90(s, -(k % 4), axes=(1, 2)) ** 2)
+            ta, tt = (_turn(x, k) if x is not None else None for x in (a, t if joint else None))
+            m, s = _run(params, ta, dose, batch, *((tt, tdose) if joint else ()))
+            means.append(_turn(m, k, back=True))
+            variances.append(_turn(s, k, back=True) ** 2)
         mean = np.mean(means, axis=0)
         sigma = np.sqrt(np.mean(variances, axis=0) + np.var(means, axis=0))
     return (mean[0], sigma[0]) if single else (mean, sigma)
+
+
+def _as_counts(x, name):
+    a = np.asarray(x)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold real numbers, got dtype {a.dtype}")
+    a = a.astype(np.float32)
+    if not np.isfinite(a).all() or (a < 0).any():
+        raise ValueError(f"{name} must be finite and >= 0")
+    return a
+
+
+def _turn(a, k, *, back=False):
+    """Maps (n, h, w) turned by ``k % 4`` quarter turns and, for k >= 4, flipped (``back``: the inverse)."""
+    if not back:
+        t = np.rot90(a, k % 4, axes=(1, 2))
+        return np.ascontiguousarray(t[:, :, ::-1] if k >= 4 else t)
+    a = a[:, :, ::-1] if k >= 4 else a
+    return np.rot90(a, -(k % 4), axes=(1, 2))

@@ -11,6 +11,11 @@ one interface:
     runs in NumPy (no extra needed), is conditioned on each map's dose, and returns the
     expected counts and a 1-σ from its variance head. ``tta=True`` adds the spread over
     the eight flips and rotations of the map (test-time augmentation) in quadrature.
+    Given several elements' maps (a dict of two or more), each map is denoised by the
+    **joint** network, which also sees the projection's total map (the sum over the
+    elements, which holds many more counts and shows the particle's outline and
+    interfaces); one map or one element's stack uses the single-map network
+    (``joint`` overrides the choice; ``result.parameters["network"]`` records it).
 ``"gaussian"``
     A Gaussian filter of the counts (linear, so unbiased on flat regions). Width
     ``strength`` [px]; by default chosen per map by the Poisson unbiased risk estimate
@@ -354,13 +359,16 @@ def _bm3d(stack, strength):
 # --- the network ---
 
 
-def _network(stack, model, tta, dose=None):
-    import inspect
-
+def _network(stack, model, tta, total=None):
     from . import _net
 
-    kw = {"dose": dose} if dose is not None and "dose" in inspect.signature(_net.predict).parameters else {}
-    return _net.predict(stack, model=model, augment=tta, **kw)
+    return _net.predict(stack, model=model, augment=tta, total=total)
+
+
+def _totals(stack, shape):
+    """The total map of each map's projection: the sum over the elements (the first axis of ``shape``)."""
+    per = stack.reshape(shape[0], -1, *shape[-2:])
+    return np.broadcast_to(per.sum(axis=0), per.shape).reshape(stack.shape)
 
 
 def _check_range(doses, model, names):
@@ -389,7 +397,7 @@ def _map_names(shape, elements):
 
 
 def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | None = None, tta: bool = False,
-                 model: dict | None = None) -> DenoisedMaps:  # fmt: skip
+                 model: dict | None = None, joint: bool | None = None) -> DenoisedMaps:  # fmt: skip
     """Denoise EDXS elemental maps of X-ray counts: the expected counts per pixel, with their uncertainty.
 
     Parameters
@@ -414,7 +422,13 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
         and add their spread to σ in quadrature.
     model : dict, optional
         Network only: a model of :func:`finetune_denoiser` or
-        ``atomscount.elemental.train.train_denoiser``; default the shipped weights.
+        ``atomscount.elemental.train.train_denoiser``; default the shipped weights (the
+        joint ones where ``joint`` holds). A joint model (``_net.is_joint``) sets ``joint``.
+    joint : bool, optional
+        Network only: denoise each map with its projection's total map (the sum over the
+        elements: the first axis of a stack, or the dict's elements). Default: True for a
+        dict of two or more elements, else False. With ``joint=True`` an array
+        ``(n_elements, h, w)`` or ``(n_elements, n, h, w)`` is taken as elements first.
 
     Returns
     -------
@@ -455,14 +469,26 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
     stack, shape, elements = _parse_maps(maps)
     doses = _doses(stack, dose, shape[:-2])
     params: dict = {"strength_auto": strength is None}
+    if joint is not None:
+        joint = check_bool(joint, "joint")
     if method == "network":
         from . import _net
 
-        model = _net.load_denoiser() if model is None else model
+        if model is not None and joint is None:
+            joint = _net.is_joint(model["params"])
+        if joint is None:
+            joint = elements is not None and len(elements) >= 2
+        if joint and len(shape) < 3:
+            raise ValueError(f"joint=True needs several elements' maps (a dict, or an array with the elements first), "
+                             f"got one map of shape {shape}")  # fmt: skip
+        model = _net.load_denoiser(joint=joint) if model is None else model
+        if _net.is_joint(model["params"]) != joint:
+            raise ValueError(f"model is a {'joint' if not joint else 'single-map'} network, but joint={joint}")
         _check_range(doses, model, _map_names(shape, elements))
-        mean, sigma = _network(stack, model, tta, None if dose is None else doses)
+        mean, sigma = _network(stack, model, tta, _totals(stack, shape) if joint else None)
         keys = ("trained_on", "dose_range", "source", "finetuned")
-        params = {"tta": tta, "model": {k: model["meta"][k] for k in keys if k in model["meta"]}}
+        params = {"tta": tta, "network": "joint" if joint else "single-map",
+                  "model": {k: model["meta"][k] for k in keys if k in model["meta"]}}  # fmt: skip
     else:
         fn = {"gaussian": _gaussian, "tv": _tv, "bm3d": _bm3d}[method]
         mean, sigma, chosen = fn(stack, strength)
@@ -484,7 +510,9 @@ def denoise_series(edxs: dict, *, method: str = "network", **kwargs) -> tuple[di
     method : str
         See :func:`denoise_edxs`.
     **kwargs
-        Passed to :func:`denoise_edxs` (``dose``, ``strength``, ``tta``, ``model``).
+        Passed to :func:`denoise_edxs` (``dose``, ``strength``, ``tta``, ``model``, ``joint``:
+        by default two or more elements' series are denoised by the joint network, each
+        tilt's maps with that tilt's total).
 
     Returns
     -------
@@ -509,6 +537,8 @@ def denoise_series(edxs: dict, *, method: str = "network", **kwargs) -> tuple[di
     out = {}
     for e, s in edxs.items():
         how = {"method": method, "strength_auto": "strength" not in kwargs, "tta": bool(kwargs.get("tta", False))}
+        if "network" in result.parameters:
+            how["network"] = result.parameters["network"]
         prov = {**s.provenance, "noise": False, "denoised": how}
         out[e] = TiltSeries(result[e], s.angles, s.pixel_size_angstrom, prov)
     return out, result

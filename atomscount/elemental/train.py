@@ -17,6 +17,17 @@ with each map weighted by ``w = sqrt(d)`` (over the batch's mean), so that the m
 the least-squares estimate (the best PSNR) and the variance head learns the mean's error
 without pulling the mean towards it.
 
+**Joint** (``joint=True``): the network also sees the total map of the projection (the
+sum of all its elements' noisy maps, :func:`atomscount.elemental._net.network_input`). The
+training maps then come in projections (``data["group"]``, :func:`projection_groups`):
+each map of a batch gets the noisy maps of its projection's other elements too, with doses
+either all equal or drawn independently (half the batches each), and a share
+``absent_fraction`` of the batch's maps are swapped for an all-zero map of an absent
+element beside its projection's total, so that the network learns not to paint the
+total's particle into an element the projection does not hold. A single-map ``model`` is
+widened first (:func:`~atomscount.elemental._net.widen_to_joint`: zero weights on the
+total's channels), so training starts at what it computes.
+
 **Noise2Noise** (``mode="noise2noise"``, ``pairs=(a, b)``): two independent halves of one
 acquisition (for example odd and even frames) have the same expected counts and independent
 noise, so least squares of the network's output on ``a`` against ``b`` (and the other way
@@ -40,7 +51,7 @@ import numpy as np
 from .._checks import check_choice, check_integer, check_positive
 from . import _net
 
-__all__ = ["train_denoiser", "save_denoiser"]
+__all__ = ["train_denoiser", "save_denoiser", "projection_groups", "projection_maps"]
 
 #: What training needs beyond the default install, and the command that installs it.
 NEEDED = ("jax", "optax")
@@ -92,6 +103,102 @@ def _supervised_batch(unit, rng, batch, dose_range):
     return _net.network_input(noisy, dn), (clean / dn[:, None, None]).astype(np.float32)
 
 
+def projection_groups(info) -> np.ndarray:
+    """The projection index of each map of :func:`atomscount.elemental.shapes.training_maps` (from its ``info``).
+
+    The maps of one particle's projection are consecutive and share the tilt and the
+    particle's centre.
+
+    Parameters
+    ----------
+    info : list of dict
+        ``training_maps(...)["info"]``.
+
+    Returns
+    -------
+    ndarray of int (n,)
+    """
+    groups, key, g = [], None, -1
+    for d in info:
+        k = (d["tilt_degrees"], tuple(d["centre_angstrom"]), d["kind"])
+        if k != key:
+            key, g = k, g + 1
+        groups.append(g)
+    return np.array(groups, dtype=np.int64)
+
+
+def projection_maps(seed: int, n: int, *, size: int = 64, dose_range=(0.5, 100.0), absent_fraction: float = 0.0,
+                    voxel_size_angstrom: float = 5.0) -> dict:  # fmt: skip
+    """All elements' noisy and noise-free maps of random projections, with each projection's total.
+
+    The maps of :func:`atomscount.elemental.shapes.training_maps` (the same for a seed),
+    grouped by projection (:func:`projection_groups`); a last projection that lacks one of
+    its particle's elements (``training_maps`` stops at ``n`` maps) is left out. Needs no JAX.
+
+    Parameters
+    ----------
+    seed, n, size, dose_range, absent_fraction, voxel_size_angstrom
+        As :func:`~atomscount.elemental.shapes.training_maps` (``n``: maps drawn, before
+        the incomplete projection is left out).
+
+    Returns
+    -------
+    dict
+        ``training_maps``' ``noisy``, ``clean``, ``dose`` and ``info``, and ``group`` (the
+        projection of each map), ``total`` and ``total_clean`` (n, size, size): the sum of
+        the noisy (noise-free) maps of each map's projection [counts].
+
+    Examples
+    --------
+    >>> p = projection_maps(10**6, 3, size=32)
+    >>> bool(np.allclose(p["total"][p["group"] == 0][0], p["noisy"][p["group"] == 0].sum(axis=0)))
+    True
+    """
+    from .shapes import training_maps
+
+    data = training_maps(seed, n, size=size, dose_range=dose_range, absent_fraction=absent_fraction,
+                         voxel_size_angstrom=voxel_size_angstrom)  # fmt: skip
+    group = projection_groups(data["info"])
+    last = group == group[-1]
+    present = {d["element"] for d, k in zip(data["info"], last, strict=True) if k}
+    keep = ~last if not set(data["info"][-1]["elements"]) <= present else np.ones(len(group), bool)
+    if not keep.any():
+        raise ValueError(f"n must be large enough for one whole projection, got {n}")
+    out = {k: data[k][keep] for k in ("noisy", "clean", "dose")}
+    out["info"] = [d for d, k in zip(data["info"], keep, strict=True) if k]
+    out["group"] = group[keep]
+    for key, src in (("total", "noisy"), ("total_clean", "clean")):
+        sums = {g: out[src][out["group"] == g].sum(axis=0) for g in np.unique(out["group"])}
+        out[key] = np.stack([sums[g] for g in out["group"]])
+    return out
+
+
+def _joint_batch(unit, members, rng, batch, dose_range, absent_fraction):
+    """Fresh noisy maps with their projections' totals: (input (n, 4, h, w), target (n, h, w))."""
+    lo, hi = np.log(dose_range[0]), np.log(dose_range[1])
+    idx = rng.integers(len(unit), size=batch)
+    same = rng.random() < 0.5
+    maps, totals, truths = [], [], []
+    for i in idx:
+        group = members[i]
+        d = np.exp(rng.uniform(lo, hi) if same else rng.uniform(lo, hi, size=len(group)))
+        d = np.broadcast_to(d, (len(group),))
+        clean = unit[group] * d[:, None, None]
+        noisy = rng.poisson(clean).astype(np.float32)
+        j = int(np.flatnonzero(group == i)[0])
+        if rng.random() < absent_fraction:
+            maps.append(np.zeros_like(noisy[j]))
+            truths.append(np.zeros_like(clean[j]))
+        else:
+            maps.append(noisy[j])
+            truths.append(clean[j])
+        totals.append(noisy.sum(axis=0))
+    el, tot, truth = _augment([np.stack(maps), np.stack(totals), np.stack(truths).astype(np.float32)], rng)
+    dn = np.array([_net.norm_dose(m) for m in el], np.float32)
+    dt = np.array([_net.norm_dose(m) for m in tot], np.float32)
+    return _net.network_input(el, dn, tot, dt), (truth / dn[:, None, None]).astype(np.float32)
+
+
 def _crop_batch(a, b, rng, batch, crop):
     """Random crops of the pairs, each way round at random: (input, target)."""
     n, h, w = a.shape
@@ -124,7 +231,8 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
                    mode: str = "supervised", pairs=None, channels=(16, 32, 64, 128), n_maps: int = 2000,
                    dose_range=(0.5, 100.0), learning_rate: float = 2e-3, nll_weight: float = 0.1,
                    crop: int = 64, checkpoint=None, checkpoint_every: int = 100, log_every: int = 20,
-                   progress: bool = True) -> tuple[dict, dict]:  # fmt: skip
+                   progress: bool = True, joint: bool = False,
+                   absent_fraction: float = 0.06) -> tuple[dict, dict]:  # fmt: skip
     """Train the EDXS denoiser, or fine-tune it on a user's data.
 
     Parameters
@@ -164,6 +272,11 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
         Steps between checkpoints and between entries of the loss history.
     progress : bool
         Print the loss every ``log_every`` steps.
+    joint : bool
+        Supervised only: train the joint network (each map with its projection's total);
+        ``data`` must then hold ``group`` (:func:`projection_groups`).
+    absent_fraction : float
+        Joint only: the share of a batch's maps swapped for an absent element's (all-zero) map.
 
     Returns
     -------
@@ -199,6 +312,8 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
             raise ValueError("mode='noise2noise' needs pairs=(a, b), two halves of one acquisition")
         a, b = _check_pairs(pairs)
         start = _net.load_denoiser() if model is None else model
+        if _net.is_joint(start["params"]):
+            raise ValueError("model must be a single-map network for mode='noise2noise', got a joint one")
         m = _net.multiple_of(start["params"])
         crop = check_integer(crop, "crop", low=m)
         crop = min(crop, a.shape[1], a.shape[2]) // m * m
@@ -213,11 +328,22 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
             from .shapes import training_maps
 
             data = training_maps(seed, check_integer(n_maps, "n_maps", low=1), dose_range=(lo, hi))
+            data["group"] = projection_groups(data["info"])
         clean, dose = np.asarray(data["clean"], np.float32), np.asarray(data["dose"], np.float32)
         unit = clean / np.where(dose > 0, dose, 1.0)[:, None, None]
-        params0 = model["params"] if model is not None else _net.init_params(tuple(channels), seed=seed)
+        params0 = model["params"] if model is not None else _net.init_params(tuple(channels), seed=seed, joint=joint)
         arch = {"channels": list(_net.channels_of(params0))}
-        next_batch = lambda: _supervised_batch(unit, rng, batch, (lo, hi))  # noqa: E731
+        if joint:
+            if "group" not in data:
+                raise ValueError("joint=True needs data['group'], the projection of each map (projection_groups)")
+            if not 0.0 <= float(absent_fraction) <= 1.0:
+                raise ValueError(f"absent_fraction must be in [0, 1], got {absent_fraction!r}")
+            params0 = _net.widen_to_joint(params0)
+            group = np.asarray(data["group"])
+            members = [np.flatnonzero(group == g) for g in group]
+            next_batch = lambda: _joint_batch(unit, members, rng, batch, (lo, hi), absent_fraction)  # noqa: E731
+        else:
+            next_batch = lambda: _supervised_batch(unit, rng, batch, (lo, hi))  # noqa: E731
 
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(200, max(1, steps // 10)), steps, lr * 0.02)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
@@ -277,7 +403,8 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
         if ckpt is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
             save_checkpoint(step + 1)
     seconds = elapsed + time.perf_counter() - t0
-    meta = {"architecture": {**arch, "input": "x/d as four 2x2 sub-images + 1/sqrt(d)", "output": "mean, log-var",
+    inp = "x/d as four 2x2 sub-images + 1/sqrt(d)" + (", then the same of the projection's total" if joint else "")
+    meta = {"architecture": {**arch, "input": inp, "output": "mean, log-var", "joint": bool(joint),
                              "convs": "3x3 ReLU, two per level", "framework": "numpy inference, jax training"},
             "dose_range": [lo, hi], "trained_on": jax.default_backend(), "training_seconds": seconds,
             "steps": steps, "batch": batch, "mode": mode, "seed": seed}  # fmt: skip

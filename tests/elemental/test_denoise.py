@@ -164,6 +164,38 @@ def test_a_solid_particle_gains_no_shell(peak):
     assert not any(shells), shells
 
 
+@pytest.mark.parametrize("peak", [1.0, 3.0, 10.0, 30.0])
+def test_a_solid_alloy_gains_no_shell_in_the_joint_network(peak):
+    rng = np.random.default_rng(int(peak * 10) + 1)
+    truth = _sphere(48, 15.0, peak)
+    out = denoise_edxs({"Au": rng.poisson(truth), "Ag": rng.poisson(0.6 * truth), "Pd": rng.poisson(truth)})
+    assert out.parameters["network"] == "joint"
+    shells = [_has_shell(m) for m in out.maps]
+    assert not any(shells), shells
+
+
+def test_the_network_is_joint_for_several_elements_and_single_map_otherwise(network_maps):
+    from atomscount.elemental import _net
+
+    _, noisy = network_maps
+    both = denoise_edxs({"Au": noisy["Au"], "Ag": noisy["Ag"]})
+    assert both.parameters["network"] == "joint"
+    assert denoise_edxs(noisy["Au"]).parameters["network"] == "single-map"
+    assert denoise_edxs({"Au": noisy["Au"]}).parameters["network"] == "single-map"
+    single = denoise_edxs({"Au": noisy["Au"], "Ag": noisy["Ag"]}, joint=False)
+    np.testing.assert_allclose(single["Au"], denoise_edxs(noisy["Au"]).maps)
+    # the joint network sees each map with the sum of the elements' maps: an array with the elements first works too
+    arr = denoise_edxs(np.stack([noisy["Au"], noisy["Ag"]]), joint=True)
+    np.testing.assert_allclose(arr.maps, both.maps)
+    total = noisy["Au"] + noisy["Ag"]
+    ref, _ = _net.predict(np.stack([noisy["Au"], noisy["Ag"]]), model=_net.load_denoiser(joint=True), total=total)
+    np.testing.assert_allclose(both.maps, np.maximum(ref, 0.0), rtol=1e-6, atol=1e-6)
+    with pytest.raises(ValueError, match="joint=True needs several elements"):
+        denoise_edxs(noisy["Au"], joint=True)
+    with pytest.raises(ValueError, match="model is a single-map network"):
+        denoise_edxs(noisy, joint=True, model=_net.load_denoiser())
+
+
 def test_the_shell_check_finds_a_shell():
     outer, inner = _sphere(48, 15.0, 3.0), _sphere(48, 10.0, 2.0)
     assert _has_shell(outer - inner)

@@ -207,3 +207,104 @@ def test_training_without_jax_says_how_to_install_it(monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "jax" else real(name, *a))
     with pytest.raises(ImportError, match=r"atomscount\[learn\]"):
         train.train_denoiser(steps=1)
+
+
+# --- the joint network: each element's map with its projection's total ---
+
+
+def test_projection_maps_are_reproducible_and_hold_whole_projections():
+    from atomscount.elemental.train import projection_maps
+
+    a = projection_maps(HELD_OUT_SEED, 7, size=24)
+    b = projection_maps(HELD_OUT_SEED, 7, size=24)
+    for key in ("noisy", "clean", "total", "group"):
+        np.testing.assert_array_equal(a[key], b[key])
+    assert not np.array_equal(a["clean"], projection_maps(HELD_OUT_SEED + 1, 7, size=24)["clean"])
+    for g in np.unique(a["group"]):
+        idx = np.flatnonzero(a["group"] == g)
+        infos = [a["info"][i] for i in idx]
+        assert sorted(d["element"] for d in infos) == sorted(infos[0]["elements"])  # every element, once
+        assert len({d["tilt_degrees"] for d in infos}) == 1
+        for i in idx:
+            np.testing.assert_array_equal(a["total"][i], a["noisy"][idx].sum(axis=0))
+            np.testing.assert_allclose(a["total_clean"][i], a["clean"][idx].sum(axis=0))
+
+
+def test_a_widened_network_computes_the_single_map_output_whatever_the_total():
+    single = _net.load_denoiser()
+    joint = {"params": _net.widen_to_joint(single["params"]), "meta": single["meta"]}
+    assert _net.is_joint(joint["params"]) and not _net.is_joint(single["params"])
+    x = np.random.default_rng(4).poisson(3.0, (2, 20, 36)).astype(float)
+    total = x + np.random.default_rng(5).poisson(9.0, x.shape)
+    ref, _ = _net.predict(x, model=single)
+    np.testing.assert_array_equal(_net.predict(x, model=joint, total=total)[0], ref)
+
+
+def test_joint_jax_and_numpy_forward_passes_agree():
+    pytest.importorskip("jax")
+    from atomscount.elemental.train import jax_forward
+
+    params = _net.init_params((8, 16), seed=2, joint=True)
+    rng = np.random.default_rng(1)
+    x = _net.network_input(rng.poisson(3.0, (2, 16, 24)), [3.0, 1.0], rng.poisson(9.0, (2, 16, 24)), [9.0, 4.0])
+    assert x.shape == (2, 4, 16, 24)
+    np.testing.assert_allclose(np.asarray(jax_forward(params, x)), _net.forward(params, x), rtol=1e-4, atol=1e-5)
+
+
+def test_shipped_joint_weights_load_and_reproduce_their_stored_output():
+    model = _net.load_denoiser(joint=True)
+    meta = model["meta"]
+    assert _net.is_joint(model["params"]) and meta["architecture"]["joint"] is True
+    assert meta["dose_range"] == [0.5, 100.0] and "3" in meta["held_out"]
+    assert meta["warm_start"]["weights"] == "edxs_denoiser.npz"
+    ref = meta["reference"]
+    mean, sigma = _net.predict(ref["input"], model=model, total=ref["total"])
+    np.testing.assert_allclose(mean, ref["mean"], rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(sigma, ref["sigma"], rtol=1e-4, atol=1e-5)
+    steps = np.asarray(meta["loss_history"]["step"])
+    assert (np.diff(steps) > 0).all() and steps[-1] == meta["steps"]
+
+
+def test_joint_network_beats_a_truth_tuned_gaussian_filter_on_held_out_projections():
+    from atomscount.elemental.train import projection_maps
+
+    data = projection_maps(HELD_OUT_SEED + 7, 6, size=48, dose_range=(3.0, 3.0))
+    mean, _ = _net.predict(data["noisy"], model=_net.load_denoiser(joint=True), total=data["total"])
+    net_mse = np.mean((mean - data["clean"]) ** 2)
+    gauss_mse = min(np.mean((gaussian_filter(data["noisy"], (0, s, s)) - data["clean"]) ** 2)
+                    for s in (0.5, 0.75, 1.0, 1.5, 2.0, 3.0))  # fmt: skip
+    assert net_mse < 0.8 * gauss_mse
+
+
+def test_joint_network_keeps_an_absent_element_absent_beside_a_particle():
+    from atomscount.elemental.train import projection_maps
+
+    data = projection_maps(HELD_OUT_SEED + 8, 4, size=48, dose_range=(10.0, 10.0))
+    model = _net.load_denoiser(joint=True)
+    zeros = np.zeros_like(data["noisy"])
+    mean, sigma = _net.predict(zeros, model=model, total=data["total"])  # the totals show particles
+    assert data["total"].max() >= 10 and mean.max() < 0.05 and (sigma >= 0).all()
+
+
+def test_predict_needs_a_total_for_a_joint_model_and_only_then():
+    x = np.random.default_rng(0).poisson(2.0, (2, 16, 16))
+    with pytest.raises(ValueError, match="total must be given for a joint model"):
+        _net.predict(x, model=_net.load_denoiser(joint=True))
+    with pytest.raises(ValueError, match="total must be given"):
+        _net.predict(x, total=x)
+    with pytest.raises(ValueError, match="total must have counts' shape"):
+        _net.predict(x, model=_net.load_denoiser(joint=True), total=np.zeros((3, 16, 16)))
+    one, _ = _net.predict(x, model=_net.load_denoiser(joint=True), total=x[0])  # one total for every map
+    assert one.shape == x.shape
+
+
+def test_joint_training_runs_from_a_widened_single_map_network():
+    pytest.importorskip("jax")
+    from atomscount.elemental.train import projection_maps, train_denoiser
+
+    data = projection_maps(0, 8, size=16)
+    start = {"params": _net.init_params((4, 8), seed=0), "meta": {}}
+    model, hist = train_denoiser(steps=3, batch=4, data=data, model=start, joint=True, log_every=3, progress=False)
+    assert _net.is_joint(model["params"]) and model["meta"]["architecture"]["joint"] and np.isfinite(hist["loss"]).all()
+    with pytest.raises(ValueError, match="group"):
+        train_denoiser(steps=1, data={"clean": data["clean"], "dose": data["dose"]}, joint=True, progress=False)
