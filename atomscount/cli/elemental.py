@@ -54,9 +54,13 @@ def add_parser(sub, fmt) -> None:
     d.add_argument("--tta", action="store_true",
                    help="network: average over the 8 flips and rotations, their spread added to 1σ (8x the "
                         "time)")  # fmt: skip
+    d.add_argument("--single-map", action="store_true",
+                   help="network: denoise each element's series alone (the single-map network) instead of each map "
+                        "with its tilt's total over the elements (the joint network, the default for two or more "
+                        "elements)")  # fmt: skip
     d.add_argument("--model", type=Path, default=None,
                    help="network weights (.npz of atomscount.elemental.train.save_denoiser; default: the "
-                        "shipped)")  # fmt: skip
+                        "shipped joint or single-map ones)")  # fmt: skip
     figure_options(d)
     d.add_argument("--out", type=Path, required=True,
                    help="series folder: the denoised edxs_ELEMENT.h5 (expected counts), haadf.h5 and truth.npz "
@@ -193,6 +197,8 @@ def _denoise(args: argparse.Namespace) -> int:
     kwargs = {"method": args.method, "tta": args.tta}
     if args.strength is not None:
         kwargs["strength"] = args.strength
+    if args.single_map:
+        kwargs["joint"] = False
     if args.model is not None:
         kwargs["model"] = _net.load_denoiser(args.model)
     with output_folder(args.out, command="elemental denoise", signals=args.signals) as tmp:
@@ -213,8 +219,9 @@ def _denoise(args: argparse.Namespace) -> int:
                                    tmp / "figures", fmt=args.format, dpi=args.dpi))  # fmt: skip
     s = result.summary()
     spread = f", median 1σ {s['median_sigma']:.3g} counts" if s["median_sigma"] is not None else ""
-    print(f"denoised {len(edxs)} series by {s['method']}: dose {s['dose_min']:.3g} to {s['dose_max']:.3g} counts per "
-          f"pixel{spread}")  # fmt: skip
+    how = f" ({result.parameters['network']})" if "network" in result.parameters else ""
+    print(f"denoised {len(edxs)} series by {s['method']}{how}: dose {s['dose_min']:.3g} to {s['dose_max']:.3g} "
+          f"counts per pixel{spread}")  # fmt: skip
     print_files(final_paths(files, tmp, args.out), args.out)
     return 0
 

@@ -326,3 +326,19 @@ def test_cli_denoises_a_series_folder_for_the_reconstruction(tmp_path, method, c
     assert "denoised.h5" in capsys.readouterr().out
     assert main(["elemental", "reconstruct", str(out), "--method", "separate", "--iterations", "5", "--out",
                  str(tmp_path / "rec")]) == 0  # fmt: skip
+
+
+def test_cli_single_map_uses_the_single_map_network(tmp_path, capsys):
+    from atomscount.cli import main
+    from atomscount.tomo import TiltSeries
+
+    series = tmp_path / "series"
+    assert main(["elemental", "simulate", "--size", "16", "--voxel-size", "3", "--angles=-60:60:3", "--dose", "1e7",
+                 "--seed", "3", "--out", str(series)]) == 0  # fmt: skip
+    out = tmp_path / "den"
+    assert main(["elemental", "denoise", str(series), "--single-map", "--format", "svg", "--dpi", "50",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "(single-map)" in capsys.readouterr().out
+    noisy = TiltSeries.from_hdf5(series / "edxs_Au.h5").images
+    np.testing.assert_allclose(TiltSeries.from_hdf5(out / "edxs_Au.h5").images, denoise_edxs(noisy).maps)
+    assert DenoisedMaps.from_hdf5(out / "denoised.h5").parameters["network"] == "single-map"
