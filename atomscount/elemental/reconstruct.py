@@ -378,8 +378,9 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         X-ray counts per pixel of each element's line (single-axis series). Where none
         of the series holds whole non-negative counts (processed maps: fractions,
         normalised or background-subtracted maps), the maps go to
-        :func:`~atomscount.elemental.maps.reconstruct_maps` (a least-squares likelihood),
-        with a :class:`~atomscount.elemental.maps.NonCountDataWarning`.
+        :func:`~atomscount.elemental.maps.reconstruct_maps` (a least-squares likelihood,
+        μ by its discrepancy rule for every string ``weights``), with a
+        :class:`~atomscount.elemental.maps.NonCountDataWarning`.
     elements : sequence of str, optional
         Which of ``edxs``' elements, in this order (default: all, in the dict's order).
     regulariser : {"tnv", "tv", "tgv"}
