@@ -92,6 +92,8 @@ _COARSE_MIN = 64
 #: The cross-validation's ladder of weights: factors of this between fits, at most this many fits.
 _CV_STEP = 3.0
 _CV_MAX_STEPS = 7
+#: The ladder's fits stop at this many times ``tol``: the held-out deviance needs the fit's shape, not its last digits.
+_CV_TOL_FACTOR = 3.0
 #: μ of the full series over the cross-validated μ of its half: √2, as a threshold ∝ the noise's σ (TV's
 #: optimal weight in the objective's units, counts' deviance, grows as the square root of the dose).
 _CV_DOSE_FACTOR = float(np.sqrt(2.0))
@@ -404,9 +406,12 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         A dense alloy: the total density is held (by a penalty) at the particle's median,
         so that the elements trade places instead of leaving voids.
     n_iter : int
-        At most this many quasi-Newton iterations in all: each round of the weight search
-        but the last stops when converged (or after ``n_iter / 6``), and the last has the
-        rest. The fit stops when converged, usually long before (about 220 at 64³).
+        At most this many quasi-Newton iterations in all: each fit of the
+        cross-validation's ladder stops when converged (or after ``n_iter / 14``; half of
+        ``n_iter`` for the ladder), each round of the discrepancy rule's search but the
+        last likewise (or after ``n_iter / 6``), and the last round has the rest. The
+        fit stops when converged, usually long before (at 64³ about 300-430 with the
+        cross-validation, 220 with the discrepancy rule).
     tol : float
         Converged when the objective's relative change per iteration falls below ``tol``
         three times in a row (the last round; or over its last five iterations).
@@ -680,7 +685,7 @@ def _thinning_cv(prob, z, tol, budget, bar, history, seed=0):
             break
         half.mu = float(np.exp(log_mu))
         state.pop("memory", None)  # the curvature pairs of another μ stop the next fit after a few small steps
-        z, _ = _lbfgs(half, z, half.n_u, its, tol, bar, history, state, min_iter=min(10, its))
+        z, _ = _lbfgs(half, z, half.n_u, its, _CV_TOL_FACTOR * tol, bar, history, state, min_iter=min(10, its))
         pts.append((log_mu, held_out(z)))
         fits.append(z)
         if len(pts) == 2 and pts[1][1] > pts[0][1] and step < 0:  # started below the best: go up instead
