@@ -391,7 +391,8 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     weights : {"auto", "cv", "discrepancy"} or float
         The regularisation weight μ: "cv" chooses it by Poisson-thinning
         cross-validation (the held-out half of the counts, on the coarse grid where the
-        volume has one; about half of ``n_iter`` at most); "discrepancy" by the
+        volume has one; half of ``n_iter`` at most; Poisson counts only, not a
+        simulation's expectations); "discrepancy" by the
         discrepancy principle on the EDXS deviance (cheaper, smoother); "auto" is "cv"
         for counts and "discrepancy" for a simulation's expectations (``noise=False`` in
         the series' provenance). A number fixes μ (in the objective's units: counts'
@@ -434,7 +435,7 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     ValueError
         For series with different angles, shapes or pixel sizes; negative, non-integer or
         all-zero counts; an element with no X-ray line in range; a reconstruction that
-        holds no particle.
+        holds no particle; ``weights="cv"`` on expectations (provenance ``noise=False``).
 
     Warns
     -----
@@ -464,8 +465,12 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
                                       haadf_weights=haadf_weights, sum_to_one=sum_to_one, n_iter=n_iter, tol=tol,
                                       progress=progress)  # fmt: skip
     elements, series, counts = _inputs(haadf, edxs, elements)
+    expectations = [e for e in elements if series[e].provenance.get("noise") is False]
     if rule == "auto":  # cross-validation needs counts: a simulation's expectations take the discrepancy rule
-        rule = "discrepancy" if any(series[e].provenance.get("noise") is False for e in elements) else "cv"
+        rule = "discrepancy" if expectations else "cv"
+    elif rule == "cv" and expectations:
+        raise ValueError(f"weights='cv' thins Poisson counts, but edxs[{expectations[0]!r}] holds expectations "
+                         "(provenance noise=False): give weights='discrepancy' or a number")  # fmt: skip
     auto = rule == "discrepancy"  # the secant search over rounds
     if isinstance(haadf_weights, str):
         if haadf_weights != "fit":

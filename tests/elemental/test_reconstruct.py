@@ -253,6 +253,7 @@ def test_bad_input_is_refused_by_name(rod):
         (dict(haadf=None, edxs=edxs, regulariser="l1"), "regulariser"),
         (dict(haadf=None, edxs=edxs, weights="best"), "weights must be one of \\['auto', 'cv', 'discrepancy'\\]"),
         (dict(haadf=None, edxs=edxs, weights=-1.0), "weights"),
+        (dict(haadf=None, edxs=edxs, weights="cv"), "weights='cv' thins Poisson counts, but edxs\\['Au'\\]"),
         (dict(haadf=None, edxs=edxs, weights=None), "weights"),
         (dict(haadf=None, edxs=edxs, gamma=3.0), "gamma"),
         (dict(haadf=haadf, edxs=edxs, haadf_weights={"Au": 1.0}), "haadf_weights"),
