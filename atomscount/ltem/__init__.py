@@ -10,6 +10,7 @@ from ._deps import check_jax
 
 check_jax()
 
+from .constrained import constrain_magnetisation
 from .forward import (
     electrostatic_phase,
     fresnel_image,
@@ -34,6 +35,7 @@ __all__ = [
     "PhaseRetrieval",
     "apply_transform",
     "colour_wheel",
+    "constrain_magnetisation",
     "ctf_wiener",
     "domain_wall",
     "electrostatic_phase",
