@@ -30,7 +30,7 @@ doi:10.1038/s41524-021-00692-5)::
   over-smooths: its deviance is dominated by the bright elements and it ignores the
   degrees of freedom the fit uses, so a thin, faint layer (the Au surface alloy of a
   Pd@Pt particle, 64³ at 100 counts per pixel) has an error of 0.18 at its μ (26) and
-  0.09 at the cross-validated μ (6).
+  0.09 at the cross-validated μ (5.7).
 
 Concentrations are the ratios ``u_e / Σ u``: the common factor (dose, solid angle) drops
 out, so they are absolute wherever the cross-sections' ratios are right. The density
