@@ -50,7 +50,9 @@ def constrain_magnetisation(retrieval, *, ms_a_per_m: float, thickness_nm: float
     ``c × film``, with ``c = σ V₀ t`` when the mean inner potential is given, else fitted (with a constant
     and a plane) to the retrieved phase's modes below the cutoff. The result takes the modes below
     ``cutoff_per_nm`` (a Gaussian low-pass, ``exp(−k²/2k₀²)``) from this model and the faster ones from
-    the retrieval, which the images determine. It helps where the retrieval gets the directions of the
+    the retrieval, which the images determine. The directions are then taken again from the result, up to
+    ``n_iter`` times (a fixed-point iteration), stopping, with the last iterate, when a step (the RMS
+    change of the phase) grows instead of shrinking. It helps where the retrieval gets the directions of the
     induction right and its slow modes' magnitude wrong (the vortex at 100 e/px); it cannot mend directions
     lost to noise, and it does not apply to films magnetised out of plane (skyrmion lattices, whose
     in-plane ``|m⊥|`` varies from 0 to 1).
@@ -78,19 +80,22 @@ def constrain_magnetisation(retrieval, *, ms_a_per_m: float, thickness_nm: float
         (>= 0).
     cutoff_per_nm : float
         ``k₀`` of the low-pass that selects the modes taken from the model [cycles/nm] (> 0).
+    n_iter : int
+        Most rounds of directions, model and blend (>= 1; 1: the plain projection).
 
     Returns
     -------
     PhaseRetrieval
         ``method`` is the input's with ``"+ms"``; ``parameters`` gains ``magnetisation`` (``ms_a_per_m``,
         ``thickness_nm``, ``film_fraction``, ``electrostatic_phase_rad`` (c), ``mask``: ``"given"``,
-        ``"edge"`` or ``"whole field"``, ``smoothing_nm``, ``cutoff_per_nm``).
+        ``"edge"`` or ``"whole field"``, ``smoothing_nm``, ``cutoff_per_nm``, ``iterations`` done).
 
     Raises
     ------
     ValueError
         Naming ``ms_a_per_m``, ``thickness_nm``, ``mask``, ``mean_inner_potential_v``, ``pixel_nm``,
-        ``smoothing_nm`` or ``cutoff_per_nm`` and the bad value.
+        ``smoothing_nm``, ``cutoff_per_nm`` or ``n_iter`` and the bad value (``TypeError`` for a
+        non-number).
 
     Examples
     --------
