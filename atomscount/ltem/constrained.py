@@ -10,6 +10,7 @@ retrieval gets right.
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -22,6 +23,7 @@ _MU0 = 4e-7 * np.pi  # [T m/A]
 _HBAR_OVER_E = 6.582119569e-16 * 1e18  # [T nm²]
 _EDGE_FACTOR = 3.0  # an edge: a phase gradient above this many times the largest magnetic one
 _MIN_ENCLOSED = 0.05  # an enclosed film smaller than this fraction of the field: no closed edge found
+_MIN_STRENGTH = 0.05  # a retrieved induction below this fraction of μ0 Ms t (median in the film): no directions
 
 
 def _film_from_edges(phase, pixel_nm: float, magnetic_gradient: float) -> np.ndarray:
@@ -88,7 +90,10 @@ def constrain_magnetisation(retrieval, *, ms_a_per_m: float, thickness_nm: float
     PhaseRetrieval
         ``method`` is the input's with ``"+ms"``; ``parameters`` gains ``magnetisation`` (``ms_a_per_m``,
         ``thickness_nm``, ``film_fraction``, ``electrostatic_phase_rad`` (c), ``mask``: ``"given"``,
-        ``"edge"`` or ``"whole field"``, ``smoothing_nm``, ``cutoff_per_nm``, ``iterations`` done).
+        ``"edge"`` or ``"whole field"``, ``smoothing_nm``, ``cutoff_per_nm``, ``iterations`` done, ``applied``,
+        ``induction_fraction``: the retrieved induction's median in the film over μ₀ Ms t). When that
+        fraction is below 0.05 (a flat retrieval: no directions to take) the retrieval is returned unchanged,
+        with ``applied`` False and a ``UserWarning``.
 
     Raises
     ------
@@ -150,6 +155,15 @@ def constrain_magnetisation(retrieval, *, ms_a_per_m: float, thickness_nm: float
     if mean_inner_potential_v is not None:
         v0 = check_real(mean_inner_potential_v, "mean_inner_potential_v")
         c = interaction_constant(beam_energy_ev) * v0 * t
+    bx, by = induction_map(phase, px)
+    strength = float(np.median(np.hypot(bx, by)[film])) / (_MU0 * ms * t)
+    if strength < _MIN_STRENGTH:  # no directions to take: the retrieval is returned unchanged
+        warnings.warn(f"constrain_magnetisation: the retrieved induction in the film is {strength:.3g} of "
+                      f"μ0 Ms t (median), below {_MIN_STRENGTH}: no directions to constrain, the phase is "
+                      f"returned unchanged", UserWarning, stacklevel=2)  # fmt: skip
+        info = {"ms_a_per_m": ms, "thickness_nm": t, "film_fraction": float(film.mean()), "mask": how,
+                "applied": False, "induction_fraction": strength}  # fmt: skip
+        return dataclasses.replace(base, parameters={**base.parameters, "magnetisation": info})
     current, previous, step, used = phase, None, np.inf, 0
     for it in range(n_iter):
         bx, by = induction_map(current, px)
@@ -175,6 +189,7 @@ def constrain_magnetisation(retrieval, *, ms_a_per_m: float, thickness_nm: float
         previous, current, step, used, c_used = current, new, change, it + 1, c
     out, c = current, c_used
     info = {"ms_a_per_m": ms, "thickness_nm": t, "film_fraction": float(film.mean()), "electrostatic_phase_rad": c,
-            "mask": how, "smoothing_nm": sm, "cutoff_per_nm": k0, "iterations": used}  # fmt: skip
+            "mask": how, "smoothing_nm": sm, "cutoff_per_nm": k0, "iterations": used,
+            "applied": True, "induction_fraction": strength}  # fmt: skip
     return dataclasses.replace(base, phase=out - out.mean(), induction=None, method=f"{base.method}+ms",
                                parameters={**base.parameters, "magnetisation": info})  # fmt: skip

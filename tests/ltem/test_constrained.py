@@ -82,3 +82,11 @@ def test_pixel_of_a_retrieval_must_agree():
     r = PhaseRetrieval(phase=np.zeros((16, 16)), amplitude=np.ones((16, 16)), pixel_nm=2.0)
     with pytest.raises(ValueError, match="pixel_nm"):
         constrain_magnetisation(r, pixel_nm=3.0, ms_a_per_m=8e5, thickness_nm=30.0)
+
+
+def test_flat_retrieval_is_returned_unchanged_with_a_warning():
+    flat = np.random.default_rng(1).normal(0.0, 1e-4, (32, 32))
+    with pytest.warns(UserWarning, match="no directions"):
+        out = constrain_magnetisation(flat, pixel_nm=2.0, ms_a_per_m=8e5, thickness_nm=30.0)
+    assert out.parameters["magnetisation"]["applied"] is False
+    np.testing.assert_array_equal(out.phase, flat)
