@@ -59,6 +59,10 @@ def add_parser(sub, fmt) -> None:
     r.add_argument("--optimiser", choices=("lbfgs", "adam"), default="lbfgs", help="optax optimiser")
     r.add_argument("--iterations", type=int, default=200, help="iterations in all")
     r.add_argument("--seed", type=int, default=0, help="seed of the uncertainty's random probes")
+    r.add_argument("--ms", type=float, default=None,
+                   help="saturation magnetisation of the film [A/m]: with --thickness, the retrieved phase's "
+                        "slowest modes are replaced by those of a film with |m| = Ms (in-plane films only)")  # fmt: skip
+    r.add_argument("--thickness", type=float, default=None, help="film thickness [nm], with --ms")
     figure_options(r)
     r.add_argument("--out", type=Path, required=True, help="output folder: phase.h5 and the figures")
 
@@ -184,11 +188,19 @@ def _retrieve(args: argparse.Namespace) -> int:
         weight = args.weight if args.weight == "auto" else float(args.weight)
     except ValueError:
         raise ValueError(f"--weight must be 'auto' or a number, got {args.weight!r}") from None
+    if (args.ms is None) != (args.thickness is None):
+        raise ValueError(f"--ms and --thickness go together (the constraint needs Ms·t), got --ms {args.ms} and "
+                         f"--thickness {args.thickness}")  # fmt: skip
     series = _args_series(args)
     with output_folder(args.out, command="ltem retrieve") as tmp:
         result = retrieve_phase(series, fit=tuple(f.strip() for f in args.fit.split(",")),
                                 regulariser=args.regulariser, weight=weight, optimiser=args.optimiser,
                                 n_iter=args.iterations, rng=args.seed, progress=True)  # fmt: skip
+        if args.ms is not None:
+            from ..ltem import constrain_magnetisation
+
+            result = constrain_magnetisation(result, ms_a_per_m=args.ms, thickness_nm=args.thickness,
+                                             beam_energy_ev=series.beam_energy_ev)  # fmt: skip
         files = _write_result(result, series, tmp, args)
     print(result.report())
     print_files(final_paths(files, tmp, args.out), args.out)
