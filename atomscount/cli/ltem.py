@@ -61,7 +61,7 @@ def add_parser(sub, fmt) -> None:
     r.add_argument("--seed", type=int, default=0, help="seed of the uncertainty's random probes")
     r.add_argument("--ms", type=float, default=None,
                    help="saturation magnetisation of the film [A/m]: with --thickness, the retrieved phase's "
-                        "slowest modes are replaced by those of a film with |m| = Ms (in-plane films only)")  # fmt: skip
+                        "slowest modes become those of a film with |m| = Ms (in-plane films only)")  # fmt: skip
     r.add_argument("--thickness", type=float, default=None, help="film thickness [nm], with --ms")
     figure_options(r)
     r.add_argument("--out", type=Path, required=True, help="output folder: phase.h5 and the figures")
