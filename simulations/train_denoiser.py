@@ -134,6 +134,22 @@ def held_out_scores(model, doses, n_maps, bm3d_maps, seed, previous=None, before
     return out
 
 
+def digest(obj) -> str:
+    """A short key of settings (cache and checkpoint file names)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
+
+
+def _sections(settings, second: str, quick: bool):
+    """The settings' data, ``second`` ("network" or "start"), training and held-out sections, with the
+    [quick] sizes when ``quick``."""
+    data_s, second_s, train_s, held_s = (dict(settings[k]) for k in ("data", second, "training", "held_out"))
+    if quick:
+        q = settings["quick"]
+        data_s["n_maps"], train_s["steps"] = q["n_maps"], q["steps"]
+        held_s["n_maps"], held_s["bm3d_maps"] = q["held_out_maps"], q["bm3d_maps"]
+    return data_s, second_s, train_s, held_s
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--settings", default=None, help="default simulations/edxs_denoiser[_joint].toml")
@@ -152,16 +168,9 @@ def main(argv=None):
     if args.joint:
         return train_joint(args, tomllib.loads(Path(args.settings).read_text()))
     settings = tomllib.loads(Path(args.settings).read_text())
-    data_s, net_s, train_s, held_s = (dict(settings[k]) for k in ("data", "network", "training", "held_out"))
-    if args.quick:
-        q = settings["quick"]
-        data_s["n_maps"], train_s["steps"] = q["n_maps"], q["steps"]
-        held_s["n_maps"], held_s["bm3d_maps"] = q["held_out_maps"], q["bm3d_maps"]
+    data_s, net_s, train_s, held_s = _sections(settings, "network", args.quick)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-
-    def digest(obj):
-        return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
 
     # the checkpoint's key leaves out the number of steps, so that a run can be extended (its cosine schedule
     # then stretches to the new end)
@@ -283,16 +292,9 @@ def joint_training_data(data_s, work, digest):
 
 def train_joint(args, settings):
     """Train the joint network from the single-map weights, score it on held-out projections and write it."""
-    data_s, start_s, train_s, held_s = (dict(settings[k]) for k in ("data", "start", "training", "held_out"))
-    if args.quick:
-        q = settings["quick"]
-        data_s["n_maps"], train_s["steps"] = q["n_maps"], q["steps"]
-        held_s["n_maps"], held_s["bm3d_maps"] = q["held_out_maps"], q["bm3d_maps"]
+    data_s, start_s, train_s, held_s = _sections(settings, "start", args.quick)
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
-
-    def digest(obj):
-        return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:10]
 
     data = joint_training_data(data_s, work, digest)
     start_path = _net.DEFAULT_PATH.with_name(start_s["weights"])
@@ -326,7 +328,7 @@ def joint_classical_scores(held_s, work):
     maps), cached in ``work`` (BM3D is slow; the maps are drawn from seeds, so they are the same every run)."""
     from atomscount.elemental.train import projection_maps
 
-    key = hashlib.sha1(json.dumps(held_s, sort_keys=True).encode()).hexdigest()[:10]
+    key = digest(held_s)
     cache = Path(work) / f"joint_held_out_classical_{key}.json"
     if cache.is_file():
         return json.loads(cache.read_text())
