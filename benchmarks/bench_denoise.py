@@ -672,13 +672,19 @@ def part_public(cfg, out, save):
         save()
         return
     b = cfg["public_bin"]
-    for element in ("Yb", "Al", "Si"):
+    elements = ("Yb", "Al", "Si")
+    halves = {}
+    for element in elements:
         with mrcfile.open(folder / f"{element}_EDXsino.mrc", permissive=True) as f:
             data = np.round(np.clip(np.asarray(f.data, dtype=np.float64), 0, None))  # (angles, slices, pixels)
         k, rows, cols = data.shape
         rows, cols = rows // b * b, cols // b * b
         data = data[:, :rows, :cols].reshape(k, rows // b, b, cols // b, b).sum(axis=(2, 4))
-        a, half_b = split_counts(data, rng=0)
+        halves[element] = (data, *split_counts(data, rng=0))
+    # the joint network: each element's half-a map with the total of the three at the same projection
+    joint = dict(zip(elements, _denoise({e: halves[e][1] for e in elements}, "network"), strict=True))
+    for element in elements:
+        data, a, half_b = halves[element]
         t0 = time.perf_counter()
         a1, a2 = split_counts(a, rng=1)
         tuned = finetune_denoiser(a1, a2, steps=cfg["finetune_steps"], seed=0)
@@ -696,6 +702,7 @@ def part_public(cfg, out, save):
         scores["network_tta"] = float(np.mean((_denoise(a, "network", tta=True) - half_b) ** 2))
         scores["network_6_maps"] = float(np.mean((_denoise(a[:n6], "network") - half_b[:n6]) ** 2))
         scores["network_finetuned"] = float(np.mean((_denoise(a, "network", model=tuned) - half_b) ** 2))
+        scores["network_joint"] = float(np.mean((joint[element] - half_b) ** 2))
         res[f"graptor_{element}"] = {"shape": list(data.shape), "counts_max": float(data.max()),
                                      "counts_mean": float(data.mean()),
                                      "half_a_dose_median": float(np.median([_net.map_dose(m) for m in a])),
