@@ -15,12 +15,12 @@ import warnings
 import numpy as np
 
 from .._checks import check_integer, check_positive, check_real
+from .forward import _MU0
+from .induction import HBAR_OVER_E_T_NM2 as _HBAR_OVER_E
 from .result import PhaseRetrieval
 
 __all__ = ["constrain_magnetisation"]
 
-_MU0 = 4e-7 * np.pi  # [T m/A]
-_HBAR_OVER_E = 6.582119569e-16 * 1e18  # [T nm²]
 _EDGE_FACTOR = 3.0  # an edge: a phase gradient above this many times the largest magnetic one
 _MIN_ENCLOSED = 0.05  # an enclosed film smaller than this fraction of the field: no closed edge found
 _MIN_STRENGTH = 0.05  # a retrieved induction below this fraction of μ0 Ms t (median in the film): no directions
