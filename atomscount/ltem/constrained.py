@@ -15,7 +15,7 @@ import warnings
 import numpy as np
 
 from .._checks import check_integer, check_positive, check_real
-from .forward import _MU0
+from .forward import _MU0, _frequencies
 from .induction import HBAR_OVER_E_T_NM2 as _HBAR_OVER_E
 from .result import PhaseRetrieval
 
@@ -145,7 +145,7 @@ def constrain_magnetisation(retrieval, *, ms_a_per_m: float, thickness_nm: float
             raise ValueError("mask must mark at least one pixel of film, got none")
         how = "given"
     ny, nx = phase.shape
-    ky, kx = np.meshgrid(np.fft.fftfreq(ny, px), np.fft.fftfreq(nx, px), indexing="ij")
+    ky, kx = _frequencies((ny, nx), px)
     low = np.exp(-(kx**2 + ky**2) / (2 * k0**2))
 
     def lowpass(a):
