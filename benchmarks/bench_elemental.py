@@ -232,7 +232,7 @@ def part_particles(cfg, out, save):
                  if name == "rod" else None,
                  "elements": list(elements), "shape": list(truth.shape[1:]), "voxel_size_angstrom": cfg["voxel"],
                  "mask_voxels": int(mask.sum()), "counts": {}}  # fmt: skip
-        for counts in COUNTS:
+        for counts in cfg.get("counts", COUNTS):
             haadf, edxs, dose = _series(densities, cfg["voxel"], cfg["angles"], counts, rng=counts)
             kept = dict(before.get("counts", {}).get(str(counts), {}).get("methods", {}))
             level = {"dose_e_per_angstrom2": dose, "methods": kept}
@@ -259,6 +259,10 @@ def part_particles(cfg, out, save):
             res[name] = entry
             out["particles"] = res
             save()
+        if 30 not in cfg.get("counts", COUNTS):  # the fast series runs with the 30-count level
+            _summarise_particles(out, cfg)
+            save()
+            continue
         # the fast series (10 projections) at 30 counts
         haadf, edxs, dose = _series(densities, cfg["voxel"], cfg["fast"], 30, rng=7)
         fast = dict(before.get("fast_series_30", {}))
@@ -536,6 +540,8 @@ def main(argv=None) -> int:
         default=None,
         help="the particles' voxels per side (the particle keeps its 96 Å; default 128, 32 when quick)",
     )
+    ap.add_argument("--counts", default=None, help="the particles part's counts per pixel, comma-separated "
+                    "(default 10,30,100; the fast series runs when 30 is among them)")  # fmt: skip
     ap.add_argument("--n-iter", type=int, default=None, help="iterations of each multimodal reconstruction")
     ap.add_argument("--methods", default=None, help="the particles part's methods to run, comma-separated (the "
                     "others' figures are kept from --out); default all")  # fmt: skip
@@ -559,6 +565,8 @@ def main(argv=None) -> int:
         cfg["n"], cfg["voxel"] = args.size, 96.0 / args.size
     if args.n_iter:
         cfg["n_iter"] = args.n_iter
+    if args.counts:
+        cfg["counts"] = tuple(int(v) for v in args.counts.split(","))
     cfg["methods"] = [m.strip() for m in args.methods.split(",") if m.strip()] if args.methods else None
     if args.all_regularisers:
         cfg["all_regularisers"] = tuple(int(v) for v in args.all_regularisers.split(","))
