@@ -37,6 +37,9 @@ DOSE_FLOOR = 0.25
 DEFAULT_PATH = Path(__file__).resolve().parent.parent / "data" / "edxs_denoiser.npz"
 #: The shipped weights of the joint network (one element's map guided by the projection's total).
 DEFAULT_JOINT_PATH = DEFAULT_PATH.with_name("edxs_denoiser_joint.npz")
+#: The mirrored margin [px] that :func:`atomscount.elemental.denoise_edxs` adds around each map (``predict``'s
+#: ``margin``).
+FRAME_MARGIN = 8
 _SMOOTH_PX = 2.0
 _MAX_TILE_BYTES = 48 * 2**20
 
@@ -244,14 +247,17 @@ def load_denoiser(path=None, *, joint: bool = False) -> dict:
     return _load(str(p.resolve()), p.stat().st_mtime)
 
 
-def _run(params, a, dose, batch, total=None, total_dose=None):
+def _run(params, a, dose, batch, total=None, total_dose=None, margin=0):
     """The network on maps (n, h, w) float32 with their doses (and totals): (mean, sigma) [counts]."""
     n, h, w = a.shape
     m = multiple_of(params)
-    ph, pw = (-h) % m, (-w) % m
-    mode = "reflect" if min(h, w) > max(ph, pw) else "edge"
-    padded = np.pad(a, ((0, 0), (0, ph), (0, pw)), mode=mode)
-    tpad = None if total is None else np.pad(total, ((0, 0), (0, ph), (0, pw)), mode=mode)
+    ph, pw = (-(h + 2 * margin)) % m, (-(w + 2 * margin)) % m
+    if margin:  # mirrored on every side: the frame's edge is not the particle's
+        pads, mode = ((0, 0), (margin, margin + ph), (margin, margin + pw)), "reflect"
+    else:
+        pads, mode = ((0, 0), (0, ph), (0, pw)), "reflect" if min(h, w) > max(ph, pw) else "edge"
+    padded = np.pad(a, pads, mode=mode)
+    tpad = None if total is None else np.pad(total, pads, mode=mode)
     per = max(1, int(64e6 // (padded.shape[1] * padded.shape[2] * max(channels_of(params)))))
     batch = per if batch is None else max(1, int(batch))
     mean = np.empty_like(a)
@@ -259,15 +265,16 @@ def _run(params, a, dose, batch, total=None, total_dose=None):
     for i in range(0, n, batch):
         sl = slice(i, i + batch)
         extra = () if tpad is None else (tpad[sl], total_dose[sl])
-        out = forward(params, network_input(padded[sl], dose[sl], *extra))[..., :h, :w]
+        out = forward(params, network_input(padded[sl], dose[sl], *extra))
+        out = out[..., margin : margin + h, margin : margin + w]
         d = dose[i : i + batch, None, None]
         mean[i : i + batch] = out[:, 0] * d
         sigma[i : i + batch] = np.exp(0.5 * out[:, 1]) * d
     return mean, sigma
 
 
-def predict(counts, *, model=None, total=None, batch: int | None = None,
-            augment: bool = False) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+def predict(counts, *, model=None, total=None, batch: int | None = None, augment: bool = False,
+            margin: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Denoise maps of counts with the network: the expected counts and their 1-sigma uncertainty.
 
     Parameters
@@ -288,6 +295,13 @@ def predict(counts, *, model=None, total=None, batch: int | None = None,
         Test-time augmentation: average the network's output over the map's eight flips
         and quarter turns (eight times the work); ``sigma`` then adds their spread,
         ``sqrt(mean(sigma²) + var(mean))``.
+    margin : int
+        Pixels of mirrored map added on every side before the network runs (and cropped
+        off after) [px]. The network learnt particles inside an empty frame: a map cut
+        through the sample (a crop, a thin sinogram) looks to it like a particle's edge at
+        the frame, and its output there is wrong; a mirrored margin continues the map
+        instead. :func:`atomscount.elemental.denoise_edxs` uses :data:`FRAME_MARGIN`; 0
+        (the default) keeps the computation the shipped reference outputs were made with.
 
     Returns
     -------
@@ -315,15 +329,18 @@ def predict(counts, *, model=None, total=None, batch: int | None = None,
         t = np.ascontiguousarray(t, np.float32)
     if not isinstance(augment, bool | np.bool_):
         raise TypeError(f"augment must be True or False, got {augment!r}")
+    if isinstance(margin, bool) or not isinstance(margin, int | np.integer) or margin < 0:
+        raise ValueError(f"margin must be a whole number of pixels >= 0, got {margin!r}")
+    margin = int(margin)
     dose = np.array([norm_dose(x) for x in a], np.float32)  # the same for every flip and turn
     tdose = np.array([norm_dose(x) for x in t], np.float32) if joint else None
     if not augment:
-        mean, sigma = _run(params, a, dose, batch, *((t, tdose) if joint else ()))
+        mean, sigma = _run(params, a, dose, batch, *((t, tdose) if joint else (None, None)), margin)
     else:
         means, variances = [], []
         for k in range(8):
             ta, tt = (_turn(x, k) if x is not None else None for x in (a, t if joint else None))
-            m, s = _run(params, ta, dose, batch, *((tt, tdose) if joint else ()))
+            m, s = _run(params, ta, dose, batch, *((tt, tdose) if joint else (None, None)), margin)
             means.append(_turn(m, k, back=True))
             variances.append(_turn(s, k, back=True) ** 2)
         mean = np.mean(means, axis=0)

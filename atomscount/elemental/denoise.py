@@ -16,6 +16,11 @@ one interface:
     elements, which holds many more counts and shows the particle's outline and
     interfaces); one map or one element's stack uses the single-map network
     (``joint`` overrides the choice; ``result.parameters["network"]`` records it).
+    Two guards for maps unlike the training's particles in an empty frame: each map is
+    mirrored by :data:`~atomscount.elemental._net.FRAME_MARGIN` px on every side first (a
+    frame cut through the sample is not a particle's edge), and by default
+    (``blend="auto"``) the output is blended with the Gaussian filter's, the network's
+    weight chosen on the maps themselves by thinning cross-validation (no truth).
 ``"gaussian"``
     A Gaussian filter of the counts (linear, so unbiased on flat regions). Width
     ``strength`` [px]; by default chosen per map by the Poisson unbiased risk estimate
@@ -69,6 +74,7 @@ from __future__ import annotations
 import dataclasses
 import time
 import warnings
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +94,8 @@ _TV_WEIGHTS = np.geomspace(0.05, 8.0, 12)  # the SURE search's weights (Anscombe
 _ANSCOMBE_ZERO = 2.0 * np.sqrt(3.0 / 8.0)
 _MOSAIC_SIDE = 256  # BM3D: maps under half this side are denoised together, tiled in mosaics of about this side
 _MOSAIC_GAP = 8  # px of zero counts between the tiles of a mosaic
+_CV_SEED = 0  # the thinning of the network's blend cross-validation (so that a map always gives one result)
+_CV_MAX_PIXELS = 2**19  # the cross-validation runs on evenly spaced maps of a larger input, up to about this many px
 
 
 # --- the result ---
@@ -362,7 +370,36 @@ def _bm3d(stack, strength):
 def _network(stack, model, tta, total=None):
     from . import _net
 
-    return _net.predict(stack, model=model, augment=tta, total=total)
+    return _net.predict(stack, model=model, augment=tta, total=total, margin=_net.FRAME_MARGIN)
+
+
+def _groups(shape, elements, joint) -> int:
+    """How many groups the maps' blend weights are chosen for: one per element (a dict, or joint's elements-first
+    array), else one for the whole input."""
+    return shape[0] if len(shape) >= 3 and (elements is not None or joint) else 1
+
+
+def _blend_weights(stack, shape, n_groups, model, tta, joint):
+    """Per group, the network's weight in ``w net + (1 - w) gaussian`` that predicts best, by thinning
+    cross-validation on the maps themselves: the counts are split into two independent halves (binomial
+    thinning), both methods denoise the first, and ``w`` is the least-squares fit (clipped to [0, 1]) of the second,
+    ``E|f(A1) - A2|² = E|f(A1) - λ/2|² + E var A2``: no truth needed. Returns (weights, maps used per group)."""
+    per = stack.reshape(n_groups, -1, *stack.shape[-2:])
+    n = per.shape[1]
+    keep = max(1, min(n, _CV_MAX_PIXELS // (n_groups * per.shape[2] * per.shape[3])))
+    idx = np.unique(np.linspace(0, n - 1, keep).round().astype(int))  # evenly spaced maps (tilts) of each group
+    counts = per[:, idx].astype(np.int64)
+    # each group thinned by a generator seeded from its own counts: a map gives one result, whatever came with it
+    a1 = np.stack([np.random.default_rng([_CV_SEED, zlib.crc32(c.tobytes())]).binomial(c, 0.5) for c in counts])
+    a1 = a1.reshape(-1, *stack.shape[-2:]).astype(np.float64)
+    a2 = counts.reshape(a1.shape) - a1
+    net = _network(a1, model, tta, _totals(a1, (n_groups, len(idx), *shape[-2:])) if joint else None)[0]
+    gauss = _gaussian(a1, None)[0]
+    d = (net - gauss).reshape(n_groups, -1)
+    r = (a2 - gauss).reshape(n_groups, -1)
+    dd = np.sum(d * d, axis=1)
+    w = np.where(dd > 0, np.sum(d * r, axis=1) / np.where(dd > 0, dd, 1.0), 1.0)
+    return np.clip(w, 0.0, 1.0), len(idx)
 
 
 def _totals(stack, shape):
@@ -397,7 +434,8 @@ def _map_names(shape, elements):
 
 
 def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | None = None, tta: bool = False,
-                 model: dict | None = None, joint: bool | None = None) -> DenoisedMaps:  # fmt: skip
+                 model: dict | None = None, joint: bool | None = None,
+                 blend: str | float = "auto") -> DenoisedMaps:  # fmt: skip
     """Denoise EDXS elemental maps of X-ray counts: the expected counts per pixel, with their uncertainty.
 
     Parameters
@@ -429,6 +467,18 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
         elements: the first axis of a stack, or the dict's elements). Default: True for a
         dict of two or more elements, else False. With ``joint=True`` an array
         ``(n_elements, h, w)`` or ``(n_elements, n, h, w)`` is taken as elements first.
+    blend : "auto" or float
+        Network only: the result is ``w net + (1 - w) gaussian``, the network's output
+        blended with the Gaussian filter of PURE width (whose σ blends likewise). ``w``
+        in [0, 1] given, or ``"auto"`` (default): chosen without truth on the maps
+        themselves, one ``w`` per element (a dict, or joint's elements first) or one for
+        an array, by thinning cross-validation: the counts are split into two
+        independent halves by binomial thinning (seeded, so that a map always gives one
+        result), both methods denoise the first half and ``w`` is the least-squares fit
+        of the second (clipped to [0, 1]). It guards against maps unlike the network's
+        training (real maps: see ``docs/denoise.rst``), at about twice the network's
+        time (a stack of more than about 0.5 Mpx is cross-validated on evenly spaced
+        maps). ``parameters["blend"]`` records ``w``. ``blend=1`` is the network alone.
 
     Returns
     -------
@@ -471,6 +521,11 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
     params: dict = {"strength_auto": strength is None}
     if joint is not None:
         joint = check_bool(joint, "joint")
+    auto_blend = isinstance(blend, str)
+    if auto_blend:
+        check_choice(blend, "blend", ("auto",))
+    else:
+        blend = check_real(blend, "blend", low=0.0, high=1.0)
     if method == "network":
         from . import _net
 
@@ -486,9 +541,21 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
             raise ValueError(f"model is a {'joint' if not joint else 'single-map'} network, but joint={joint}")
         _check_range(doses, model, _map_names(shape, elements))
         mean, sigma = _network(stack, model, tta, _totals(stack, shape) if joint else None)
+        n_groups = _groups(shape, elements, joint)
+        if auto_blend:
+            weights, n_cv = _blend_weights(stack, shape, n_groups, model, tta, joint)
+        else:
+            weights, n_cv = np.full(n_groups, blend), 0
+        if (weights < 1).any():
+            gmean, gsigma, gwidth = _gaussian(stack, None)
+            w = np.repeat(weights, len(stack) // n_groups)[:, None, None]
+            mean = w * np.maximum(mean, 0.0) + (1.0 - w) * gmean
+            sigma = w * sigma + (1.0 - w) * gsigma  # an upper bound (the two errors correlate by at most 1)
         keys = ("trained_on", "dose_range", "source", "finetuned")
         params = {"tta": tta, "network": "joint" if joint else "single-map",
-                  "model": {k: model["meta"][k] for k in keys if k in model["meta"]}}  # fmt: skip
+                  "model": {k: model["meta"][k] for k in keys if k in model["meta"]},
+                  "blend": {"network_weight": weights.tolist() if n_groups > 1 else float(weights[0]),
+                            "auto": auto_blend, "cv_maps_per_group": n_cv}}  # fmt: skip
     else:
         fn = {"gaussian": _gaussian, "tv": _tv, "bm3d": _bm3d}[method]
         mean, sigma, chosen = fn(stack, strength)
@@ -539,6 +606,7 @@ def denoise_series(edxs: dict, *, method: str = "network", **kwargs) -> tuple[di
         how = {"method": method, "strength_auto": "strength" not in kwargs, "tta": bool(kwargs.get("tta", False))}
         if "network" in result.parameters:
             how["network"] = result.parameters["network"]
+            how["blend"] = result.parameters["blend"]
         prov = {**s.provenance, "noise": False, "denoised": how}
         out[e] = TiltSeries(result[e], s.angles, s.pixel_size_angstrom, prov)
     return out, result
