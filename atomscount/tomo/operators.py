@@ -6,7 +6,8 @@ the orientation :func:`~atomscount.tomo.reconstruct` inverts: ``volume[iz, iy, i
 is projected along z after a tilt about the y axis (the image rows), so image row
 ``iy`` is the projection of the slice ``volume[:, iy, :]``. Both functions run the
 multi-channel kernels of :mod:`._kernels` (the slice projector SIRT uses, with each
-row's geometry shared by the channels), slices in parallel.
+row's geometry shared by the channels and a block of slices), blocks of slices in
+parallel; the projector skips voxels that are zero in every channel.
 
 A projection is a line integral: the voxel values times the path length [Å], so a
 density in atoms/Å³ projects to atoms/Å² and a unit-free fraction to Å.
