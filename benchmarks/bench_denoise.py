@@ -19,7 +19,10 @@ Maps and doses
 Methods
     ``network_joint`` (the joint network: each map with its projection's total, the default of
     ``denoise_edxs`` for two or more elements) and ``network`` (the single-map network), both
-    shipped weights with no tuning, with ``_tta`` their test-time augmentation; ``gaussian``,
+    shipped weights with no tuning, through ``denoise_edxs``'s defaults (each map mirrored by
+    ``_net.FRAME_MARGIN`` px, and the output blended with the PURE Gaussian filter by a weight chosen
+    on the noisy maps by thinning cross-validation: ``blend="auto"``), with ``_alone`` the network
+    without the blend (``blend=1``) and ``_tta`` their test-time augmentation; ``gaussian``,
     ``tv``, ``bm3d`` with their automatic parameter (PURE / SURE / unit noise, no truth:
     ``*_auto``) and tuned to the truth (``*_tuned``: for each map the grid value of best PSNR
     against the truth, the most favourable tuning a baseline can get; BM3D on the particles' series: one noise level per
@@ -63,11 +66,11 @@ Public data (``../shared/data/public``): the graptor Yb/Al/Si EDX sinograms (rea
 counts, each angle's (slices, pixels) sinogram a map): no truth, so each stack is split into
 two independent halves by binomial thinning (``split_counts``); each method denoises half A
 and is scored by the mean squared difference to half B (``E|f(A) - B|² = E|f(A) - λ/2|² +
-var B``: lower is better, the differences between methods are differences of true MSE).
-The shipped network without retraining, and after ``finetune_denoiser`` on a thinning of A
-(Noise2Noise; the data have no frames). The Han et al. nanorod's EDX input is not counts (it
-is stored as floats normalised per projection, not whole numbers), so the network, which
-takes counts, is not run on it; that is recorded.
+var B``: lower is better, the differences between methods are differences of true MSE);
+``_bench_denoise_public.py``. The shipped network without retraining, and after
+``finetune_denoiser`` on a thinning of A (Noise2Noise; the data have no frames). The Han et
+al. nanorod's EDX input is not counts (it is stored as floats normalised per projection, not
+whole numbers), so the network, which takes counts, is not run on it; that is recorded.
 
 ``install_mb``: not measured here; the last measurement (stop 33: a fresh venv with the
 default dependencies, no extras) is recorded with its source.
@@ -135,6 +138,14 @@ def _denoise(noisy, method, **kw):
         return denoise_edxs(noisy, method=method, **kw).maps
 
 
+def _denoise_result(noisy, method, **kw):
+    from atomscount.elemental.denoise import denoise_edxs
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        return denoise_edxs(noisy, method=method, **kw)
+
+
 def _tuned(noisy, clean, method, maps=None):
     """Per map, the grid value of best PSNR against the truth: (denoised stack, chosen values)."""
     idx = range(len(noisy)) if maps is None else maps
@@ -151,13 +162,17 @@ def _tuned(noisy, clean, method, maps=None):
     return out, chosen
 
 
-NETWORKS = ("network", "network_tta", "network_joint", "network_joint_tta")
+NETWORKS = ("network", "network_tta", "network_joint", "network_joint_tta", "network_alone", "network_joint_alone")
 
 
 def _network_outputs(noisy):
     """The shipped network, plain and with test-time augmentation: method -> (denoised stack, indices scored)."""
     idx = np.arange(len(noisy))
-    return {"network": (_denoise(noisy, "network"), idx), "network_tta": (_denoise(noisy, "network", tta=True), idx)}
+    return {
+        "network": (_denoise(noisy, "network"), idx),
+        "network_tta": (_denoise(noisy, "network", tta=True), idx),
+        "network_alone": (_denoise(noisy, "network", blend=1.0), idx),
+    }
 
 
 def _joint_outputs(noisy: dict):
@@ -165,7 +180,7 @@ def _joint_outputs(noisy: dict):
     method -> element -> denoised stack."""
     elements = list(noisy)
     out = {}
-    for m, kw in (("network_joint", {}), ("network_joint_tta", {"tta": True})):
+    for m, kw in (("network_joint", {}), ("network_joint_tta", {"tta": True}), ("network_joint_alone", {"blend": 1.0})):
         d = _denoise(noisy, "network", joint=True, **kw)
         out[m] = {e: d[i] for i, e in enumerate(elements)}
     return out
@@ -263,9 +278,11 @@ def part_held_out(cfg, out, save):
         _same_maps(scores, net_outs, clean)
         gain, against = _gain(scores)
         gain_tta, against_tta = _gain(scores, "network_tta")
+        gain_alone, _ = _gain(scores, "network_alone")
         res[f"{dose:g}"] = {"scores": scores, "gain_db_over_best_tuned": gain, "best_tuned": against,
                             "mean_counts_per_pixel": doses_as,
                             "gain_db_over_best_tuned_tta": gain_tta, "best_tuned_tta": against_tta,
+                            "gain_db_over_best_tuned_alone": gain_alone,
                             "seconds": time.perf_counter() - t0}  # fmt: skip
         print(f"held-out {dose:g} counts/px: network {scores['network']['psnr']:.2f} dB, gain {gain:+.2f} dB over "
               f"{against} ({gain_tta:+.2f} dB with TTA)", flush=True)  # fmt: skip
@@ -273,6 +290,7 @@ def part_held_out(cfg, out, save):
         save()
     out["psnr_gain_db_3_single_map"] = res["3"]["gain_db_over_best_tuned"]
     out["psnr_gain_db_3_single_map_tta"] = res["3"]["gain_db_over_best_tuned_tta"]
+    out["psnr_gain_db_3_single_map_alone"] = res["3"]["gain_db_over_best_tuned_alone"]
     save()
 
 
@@ -344,6 +362,7 @@ def part_held_out_joint(cfg, out, save):
     out["psnr_gain_db_3"] = res["3"]["gain_db_over_best_tuned_network_joint"]
     out["psnr_gain_db_3_tta"] = res["3"]["gain_db_over_best_tuned_network_joint_tta"]
     out["psnr_gain_db_3_projections_single_map"] = res["3"]["gain_db_over_best_tuned_network"]
+    out["psnr_gain_db_3_network_alone"] = res["3"]["gain_db_over_best_tuned_network_joint_alone"]
     save()
 
 
@@ -487,6 +506,13 @@ def part_timing(cfg, out, save):
         _denoise(two, "network", joint=True)
         joint.append((time.perf_counter() - t0) / 2)
     res["seconds_512_joint_per_map_runs"] = joint
+    alone = []
+    for _ in range(3):
+        t0 = time.perf_counter()
+        _denoise(m, "network", blend=1.0)
+        alone.append(time.perf_counter() - t0)
+    res["seconds_512_network_alone_runs"] = alone  # without the blend's cross-validation (blend=1)
+    out["seconds_512_network_alone"] = float(np.median(alone))
     out["seconds_512_joint_per_map"] = float(np.median(joint))
     stack = np.random.default_rng(6).poisson(np.tile(clean[192:320, 192:320], (16, 1, 1))).astype(float)
     mps = {}
@@ -537,7 +563,7 @@ def part_recon(cfg, out, save):
 
     n, voxel, angles = cfg["particles_n"], cfg["voxel"], cfg["angles"]
     res = {"n_voxels_side": n, "voxel_size_angstrom": voxel, "n_projections": len(angles), "particles": {}}
-    ratios_3, ratios_3_tta, above_3, single_3 = {}, {}, {}, {}
+    ratios_3, ratios_3_tta, above_3, single_3, alone_3 = {}, {}, {}, {}, {}
     res["reconstruction"] = ("reconstruct_separate: SIRT of each element's series (50 iterations, positivity, no "
                              "regulariser), the same for every method and for the noise-free maps ('clean', the "
                              "reconstruction's own error)")  # fmt: skip
@@ -577,7 +603,8 @@ def part_recon(cfg, out, save):
             entry = {"methods": row, "best_tuned_classical": best}
             for net in NETWORKS:  # the ratios of the joint network (the default for several elements) and the others
                 suffix = {"network_joint": "", "network_joint_tta": "_tta", "network": "_single_map",
-                          "network_tta": "_single_map_tta"}[net]  # fmt: skip
+                          "network_tta": "_single_map_tta", "network_joint_alone": "_alone",
+                          "network_alone": "_single_map_alone"}[net]  # fmt: skip
                 entry[f"recon_error_ratio{suffix}"] = classical[best] / row[net]["recon_nrmse"]
                 above = (classical[best] - floor) / max(row[net]["recon_nrmse"] - floor, 1e-12)
                 entry[f"recon_error_ratio_above_floor{suffix}"] = above
@@ -589,6 +616,7 @@ def part_recon(cfg, out, save):
                 ratios_3_tta[name] = entry["recon_error_ratio_tta"]
                 above_3[name] = entry["recon_error_ratio_above_floor"]
                 single_3[name] = entry["recon_error_ratio_single_map"]
+                alone_3[name] = entry["recon_error_ratio_alone"]
             print(f"recon {name} {dose:g} counts/px: joint {row['network_joint']['recon_nrmse']:.3f}, single "
                   f"{row['network']['recon_nrmse']:.3f}, {best} {classical[best]:.3f}, noisy "
                   f"{row['noisy']['recon_nrmse']:.3f} (ratio {ratio:.2f})", flush=True)  # fmt: skip
@@ -600,6 +628,7 @@ def part_recon(cfg, out, save):
     out["recon_error_ratio_3_tta"] = float(min(ratios_3_tta.values())) if ratios_3_tta else None
     out["recon_error_ratio_3_above_floor"] = float(min(above_3.values())) if above_3 else None
     out["recon_error_ratio_3_single_map"] = float(min(single_3.values())) if single_3 else None
+    out["recon_error_ratio_3_network_alone"] = float(min(alone_3.values())) if alone_3 else None
     save()
 
 
@@ -658,59 +687,10 @@ def part_recon_multimodal(cfg, out, save):
 
 
 def part_public(cfg, out, save):
-    import mrcfile
+    """The graptor sinograms (real counts, no truth): ``_bench_denoise_public.py``."""
+    from _bench_denoise_public import run
 
-    from atomscount.elemental import _net
-    from atomscount.elemental.denoise import finetune_denoiser, split_counts
-
-    res = {"han2021_nanorod": "not run: STEM_EDX_input.mat holds floats normalised per projection (0 to 0.42, not "
-           "whole numbers), not X-ray counts; the network and the Poisson baselines take counts"}  # fmt: skip
-    folder = PUBLIC / "graptor_yb_al_si"
-    if not folder.is_dir():
-        res["graptor"] = f"public data not found in {folder}"
-        out["public"] = res
-        save()
-        return
-    b = cfg["public_bin"]
-    elements = ("Yb", "Al", "Si")
-    halves = {}
-    for element in elements:
-        with mrcfile.open(folder / f"{element}_EDXsino.mrc", permissive=True) as f:
-            data = np.round(np.clip(np.asarray(f.data, dtype=np.float64), 0, None))  # (angles, slices, pixels)
-        k, rows, cols = data.shape
-        rows, cols = rows // b * b, cols // b * b
-        data = data[:, :rows, :cols].reshape(k, rows // b, b, cols // b, b).sum(axis=(2, 4))
-        halves[element] = (data, *split_counts(data, rng=0))
-    # the joint network: each element's half-a map with the total of the three at the same projection
-    joint = dict(zip(elements, _denoise({e: halves[e][1] for e in elements}, "network"), strict=True))
-    for element in elements:
-        data, a, half_b = halves[element]
-        t0 = time.perf_counter()
-        a1, a2 = split_counts(a, rng=1)
-        tuned = finetune_denoiser(a1, a2, steps=cfg["finetune_steps"], seed=0)
-        ft_seconds = time.perf_counter() - t0
-        n6 = min(6, len(a))  # BM3D on six maps (slow), with the network on the same six
-        prior = _prior(cfg, out, "public", f"graptor_{element}", "mse_to_other_half")
-        if prior is None:
-            scores = {"identity": float(np.mean((a - half_b) ** 2))}
-            for m in ("gaussian", "tv"):
-                scores[m] = float(np.mean((_denoise(a, m) - half_b) ** 2))
-            scores["bm3d_6_maps"] = float(np.mean((_denoise(a[:n6], "bm3d") - half_b[:n6]) ** 2))
-        else:
-            scores = {m: v for m, v in prior.items() if not m.startswith("network")}
-        scores["network"] = float(np.mean((_denoise(a, "network") - half_b) ** 2))
-        scores["network_tta"] = float(np.mean((_denoise(a, "network", tta=True) - half_b) ** 2))
-        scores["network_6_maps"] = float(np.mean((_denoise(a[:n6], "network") - half_b[:n6]) ** 2))
-        scores["network_finetuned"] = float(np.mean((_denoise(a, "network", model=tuned) - half_b) ** 2))
-        scores["network_joint"] = float(np.mean((joint[element] - half_b) ** 2))
-        res[f"graptor_{element}"] = {"shape": list(data.shape), "counts_max": float(data.max()),
-                                     "counts_mean": float(data.mean()),
-                                     "half_a_dose_median": float(np.median([_net.map_dose(m) for m in a])),
-                                     "mse_to_other_half": scores, "finetune_seconds": ft_seconds,
-                                     "finetune_steps": cfg["finetune_steps"]}  # fmt: skip
-        print(f"graptor {element}: {scores}", flush=True)
-        out["public"] = res
-        save()
+    run(cfg, out, save)
 
 
 def main(argv=None) -> int:
