@@ -231,6 +231,15 @@ def difference_adjoint(dj, out):
                     out[i, iz, iy, ix] = v
 
 
+@nb.njit(cache=True, parallel=True)
+def add_scaled(out, a, x):
+    """``out += a * x`` in place, in one parallel pass without temporaries; compiled without fastmath (no fused
+    multiply-add), so the result is numpy's ``out += a * x`` to the last bit."""
+    o, v = out.reshape(-1), x.reshape(-1)
+    for j in nb.prange(o.size):
+        o[j] = o[j] + a * v[j]
+
+
 # --- the quasi-Newton solver's elementwise passes (``_solver``; its products with the stored pairs are BLAS) ---
 #
 # ``nb`` unknowns at the front are bounded below by zero: there an unknown is free unless it sits

@@ -79,13 +79,27 @@ def sym_grad_adjoint(s):
 _SYM_WEIGHT = np.array([1.0, 1.0, 1.0, np.sqrt(2.0), np.sqrt(2.0), np.sqrt(2.0)])[:, None, None, None]
 
 
-def regulariser(name, u, w, eps):
-    """Value of regulariser ``name`` at ``u`` (and TGV's ``w``), and its gradients (du, dw or None)."""
+def _buffer(work, key, shape):
+    """An uninitialised float64 array of ``shape``: ``work[key]`` when it has that shape (kept there for the next
+    call: a fresh one of hundreds of MB costs its page faults at every evaluation), else a new one."""
+    if work is None:
+        return np.empty(shape)
+    buf = work.get(key)
+    if buf is None or buf.shape != tuple(shape):
+        buf = work[key] = np.empty(shape)
+    return buf
+
+
+def regulariser(name, u, w, eps, work=None):
+    """Value of regulariser ``name`` at ``u`` (and TGV's ``w``), and its gradients (du, dw or None).
+
+    ``work`` (a dict, optional) keeps TV's and TNV's work arrays from one call to the next; the ``du``
+    returned is then one of them, overwritten by the next call with the same ``work``."""
     if name in ("tv", "tnv"):
         uc = np.ascontiguousarray(u, dtype=np.float64)
-        dj = np.empty((uc.shape[0], 3, *uc.shape[1:]))
+        dj = _buffer(work, "dj", (uc.shape[0], 3, *uc.shape[1:]))
         val = _kernels.jacobian_norm(uc, float(eps), name == "tnv", dj)
-        du = np.empty_like(uc)
+        du = _buffer(work, "du", uc.shape)
         _kernels.difference_adjoint(dj, du)
         return float(val), du, None
     if name == "tgv":

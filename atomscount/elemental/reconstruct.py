@@ -66,8 +66,8 @@ import numpy as np
 
 from .._checks import check_bool, check_choice, check_integer, check_real
 from ..tomo.operators import backproject_volume, project_volume
+from . import _kernels, _solver
 from . import _objective as obj
-from . import _solver
 from . import maps as _maps
 from ._shared import (
     _GAMMA_RANGE,
@@ -272,6 +272,7 @@ class _Problem:
         self.sum_mask = None
         self.sum_weight = 0.0
         self.n_u = self.n_el * int(np.prod(shape))
+        self.work = {}  # the regulariser's work arrays, reused from one evaluation to the next
 
     def split(self, z):
         u = z[: self.n_u].reshape((self.n_el, *self.shape))
@@ -296,9 +297,9 @@ class _Problem:
             dp = self.gamma * pg / pp if self.gamma != 1.0 else 1.0
             gproj = gproj + self.w[:, None, None, None] * dp * (r / self.sigma_h**2)[None]
         grad_u = backproject_volume(gproj, self.angles, self.voxel, self.shape)
-        rv, ru, rw = obj.regulariser(self.reg, u, w, self.eps)
+        rv, ru, rw = obj.regulariser(self.reg, u, w, self.eps, self.work)
         f += self.mu * rv
-        grad_u += self.mu * ru
+        _kernels.add_scaled(grad_u, self.mu, ru)  # grad_u += mu ru
         if self.sum_target is not None and self.sum_weight > 0:
             d = (u.sum(axis=0) - self.sum_target) * self.sum_mask
             f += 0.5 * self.sum_weight * float(np.sum(d * d))
