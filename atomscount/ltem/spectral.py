@@ -150,6 +150,65 @@ def _deviance(images, doses, phase, series) -> float:
     return total / len(images)
 
 
+_VACUUM_MODES = 8  # [cycles per field]: the slow modes the vacuum correction may change
+_EDGE_CONTRAST = 5.0  # an edge: a phase gradient above this many times the field's 75th percentile
+_VACUUM_FRACTION = (0.05, 0.95)  # the enclosed object's share of the field for the correction to apply
+
+
+def _island_mask(phase):
+    """The object enclosed by a sharp phase step (a film's electrostatic edge), or None: the region the
+    closed edge encloses must hold 5-95 % of the field and have the higher phase on its side of the edge
+    (an island of material in vacuum, not a hole in a film)."""
+    from scipy import ndimage
+
+    gy, gx = np.gradient(np.asarray(phase, dtype=np.float64))
+    grad = np.hypot(gx, gy)
+    edge = grad > _EDGE_CONTRAST * np.percentile(grad, 75)
+    inside = ndimage.binary_fill_holes(ndimage.binary_closing(edge, iterations=2))
+    if not _VACUUM_FRACTION[0] < inside.mean() < _VACUUM_FRACTION[1]:
+        return None
+    band_in = inside & ~ndimage.binary_erosion(inside, iterations=4) & ~edge
+    band_out = ndimage.binary_dilation(inside, iterations=4) & ~inside
+    if not (band_in.any() and band_out.any()) or phase[band_in].mean() <= phase[band_out].mean():
+        return None
+    return inside
+
+
+def _flatten_vacuum(phase, precision):
+    """The phase with its slowest Fourier modes (below ``_VACUUM_MODES`` cycles per field) corrected so that
+    the vacuum round an island of material is flat, as far as the data allow; None when no island is found.
+
+    The posterior mean of a correction ``c = Σ a_k exp(2πi k·x)`` over those modes, with the vacuum's phase
+    (outside the island and 4 pixels off its edge) taken as a constant plus white noise of its own standard
+    deviation, and each mode's change costing what the data would charge, ``P(k) N |a_k|²`` (P the data
+    precision of :func:`_spectral_terms`): modes the images pin (large P) stay, the slowest, which the
+    images hardly see, follow the vacuum. For a flux-closed island (a vortex disk); an island with a net
+    moment has stray field, and so phase, outside.
+    """
+    from scipy import ndimage
+
+    inside = _island_mask(phase)
+    if inside is None:
+        return None
+    ny, nx = phase.shape
+    vacuum = ~ndimage.binary_dilation(inside, iterations=4)
+    values = np.where(vacuum, phase - phase[vacuum].mean(), 0.0)
+    sigma2 = float(np.mean(values[vacuum] ** 2))
+    ks = [(a, b) for a in range(-_VACUUM_MODES, _VACUUM_MODES + 1) for b in range(-_VACUUM_MODES, _VACUUM_MODES + 1)
+          if a * a + b * b <= _VACUUM_MODES**2]  # fmt: skip
+    m_hat = np.fft.fft2(vacuum.astype(np.float64))
+    rhs = np.fft.fft2(values)
+    ia = np.array([a for a, _ in ks])
+    ib = np.array([b for _, b in ks])
+    # Σ_vacuum exp(−2πi (k − k')·x): the vacuum's Gram matrix of the modes
+    gram = m_hat[(ia[:, None] - ia[None, :]) % ny, (ib[:, None] - ib[None, :]) % nx]
+    prior = np.array([precision[a % ny, b % nx] * phase.size if (a, b) != (0, 0) else 0.0 for a, b in ks])
+    coef = np.linalg.solve(gram / sigma2 + np.diag(prior), rhs[ia % ny, ib % nx] / sigma2)
+    spectrum = np.zeros((ny, nx), dtype=complex)
+    spectrum[ia % ny, ib % nx] = coef
+    return phase - np.fft.ifft2(spectrum).real * phase.size
+
+
 def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> PhaseRetrieval:
     """Phase from one or more defocused images by the contrast-transfer Wiener filter, its signal spectrum
     estimated from the images (no tuning).

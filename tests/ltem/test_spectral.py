@@ -82,3 +82,28 @@ def test_wiener_bad_input():
         ctf_wiener(np.ones((2, 8, 8)))
     with pytest.raises(ValueError, match="series.defoci_nm must hold a non-zero defocus"):
         ctf_wiener(LTEMSeries(np.ones((1, 8, 8)), [0.0], pixel_nm=2.0))
+
+
+def test_vacuum_flattening_mends_the_slow_modes_round_an_island():
+    # a vortex disk in vacuum with the error that the images leave in the slowest modes (drawn with the
+    # variance 1/P of each mode of a 10 e/px series, up to 3 cycles per field): the correction that flattens
+    # the vacuum, weighed by that precision, removes most of it
+    from atomscount.ltem.samples import domain_wall, vortex_disk
+    from atomscount.ltem.spectral import _flatten_vacuum, _spectral_terms
+
+    truth = vortex_disk(shape=(128, 128), radius_nm=90.0).phase(beam_energy_ev=300e3)
+    images = fresnel_image(truth, pixel_nm=2.0, defocus_nm=np.array(DEFOCI), beam_energy_ev=300e3)
+    rng = np.random.default_rng(0)
+    counts = rng.poisson(10 * np.clip(np.asarray(images), 0, None)).astype(float)
+    precision = _spectral_terms(LTEMSeries(counts, DEFOCI, pixel_nm=2.0))["precision"]
+    f = np.fft.fftfreq(128) * 128
+    slow = (np.hypot(*np.meshgrid(f, f, indexing="ij")) <= 3) & (precision > 0)
+    noise = (rng.normal(size=(128, 128)) + 1j * rng.normal(size=(128, 128))) / np.sqrt(2 * np.where(slow, precision, 1))
+    error = np.fft.ifft2(np.where(slow, noise, 0), norm="ortho").real
+    assert _rmse(error, 0) > 0.5  # rad: the slow modes the images leave free
+    mended = _flatten_vacuum(truth + error, precision)
+    assert _rmse(mended, truth) < 0.5 * _rmse(error, 0)
+    # no island: a continuous film (a domain wall), and a hole in a film (the enclosed side has the lower phase)
+    wall = domain_wall(shape=(128, 128)).phase(beam_energy_ev=300e3)
+    assert _flatten_vacuum(wall + error, precision) is None
+    assert _flatten_vacuum(-truth + error, precision) is None
