@@ -350,7 +350,8 @@ def _vacuum_corrected(result: PhaseRetrieval, counts: LTEMSeries, dose, precisio
     def deviance(phase):
         model = _fresnel_numpy(phase, result.amplitude, pixel_nm=counts.pixel_nm, defoci_nm=p["defocus_nm"],
                                beam_energy_ev=counts.beam_energy_ev, cs_nm=p["cs_nm"],
-                               divergence_rad=p["divergence_rad"], defocus_spread_nm=p["defocus_spread_nm"])  # fmt: skip
+                               divergence_rad=p["divergence_rad"],
+                               defocus_spread_nm=p["defocus_spread_nm"])  # fmt: skip
         mu = d * np.clip(model, 1e-6, None)
         return float(2.0 * np.mean(mu - y - np.where(y > 0, y * np.log(mu / np.where(y > 0, y, 1.0)), 0.0)))
 

@@ -168,7 +168,6 @@ def test_sharp_edge_falls_back_to_tv():
     assert _rmse(result.phase, truth) < 0.4 * _rmse(ctf_wiener(series).phase, truth)
 
 
-
 def test_vacuum_correction_of_a_fit_keeps_what_the_counts_allow():
     # a 128² disk at 100 e/px whose fitted phase carries the error the images leave in the slowest modes (up to
     # 3 cycles per field, drawn with the variance 1/P of each mode): the correction that flattens the vacuum
