@@ -392,8 +392,13 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     the counts: when its mean deviance exceeds the deviance that counts drawn from the model's own mean
     counts have (about 1) by more than 10 % plus five standard errors (``5 √(2/N)``, N counts), the prior
     cannot explain the data and the retrieval is run again with ``"tv"`` (below) from TIE, and the one
-    with the lower deviance is returned; ``parameters["path"]`` says which. Every stage of every fit
-    ends at its lowest loss (the last iterate, or an earlier one if the line search wandered).
+    with the lower deviance is returned; ``parameters["path"]`` says which. When TV is returned and the
+    edge encloses an island of material (the higher phase inside, 5-95 % of the field), its slowest modes
+    (below 8 cycles per field), which the images hardly see and TV takes from TIE, are set so that the
+    vacuum round it is flat as far as the data precision of each mode allows, kept when the deviance rises
+    by at most 2 % plus five standard errors (``parameters["vacuum"]``; the path ends in
+    ``" + vacuum flattened"``); this assumes the island's flux closes (a vortex). Every stage of every
+    fit ends at its lowest loss (the last iterate, or an earlier one if the line search wandered).
 
     With ``"tv"`` or ``"smooth"`` the prior is ``weight × (R(φ) + R(log A))``, R the mean total variation
     or the mean squared gradient per pixel, from the TIE solution (three or more images with one in focus)
@@ -454,8 +459,10 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
         ``method="ad"``; ``parameters`` holds the fitted or used ``defocus_nm`` (list), ``cs_nm``,
         ``divergence_rad``, ``defocus_spread_nm``, ``weight``, ``regulariser``, ``deviance`` (mean per count),
         ``expected_deviance`` (of counts drawn from the fitted model), ``start`` and ``path`` (``"spectral"``,
-        ``"tv"``, ``"smooth"``, ``"tv (spectral prior inadequate)"`` with ``spectral_deviance``, or
-        ``"spectral (tv tried, fitted worse)"``);
+        ``"tv"``, ``"smooth"``, ``"tv (spectral prior inadequate)"`` with ``spectral_deviance``, that
+        followed by ``" + vacuum flattened"``, or ``"spectral (tv tried, fitted worse)"``) and, after the
+        TV fall-back, ``vacuum`` (``"no island found"`` or a dict: ``applied``, ``deviance_before``,
+        ``deviance_after``, ``rms_change_rad``);
         ``uncertainty`` [rad] is ``1/√F_ii``, the diagonal of the Fisher information estimated with 16
         random probes: the spread of one pixel with the others held, a lower bound on its marginal
         uncertainty (it leaves out the regulariser and the correlations between pixels).
