@@ -111,7 +111,7 @@ INSTALL = {"install_mb": 990, "install_mb_source": "measured at stop 33: fresh v
 def _config(quick: bool) -> dict:
     if quick:
         return {"n_maps": 12, "n_bm3d": 4, "n_solid": 4, "particles_n": 32, "voxel": 2.0,
-                "angles": np.arange(-70, 71, 10.0), "finetune_steps": 40, "public_bin": 2}  # fmt: skip
+                "angles": np.arange(-70, 71, 10.0), "finetune_steps": 300, "public_bin": 2}  # fmt: skip
     return {"n_maps": 48, "n_bm3d": 16, "n_solid": 12, "particles_n": 64, "voxel": 1.5,
             "angles": np.arange(-70, 71, 5.0), "finetune_steps": 300, "public_bin": 1}  # fmt: skip
 
@@ -323,7 +323,7 @@ def part_held_out_joint(cfg, out, save):
         clean = np.stack([c * dose / _net.map_dose(c) for c in clean0])
         noisy = rng.poisson(clean).astype(float)
         t0 = time.perf_counter()
-        joint = {m: np.zeros_like(clean) for m in ("network_joint", "network_joint_tta")}
+        joint = {m: np.zeros_like(clean) for m in ("network_joint", "network_joint_tta", "network_joint_alone")}
         for idx in projections:
             for m, per in _joint_outputs({str(i): noisy[i] for i in idx}).items():
                 for i in idx:

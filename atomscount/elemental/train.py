@@ -200,18 +200,34 @@ def _joint_batch(unit, members, rng, batch, dose_range, absent_fraction):
 
 
 def _crop_batch(a, b, rng, batch, crop):
-    """Random crops of the pairs, each way round at random: (input, target)."""
+    """Random crops (``crop``: rows, columns) of the pairs, each way round at random: (input, target)."""
     n, h, w = a.shape
+    ch, cw = crop
     idx = rng.integers(n, size=batch)
-    y0 = rng.integers(h - crop + 1, size=batch)
-    x0 = rng.integers(w - crop + 1, size=batch)
+    y0 = rng.integers(h - ch + 1, size=batch)
+    x0 = rng.integers(w - cw + 1, size=batch)
     swap = rng.random(batch) < 0.5
     picks = list(zip(idx, y0, x0, swap, strict=True))
-    src = np.stack([(b if s else a)[i, y : y + crop, x : x + crop] for i, y, x, s in picks])
-    tgt = np.stack([(a if s else b)[i, y : y + crop, x : x + crop] for i, y, x, s in picks])
-    src, tgt = _augment([src.astype(np.float32), tgt.astype(np.float32)], rng)
+    src = np.stack([(b if s else a)[i, y : y + ch, x : x + cw] for i, y, x, s in picks])
+    tgt = np.stack([(a if s else b)[i, y : y + ch, x : x + cw] for i, y, x, s in picks])
+    src, tgt = src.astype(np.float32), tgt.astype(np.float32)
+    if ch == cw:
+        src, tgt = _augment([src, tgt], rng)
+    else:  # a rectangle keeps its shape under the flips only
+        flip = rng.integers(4, size=batch)
+        src, tgt = ([np.ascontiguousarray(x[i, :: 1 - 2 * (f & 1), :: 1 - (f & 2)]) for i, f in enumerate(flip)]
+                    for x in (src, tgt))  # fmt: skip
+        src, tgt = np.stack(src), np.stack(tgt)
     dn = np.array([_net.norm_dose(m) for m in src], np.float32)
     return _net.network_input(src, dn), (tgt / dn[:, None, None]).astype(np.float32)
+
+
+def _mirror(x, margin, m):
+    """Maps (n, h, w) mirrored by ``margin`` px on every side and on to a multiple of ``m``: (padded, crop slices)."""
+    n, h, w = x.shape
+    ph, pw = (-(h + 2 * margin)) % m, (-(w + 2 * margin)) % m
+    out = np.pad(x, ((0, 0), (margin, margin + ph), (margin, margin + pw)), mode="reflect")
+    return out, (slice(None), slice(margin, margin + h), slice(margin, margin + w))
 
 
 def _check_pairs(pairs):
@@ -231,8 +247,8 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
                    mode: str = "supervised", pairs=None, channels=(16, 32, 64, 128), n_maps: int = 2000,
                    dose_range=(0.5, 100.0), learning_rate: float = 2e-3, nll_weight: float = 0.1,
                    crop: int = 64, checkpoint=None, checkpoint_every: int = 100, log_every: int = 20,
-                   progress: bool = True, joint: bool = False,
-                   absent_fraction: float = 0.06) -> tuple[dict, dict]:  # fmt: skip
+                   progress: bool = True, joint: bool = False, absent_fraction: float = 0.06,
+                   validation=None, validate_every: int = 25) -> tuple[dict, dict]:  # fmt: skip
     """Train the EDXS denoiser, or fine-tune it on a user's data.
 
     Parameters
@@ -264,7 +280,11 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
     nll_weight : float
         Weight of the variance head's Gaussian likelihood (supervised mode).
     crop : int
-        Crop side [px] for ``"noise2noise"`` (at most the maps' size; rounded down to a multiple of 16).
+        Crop side [px] for ``"noise2noise"``: the pairs are mirrored by
+        :data:`~atomscount.elemental._net.FRAME_MARGIN` px on every side first (as
+        :func:`~atomscount.elemental.denoise_edxs` mirrors a map), then cropped to at most
+        ``crop`` along each axis (rounded down to a multiple of 16; a thin map gives
+        rectangular crops).
     checkpoint : str or Path, optional
         A file to save the state to every ``checkpoint_every`` steps and to resume from if
         it exists (so that a run killed loses little).
@@ -277,6 +297,12 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
         ``data`` must then hold ``group`` (:func:`projection_groups`).
     absent_fraction : float
         Joint only: the share of a batch's maps swapped for an absent element's (all-zero) map.
+    validation : (a, b), arrays (n, h, w) of counts, optional
+        For ``"noise2noise"``: held-out pairs (other maps of the same acquisition). Their
+        Noise2Noise error ``mean |f(a) - b|²`` [counts²] is measured at the start and every
+        ``validate_every`` steps, and the weights of the lowest are returned (early
+        stopping: never worse on them than the starting weights).
+    validate_every : int
 
     Returns
     -------
@@ -311,14 +337,15 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
         if pairs is None:
             raise ValueError("mode='noise2noise' needs pairs=(a, b), two halves of one acquisition")
         a, b = _check_pairs(pairs)
+        if min(a.shape[1:]) < 2:
+            raise ValueError(f"pairs maps must be at least 2 px on each side, got {a.shape[1:]}")
         start = _net.load_denoiser() if model is None else model
         if _net.is_joint(start["params"]):
             raise ValueError("model must be a single-map network for mode='noise2noise', got a joint one")
         m = _net.multiple_of(start["params"])
         crop = check_integer(crop, "crop", low=m)
-        crop = min(crop, a.shape[1], a.shape[2]) // m * m
-        if crop < m:
-            raise ValueError(f"pairs maps must be at least {m} px on each side, got {a.shape[1:]}")
+        a, b = (_mirror(x, _net.FRAME_MARGIN, m)[0] for x in (a, b))
+        crop = (min(crop, a.shape[1]) // m * m, min(crop, a.shape[2]) // m * m)
         params0 = start["params"]
         arch = start["meta"].get("architecture", {"channels": list(_net.channels_of(params0))})
         nll_weight = 0.0
@@ -344,6 +371,22 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
             next_batch = lambda: _joint_batch(unit, members, rng, batch, (lo, hi), absent_fraction)  # noqa: E731
         else:
             next_batch = lambda: _supervised_batch(unit, rng, batch, (lo, hi))  # noqa: E731
+
+    val_fn = None
+    if validation is not None:
+        if mode != "noise2noise":
+            raise ValueError(f"validation is for mode='noise2noise' (held-out pairs), got mode={mode!r}")
+        validate_every = check_integer(validate_every, "validate_every", low=1)
+        va, vb = _check_pairs(validation)
+        if min(va.shape[1:]) < 2:
+            raise ValueError(f"validation maps must be at least 2 px on each side, got {va.shape[1:]}")
+        padded, region = _mirror(va, _net.FRAME_MARGIN, _net.multiple_of(params0))
+        vdn = np.array([_net.norm_dose(x) for x in va], np.float32)
+        vx, vb = jnp.asarray(_net.network_input(padded, vdn)), jnp.asarray(vb, jnp.float32)
+
+        @jax.jit
+        def val_fn(p):  # the Noise2Noise error of the held-out pairs [counts²]
+            return jnp.mean((jax_forward(p, vx)[:, 0][region] * vdn[:, None, None] - vb) ** 2)
 
     schedule = optax.warmup_cosine_decay_schedule(0.0, lr, min(200, max(1, steps // 10)), steps, lr * 0.02)
     opt = optax.chain(optax.clip_by_global_norm(1.0), optax.adam(schedule))
@@ -384,8 +427,20 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
                          "rng": rng.bit_generator.state}, f)  # fmt: skip
         os.replace(tmp, ckpt)
 
+    best = None
+
+    def validate(step):
+        nonlocal best
+        v = float(val_fn(params))
+        history.setdefault("val_step", []).append(step)
+        history.setdefault("val_loss", []).append(v)
+        if best is None or v < best[0]:
+            best = (v, params, step)
+
     t0 = time.perf_counter()
     acc = []
+    if val_fn is not None:
+        validate(done)
     for step in range(done, steps):
         x, y = next_batch()
         params, state, loss, mse, nll = step_fn(params, state, x, y)
@@ -400,14 +455,21 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
             if progress:
                 print(f"step {step + 1}/{steps}  loss {mean[0]:.5f}  mse {mean[1]:.5f}  nll {mean[2]:.4f}  "
                       f"{history['seconds'][-1]:.0f} s", flush=True)  # fmt: skip
+        if val_fn is not None and ((step + 1) % validate_every == 0 or step + 1 == steps):
+            validate(step + 1)
         if ckpt is not None and ((step + 1) % checkpoint_every == 0 or step + 1 == steps):
             save_checkpoint(step + 1)
+    if best is not None:
+        params = best[1]
     seconds = elapsed + time.perf_counter() - t0
     inp = "x/d as four 2x2 sub-images + 1/sqrt(d)" + (", then the same of the projection's total" if joint else "")
     meta = {"architecture": {**arch, "input": inp, "output": "mean, log-var", "joint": bool(joint),
                              "convs": "3x3 ReLU, two per level", "framework": "numpy inference, jax training"},
             "dose_range": [lo, hi], "trained_on": jax.default_backend(), "training_seconds": seconds,
             "steps": steps, "batch": batch, "mode": mode, "seed": seed}  # fmt: skip
+    if best is not None:
+        meta["validation"] = {"best_step": best[2], "best_loss": best[0], "start_loss": history["val_loss"][0],
+                              "n_maps": int(vb.shape[0]), "every": validate_every}  # fmt: skip
     out = {"params": {k: np.asarray(v, np.float32) for k, v in jax.device_get(params).items()}, "meta": meta}
     return out, history
 

@@ -275,16 +275,22 @@ def test_split_counts_gives_two_halves_that_add_up():
 
 
 @pytest.mark.skipif(not HAS_JAX, reason="fine-tuning needs the learn extra (jax, optax)")
-def test_finetune_runs_and_changes_the_weights(network_maps):
+def test_finetune_keeps_the_weights_of_the_lowest_held_out_error(network_maps):
     from atomscount.elemental import _net
     from atomscount.elemental.denoise import finetune_denoiser
 
     _, noisy = network_maps
     a, b = split_counts(np.stack([noisy["Au"], noisy["Ag"]]), rng=1)
-    tuned = finetune_denoiser(a, b, steps=3, seed=0)
+    tuned = finetune_denoiser(a, b, steps=4, seed=0)
+    val = tuned["meta"]["finetuned"]["validation"]
+    assert tuned["meta"]["finetuned"]["steps"] == 4 and tuned["meta"]["finetuned"]["n_maps"] == 1
+    assert val["n_maps"] == 1 and val["best_loss"] <= val["start_loss"] and 0 <= val["best_step"] <= 4
+    # the held-out map (the last of two): its error with the returned weights is the recorded best
+    mean, _ = _net.predict(a[1], model=tuned, margin=_net.FRAME_MARGIN)
+    np.testing.assert_allclose(np.mean((mean - b[1]) ** 2), val["best_loss"], rtol=1e-4)
     base = _net.load_denoiser()
-    changed = [k for k in base["params"] if not np.allclose(base["params"][k], tuned["params"][k])]
-    assert changed and tuned["meta"]["finetuned"]["steps"] == 3
+    same = all(np.array_equal(base["params"][k], tuned["params"][k]) for k in base["params"])
+    assert same == (val["best_step"] == 0)
     out = denoise_edxs(noisy["Au"], model=tuned)
     assert out.maps.shape == (48, 48) and np.all(np.isfinite(out.maps))
 
