@@ -96,6 +96,7 @@ _MOSAIC_SIDE = 256  # BM3D: maps under half this side are denoised together, til
 _MOSAIC_GAP = 8  # px of zero counts between the tiles of a mosaic
 _CV_SEED = 0  # the thinning of the network's blend cross-validation (so that a map always gives one result)
 _CV_MAX_PIXELS = 2**19  # the cross-validation runs on evenly spaced maps of a larger input, up to about this many px
+_CV_Z = 3.0  # the blend leaves the network only by what exceeds this many standard errors of its fitted weight
 
 
 # --- the result ---
@@ -383,7 +384,8 @@ def _blend_weights(stack, shape, n_groups, model, tta, joint):
     """Per group, the network's weight in ``w net + (1 - w) gaussian`` that predicts best, by thinning
     cross-validation on the maps themselves: the counts are split into two independent halves (binomial
     thinning), both methods denoise the first, and ``w`` is the least-squares fit (clipped to [0, 1]) of the second,
-    ``E|f(A1) - A2|² = E|f(A1) - λ/2|² + E var A2``: no truth needed. Returns (weights, maps used per group)."""
+    ``E|f(A1) - A2|² = E|f(A1) - λ/2|² + E var A2``: no truth needed. Returns (weights, the fit's standard errors,
+    maps used per group)."""
     per = stack.reshape(n_groups, -1, *stack.shape[-2:])
     n = per.shape[1]
     keep = max(1, min(n, _CV_MAX_PIXELS // (n_groups * per.shape[2] * per.shape[3])))
@@ -398,8 +400,13 @@ def _blend_weights(stack, shape, n_groups, model, tta, joint):
     d = (net - gauss).reshape(n_groups, -1)
     r = (a2 - gauss).reshape(n_groups, -1)
     dd = np.sum(d * d, axis=1)
-    w = np.where(dd > 0, np.sum(d * r, axis=1) / np.where(dd > 0, dd, 1.0), 1.0)
-    return np.clip(w, 0.0, 1.0), len(idx)
+    safe = np.where(dd > 0, dd, 1.0)
+    w = np.where(dd > 0, np.sum(d * r, axis=1) / safe, 1.0)
+    # the fit's standard error from A2's Poisson noise (A2 estimates its own variance): the departure from the
+    # network, 1 - w, is soft-thresholded at _CV_Z of it, so that an input too small to tell keeps the network
+    se = np.where(dd > 0, np.sqrt(np.sum(d * d * a2.reshape(n_groups, -1), axis=1)) / safe, 0.0)
+    away = np.maximum(1.0 - w - _CV_Z * se, 0.0)
+    return np.clip(1.0 - away, 0.0, 1.0), se, len(idx)
 
 
 def _totals(stack, shape):
@@ -475,10 +482,13 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
         an array, by thinning cross-validation: the counts are split into two
         independent halves by binomial thinning (seeded, so that a map always gives one
         result), both methods denoise the first half and ``w`` is the least-squares fit
-        of the second (clipped to [0, 1]). It guards against maps unlike the network's
+        of the second, its departure from the network ``1 - w`` less three standard
+        errors of the fit (so that an input too small to tell keeps the network; clipped
+        to [0, 1]). It guards against maps unlike the network's
         training (real maps: see ``docs/denoise.rst``), at about twice the network's
         time (a stack of more than about 0.5 Mpx is cross-validated on evenly spaced
-        maps). ``parameters["blend"]`` records ``w``. ``blend=1`` is the network alone.
+        maps). ``parameters["blend"]`` records ``w`` and the standard error. ``blend=1``
+        is the network alone.
 
     Returns
     -------
@@ -543,9 +553,9 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
         mean, sigma = _network(stack, model, tta, _totals(stack, shape) if joint else None)
         n_groups = _groups(shape, elements, joint)
         if auto_blend:
-            weights, n_cv = _blend_weights(stack, shape, n_groups, model, tta, joint)
+            weights, se, n_cv = _blend_weights(stack, shape, n_groups, model, tta, joint)
         else:
-            weights, n_cv = np.full(n_groups, blend), 0
+            weights, se, n_cv = np.full(n_groups, blend), np.zeros(n_groups), 0
         if (weights < 1).any():
             gmean, gsigma, gwidth = _gaussian(stack, None)
             w = np.repeat(weights, len(stack) // n_groups)[:, None, None]
@@ -555,7 +565,8 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
         params = {"tta": tta, "network": "joint" if joint else "single-map",
                   "model": {k: model["meta"][k] for k in keys if k in model["meta"]},
                   "blend": {"network_weight": weights.tolist() if n_groups > 1 else float(weights[0]),
-                            "auto": auto_blend, "cv_maps_per_group": n_cv}}  # fmt: skip
+                            "auto": auto_blend, "cv_maps_per_group": n_cv,
+                            "weight_se": se.tolist() if n_groups > 1 else float(se[0])}}  # fmt: skip
     else:
         fn = {"gaussian": _gaussian, "tv": _tv, "bm3d": _bm3d}[method]
         mean, sigma, chosen = fn(stack, strength)

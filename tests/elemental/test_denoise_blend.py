@@ -43,7 +43,7 @@ def test_blend_zero_is_the_gaussian_filter_and_one_the_network_alone():
     np.testing.assert_allclose(zero.sigma, gauss.sigma, atol=1e-12)
     one = denoise_edxs(noisy, blend=1.0)
     np.testing.assert_allclose(one.maps, np.maximum(_net.predict(noisy, margin=_net.FRAME_MARGIN)[0], 0.0))
-    assert one.parameters["blend"] == {"network_weight": 1.0, "auto": False, "cv_maps_per_group": 0}
+    assert one.parameters["blend"] == {"network_weight": 1.0, "auto": False, "cv_maps_per_group": 0, "weight_se": 0.0}
     for bad, err in (("best", ValueError), (1.5, ValueError), (-0.1, ValueError), (None, TypeError)):
         with pytest.raises(err, match="blend"):
             denoise_edxs(noisy, blend=bad)
