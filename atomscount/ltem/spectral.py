@@ -167,23 +167,42 @@ def _island_mask(phase):
     inside = ndimage.binary_fill_holes(ndimage.binary_closing(edge, iterations=2))
     if not _VACUUM_FRACTION[0] < inside.mean() < _VACUUM_FRACTION[1]:
         return None
-    band_in = inside & ~ndimage.binary_erosion(inside, iterations=4) & ~edge
+    band_in = inside & ~ndimage.binary_erosion(inside, iterations=8) & ~edge
     band_out = ndimage.binary_dilation(inside, iterations=4) & ~inside
     if not (band_in.any() and band_out.any()) or phase[band_in].mean() <= phase[band_out].mean():
         return None
     return inside
 
 
-def _flatten_vacuum(phase, precision):
+def _stray_phases(inside) -> list:
+    """The phases of the island ``inside`` uniformly magnetised along x and along y (periodic, like the
+    field), each scaled to unit RMS outside it: in vacuum these are the stray-field phases of the island's
+    net moment."""
+    from .forward import magnetic_phase
+
+    m = inside.astype(np.float64)
+    out = []
+    for mx, my in ((m, 0 * m), (0 * m, m)):
+        phi = magnetic_phase(mx, my, pixel_nm=1.0, thickness_nm=1.0, ms_a_per_m=1.0)
+        rms = float(np.sqrt(np.mean(phi[~inside] ** 2)))
+        out.append(phi / rms if rms > 0 else phi)
+    return out
+
+
+def _flatten_vacuum(phase, precision, *, stray: bool = True):
     """The phase with its slowest Fourier modes (below ``_VACUUM_MODES`` cycles per field) corrected so that
-    the vacuum round an island of material is flat, as far as the data allow; None when no island is found.
+    the vacuum round an island of material holds only what the island's field can put there, as far as the
+    data allow; None when no island is found.
 
     The posterior mean of a correction ``c = Σ a_k exp(2πi k·x)`` over those modes, with the vacuum's phase
-    (outside the island and 4 pixels off its edge) taken as a constant plus white noise of its own standard
-    deviation, and each mode's change costing what the data would charge, ``P(k) N |a_k|²`` (P the data
-    precision of :func:`_spectral_terms`): modes the images pin (large P) stay, the slowest, which the
-    images hardly see, follow the vacuum. For a flux-closed island (a vortex disk); an island with a net
-    moment has stray field, and so phase, outside.
+    (outside the island and 4 pixels off its edge) taken as a constant plus, with ``stray``, the stray-field
+    phases ``α φx + β φy`` of the island uniformly magnetised along x and y (:func:`_stray_phases`; α, β
+    free, fitted jointly), plus white noise of its own standard deviation, and each mode's change costing
+    what the data would charge, ``P(k) N |a_k|²`` (P the data precision of :func:`_spectral_terms`): modes
+    the images pin (large P) stay, the slowest, which the images hardly see, follow the vacuum. In vacuum the
+    magnetic phase is source-free and is the stray field of the island's moment: a flux-closed island (a
+    vortex) gives α ≈ β ≈ 0 and a flat vacuum, an island with a net moment keeps its stray field. Without
+    ``stray`` the vacuum is taken as flat.
     """
     from scipy import ndimage
 
@@ -193,17 +212,24 @@ def _flatten_vacuum(phase, precision):
     ny, nx = phase.shape
     vacuum = ~ndimage.binary_dilation(inside, iterations=4)
     values = np.where(vacuum, phase - phase[vacuum].mean(), 0.0)
-    sigma2 = float(np.mean(values[vacuum] ** 2))
     ks = [(a, b) for a in range(-_VACUUM_MODES, _VACUUM_MODES + 1) for b in range(-_VACUUM_MODES, _VACUUM_MODES + 1)
           if a * a + b * b <= _VACUUM_MODES**2]  # fmt: skip
-    m_hat = np.fft.fft2(vacuum.astype(np.float64))
-    rhs = np.fft.fft2(values)
     ia = np.array([a for a, _ in ks])
     ib = np.array([b for _, b in ks])
-    # Σ_vacuum exp(−2πi (k − k')·x): the vacuum's Gram matrix of the modes
+    m_hat = np.fft.fft2(vacuum.astype(np.float64))
+    # Σ_vacuum exp(−2πi (k − k')·x): the vacuum's Gram matrix of the modes, then the stray-field columns
     gram = m_hat[(ia[:, None] - ia[None, :]) % ny, (ib[:, None] - ib[None, :]) % nx]
+    rhs = np.fft.fft2(values)[ia % ny, ib % nx]
+    regressors = [np.where(vacuum, g, 0.0) for g in _stray_phases(inside)] if stray else []
+    if regressors:
+        cross = np.stack([np.fft.fft2(g)[ia % ny, ib % nx] for g in regressors], axis=1)  # Σ_vac e_k* g
+        gg = np.array([[np.sum(g * h) for h in regressors] for g in regressors])
+        gram = np.block([[gram, cross], [cross.conj().T, gg]])
+        rhs = np.concatenate([rhs, [np.sum(g * values) for g in regressors]])
+    sigma2 = float(np.mean(values[vacuum] ** 2))
     prior = np.array([precision[a % ny, b % nx] * phase.size if (a, b) != (0, 0) else 0.0 for a, b in ks])
-    coef = np.linalg.solve(gram / sigma2 + np.diag(prior), rhs[ia % ny, ib % nx] / sigma2)
+    prior = np.concatenate([prior, np.zeros(len(regressors))])  # the stray-field amplitudes are free
+    coef = np.linalg.solve(gram / sigma2 + np.diag(prior), rhs / sigma2)[: len(ks)]
     spectrum = np.zeros((ny, nx), dtype=complex)
     spectrum[ia % ny, ib % nx] = coef
     return phase - np.fft.ifft2(spectrum).real * phase.size

@@ -120,6 +120,7 @@ def test_fisher_uncertainty_matches_the_exact_jacobian():
     ("kwargs", "match"),
     [({"fit": ("phase", "magnetisation")}, "fit must be one of"),
      ({"regulariser": "l1"}, "regulariser must be one of"),
+     ({"vacuum": "round"}, "vacuum must be one of"),
      ({"weight": -1.0}, "weight must be 'auto' or a number >= 0, got -1.0"),
      ({"n_iter": 0}, "n_iter"),
      ({"fit": ("defocus", "defocus_scale")}, "fit must not name both 'defocus' and 'defocus_scale'"),
