@@ -169,25 +169,36 @@ def test_sharp_edge_falls_back_to_tv():
     assert _rmse(result.phase, truth) < 0.4 * _rmse(ctf_wiener(series).phase, truth)
 
 
-def test_vacuum_correction_of_a_fit_keeps_what_the_counts_allow():
-    # a 128² disk at 100 e/px whose fitted phase carries the error the images leave in the slowest modes (up to
-    # 3 cycles per field, drawn with the variance 1/P of each mode): the correction that flattens the vacuum
-    # brings it closer to the truth and is kept, since the counts hardly see those modes
+def _fit_with_slow_error(truth):
+    """(counts at 100 e/px of the three DEFOCI, their spectral precision P, a TV-path fit): the fit is the truth
+    plus an error in the slowest modes (up to 3 cycles per field), drawn with the variance 1/P of each mode,
+    the error the images leave there. Seeded."""
     from atomscount.ltem.result import PhaseRetrieval
-    from atomscount.ltem.retrieve import _vacuum_corrected
     from atomscount.ltem.spectral import _spectral_terms
 
-    truth = vortex_disk(shape=(128, 128), radius_nm=90.0).phase(beam_energy_ev=300e3)
+    n = truth.shape[0]
     images = fresnel_image(truth, pixel_nm=2.0, defocus_nm=np.array(DEFOCI), beam_energy_ev=300e3)
     rng = np.random.default_rng(1)
     counts = LTEMSeries(rng.poisson(100 * np.clip(np.asarray(images), 0, None)).astype(float), DEFOCI, pixel_nm=2.0)
     precision = _spectral_terms(counts)["precision"]
-    f = np.fft.fftfreq(128) * 128
+    f = np.fft.fftfreq(n) * n
     slow = (np.hypot(*np.meshgrid(f, f, indexing="ij")) <= 3) & (precision > 0)
-    noise = (rng.normal(size=(128, 128)) + 1j * rng.normal(size=(128, 128))) / np.sqrt(2 * np.where(slow, precision, 1))
+    noise = (rng.normal(size=(n, n)) + 1j * rng.normal(size=(n, n))) / np.sqrt(2 * np.where(slow, precision, 1))
     phase = truth + np.fft.ifft2(np.where(slow, noise, 0), norm="ortho").real
     params = {"defocus_nm": DEFOCI, "cs_nm": 0.0, "divergence_rad": 0.0, "defocus_spread_nm": 0.0, "path": "tv"}
     fitted = PhaseRetrieval(phase=phase, amplitude=np.ones_like(phase), pixel_nm=2.0, parameters=params, method="ad")
+    return counts, precision, fitted
+
+
+def test_vacuum_correction_of_a_fit_keeps_what_the_counts_allow():
+    # a 128² disk at 100 e/px whose fitted phase carries the error the images leave in the slowest modes (up to
+    # 3 cycles per field, drawn with the variance 1/P of each mode): the correction that flattens the vacuum
+    # brings it closer to the truth and is kept, since the counts hardly see those modes
+    from atomscount.ltem.retrieve import _vacuum_corrected
+
+    truth = vortex_disk(shape=(128, 128), radius_nm=90.0).phase(beam_energy_ev=300e3)
+    counts, precision, fitted = _fit_with_slow_error(truth)
+    phase = fitted.phase
     out = _vacuum_corrected(fitted, counts, counts.images.mean(axis=(1, 2)), precision)
     assert out.parameters["vacuum"]["applied"] and out.parameters["path"] == "tv + vacuum flattened"
     assert _rmse(out.phase, truth) < 0.5 * _rmse(phase, truth)
@@ -197,26 +208,16 @@ def test_vacuum_correction_of_a_uniformly_magnetised_disk_keeps_its_stray_field(
     # a 128² disk magnetised at 0.7 rad from x, at 100 e/px, whose fitted phase carries the slow-mode error of
     # the test above: its vacuum holds the stray field, which the default model explains, so the correction
     # lowers the error; taking the vacuum as flat (model="flat", for flux-closed islands) more than doubles it
-    from atomscount.ltem.result import PhaseRetrieval
     from atomscount.ltem.retrieve import _vacuum_corrected
     from atomscount.ltem.samples import MagneticSample
-    from atomscount.ltem.spectral import _spectral_terms
 
     disk = vortex_disk(shape=(128, 128), radius_nm=90.0)
     m = (disk.thickness_nm > 0.5 * disk.thickness_nm.max()).astype(float)
     uniform = MagneticSample(np.cos(0.7) * m, np.sin(0.7) * m, 0 * m, disk.thickness_nm, 2.0, disk.ms_a_per_m,
                              disk.mean_inner_potential_v, "uniform disk")  # fmt: skip
     truth = uniform.phase(beam_energy_ev=300e3)
-    images = fresnel_image(truth, pixel_nm=2.0, defocus_nm=np.array(DEFOCI), beam_energy_ev=300e3)
-    rng = np.random.default_rng(1)
-    counts = LTEMSeries(rng.poisson(100 * np.clip(np.asarray(images), 0, None)).astype(float), DEFOCI, pixel_nm=2.0)
-    precision = _spectral_terms(counts)["precision"]
-    f = np.fft.fftfreq(128) * 128
-    slow = (np.hypot(*np.meshgrid(f, f, indexing="ij")) <= 3) & (precision > 0)
-    noise = (rng.normal(size=(128, 128)) + 1j * rng.normal(size=(128, 128))) / np.sqrt(2 * np.where(slow, precision, 1))
-    phase = truth + np.fft.ifft2(np.where(slow, noise, 0), norm="ortho").real
-    params = {"defocus_nm": DEFOCI, "cs_nm": 0.0, "divergence_rad": 0.0, "defocus_spread_nm": 0.0, "path": "tv"}
-    fitted = PhaseRetrieval(phase=phase, amplitude=np.ones_like(phase), pixel_nm=2.0, parameters=params, method="ad")
+    counts, precision, fitted = _fit_with_slow_error(truth)
+    phase = fitted.phase
     dose = counts.images.mean(axis=(1, 2))
     out = _vacuum_corrected(fitted, counts, dose, precision)
     assert out.parameters["vacuum"]["applied"] and out.parameters["vacuum"]["model"] == "stray"
