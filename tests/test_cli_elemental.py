@@ -116,3 +116,23 @@ def test_the_options_defaults_are_the_apis():
     assert "at most 1000 multimodal" in reconstruct._option_string_actions["--iterations"].help
     assert "and 50 separate" in reconstruct._option_string_actions["--iterations"].help
     assert (default(reconstruct_elemental, "n_iter"), default(reconstruct_separate, "n_iter")) == (1000, 50)
+
+
+def test_denoise_blend_option_reaches_the_api(series, tmp_path, capsys):
+    from atomscount.elemental.denoise import DenoisedMaps, denoise_edxs
+
+    out = tmp_path / "den"
+    assert main(["elemental", "denoise", str(series), "--blend", "1", "--format", "svg", "--dpi", "50",
+                 "--out", str(out)]) == 0  # fmt: skip
+    assert "network weight 1.00, 1.00," in capsys.readouterr().out
+    result = DenoisedMaps.from_hdf5(out / "denoised.h5")
+    assert result.parameters["blend"]["network_weight"] == [1.0, 1.0] and result.parameters["blend"]["auto"] is False
+    maps = {e: TiltSeries.from_hdf5(series / f"edxs_{e}.h5").images for e in ("Ag", "Au")}
+    np.testing.assert_allclose(TiltSeries.from_hdf5(out / "edxs_Au.h5").images, denoise_edxs(maps, blend=1.0)["Au"])
+
+
+@pytest.mark.parametrize("bad", ["1.5", "-0.1", "half"])
+def test_denoise_refuses_a_blend_outside_zero_to_one(series, tmp_path, bad, capsys):
+    with pytest.raises(SystemExit):
+        main(["elemental", "denoise", str(series), f"--blend={bad}", "--out", str(tmp_path / "den")])
+    assert f"--blend must be 'auto' or a number in [0, 1], got {bad!r}" in capsys.readouterr().err

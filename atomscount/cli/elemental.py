@@ -54,6 +54,10 @@ def add_parser(sub, fmt) -> None:
     d.add_argument("--tta", action="store_true",
                    help="network: average over the 8 flips and rotations, their spread added to 1σ (8x the "
                         "time)")  # fmt: skip
+    d.add_argument("--blend", type=_blend, default="auto",
+                   help="network: 'auto' blends the network's maps with the Gaussian filter's, the network's weight "
+                        "w chosen by thinning cross-validation on the counts (leaving 1 only by more than 3 standard "
+                        "errors); a number in [0, 1] fixes w (1: the network alone)")  # fmt: skip
     d.add_argument("--single-map", action="store_true",
                    help="network: denoise each element's series alone (the single-map network) instead of each map "
                         "with its tilt's total over the elements (the joint network, the default for two or more "
@@ -104,6 +108,19 @@ def _numbers(text: str, option: str) -> list:
         return [float(v) for v in text.split(",")]
     except ValueError:
         raise ValueError(f"{option} must be comma-separated numbers, got {text!r}") from None
+
+
+def _blend(text: str):
+    """--blend: "auto" or a network weight in [0, 1]."""
+    if text == "auto":
+        return text
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--blend must be 'auto' or a number in [0, 1], got {text!r}") from None
+    if not 0.0 <= w <= 1.0:
+        raise argparse.ArgumentTypeError(f"--blend must be 'auto' or a number in [0, 1], got {text!r}")
+    return w
 
 
 def read_series_folder(folder: Path, *, haadf: bool = True) -> tuple:
@@ -195,6 +212,8 @@ def _denoise(args: argparse.Namespace) -> int:
     check_output_folder(args.out)
     _, edxs = read_series_folder(args.series, haadf=False)
     kwargs = {"method": args.method, "tta": args.tta}
+    if args.method == "network":
+        kwargs["blend"] = args.blend
     if args.strength is not None:
         kwargs["strength"] = args.strength
     if args.single_map:
@@ -219,7 +238,11 @@ def _denoise(args: argparse.Namespace) -> int:
                                    tmp / "figures", fmt=args.format, dpi=args.dpi))  # fmt: skip
     s = result.summary()
     spread = f", median 1σ {s['median_sigma']:.3g} counts" if s["median_sigma"] is not None else ""
-    how = f" ({result.parameters['network']})" if "network" in result.parameters else ""
+    how = ""
+    if "network" in result.parameters:
+        w = result.parameters["blend"]["network_weight"]
+        w = ", ".join(f"{x:.2f}" for x in w) if isinstance(w, list) else f"{w:.2f}"
+        how = f" ({result.parameters['network']}), blended with the Gaussian filter at network weight {w},"
     print(f"denoised {len(edxs)} series by {s['method']}{how}: dose {s['dose_min']:.3g} to {s['dose_max']:.3g} "
           f"counts per pixel{spread}")  # fmt: skip
     print_files(final_paths(files, tmp, args.out), args.out)
