@@ -40,6 +40,12 @@ DEFAULT_JOINT_PATH = DEFAULT_PATH.with_name("edxs_denoiser_joint.npz")
 #: The mirrored margin [px] that :func:`atomscount.elemental.denoise_edxs` adds around each map (``predict``'s
 #: ``margin``).
 FRAME_MARGIN = 8
+#: The outer strip [px] of each edge of the frame that :func:`frame_edges` tests for the sample.
+EDGE_STRIP = 2
+_EDGE_WINDOW = 8  # px along an edge: its strip is tested window by window (a sample may cross part of an edge)
+_EDGE_Z = 3.0  # a window holds the sample only if its counts exceed the background's by this many Poisson sigmas
+_EDGE_FRACTION = 0.2  # ... and its mean exceeds the background by this share of the map's dose above it
+_BACKGROUND_SHARE = 0.1  # the background level: the mean over the darkest tenth of the (smoothed) map
 _SMOOTH_PX = 2.0
 _MAX_TILE_BYTES = 48 * 2**20
 
@@ -77,6 +83,119 @@ def map_dose(counts) -> float:
         return 0.0
     s = gaussian_filter(a, _SMOOTH_PX, mode="constant")
     return float(a[s >= 0.5 * s.max()].mean())
+
+
+def background_level(counts) -> np.ndarray:
+    """The background of each map: its mean counts over its darkest tenth [counts per pixel].
+
+    The darkest tenth: the pixels of lowest value after a Gaussian smoothing of 2 px (the
+    smoothing keeps single empty pixels inside the sample out of it).
+
+    Parameters
+    ----------
+    counts : array_like (n, h, w)
+        Counts per pixel.
+
+    Returns
+    -------
+    ndarray (n,)
+
+    Examples
+    --------
+    >>> m = np.full((1, 32, 32), 2.0); m[0, 8:24, 8:24] = 30.0
+    >>> background_level(m)
+    array([2.])
+    """
+    from scipy.ndimage import gaussian_filter
+
+    a = np.asarray(counts, dtype=np.float64)
+    if a.ndim != 3:
+        raise ValueError(f"counts must be a stack of maps (n, h, w), got shape {a.shape}")
+    out = np.zeros(len(a))
+    for i, m in enumerate(a):
+        s = gaussian_filter(m, _SMOOTH_PX, mode="nearest").ravel()
+        k = max(1, int(round(_BACKGROUND_SHARE * s.size)))
+        out[i] = m.ravel()[np.argpartition(s, k - 1)[:k]].mean()
+    return out
+
+
+def frame_edges(counts) -> np.ndarray:
+    """Which edges of each map's frame the sample crosses: (n, 4) booleans, top, bottom, left, right.
+
+    Decided on the counts alone. Along each edge, the outer :data:`EDGE_STRIP` px are
+    summed in windows of 8 px; the sample crosses the edge if in some window both
+
+    - the counts exceed the background's expectation ``B`` (:func:`background_level`
+      times the window's pixels) by more than Poisson noise, ``3 sqrt(B) + 9``, and
+    - the window's mean exceeds the background by a fifth of the map's dose above it
+      (:func:`map_dose`), so that the faint rim of a particle that stops at the frame
+      does not count.
+
+    A map with no background (its darkest tenth above half its dose: a crop inside the
+    sample) is crossed on every edge; a map with no counts on none.
+
+    Parameters
+    ----------
+    counts : array_like (n, h, w)
+        Counts per pixel (for several elements' maps of one projection: their sum).
+
+    Returns
+    -------
+    ndarray of bool (n, 4)
+
+    Examples
+    --------
+    >>> m = np.zeros((1, 32, 32)); m[0, :, 8:24] = 20.0     # a band cut by the top and bottom edges
+    >>> frame_edges(m).tolist()
+    [[True, True, False, False]]
+    """
+    from scipy.ndimage import uniform_filter1d
+
+    a = np.asarray(counts, dtype=np.float64)
+    if a.ndim != 3:
+        raise ValueError(f"counts must be a stack of maps (n, h, w), got shape {a.shape}")
+    back = background_level(a)
+    out = np.zeros((len(a), 4), dtype=bool)
+    depth = max(1, min(EDGE_STRIP, *a.shape[1:]))
+    for i, m in enumerate(a):
+        dose, b = map_dose(m), back[i]
+        if not dose > 0:
+            continue
+        if b > 0.5 * dose:
+            out[i] = True
+            continue
+        strips = (m[:depth].sum(0), m[-depth:].sum(0), m[:, :depth].sum(1), m[:, -depth:].sum(1))
+        for j, profile in enumerate(strips):
+            win = min(_EDGE_WINDOW, profile.size)
+            c = uniform_filter1d(profile, win, mode="nearest") * win  # the counts in each window
+            npx = depth * win
+            expected = b * npx
+            above = c > expected + _EDGE_Z * np.sqrt(expected) + _EDGE_Z**2
+            strong = c / npx - b > _EDGE_FRACTION * (dose - b)
+            out[i, j] = bool(np.any(above & strong))
+    return out
+
+
+def pad_frame(maps, margin: int, multiple: int, mirror=True, fill=0.0) -> np.ndarray:
+    """Maps (n, h, w) padded by ``margin`` px on every side and on (bottom, right) to a multiple of ``multiple``.
+
+    Each edge is mirrored where ``mirror`` (n, 4) or (4,) holds (top, bottom, left, right:
+    the sample continues past it, :func:`frame_edges`), else filled with the constant
+    ``fill`` (n,) (its background: what the network saw round its training particles).
+    """
+    a = np.asarray(maps)
+    n, h, w = a.shape
+    ph, pw = (-(h + 2 * margin)) % multiple, (-(w + 2 * margin)) % multiple
+    out = np.pad(a, ((0, 0), (margin, margin + ph), (margin, margin + pw)), mode="reflect")
+    mirror = np.broadcast_to(np.asarray(mirror, dtype=bool), (n, 4))
+    fill = np.broadcast_to(np.asarray(fill, dtype=out.dtype), (n,))
+    for i in np.flatnonzero(~mirror.all(axis=1)):
+        top, bottom, left, right = mirror[i]
+        for keep, region in ((top, np.s_[:margin]), (bottom, np.s_[margin + h :]),
+                             (left, np.s_[:, :margin]), (right, np.s_[:, margin + w :])):  # fmt: skip
+            if not keep:
+                out[i][region] = fill[i]
+    return out
 
 
 def norm_dose(counts) -> float:
@@ -247,17 +366,19 @@ def load_denoiser(path=None, *, joint: bool = False) -> dict:
     return _load(str(p.resolve()), p.stat().st_mtime)
 
 
-def _run(params, a, dose, batch, total=None, total_dose=None, margin=0):
-    """The network on maps (n, h, w) float32 with their doses (and totals): (mean, sigma) [counts]."""
+def _run(params, a, dose, batch, total=None, total_dose=None, margin=0, mirror=None):
+    """The network on maps (n, h, w) float32 with their doses (and totals): (mean, sigma) [counts]; ``mirror``
+    (n, 4): the edges mirrored in the margin (the others filled with each map's background)."""
     n, h, w = a.shape
     m = multiple_of(params)
-    ph, pw = (-(h + 2 * margin)) % m, (-(w + 2 * margin)) % m
-    if margin:  # mirrored on every side: the frame's edge is not the particle's
-        pads, mode = ((0, 0), (margin, margin + ph), (margin, margin + pw)), "reflect"
-    else:
+    if margin:
+        padded = pad_frame(a, margin, m, mirror, background_level(a))
+        tpad = None if total is None else pad_frame(total, margin, m, mirror, background_level(total))
+    else:  # the computation the shipped reference outputs were made with
+        ph, pw = (-h) % m, (-w) % m
         pads, mode = ((0, 0), (0, ph), (0, pw)), "reflect" if min(h, w) > max(ph, pw) else "edge"
-    padded = np.pad(a, pads, mode=mode)
-    tpad = None if total is None else np.pad(total, pads, mode=mode)
+        padded = np.pad(a, pads, mode=mode)
+        tpad = None if total is None else np.pad(total, pads, mode=mode)
     per = max(1, int(64e6 // (padded.shape[1] * padded.shape[2] * max(channels_of(params)))))
     batch = per if batch is None else max(1, int(batch))
     mean = np.empty_like(a)
@@ -274,7 +395,7 @@ def _run(params, a, dose, batch, total=None, total_dose=None, margin=0):
 
 
 def predict(counts, *, model=None, total=None, batch: int | None = None, augment: bool = False,
-            margin: int = 0) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
+            margin: int = 0, mirror=None) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Denoise maps of counts with the network: the expected counts and their 1-sigma uncertainty.
 
     Parameters
@@ -296,12 +417,21 @@ def predict(counts, *, model=None, total=None, batch: int | None = None, augment
         and quarter turns (eight times the work); ``sigma`` then adds their spread,
         ``sqrt(mean(sigma²) + var(mean))``.
     margin : int
-        Pixels of mirrored map added on every side before the network runs (and cropped
-        off after) [px]. The network learnt particles inside an empty frame: a map cut
-        through the sample (a crop, a thin sinogram) looks to it like a particle's edge at
-        the frame, and its output there is wrong; a mirrored margin continues the map
-        instead. :func:`atomscount.elemental.denoise_edxs` uses :data:`FRAME_MARGIN`; 0
-        (the default) keeps the computation the shipped reference outputs were made with.
+        Pixels added on every side before the network runs (and cropped off after) [px].
+        The network learnt particles inside an empty frame: a map cut through the sample
+        (a crop, a thin sinogram) looks to it like a particle's edge at the frame, and its
+        output there is wrong; a mirrored margin continues the map instead. But a
+        mirror next to a particle that stops short of the frame shows the network a
+        second particle beside it, so only the edges the sample crosses are mirrored
+        (``mirror``); the others are filled with the map's background
+        (:func:`background_level`), as round the training's particles.
+        :func:`atomscount.elemental.denoise_edxs` uses :data:`FRAME_MARGIN`; 0 (the
+        default) keeps the computation the shipped reference outputs were made with.
+    mirror : array_like of bool (4,) or (n, 4), or bool, optional
+        With ``margin``: which edges (top, bottom, left, right) to mirror, for every map
+        or each. Default: those the sample crosses, by :func:`frame_edges` of each map
+        (of each map's ``total`` for a joint model: one decision for all the elements of
+        a projection). True mirrors every edge.
 
     Returns
     -------
@@ -332,20 +462,43 @@ def predict(counts, *, model=None, total=None, batch: int | None = None, augment
     if isinstance(margin, bool) or not isinstance(margin, int | np.integer) or margin < 0:
         raise ValueError(f"margin must be a whole number of pixels >= 0, got {margin!r}")
     margin = int(margin)
+    edges = _mirror_edges(mirror, t if joint else a) if margin else None
     dose = np.array([norm_dose(x) for x in a], np.float32)  # the same for every flip and turn
     tdose = np.array([norm_dose(x) for x in t], np.float32) if joint else None
     if not augment:
-        mean, sigma = _run(params, a, dose, batch, *((t, tdose) if joint else (None, None)), margin)
+        mean, sigma = _run(params, a, dose, batch, *((t, tdose) if joint else (None, None)), margin, edges)
     else:
         means, variances = [], []
         for k in range(8):
             ta, tt = (_turn(x, k) if x is not None else None for x in (a, t if joint else None))
-            m, s = _run(params, ta, dose, batch, *((tt, tdose) if joint else (None, None)), margin)
+            te = None if edges is None else _turn_edges(edges, k)
+            m, s = _run(params, ta, dose, batch, *((tt, tdose) if joint else (None, None)), margin, te)
             means.append(_turn(m, k, back=True))
             variances.append(_turn(s, k, back=True) ** 2)
         mean = np.mean(means, axis=0)
         sigma = np.sqrt(np.mean(variances, axis=0) + np.var(means, axis=0))
     return (mean[0], sigma[0]) if single else (mean, sigma)
+
+
+def _mirror_edges(mirror, maps):
+    """``predict``'s ``mirror`` as (n, 4) booleans for ``maps`` (n, h, w): :func:`frame_edges` by default."""
+    if mirror is None:
+        return frame_edges(maps)
+    m = np.asarray(mirror)
+    if m.dtype != bool or m.shape not in ((), (4,), (len(maps), 4)):
+        raise ValueError(f"mirror must be booleans of shape (4,) or ({len(maps)}, 4) (top, bottom, left, right), or "
+                         f"None, got {m.dtype} of shape {m.shape}")  # fmt: skip
+    return np.broadcast_to(m, (len(maps), 4))
+
+
+def _turn_edges(edges, k):
+    """The edges (top, bottom, left, right) of maps turned as :func:`_turn` turns them."""
+    order = np.arange(4)
+    for _ in range(k % 4):  # np.rot90 turns anticlockwise: the right edge goes to the top, the top to the left
+        order = order[[3, 2, 0, 1]]
+    if k >= 4:  # then a left-right flip
+        order = order[[0, 1, 3, 2]]
+    return edges[:, order]
 
 
 def _as_counts(x, name):

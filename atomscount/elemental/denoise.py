@@ -16,9 +16,14 @@ one interface:
     elements, which holds many more counts and shows the particle's outline and
     interfaces); one map or one element's stack uses the single-map network
     (``joint`` overrides the choice; ``result.parameters["network"]`` records it).
-    Two guards for maps unlike the training's particles in an empty frame: each map is
-    mirrored by :data:`~atomscount.elemental._net.FRAME_MARGIN` px on every side first (a
-    frame cut through the sample is not a particle's edge), and by default
+    Two guards for maps unlike the training's particles in an empty frame: each map gets
+    a margin of :data:`~atomscount.elemental._net.FRAME_MARGIN` px first, mirrored at the
+    edges the sample crosses (a frame cut through the sample is not a particle's edge) and
+    filled with the map's background at the others (a mirror there would show the network
+    a second particle beside one that stops short of the frame; the decision,
+    :func:`~atomscount.elemental._net.frame_edges`, is made on the counts, on the
+    projection's total for the joint network; ``parameters["frame"]`` counts the mirrored
+    edges), and by default
     (``blend="auto"``) the output is blended with the Gaussian filter's, the network's
     weight chosen on the maps themselves by thinning cross-validation (no truth).
 ``"gaussian"``
@@ -96,6 +101,7 @@ _MOSAIC_SIDE = 256  # BM3D: maps under half this side are denoised together, til
 _MOSAIC_GAP = 8  # px of zero counts between the tiles of a mosaic
 _CV_SEED = 0  # the thinning of the network's blend cross-validation (so that a map always gives one result)
 _CV_MAX_PIXELS = 2**19  # the cross-validation runs on evenly spaced maps of a larger input, up to about this many px
+_EDGES = ("top", "bottom", "left", "right")  # the frame's edges, in the order of _net.frame_edges
 _CV_Z = 3.0  # the blend leaves the network only by what exceeds this many standard errors of its fitted weight
 
 
@@ -368,10 +374,10 @@ def _bm3d(stack, strength):
 # --- the network ---
 
 
-def _network(stack, model, tta, total=None):
+def _network(stack, model, tta, total=None, mirror=None):
     from . import _net
 
-    return _net.predict(stack, model=model, augment=tta, total=total, margin=_net.FRAME_MARGIN)
+    return _net.predict(stack, model=model, augment=tta, total=total, margin=_net.FRAME_MARGIN, mirror=mirror)
 
 
 def _groups(shape, elements, joint) -> int:
@@ -380,7 +386,7 @@ def _groups(shape, elements, joint) -> int:
     return shape[0] if len(shape) >= 3 and (elements is not None or joint) else 1
 
 
-def _blend_weights(stack, shape, n_groups, model, tta, joint):
+def _blend_weights(stack, shape, n_groups, model, tta, joint, mirror):
     """Per group, the network's weight in ``w net + (1 - w) gaussian`` that predicts best, by thinning
     cross-validation on the maps themselves: the counts are split into two independent halves (binomial
     thinning), both methods denoise the first, and ``w`` is the least-squares fit (clipped to [0, 1]) of the second,
@@ -395,7 +401,8 @@ def _blend_weights(stack, shape, n_groups, model, tta, joint):
     a1 = np.stack([np.random.default_rng([_CV_SEED, zlib.crc32(c.tobytes())]).binomial(c, 0.5) for c in counts])
     a1 = a1.reshape(-1, *stack.shape[-2:]).astype(np.float64)
     a2 = counts.reshape(a1.shape) - a1
-    net = _network(a1, model, tta, _totals(a1, (n_groups, len(idx), *shape[-2:])) if joint else None)[0]
+    edges = mirror.reshape(n_groups, n, 4)[:, idx].reshape(-1, 4)  # the full counts' decision, not the half's
+    net = _network(a1, model, tta, _totals(a1, (n_groups, len(idx), *shape[-2:])) if joint else None, edges)[0]
     gauss = _gaussian(a1, None)[0]
     d = (net - gauss).reshape(n_groups, -1)
     r = (a2 - gauss).reshape(n_groups, -1)
@@ -550,10 +557,12 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
         if _net.is_joint(model["params"]) != joint:
             raise ValueError(f"model is a {'joint' if not joint else 'single-map'} network, but joint={joint}")
         _check_range(doses, model, _map_names(shape, elements))
-        mean, sigma = _network(stack, model, tta, _totals(stack, shape) if joint else None)
+        totals = _totals(stack, shape) if joint else None
+        edges = _net.frame_edges(stack if totals is None else totals)  # one decision for a projection's elements
+        mean, sigma = _network(stack, model, tta, totals, edges)
         n_groups = _groups(shape, elements, joint)
         if auto_blend:
-            weights, se, n_cv = _blend_weights(stack, shape, n_groups, model, tta, joint)
+            weights, se, n_cv = _blend_weights(stack, shape, n_groups, model, tta, joint, edges)
         else:
             weights, se, n_cv = np.full(n_groups, blend), np.zeros(n_groups), 0
         if (weights < 1).any():
@@ -566,7 +575,9 @@ def denoise_edxs(maps, *, dose=None, method: str = "network", strength: float | 
                   "model": {k: model["meta"][k] for k in keys if k in model["meta"]},
                   "blend": {"network_weight": weights.tolist() if n_groups > 1 else float(weights[0]),
                             "auto": auto_blend, "cv_maps_per_group": n_cv,
-                            "weight_se": se.tolist() if n_groups > 1 else float(se[0])}}  # fmt: skip
+                            "weight_se": se.tolist() if n_groups > 1 else float(se[0])},
+                  "frame": {"margin_px": _net.FRAME_MARGIN, "maps": len(stack),
+                            "mirrored": dict(zip(_EDGES, edges.sum(0).tolist(), strict=True))}}  # fmt: skip
     else:
         fn = {"gaussian": _gaussian, "tv": _tv, "bm3d": _bm3d}[method]
         mean, sigma, chosen = fn(stack, strength)
@@ -653,8 +664,8 @@ def finetune_denoiser(maps_a, maps_b, *, steps: int = 300, seed: int = 0, model:
                       progress: bool = False) -> dict:  # fmt: skip
     """Fine-tune the network on a user's own maps by Noise2Noise: no clean truth needed.
 
-    The pairs are mirrored at the frame's edges (as :func:`denoise_edxs` mirrors a map)
-    and cut into random crops of up to 64 px a side. Of two or more maps, every fifth
+    The pairs get the frame margin :func:`denoise_edxs` gives a map (mirrored where the
+    sample crosses the frame) and are cut into random crops of up to 64 px a side. Of two or more maps, every fifth
     (at least one) is held out: their Noise2Noise error ``mean |f(a) - b|²`` is measured
     before training and every 25 steps, and the weights where it was lowest are returned
     (early stopping: the result is never worse on the held-out maps than the weights it

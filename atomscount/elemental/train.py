@@ -222,12 +222,14 @@ def _crop_batch(a, b, rng, batch, crop):
     return _net.network_input(src, dn), (tgt / dn[:, None, None]).astype(np.float32)
 
 
-def _mirror(x, margin, m):
-    """Maps (n, h, w) mirrored by ``margin`` px on every side and on to a multiple of ``m``: (padded, crop slices)."""
-    n, h, w = x.shape
-    ph, pw = (-(h + 2 * margin)) % m, (-(w + 2 * margin)) % m
-    out = np.pad(x, ((0, 0), (margin, margin + ph), (margin, margin + pw)), mode="reflect")
-    return out, (slice(None), slice(margin, margin + h), slice(margin, margin + w))
+def _frame_pairs(a, b, margin, m):
+    """Pairs of maps (n, h, w) padded as ``denoise_edxs`` pads a map (:func:`~atomscount.elemental._net.pad_frame`:
+    mirrored at the edges the sample crosses, decided on ``a + b``, and filled with each map's background at the
+    others) by ``margin`` px and on to a multiple of ``m``: (a, b, crop slices)."""
+    _, h, w = a.shape
+    edges = _net.frame_edges(a + b)
+    a, b = (_net.pad_frame(x, margin, m, edges, _net.background_level(x)) for x in (a, b))
+    return a, b, (slice(None), slice(margin, margin + h), slice(margin, margin + w))
 
 
 def _check_pairs(pairs):
@@ -280,9 +282,10 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
     nll_weight : float
         Weight of the variance head's Gaussian likelihood (supervised mode).
     crop : int
-        Crop side [px] for ``"noise2noise"``: the pairs are mirrored by
-        :data:`~atomscount.elemental._net.FRAME_MARGIN` px on every side first (as
-        :func:`~atomscount.elemental.denoise_edxs` mirrors a map), then cropped to at most
+        Crop side [px] for ``"noise2noise"``: the pairs get a margin of
+        :data:`~atomscount.elemental._net.FRAME_MARGIN` px first, as
+        :func:`~atomscount.elemental.denoise_edxs` pads a map (mirrored at the edges the
+        sample crosses, background at the others), then are cropped to at most
         ``crop`` along each axis (rounded down to a multiple of 16; a thin map gives
         rectangular crops).
     checkpoint : str or Path, optional
@@ -344,7 +347,7 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
             raise ValueError("model must be a single-map network for mode='noise2noise', got a joint one")
         m = _net.multiple_of(start["params"])
         crop = check_integer(crop, "crop", low=m)
-        a, b = (_mirror(x, _net.FRAME_MARGIN, m)[0] for x in (a, b))
+        a, b, _ = _frame_pairs(a, b, _net.FRAME_MARGIN, m)
         crop = (min(crop, a.shape[1]) // m * m, min(crop, a.shape[2]) // m * m)
         params0 = start["params"]
         arch = start["meta"].get("architecture", {"channels": list(_net.channels_of(params0))})
@@ -380,7 +383,7 @@ def train_denoiser(*, seed: int = 0, steps: int = 2000, batch: int = 16, model=N
         va, vb = _check_pairs(validation)
         if min(va.shape[1:]) < 2:
             raise ValueError(f"validation maps must be at least 2 px on each side, got {va.shape[1:]}")
-        padded, region = _mirror(va, _net.FRAME_MARGIN, _net.multiple_of(params0))
+        padded, _, region = _frame_pairs(va, vb, _net.FRAME_MARGIN, _net.multiple_of(params0))
         vdn = np.array([_net.norm_dose(x) for x in va], np.float32)
         vx, vb = jnp.asarray(_net.network_input(padded, vdn)), jnp.asarray(vb, jnp.float32)
 

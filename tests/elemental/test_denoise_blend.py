@@ -76,3 +76,51 @@ def test_each_element_gets_its_own_blend_weight_independent_of_the_others():
     np.testing.assert_allclose(both["Yb"], denoise_edxs(faint).maps)
     joint = denoise_edxs({"Al": noisy, "Yb": faint})
     assert joint.parameters["network"] == "joint" and len(joint.parameters["blend"]["network_weight"]) == 2
+
+
+def _disk(size=48, centre=(24.0, 24.0), radius=12.0, peak=10.0):
+    """The projection of a sphere: expected counts, up to ``peak``."""
+    y, x = np.mgrid[:size, :size]
+    return peak * np.sqrt(np.clip(1 - ((y - centre[0]) ** 2 + (x - centre[1]) ** 2) / radius**2, 0, None))
+
+
+@pytest.mark.parametrize("peak", [1.0, 3.0, 30.0])
+def test_only_the_edges_the_sample_crosses_are_mirrored(peak):
+    rng = np.random.default_rng(int(peak))
+    cut = rng.poisson(_disk(centre=(24.0, 4.0), peak=peak))  # cut by the left edge
+    alone = rng.poisson(_disk(peak=peak))  # inside the frame
+    near = rng.poisson(_disk(centre=(24.0, 15.0), peak=peak))  # 3 px short of the left edge
+    edges = _net.frame_edges(np.stack([cut, alone, near]).astype(float))
+    assert edges.tolist() == [[False, False, True, False], [False] * 4, [False] * 4]
+    # a crop inside the sample (no background) is crossed on every edge; an empty map on none
+    flat = rng.poisson(np.full((1, 32, 32), peak)).astype(float)
+    assert _net.frame_edges(flat).tolist() == [[True] * 4]
+    assert _net.frame_edges(np.zeros((1, 16, 16))).tolist() == [[False] * 4]
+
+
+def test_the_margin_mirrors_crossed_edges_and_fills_the_others_with_the_background():
+    maps = np.random.default_rng(3).poisson(2.0, size=(1, 20, 24)).astype(np.float32)
+    out = _net.pad_frame(maps, 8, 16, [True, False, False, True], [1.5])
+    assert out.shape == (1, 48, 48)
+    np.testing.assert_array_equal(out[0, 8:28, 8:32], maps[0])
+    np.testing.assert_array_equal(out[0, :8, 8:32], maps[0, 8:0:-1])  # top: mirrored
+    np.testing.assert_array_equal(out[0, 8:28, 32:], np.pad(maps[0], ((0, 0), (0, 16)), mode="reflect")[:, 24:])
+    assert np.all(out[0, 28:] == 1.5) and np.all(out[0, :, :8] == 1.5)  # bottom and left: the background
+    np.testing.assert_allclose(_net.background_level(np.pad(maps, ((0, 0), (0, 0), (0, 30)))), [0.0])
+
+
+def test_the_frame_decision_turns_with_the_map_and_is_the_projections_for_the_joint_network():
+    rng = np.random.default_rng(5)
+    slab = rng.poisson(_disk(centre=(24.0, 4.0), peak=30.0)[None] * np.ones((8, 1, 1)))
+    for k in range(8):  # each flip and quarter turn of test-time augmentation moves the decision with the map
+        turned = _net._turn(slab.astype(float), k)
+        np.testing.assert_array_equal(_net.frame_edges(turned), _net._turn_edges(_net.frame_edges(slab), k))
+    # a faint element beside a bright one that crosses the left edge: the joint network mirrors both maps' left
+    # edges (one decision for the projection, on the total), the single-map network the bright map's only
+    faint = rng.poisson(_disk(radius=6.0, peak=2.0)[None]).astype(float)
+    maps = {"Au": slab[:1].astype(float), "Ag": faint}
+    left = {"top": 0, "bottom": 0, "left": 2, "right": 0}
+    assert denoise_edxs(maps, blend=1.0).parameters["frame"] == {"margin_px": 8, "maps": 2, "mirrored": left}
+    assert denoise_edxs(maps, blend=1.0, joint=False).parameters["frame"]["mirrored"]["left"] == 1
+    with pytest.raises(ValueError, match="mirror must be booleans"):
+        _net.predict(faint, margin=8, mirror=[1, 0])
