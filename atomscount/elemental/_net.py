@@ -366,14 +366,14 @@ def load_denoiser(path=None, *, joint: bool = False) -> dict:
     return _load(str(p.resolve()), p.stat().st_mtime)
 
 
-def _run(params, a, dose, batch, total=None, total_dose=None, margin=0, mirror=None):
+def _run(params, a, dose, batch, total=None, total_dose=None, margin=0, mirror=None, fill=(0.0, 0.0)):
     """The network on maps (n, h, w) float32 with their doses (and totals): (mean, sigma) [counts]; ``mirror``
-    (n, 4): the edges mirrored in the margin (the others filled with each map's background)."""
+    (n, 4): the edges mirrored in the margin, the others filled with ``fill``: the maps' (n,) and the totals'."""
     n, h, w = a.shape
     m = multiple_of(params)
     if margin:
-        padded = pad_frame(a, margin, m, mirror, background_level(a))
-        tpad = None if total is None else pad_frame(total, margin, m, mirror, background_level(total))
+        padded = pad_frame(a, margin, m, mirror, fill[0])
+        tpad = None if total is None else pad_frame(total, margin, m, mirror, fill[1])
     else:  # the computation the shipped reference outputs were made with
         ph, pw = (-h) % m, (-w) % m
         pads, mode = ((0, 0), (0, ph), (0, pw)), "reflect" if min(h, w) > max(ph, pw) else "edge"
@@ -463,16 +463,17 @@ def predict(counts, *, model=None, total=None, batch: int | None = None, augment
         raise ValueError(f"margin must be a whole number of pixels >= 0, got {margin!r}")
     margin = int(margin)
     edges = _mirror_edges(mirror, t if joint else a) if margin else None
+    fill = (background_level(a), background_level(t) if joint else 0.0) if margin else (0.0, 0.0)
     dose = np.array([norm_dose(x) for x in a], np.float32)  # the same for every flip and turn
     tdose = np.array([norm_dose(x) for x in t], np.float32) if joint else None
     if not augment:
-        mean, sigma = _run(params, a, dose, batch, *((t, tdose) if joint else (None, None)), margin, edges)
+        mean, sigma = _run(params, a, dose, batch, *((t, tdose) if joint else (None, None)), margin, edges, fill)
     else:
         means, variances = [], []
         for k in range(8):
             ta, tt = (_turn(x, k) if x is not None else None for x in (a, t if joint else None))
             te = None if edges is None else _turn_edges(edges, k)
-            m, s = _run(params, ta, dose, batch, *((tt, tdose) if joint else (None, None)), margin, te)
+            m, s = _run(params, ta, dose, batch, *((tt, tdose) if joint else (None, None)), margin, te, fill)
             means.append(_turn(m, k, back=True))
             variances.append(_turn(s, k, back=True) ** 2)
         mean = np.mean(means, axis=0)
