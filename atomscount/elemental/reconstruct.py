@@ -23,7 +23,7 @@ doi:10.1038/s41524-021-00692-5)::
   split binomially into two halves, independent Poisson series of half the dose; a
   ladder of μ (factors of 3) is fitted to one half and the μ whose prediction leaves the
   smallest deviance on the other is kept (a parabola in log μ), times √2 for the full
-  dose. Or by the **discrepancy principle** (``weights="discrepancy"``): the EDXS
+  dose (:mod:`._cv`, which says why not the one-standard-error rule). Or by the **discrepancy principle** (``weights="discrepancy"``): the EDXS
   deviance at the solution equals the deviance a correct model leaves (about one per
   pixel; less where a pixel expects a few counts), found by a secant search in log μ
   over rounds that each continue from the previous solution. The discrepancy rule
@@ -69,6 +69,7 @@ from ..tomo.operators import backproject_volume, project_volume
 from . import _kernels, _solver
 from . import _objective as obj
 from . import maps as _maps
+from ._cv import _CV_DOSE_FACTOR, initial_mu, thinning_cv
 from ._shared import (
     _GAMMA_RANGE,
     _concentration_sigma,
@@ -89,17 +90,6 @@ _MAX_ROUNDS = 4
 #: Volumes with at least this many voxels along the tilt axis and the detector run their first rounds on a
 #: grid of twice the voxel (even sizes only).
 _COARSE_MIN = 64
-#: The cross-validation's ladder of weights: factors of this between fits, at most this many fits.
-_CV_STEP = 3.0
-_CV_MAX_STEPS = 7
-#: Each fit of the ladder may take this share of its budget (1/3): a fit stopped far from convergence scores
-#: worse than the next, which continues from it, and drags μ down (128³ rod: at 1/7, 0.35 and NRMSE 0.15).
-_CV_FIT_SHARE = 3
-#: The ladder's fits stop at this many times ``tol``: the held-out deviance needs the fit's shape, not its last digits.
-_CV_TOL_FACTOR = 3.0
-#: μ of the full series over the cross-validated μ of its half: √2, as a threshold ∝ the noise's σ (TV's
-#: optimal weight in the objective's units, counts' deviance, grows as the square root of the dose).
-_CV_DOSE_FACTOR = float(np.sqrt(2.0))
 _WEIGHT_RULES = ("auto", "cv", "discrepancy")
 _RULE_NAMES = {"cv": "Poisson-thinning cross-validation of the EDXS counts",
                "discrepancy": "discrepancy principle on the EDXS Poisson deviance", "given": "given"}  # fmt: skip
@@ -430,7 +420,8 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         1-σ; the density [atoms/Å³] when the EDXS series state their dose and solid
         angle (else None); ``regularisation`` holds the regulariser, the rule, the chosen
         μ, the deviance against its target per round, and for "cv" the ladder's
-        (μ at half the dose, held-out deviance) pairs and the iterations it took.
+        (μ at half the dose, held-out deviance) pairs, each point's standard error
+        against the lowest one (``cross_validation_se``) and the iterations it took.
 
     Raises
     ------
@@ -527,13 +518,13 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
     cap = max(1, n_iter // (2 * (n_rounds - 1))) if n_rounds > 1 else n_iter
     history, rounds, state = [], [], {}
     bar = tqdm(total=n_iter, desc="elemental", unit="iter", disable=not progress)
-    cv, cv_iterations = None, 0
+    cv, cv_diag, cv_iterations = None, {}, 0
     if rule == "cv":  # on the first level (the coarse grid where there is one), a share of the iterations
-        mu_half, z, cv = _thinning_cv(prob, z, tol, max(1, n_iter // 2), bar, history)
+        mu_half, z, cv, cv_diag = thinning_cv(prob, z, tol, max(1, n_iter // 2), bar, history, fit=_lbfgs)
         cv_iterations = len(history)
         mu = mu_half * _CV_DOSE_FACTOR
     if mu is None:
-        mu = _initial_mu(prob, z)
+        mu = initial_mu(prob, z)
     prob.mu = mu
     log_pts = []
     r, extra = 0, False
@@ -599,7 +590,8 @@ def reconstruct_elemental(haadf, edxs, elements=None, *, regulariser: str = "tnv
         scale = (kappa / c) ** prob.gamma if kappa else 1.0
         w_phys = dict(zip(elements, (float(v) * scale for v in prob.w), strict=True))
     reg = {"name": regulariser, "mu": prob.mu, "auto": rule != "given", "smoothing_eps": prob.eps,
-           "rule": _RULE_NAMES[rule], "cross_validation": cv,
+           "rule": _RULE_NAMES[rule], "cross_validation": cv, "cross_validation_se": cv_diag.get("se"),
+           "cross_validation_fit_iterations": cv_diag.get("iterations"),
            "cross_validation_iterations": cv_iterations,
            "final_deviance": rounds[-1]["deviance"], "target_deviance": rounds[-1]["target_deviance"],
            "rounds": rounds}  # fmt: skip
@@ -659,77 +651,6 @@ def _sirt_start(series, elements, sig, voxel, n_iter=20, smooth=1.0):
     if not c > 0:
         c = float(u.max()) or 1.0
     return np.maximum(u / c, 0.0), c
-
-
-def _thinning_cv(prob, z, tol, budget, bar, history, seed=0):
-    """μ by Poisson-thinning cross-validation: the counts split binomially into two halves (``b₁`` fitted,
-    ``b₂ = b - b₁`` held out: independent Poisson series of half the dose), a ladder of μ (factors of
-    :data:`_CV_STEP`, each fit continuing from the last) fitted to ``b₁`` with the HAADF term halved too
-    (its σ times √2: the objective of a series at half the dose), and the μ whose prediction ``s/2 · A u``
-    leaves the smallest deviance on ``b₂`` (a parabola in log μ through the best three). The ladder goes
-    down from :func:`_initial_mu` / 3 until the held-out deviance rises (or up, where it rises at once).
-    Each fit stops when converged or after ``budget / _CV_FIT_SHARE`` iterations, the ladder when it has
-    spent ``budget``. Returns (μ for the half dose, the fit to ``b₁`` there, [(μ, held-out deviance)...])."""
-    rng = np.random.default_rng(seed)
-    b = np.rint(prob.counts).astype(np.int64)
-    b1 = rng.binomial(b, 0.5)
-    b2 = (b - b1).astype(np.float64)
-    half = _Problem(b1.astype(np.float64), prob.s / 2.0, prob.h, prob.angles, prob.voxel, prob.shape, prob.reg,
-                    prob.mu, prob.eps)  # fmt: skip
-    half.w, half.c, half.gamma = prob.w, prob.c, prob.gamma
-    half.sigma_h = None if prob.sigma_h is None else prob.sigma_h * np.sqrt(2.0)
-
-    def held_out(zz):
-        u, _ = half.split(zz)
-        lam = half.edxs_lambda(project_volume(u, half.angles, half.voxel))
-        return 2.0 * float(obj.poisson_deviance_terms(lam, b2)[0].sum())
-
-    pts, fits = [], []
-    log_mu, step = np.log(_initial_mu(half, z) / _CV_STEP), -np.log(_CV_STEP)
-    state, start = {}, len(history)
-    cap = max(1, budget // _CV_FIT_SHARE)
-    for _ in range(_CV_MAX_STEPS):
-        its = min(cap, budget - (len(history) - start))
-        if its < 1:
-            break
-        half.mu = float(np.exp(log_mu))
-        state.pop("memory", None)  # the curvature pairs of another μ stop the next fit after a few small steps
-        z, _ = _lbfgs(half, z, half.n_u, its, _CV_TOL_FACTOR * tol, bar, history, state, min_iter=min(10, its))
-        pts.append((log_mu, held_out(z)))
-        fits.append(z)
-        if len(pts) == 2 and pts[1][1] > pts[0][1] and step < 0:  # started below the best: go up instead
-            step = -step
-            log_mu, z = pts[0][0] + step, fits[0]
-            pts.reverse()
-            fits.reverse()
-            continue
-        if len(pts) >= 3 and pts[-1][1] > pts[-2][1]:
-            break
-        log_mu += step
-    order = np.argsort([p[0] for p in pts])
-    x = np.array([pts[i][0] for i in order])
-    y = np.array([pts[i][1] for i in order])
-    i = int(np.argmin(y))
-    best = x[i]
-    if 0 < i < len(x) - 1:  # the vertex of the parabola through the best point and its neighbours
-        a, bq, _ = np.polyfit(x[i - 1 : i + 2], y[i - 1 : i + 2], 2)
-        if a > 0:
-            best = float(np.clip(-bq / (2 * a), x[i - 1], x[i + 1]))
-    nearest = int(order[np.argmin(np.abs(x - best))])
-    return float(np.exp(best)), fits[nearest], [(float(np.exp(p[0])), p[1]) for p in pts]
-
-
-def _initial_mu(prob, z):
-    """A first weight: the regulariser's mean gradient a tenth of the EDXS term's, at the start."""
-    h, mu0 = prob.h, prob.mu
-    prob.h, prob.mu = None, 0.0
-    _, g_data = prob(z)
-    prob.h, prob.mu = h, mu0
-    u, w = prob.split(z)
-    _, ru, _ = obj.regulariser(prob.reg, u, w, prob.eps)
-    gd = np.abs(g_data[: prob.n_u]).mean()
-    gr = np.abs(ru).mean()
-    return float(0.1 * gd / gr) if gr > 0 and gd > 0 else 1.0
 
 
 def reconstruct_separate(edxs, *, n_iter: int = 50) -> ElementalVolumes:
