@@ -19,18 +19,19 @@ doi:10.1038/s41524-021-00692-5)::
   search; :func:`_fit_haadf_counts`), and ``σ_h`` is the noise estimated from the
   images' pixel-to-pixel differences.
 - ``R`` the regulariser ("tv", "tnv" or "tgv", :mod:`._objective`), weighted by ``μ``
-  chosen by **Poisson-thinning cross-validation** (the default): each pixel's counts are
-  split binomially into two halves, independent Poisson series of half the dose; a
-  ladder of μ (factors of 3) is fitted to one half and the μ whose prediction leaves the
-  smallest deviance on the other is kept (a parabola in log μ), times √2 for the full
-  dose (:mod:`._cv`, which says why not the one-standard-error rule). Or by the **discrepancy principle** (``weights="discrepancy"``): the EDXS
-  deviance at the solution equals the deviance a correct model leaves (about one per
-  pixel; less where a pixel expects a few counts), found by a secant search in log μ
-  over rounds that each continue from the previous solution. The discrepancy rule
-  over-smooths: its deviance is dominated by the bright elements and it ignores the
-  degrees of freedom the fit uses, so a thin, faint layer (the Au surface alloy of a
-  Pd@Pt particle, 64³ at 100 counts per pixel) has an error of 0.18 at its μ (26) and
-  0.09 at the cross-validated μ (5.7).
+  chosen by **Poisson-thinning cross-validation** (the default): each pixel's counts
+  are split binomially into two halves, independent Poisson series of half the dose; a
+  ladder of μ (factors of 3) is fitted to one half and the μ whose prediction leaves
+  the smallest deviance on the other is kept (a parabola in log μ), times √2 for the
+  full dose (:mod:`._cv`, which says why not the one-standard-error rule). Or by the
+  **discrepancy principle** (``weights="discrepancy"``): the EDXS deviance at the
+  solution equals the deviance a correct model leaves (about one per pixel; less where
+  a pixel expects a few counts), found by a secant search in log μ over rounds that
+  each continue from the previous solution. The discrepancy rule over-smooths: its
+  deviance is dominated by the bright elements and it ignores the degrees of freedom
+  the fit uses, so a thin, faint layer (the Au surface alloy of a Pd@Pt particle, 64³
+  at 100 counts per pixel) has an error of 0.18 at its μ (26) and 0.09 at the
+  cross-validated μ (5.7).
 
 Concentrations are the ratios ``u_e / Σ u``: the common factor (dose, solid angle) drops
 out, so they are absolute wherever the cross-sections' ratios are right. The density
