@@ -22,7 +22,7 @@ __all__ = ["retrieve_phase", "FIT_NAMES"]
 #: What :func:`retrieve_phase` can fit.
 FIT_NAMES = ("phase", "amplitude", "defocus", "defocus_scale", "cs", "divergence", "defocus_spread")
 _REGULARISERS = ("spectral", "tv", "smooth")
-_VACUUM_MODELS = ("stray", "flat", "none")
+_VACUUM_MODELS = ("auto", "stray", "flat", "none")
 _STALL = 5  # L-BFGS stops when the loss has fallen by less than _STALL_TOL (relative) over this many iterations
 _STALL_TOL = 1e-6
 _TV_EPS = 1e-3  # [rad per pixel]: below this a phase step is treated as smooth (keeps TV differentiable)
@@ -333,37 +333,38 @@ def _optimiser(kind: str, loss, n_iter: int):
 
 
 def _vacuum_corrected(result: PhaseRetrieval, counts: LTEMSeries, dose, precision, *,
-                      model: str = "stray") -> PhaseRetrieval:  # fmt: skip
+                      model: str = "auto") -> PhaseRetrieval:  # fmt: skip
     """``result`` with its slowest modes set so that the vacuum round an island of material holds a constant
     plus, for ``model="stray"``, the stray field of the island's net moment, or, for ``"flat"``, the constant
-    alone (:func:`~atomscount.ltem.spectral._flatten_vacuum`), when an island is found and the counts allow it:
+    alone, or, for ``"auto"``, whichever of the two the vacuum's test of the stray-field terms picks
+    (:func:`~atomscount.ltem.spectral._flatten_vacuum`), when an island is found and the counts allow it:
     the mean deviance (fitted amplitude and microscope parameters) may rise by at most ``_VACUUM_TOLERANCE``
     (relative) plus five standard errors. ``parameters["vacuum"]`` says what was done."""
     from .forward import _fresnel_numpy
-    from .spectral import _flatten_vacuum
+    from .spectral import _flatten_vacuum, _mean_poisson_deviance
 
     if model == "none":
         result.parameters["vacuum"] = "not asked"
         return result
-    corrected = _flatten_vacuum(result.phase, precision, stray=model == "stray")
-    if corrected is None:
+    found = _flatten_vacuum(result.phase, precision, model=model)
+    if found is None:
         result.parameters["vacuum"] = "no island found"
         return result
+    corrected, chosen = found
     p = result.parameters
     d = np.asarray(dose, dtype=np.float64)[:, None, None]
     y = np.asarray(counts.images, dtype=np.float64)
 
     def deviance(phase):
-        model = _fresnel_numpy(phase, result.amplitude, pixel_nm=counts.pixel_nm, defoci_nm=p["defocus_nm"],
-                               beam_energy_ev=counts.beam_energy_ev, cs_nm=p["cs_nm"],
-                               divergence_rad=p["divergence_rad"],
-                               defocus_spread_nm=p["defocus_spread_nm"])  # fmt: skip
-        mu = d * np.clip(model, 1e-6, None)
-        return float(2.0 * np.mean(mu - y - np.where(y > 0, y * np.log(mu / np.where(y > 0, y, 1.0)), 0.0)))
+        images = _fresnel_numpy(phase, result.amplitude, pixel_nm=counts.pixel_nm, defoci_nm=p["defocus_nm"],
+                                beam_energy_ev=counts.beam_energy_ev, cs_nm=p["cs_nm"],
+                                divergence_rad=p["divergence_rad"],
+                                defocus_spread_nm=p["defocus_spread_nm"])  # fmt: skip
+        return _mean_poisson_deviance(d * np.clip(images, 1e-6, None), y)
 
     before, after = deviance(result.phase), deviance(corrected)
     change = float(np.sqrt(np.mean((corrected - result.phase - (corrected - result.phase).mean()) ** 2)))
-    info = {"model": model, "deviance_before": before, "deviance_after": after, "rms_change_rad": change}
+    info = {"asked": model, **chosen, "deviance_before": before, "deviance_after": after, "rms_change_rad": change}
     if after > (1 + _VACUUM_TOLERANCE) * before + 5 * np.sqrt(2 / y.size):
         result.parameters["vacuum"] = {"applied": False, **info}
         return result
@@ -375,7 +376,7 @@ def _vacuum_corrected(result: PhaseRetrieval, counts: LTEMSeries, dose, precisio
 def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, beam_energy_ev: float | None = None,
                    fit=("phase", "amplitude", "defocus"), regulariser: str = "spectral", weight="auto",
                    dose_e_per_pixel: float | None = None, initial=None, n_iter: int = 200, optimiser: str = "lbfgs",
-                   uncertainty: bool = True, vacuum: str = "stray",
+                   uncertainty: bool = True, vacuum: str = "auto",
                    rng=0, progress: bool = True) -> PhaseRetrieval:  # fmt: skip
     """Fit the phase (and amplitude and microscope parameters) to Lorentz TEM images by automatic
     differentiation of the forward model.
@@ -403,9 +404,12 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     (below 8 cycles per field), which the images hardly see and TV takes from TIE, are set so that the
     vacuum round it holds a constant plus the stray field of the island's net moment (``vacuum="stray"``:
     the phases of the island uniformly magnetised along x and y, with free amplitudes; the magnetic phase
-    in vacuum is source-free) or, with ``vacuum="flat"``, the constant alone, as far as the data precision
+    in vacuum is source-free) or the constant alone (``vacuum="flat"``), as far as the data precision
     of each mode allows, kept when the deviance rises by at most 2 % plus five standard errors
-    (``parameters["vacuum"]``; the path ends in ``" + vacuum flattened"``). Every stage of every
+    (``parameters["vacuum"]``; the path ends in ``" + vacuum flattened"``). The default, ``"auto"``, keeps
+    the stray-field terms only when the vacuum asks for them: when their χ² statistic (2 degrees of
+    freedom, under the vacuum's noise and the modes' data precision) exceeds its 1 % level, 9.21; else the
+    vacuum is taken as flat (an island whose flux closes, a vortex). Every stage of every
     fit ends at its lowest loss (the last iterate, or an earlier one if the line search wandered).
 
     With ``"tv"`` or ``"smooth"`` the prior is ``weight × (R(φ) + R(log A))``, R the mean total variation
@@ -456,11 +460,11 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
         many iterations or quick looks).
     uncertainty : bool
         Estimate the phase's standard uncertainty from the Fisher information of the Poisson counts.
-    vacuum : {"stray", "flat", "none"}
+    vacuum : {"auto", "stray", "flat", "none"}
         After the TV fall-back, the model of the vacuum round an island that sets its slowest modes:
-        a constant plus the stray field of a net moment (any island), a constant alone (assumes the
-        island's flux closes: a vortex or a flux-closure state; the vortex benchmark's best), or no
-        correction.
+        ``"stray"`` or ``"flat"`` as the test of the stray-field terms picks (default), a constant plus the
+        stray field of a net moment (any island), a constant alone (assumes the island's flux closes: a
+        vortex or a flux-closure state), or no correction.
     rng : int or numpy.random.Generator
         Seed of the random probes of the uncertainty.
     progress : bool
@@ -474,9 +478,9 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
         ``expected_deviance`` (of counts drawn from the fitted model), ``start`` and ``path`` (``"spectral"``,
         ``"tv"``, ``"smooth"``, ``"tv (spectral prior inadequate)"`` with ``spectral_deviance``, that
         followed by ``" + vacuum flattened"``, or ``"spectral (tv tried, fitted worse)"``) and, after the
-        TV fall-back, ``vacuum`` (``"no island found"``, ``"not asked"`` or a dict: ``model``, ``applied``,
-        ``deviance_before``,
-        ``deviance_after``, ``rms_change_rad``);
+        TV fall-back, ``vacuum`` (``"no island found"``, ``"not asked"`` or a dict: ``asked``, ``model`` (the
+        one used), ``applied``, ``deviance_before``, ``deviance_after``, ``rms_change_rad`` and, unless
+        ``"flat"`` was asked, ``stray_statistic``, ``stray_threshold``, ``stray_amplitudes``);
         ``uncertainty`` [rad] is ``1/√F_ii``, the diagonal of the Fisher information estimated with 16
         random probes: the spread of one pixel with the others held, a lower bound on its marginal
         uncertainty (it leaves out the regulariser and the correlations between pixels).

@@ -133,6 +133,14 @@ def _spectral_terms(series: LTEMSeries, dose=None) -> dict:
             "deviance": dev}  # fmt: skip
 
 
+def _mean_poisson_deviance(mu, counts) -> float:
+    """Mean Poisson deviance per pixel, ``(2/N) Σ [μ − y − y log(μ/y)]`` (``y log(μ/y) = 0`` where y = 0),
+    of the counts ``counts`` against their model means ``mu`` (> 0; same shape)."""
+    y = np.asarray(counts, dtype=np.float64)
+    mu = np.asarray(mu, dtype=np.float64)
+    return float(2.0 * np.mean(mu - y - np.where(y > 0, y * np.log(mu / np.where(y > 0, y, 1.0)), 0.0)))
+
+
 def _deviance(images, doses, phase, series) -> float:
     """Mean Poisson deviance per pixel of the counts ``images`` against the full image model of ``phase``
     (amplitude 1), in NumPy."""
@@ -144,15 +152,16 @@ def _deviance(images, doses, phase, series) -> float:
                            defocus_spread_nm=series.defocus_spread_nm)  # fmt: skip
     total = 0.0
     for im, d, m in zip(images, doses, model, strict=True):
-        mu = d * np.clip(m, 1e-6, None)
-        y = im / im.mean() * d
-        total += 2 * np.mean(mu - y - y * np.log(mu / np.where(y > 0, y, 1.0)))
+        total += _mean_poisson_deviance(d * np.clip(m, 1e-6, None), im / im.mean() * d)
     return total / len(images)
 
 
 _VACUUM_MODES = 8  # [cycles per field]: the slow modes the vacuum correction may change
 _EDGE_CONTRAST = 5.0  # an edge: a phase gradient above this many times the field's 75th percentile
 _VACUUM_FRACTION = (0.05, 0.95)  # the enclosed object's share of the field for the correction to apply
+# vacuum="auto" keeps the stray-field terms when an island without a net moment would pass their χ² test this
+# rarely (a 1 % test)
+_STRAY_LEVEL = 0.01
 
 
 def _island_mask(phase):
@@ -189,20 +198,26 @@ def _stray_phases(inside) -> list:
     return out
 
 
-def _flatten_vacuum(phase, precision, *, stray: bool = True):
-    """The phase with its slowest Fourier modes (below ``_VACUUM_MODES`` cycles per field) corrected so that
-    the vacuum round an island of material holds only what the island's field can put there, as far as the
-    data allow; None when no island is found.
+def _flatten_vacuum(phase, precision, *, model: str = "auto"):
+    """``(phase, info)``: the phase with its slowest Fourier modes (below ``_VACUUM_MODES`` cycles per field)
+    corrected so that the vacuum round an island of material holds only what the island's field can put
+    there, as far as the data allow, and what was chosen; None when no island is found.
 
     The posterior mean of a correction ``c = Σ a_k exp(2πi k·x)`` over those modes, with the vacuum's phase
-    (outside the island and 4 pixels off its edge) taken as a constant plus, with ``stray``, the stray-field
-    phases ``α φx + β φy`` of the island uniformly magnetised along x and y (:func:`_stray_phases`; α, β
-    free, fitted jointly), plus white noise of its own standard deviation, and each mode's change costing
-    what the data would charge, ``P(k) N |a_k|²`` (P the data precision of :func:`_spectral_terms`): modes
-    the images pin (large P) stay, the slowest, which the images hardly see, follow the vacuum. In vacuum the
-    magnetic phase is source-free and is the stray field of the island's moment: a flux-closed island (a
-    vortex) gives α ≈ β ≈ 0 and a flat vacuum, an island with a net moment keeps its stray field. Without
-    ``stray`` the vacuum is taken as flat.
+    (outside the island and 4 pixels off its edge) taken as a constant plus, for ``model="stray"``, the
+    stray-field phases ``α φx + β φy`` of the island uniformly magnetised along x and y
+    (:func:`_stray_phases`; α, β free, fitted jointly), plus white noise of its own standard deviation, and
+    each mode's change costing what the data would charge, ``P(k) N |a_k|²`` (P the data precision of
+    :func:`_spectral_terms`): modes the images pin (large P) stay, the slowest, which the images hardly see,
+    follow the vacuum. In vacuum the magnetic phase is source-free and is the stray field of the island's
+    moment: a flux-closed island (a vortex) has α = β = 0, an island with a net moment keeps its stray field.
+    ``model="flat"`` takes the vacuum as the constant alone. ``model="auto"`` keeps α and β only when the
+    data ask for them: their Wald statistic ``(α, β) Σ⁻¹ (α, β)ᵀ`` (Σ their posterior covariance under the
+    same noise and mode costs; equal to the drop of the fit's objective, the log-likelihood ratio of the
+    two nested models) is χ² with 2 degrees of freedom for an island without a net moment, and "stray" is
+    chosen when it exceeds ``2 ln(1/_STRAY_LEVEL)``, the level such an island's noise passes with
+    probability ``_STRAY_LEVEL``; "flat" otherwise. ``info`` holds ``model`` (the one used) and, unless
+    ``"flat"`` was asked, ``stray_statistic``, ``stray_threshold`` and ``stray_amplitudes`` (α, β).
     """
     from scipy import ndimage
 
@@ -220,19 +235,31 @@ def _flatten_vacuum(phase, precision, *, stray: bool = True):
     # Σ_vacuum exp(−2πi (k − k')·x): the vacuum's Gram matrix of the modes, then the stray-field columns
     gram = m_hat[(ia[:, None] - ia[None, :]) % ny, (ib[:, None] - ib[None, :]) % nx]
     rhs = np.fft.fft2(values)[ia % ny, ib % nx]
-    regressors = [np.where(vacuum, g, 0.0) for g in _stray_phases(inside)] if stray else []
-    if regressors:
-        cross = np.stack([np.fft.fft2(g)[ia % ny, ib % nx] for g in regressors], axis=1)  # Σ_vac e_k* g
-        gg = np.array([[np.sum(g * h) for h in regressors] for g in regressors])
-        gram = np.block([[gram, cross], [cross.conj().T, gg]])
-        rhs = np.concatenate([rhs, [np.sum(g * values) for g in regressors]])
     sigma2 = float(np.mean(values[vacuum] ** 2))
     prior = np.array([precision[a % ny, b % nx] * phase.size if (a, b) != (0, 0) else 0.0 for a, b in ks])
-    prior = np.concatenate([prior, np.zeros(len(regressors))])  # the stray-field amplitudes are free
-    coef = np.linalg.solve(gram / sigma2 + np.diag(prior), rhs / sigma2)[: len(ks)]
+    info = {"model": model}
+    coef = None
+    if model != "flat":
+        regressors = [np.where(vacuum, g, 0.0) for g in _stray_phases(inside)]
+        cross = np.stack([np.fft.fft2(g)[ia % ny, ib % nx] for g in regressors], axis=1)  # Σ_vac e_k* g
+        gg = np.array([[np.sum(g * h) for h in regressors] for g in regressors])
+        # the stray-field amplitudes are free (no cost)
+        system = np.block([[gram, cross], [cross.conj().T, gg]]) / sigma2 + np.diag(np.concatenate([prior, [0, 0]]))
+        solution = np.linalg.solve(system, np.concatenate([rhs, [np.sum(g * values) for g in regressors]]) / sigma2)
+        amplitudes = solution[-2:].real
+        covariance = np.linalg.inv(system)[-2:, -2:].real
+        statistic = float(amplitudes @ np.linalg.solve(covariance, amplitudes))
+        threshold = float(2.0 * np.log(1.0 / _STRAY_LEVEL))
+        if model == "auto":
+            info["model"] = "stray" if statistic > threshold else "flat"
+        info.update(stray_statistic=statistic, stray_threshold=threshold, stray_amplitudes=amplitudes.tolist())
+        if info["model"] == "stray":
+            coef = solution[: len(ks)]
+    if coef is None:
+        coef = np.linalg.solve(gram / sigma2 + np.diag(prior), rhs / sigma2)
     spectrum = np.zeros((ny, nx), dtype=complex)
     spectrum[ia % ny, ib % nx] = coef
-    return phase - np.fft.ifft2(spectrum).real * phase.size
+    return phase - np.fft.ifft2(spectrum).real * phase.size, info
 
 
 def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> PhaseRetrieval:

@@ -202,11 +202,14 @@ def test_vacuum_correction_of_a_fit_keeps_what_the_counts_allow():
     out = _vacuum_corrected(fitted, counts, counts.images.mean(axis=(1, 2)), precision)
     assert out.parameters["vacuum"]["applied"] and out.parameters["path"] == "tv + vacuum flattened"
     assert _rmse(out.phase, truth) < 0.5 * _rmse(phase, truth)
+    # the vortex's flux closes: the default ("auto") finds no stray field and takes the vacuum as flat
+    vac = out.parameters["vacuum"]
+    assert vac["asked"] == "auto" and vac["model"] == "flat" and vac["stray_statistic"] < vac["stray_threshold"]
 
 
 def test_vacuum_correction_of_a_uniformly_magnetised_disk_keeps_its_stray_field():
     # a 128² disk magnetised at 0.7 rad from x, at 100 e/px, whose fitted phase carries the slow-mode error of
-    # the test above: its vacuum holds the stray field, which the default model explains, so the correction
+    # the test above: its vacuum holds the stray field, which the default finds and explains, so the correction
     # lowers the error; taking the vacuum as flat (model="flat", for flux-closed islands) more than doubles it
     from atomscount.ltem.retrieve import _vacuum_corrected
     from atomscount.ltem.samples import MagneticSample
@@ -220,7 +223,10 @@ def test_vacuum_correction_of_a_uniformly_magnetised_disk_keeps_its_stray_field(
     phase = fitted.phase
     dose = counts.images.mean(axis=(1, 2))
     out = _vacuum_corrected(fitted, counts, dose, precision)
-    assert out.parameters["vacuum"]["applied"] and out.parameters["vacuum"]["model"] == "stray"
+    # the default ("auto") finds the stray field (its test statistic above the 1 % level) and keeps it
+    vac = out.parameters["vacuum"]
+    assert vac["applied"] and vac["asked"] == "auto" and vac["model"] == "stray"
+    assert vac["stray_statistic"] > vac["stray_threshold"]
     assert _rmse(out.phase, truth) < 0.6 * _rmse(phase, truth)
     flat = _vacuum_corrected(fitted, counts, dose, precision, model="flat")
     assert _rmse(flat.phase, truth) > 2 * _rmse(phase, truth)

@@ -101,10 +101,16 @@ def test_vacuum_flattening_mends_the_slow_modes_round_an_island():
     noise = (rng.normal(size=(128, 128)) + 1j * rng.normal(size=(128, 128))) / np.sqrt(2 * np.where(slow, precision, 1))
     error = np.fft.ifft2(np.where(slow, noise, 0), norm="ortho").real
     assert _rmse(error, 0) > 0.5  # rad: the slow modes the images leave free
-    # the vortex's flux closes, so its vacuum is flat: the flat model removes most of the error, and the default,
-    # which lets the vacuum hold an island's stray field too, still about half
-    assert _rmse(_flatten_vacuum(truth + error, precision, stray=False), truth) < 0.5 * _rmse(error, 0)
-    assert _rmse(_flatten_vacuum(truth + error, precision), truth) < 0.6 * _rmse(error, 0)
+    # the vortex's flux closes, so its vacuum is flat: the flat model removes most of the error, the stray-field
+    # model, which lets the vacuum hold an island's stray field too, still about half, and the default's test
+    # finds no stray field (its χ² with 2 degrees of freedom below the 1 % level) and takes the flat model
+    flat, info = _flatten_vacuum(truth + error, precision, model="flat")
+    assert _rmse(flat, truth) < 0.5 * _rmse(error, 0) and info == {"model": "flat"}
+    assert _rmse(_flatten_vacuum(truth + error, precision, model="stray")[0], truth) < 0.6 * _rmse(error, 0)
+    auto, info = _flatten_vacuum(truth + error, precision)
+    assert info["model"] == "flat" and info["stray_statistic"] < info["stray_threshold"]
+    assert info["stray_threshold"] == pytest.approx(9.21, abs=0.01)  # χ²(2 dof) exceeds it with probability 1 %
+    np.testing.assert_array_equal(auto, flat)
     # no island: a continuous film (a domain wall), and a hole in a film (the enclosed side has the lower phase)
     wall = domain_wall(shape=(128, 128)).phase(beam_energy_ev=300e3)
     assert _flatten_vacuum(wall + error, precision) is None
@@ -112,9 +118,10 @@ def test_vacuum_flattening_mends_the_slow_modes_round_an_island():
 
 
 def test_vacuum_correction_keeps_the_stray_field_of_a_uniformly_magnetised_island():
-    # a disk magnetised along x (256², 100 e/px precision): its vacuum holds the stray field, which the default
-    # model (a constant plus the phases of the island magnetised along x and y) explains, so the exact phase
-    # is left as it is; a flat vacuum would take the stray field for an error and change the phase by ~1 rad
+    # a disk magnetised along x (256², 100 e/px precision): its vacuum holds the stray field, which the default's
+    # test finds, and the stray-field model (a constant plus the phases of the island magnetised along x and y)
+    # explains, so the exact phase is left as it is; a flat vacuum would take the stray field for an error and
+    # change the phase by ~1 rad
     from atomscount.ltem.samples import MagneticSample, vortex_disk
     from atomscount.ltem.spectral import _flatten_vacuum, _spectral_terms
 
@@ -126,5 +133,18 @@ def test_vacuum_correction_keeps_the_stray_field_of_a_uniformly_magnetised_islan
     images = fresnel_image(truth, pixel_nm=2.0, defocus_nm=np.array(DEFOCI), beam_energy_ev=300e3)
     counts = np.random.default_rng(0).poisson(100 * np.clip(np.asarray(images), 0, None)).astype(float)
     precision = _spectral_terms(LTEMSeries(counts, DEFOCI, pixel_nm=2.0))["precision"]
-    assert _rmse(_flatten_vacuum(truth, precision), truth) < 0.02  # rad
-    assert _rmse(_flatten_vacuum(truth, precision, stray=False), truth) > 0.5
+    auto, info = _flatten_vacuum(truth, precision)
+    assert info["model"] == "stray" and info["stray_statistic"] > info["stray_threshold"]
+    assert _rmse(auto, truth) < 0.02  # rad
+    assert _rmse(_flatten_vacuum(truth, precision, model="flat")[0], truth) > 0.5
+
+
+def test_mean_poisson_deviance():
+    # 0 for counts equal to their means; about 1 + 1/(6 μ) for Poisson counts drawn from them
+    from atomscount.ltem.spectral import _mean_poisson_deviance
+
+    mu = np.full((2, 200, 200), 50.0)
+    assert _mean_poisson_deviance(mu, mu) == pytest.approx(0.0, abs=1e-12)
+    y = np.random.default_rng(0).poisson(mu).astype(float)
+    assert _mean_poisson_deviance(mu, y) == pytest.approx(1.0 + 1.0 / 300.0, abs=0.02)
+    assert _mean_poisson_deviance([2.0], [0.0]) == pytest.approx(4.0)  # 2 μ where y = 0
