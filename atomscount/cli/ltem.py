@@ -56,6 +56,11 @@ def add_parser(sub, fmt) -> None:
     r.add_argument("--weight", default="auto",
                    help="spectral: floor of the spectrum [rad² per mode] (auto: none); tv, smooth: weight, or auto "
                         "(discrepancy principle: deviance down to noise)")  # fmt: skip
+    r.add_argument("--vacuum", choices=("auto", "stray", "flat", "none"), default="auto",
+                   help="after the TV fall-back, the model of the vacuum round an island of material that sets the "
+                        "slowest modes: stray: a constant plus the stray field of the island's net moment; flat: a "
+                        "constant (the island's flux closes: a vortex); auto: stray only where a chi-squared test "
+                        "on the vacuum asks for it; none: no correction")  # fmt: skip
     r.add_argument("--optimiser", choices=("lbfgs", "adam"), default="lbfgs", help="optax optimiser")
     r.add_argument("--iterations", type=int, default=200, help="iterations in all")
     r.add_argument("--seed", type=int, default=0, help="seed of the uncertainty's random probes")
@@ -194,7 +199,8 @@ def _retrieve(args: argparse.Namespace) -> int:
     series = _args_series(args)
     with output_folder(args.out, command="ltem retrieve") as tmp:
         result = retrieve_phase(series, fit=tuple(f.strip() for f in args.fit.split(",")),
-                                regulariser=args.regulariser, weight=weight, optimiser=args.optimiser,
+                                regulariser=args.regulariser, weight=weight, vacuum=args.vacuum,
+                                optimiser=args.optimiser,
                                 n_iter=args.iterations, rng=args.seed, progress=True)  # fmt: skip
         if args.ms is not None:
             from ..ltem import constrain_magnetisation
