@@ -66,3 +66,16 @@ def test_the_reconstruction_reports_the_ladder_with_its_standard_errors():
     x, y = np.log(ladder[order[k - 1 : k + 2], 0]), ladder[order[k - 1 : k + 2], 1]
     a, b, _ = np.polyfit(x, y, 2)
     assert reg["mu"] / _CV_DOSE_FACTOR == pytest.approx(np.exp(-b / (2 * a)), rel=1e-9)
+
+
+def test_the_ladder_comes_on_top_of_the_reconstructions_iterations():
+    # n_iter bounds the rounds at the chosen μ; the ladder takes at most n_iter / 2 more
+    d = core_shell_rod(shape=(16, 16, 16), voxel_size_angstrom=1.5, interface_width_angstrom=3.0)
+    angles = np.arange(-60.0, 61.0, 15.0)
+    edxs = simulate_edxs(d, 1.5, angles, dose_e_per_angstrom2=3e8, rng=4)
+    with pytest.warns(RuntimeWarning, match="did not converge in 24 iterations"):
+        res = reconstruct_elemental(None, edxs, n_iter=24, progress=False)
+    reg = res.regularisation
+    assert 0 < reg["cross_validation_iterations"] <= 12
+    assert sum(r["iterations"] for r in reg["rounds"]) == 24
+    assert len(res.objective) == 24 + reg["cross_validation_iterations"]
