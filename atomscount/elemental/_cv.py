@@ -30,6 +30,11 @@ _CV_MAX_STEPS = 7
 _CV_FIT_SHARE = 3
 #: The ladder's fits stop at this many times ``tol``: the held-out deviance needs the fit's shape, not its last digits.
 _CV_TOL_FACTOR = 3.0
+#: Each fit of the ladder takes at least this many iterations: continuing from the fit at another μ, the first
+#: steps lower the objective little, and the stopping rule ended the 128³ rod's fit at μ 0.36 after 12, scored
+#: nearly as the fit at 1.09 it started from, and so a false minimum (μ 0.88, Au/Ag 0.070/0.053; at 30, 1.2 and
+#: 0.058/0.045).
+_CV_MIN_ITER = 30
 #: μ of the full series over the cross-validated μ of its half: √2, as a threshold ∝ the noise's σ (TV's
 #: optimal weight in the objective's units, counts' deviance, grows as the square root of the dose).
 _CV_DOSE_FACTOR = float(np.sqrt(2.0))
@@ -80,8 +85,9 @@ def thinning_cv(prob, z, tol, budget, bar, history, *, fit, seed=0):
     the HAADF term halved too (its σ times √2: the objective of a series at half the dose) and scored by the
     deviance its prediction ``s/2 · A u`` leaves on ``b₂``. It goes down from :func:`initial_mu` / 3 until
     the held-out deviance rises (or up, where it rises at once). Each fit stops when converged or after
-    ``budget / _CV_FIT_SHARE`` iterations, the ladder after :data:`_CV_MAX_STEPS` fits or when it has spent
-    ``budget``. ``fit(problem, z, n_bounded, n_iter, tol, bar, history, state, min_iter)`` is the solver.
+    ``budget / _CV_FIT_SHARE`` iterations (not before :data:`_CV_MIN_ITER`), the ladder after
+    :data:`_CV_MAX_STEPS` fits or when it has spent ``budget``.
+    ``fit(problem, z, n_bounded, n_iter, tol, bar, history, state, min_iter)`` is the solver.
 
     Returns (μ for the half dose, the fit to ``b₁`` nearest it, the ladder's [(μ, held-out deviance)...],
     a dict of the ladder's diagnostics: ``se``, the standard error of each point's held-out deviance minus
@@ -113,7 +119,7 @@ def thinning_cv(prob, z, tol, budget, bar, history, *, fit, seed=0):
         half.mu = float(np.exp(log_mu))
         state.pop("memory", None)  # the curvature pairs of another μ stop the next fit after a few small steps
         n0 = len(history)
-        zz, _ = fit(half, z0, half.n_u, its, _CV_TOL_FACTOR * tol, bar, history, state, min_iter=min(10, its))
+        zz, _ = fit(half, z0, half.n_u, its, _CV_TOL_FACTOR * tol, bar, history, state, min_iter=min(_CV_MIN_ITER, its))
         its_used.append(len(history) - n0)
         xs.append(log_mu)
         terms.append(held_out(zz))
