@@ -5,10 +5,11 @@ independent halves by binomial thinning (``split_counts``); each method denoises
 squared difference to half B: ``E|f(A) - B|² = E|f(A) - λ/2|² + E var B``, lower is better, and since B is Poisson
 its mean estimates ``E var B``, so ``excess_mse_estimate`` (the score less B's mean) estimates the true squared error
 ``E|f(A) - λ/2|²`` with no truth. Methods: the identity, the Gaussian filter (PURE width) and TV (SURE weight),
-BM3D on six maps (slow), and the network: the default (``network``: the mirrored frame margin and the blend with the
-Gaussian filter chosen by thinning cross-validation), ``network_alone`` (``blend=1``), with TTA, the joint network
-(the element's half with the total of the three elements' halves), and fine-tuned by Noise2Noise on a thinning of
-A (``finetune_denoiser``; the data have no frames). ``blend_network_weight``: the weight each default chose.
+BM3D on six maps (slow), and the network: the default (``network``: the frame margin, mirrored at the edges the
+sample crosses, and the blend with the Gaussian filter chosen by thinning cross-validation), ``network_alone``
+(``blend=1``), with TTA, the joint network (the element's half with the total of the three elements' halves), and
+fine-tuned by Noise2Noise on a thinning of A (``finetune_denoiser``; the data have no frames).
+``blend_network_weight``: the weight each default chose.
 """
 
 from __future__ import annotations

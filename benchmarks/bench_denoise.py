@@ -19,8 +19,9 @@ Maps and doses
 Methods
     ``network_joint`` (the joint network: each map with its projection's total, the default of
     ``denoise_edxs`` for two or more elements) and ``network`` (the single-map network), both
-    shipped weights with no tuning, through ``denoise_edxs``'s defaults (each map mirrored by
-    ``_net.FRAME_MARGIN`` px, and the output blended with the PURE Gaussian filter by a weight chosen
+    shipped weights with no tuning, through ``denoise_edxs``'s defaults (a margin of ``_net.FRAME_MARGIN`` px
+    round each map, mirrored at the edges the sample crosses (``_net.frame_edges``) and filled with the map's
+    background at the others, and the output blended with the PURE Gaussian filter by a weight chosen
     on the noisy maps by thinning cross-validation: ``blend="auto"``), with ``_alone`` the network
     without the blend (``blend=1``) and ``_tta`` their test-time augmentation; ``gaussian``,
     ``tv``, ``bm3d`` with their automatic parameter (PURE / SURE / unit noise, no truth:
