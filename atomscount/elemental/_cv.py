@@ -8,11 +8,11 @@ fits' held-out deviances follows from the per-pixel terms (paired); it is report
 The choice is the minimum (a parabola's vertex), not the one-standard-error rule (Hastie, Tibshirani &
 Friedman, *The Elements of Statistical Learning*, 2nd ed., §7.10, doi:10.1007/978-0-387-84858-7: the
 largest μ within one standard error of the minimum). Measured on the benchmark's particles (docs/elemental.rst)
-the rule did not pay: on the 128³ Au@Ag rod at 30 counts, whose held-out deviance looks flat (117,744 at
-μ 0.36 against 117,781 at 1.09), the difference is 7 standard errors (5.1: the two fits differ little pixel
-by pixel), so the rule keeps the same μ; on the 64³ rod it moves μ from 1.7 to 5.1 (within 0.8 SE) and
-Au/Ag from 0.054/0.042 to 0.067/0.048. Taking the vertex only where it lies above the minimum
-(towards more smoothing) cost the three-element particle's Au 0.127 → 0.145 at 30 counts.
+the rule did not pay: on the 64³ Au@Ag rod at 30 counts it moves μ from 1.7 to 5.1 (0.8 SE apart) and
+Au/Ag from 0.054/0.042 to 0.067/0.048; the 128³ rod's flat-looking held-out deviance (117,744 at μ 0.36
+against 117,781 at 1.09) was 7 SE apart, a fit stopped after 12 iterations (:data:`_CV_MIN_ITER`), not a tie.
+Taking the vertex only where it lies above the minimum (towards more smoothing) cost the three-element
+particle's Au 0.127 → 0.145 at 30 counts.
 """
 
 from __future__ import annotations
