@@ -83,7 +83,7 @@ def add_parser(sub, fmt) -> None:
                    help="the concentrations add to one in the particle (a dense alloy)")  # fmt: skip
     r.add_argument("--iterations", type=int, default=None,
                    help="iterations (default: the method's, at most 1000 multimodal, stopping when converged, "
-                        "and 50 separate)")  # fmt: skip
+                        "plus at most half as many for the weight's cross-validation, and 50 separate)")  # fmt: skip
     r.add_argument("--tol", type=float, default=1e-4, help="relative change of the objective that stops it")
     r.add_argument("--export", action="store_true", help="also write each element's concentration as .mrc and .tif")
     figure_options(r)
