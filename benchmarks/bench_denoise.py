@@ -53,6 +53,14 @@ Scores
     maps with one fixed weight (the discrepancy principle assumes Poisson counts);
     ``recon_error_ratio_3_multimodal`` = tuned Gaussian's error / the network's, the lowest
     over the particles.
+    ``recon_oracle`` (3 counts per pixel, ``part_recon``'s maps; ``_bench_denoise_oracle.py``): the maps
+    truth + α·(D − truth) for D the joint network and the tuned Gaussian, each scored like ``recon``;
+    ``recon_oracle_needed_gain_db_3``: per particle, the map PSNR gain over the tuned Gaussian at which the
+    network-shaped curve's 3D error is the tuned Gaussian's / 1.5 (what ``recon_error_ratio_3`` = 1.5 would need of
+    a denoiser whose errors are shaped like the network's), against ``recon_oracle_gain_db_3_now``, the network's
+    gain; and the split of each denoiser's error maps into their tilt-consistent part (the reprojection of their
+    least-squares volume) and the rest, with the 3D error of each alone (the raw counts' noise split the same way as
+    a reference).
     Hallucination: solid particles (spheres and every shape of ``shapes.SHAPES``,
     one element, projected) denoised at each dose; a shell is a band within the outer third of
     the particle's depth (distance from its edge) whose mean exceeds the mean of the inner
@@ -102,7 +110,7 @@ from _common import json_default, save_json_atomic  # noqa: E402
 PUBLIC = Path(__file__).resolve().parents[2] / "shared" / "data" / "public"
 DEFAULT_OUT = Path(__file__).resolve().parent / "results" / "bench_denoise.json"
 DOSES = (1.0, 3.0, 10.0, 30.0)
-PARTS = ("held_out", "held_out_joint", "hallucination", "timing", "recon", "recon_multimodal", "public")
+PARTS = ("held_out", "held_out_joint", "hallucination", "timing", "recon", "recon_multimodal", "recon_oracle", "public")
 GRIDS = {"gaussian": np.geomspace(0.4, 12.0, 16), "tv": np.geomspace(0.05, 8.0, 14),
          "bm3d": np.array([0.5, 0.7, 1.0, 1.4, 2.0, 2.8])}  # fmt: skip
 INSTALL = {"install_mb": 990, "install_mb_source": "measured at stop 33: fresh venv, pip install atomscount with "
@@ -176,13 +184,16 @@ def _network_outputs(noisy):
     }
 
 
-def _joint_outputs(noisy: dict):
+JOINT = {"network_joint": {}, "network_joint_tta": {"tta": True}, "network_joint_alone": {"blend": 1.0}}
+
+
+def _joint_outputs(noisy: dict, methods=tuple(JOINT)):
     """The joint network on all elements' maps (each map with its projection's total), plain and with TTA:
-    method -> element -> denoised stack."""
+    method -> element -> denoised stack, for each of ``methods`` (keys of ``JOINT``)."""
     elements = list(noisy)
     out = {}
-    for m, kw in (("network_joint", {}), ("network_joint_tta", {"tta": True}), ("network_joint_alone", {"blend": 1.0})):
-        d = _denoise(noisy, "network", joint=True, **kw)
+    for m in methods:
+        d = _denoise(noisy, "network", joint=True, **JOINT[m])
         out[m] = {e: d[i] for i, e in enumerate(elements)}
     return out
 
@@ -687,6 +698,13 @@ def part_recon_multimodal(cfg, out, save):
     save()
 
 
+def part_recon_oracle(cfg, out, save):
+    """At 3 counts per pixel: the map gain a 1.5× lower 3D error would need (``_bench_denoise_oracle.py``)."""
+    from _bench_denoise_oracle import run
+
+    run(cfg, out, save)
+
+
 def part_public(cfg, out, save):
     """The graptor sinograms (real counts, no truth): ``_bench_denoise_public.py``."""
     from _bench_denoise_public import run
@@ -720,7 +738,8 @@ def main(argv=None) -> int:
 
     runners = {"held_out": part_held_out, "held_out_joint": part_held_out_joint, "hallucination": part_hallucination,
                "timing": part_timing,
-               "recon": part_recon, "recon_multimodal": part_recon_multimodal, "public": part_public}  # fmt: skip
+               "recon": part_recon, "recon_multimodal": part_recon_multimodal, "recon_oracle": part_recon_oracle,
+               "public": part_public}  # fmt: skip
     t0 = time.perf_counter()
     for part in parts:
         out.setdefault("parts_run", {})[part] = {"quick": args.quick, "network_only": args.network_only,
