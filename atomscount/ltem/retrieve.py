@@ -480,7 +480,9 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
         followed by ``" + vacuum flattened"``, or ``"spectral (tv tried, fitted worse)"``) and, after the
         TV fall-back, ``vacuum`` (``"no island found"``, ``"not asked"`` or a dict: ``asked``, ``model`` (the
         one used), ``applied``, ``deviance_before``, ``deviance_after``, ``rms_change_rad`` and, unless
-        ``"flat"`` was asked, ``stray_statistic``, ``stray_threshold``, ``stray_amplitudes``);
+        ``"flat"`` was asked, ``stray_statistic``, ``stray_threshold``, ``stray_amplitudes``); on the
+        spectral path ``ray``, the coherent test of a straight feature (a domain wall) in the prior
+        (``kept``, ``statistic``, ``threshold``, ``p_value`` and the ray's ``direction``, ``slope``, ``modes``);
         ``uncertainty`` [rad] is ``1/√F_ii``, the diagonal of the Fisher information estimated with 16
         random probes: the spread of one pixel with the others held, a lower bound on its marginal
         uncertainty (it leaves out the regulariser and the correlations between pixels).
@@ -650,6 +652,8 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     provenance = {"n_images": len(series), "dose_e_per_pixel": np.asarray(dose, dtype=float).tolist(),
                   "weight_rule": "discrepancy" if weight == "auto" else "given"}  # fmt: skip
     parameters["path"] = regulariser
+    if spectral:  # the coherent ray test of a straight feature (spectral._spectral_terms, _rays)
+        parameters["ray"] = dict(terms["ray"])
     if (
         spectral
         and "phase" in fit

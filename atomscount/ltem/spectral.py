@@ -12,13 +12,16 @@ ring of modes shows an isotropic spectrum, and is 0 elsewhere; the phase is the 
 ``S y / (S P + 1)``. A strong phase puts what the weak-phase model leaves out into y, so the threshold
 (1, 4, 16 or 64 times β, with or without the rings) is the one whose phase explains the counts best through
 the full image model. Slow modes, where ``sin χ`` and so P vanish, are kept only when
-the data show them far above their noise, which is what TIE's noise (growing as ``1/k²``) lacks.
+the data show them far above their noise, which is what TIE's noise (growing as ``1/k²``) lacks. A straight
+feature (a domain wall) whose modes on one ray through the origin are each below β but together coherent is
+found by the test of :mod:`~atomscount.ltem._rays`, which then keeps a spectrum on that ray.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from ._rays import _ray_spectrum
 from .induction import _check_map_pair
 from .result import LTEMSeries, PhaseRetrieval
 
@@ -112,6 +115,11 @@ def _spectral_terms(series: LTEMSeries, dose=None) -> dict:
         y_amp += d * aj * c
         p_amp += d * aj**2
     ring = _ring_spectrum(y, p, k2, series.pixel_nm)
+    # a straight line feature (a domain wall) whose modes are each below the threshold: the coherent ray
+    # test on the modes that neither the lowest threshold nor the rings keep (:mod:`._rays`)
+    tested = (p > 0) & (np.maximum(_kept_spectrum(y, p, 2 * np.log(p.size)), ring) == 0)
+    tested[0, 0] = False
+    ray, ray_info = _ray_spectrum(y, p, tested)
     # a strong phase (a film's edge) puts what the weak-phase model leaves out into y, which the slow modes'
     # 1/P blows up: of the thresholds 2 ln(modes) × 1, 4, 16, 64, with and without the rings, the one whose
     # phase explains the counts best through the full (nonlinear) image model
@@ -120,6 +128,7 @@ def _spectral_terms(series: LTEMSeries, dose=None) -> dict:
         beta = factor * 2 * np.log(p.size)
         for use_ring in (True, False):
             s = np.maximum(_kept_spectrum(y, p, beta), ring) if use_ring else _kept_spectrum(y, p, beta)
+            s = np.maximum(s, ray)
             s[0, 0] = 0.0
             phase = np.fft.ifft2(s * y / (s * p + 1), norm="ortho").real
             dev = _deviance(images, doses, phase, series)
@@ -130,7 +139,7 @@ def _spectral_terms(series: LTEMSeries, dose=None) -> dict:
     s_amp = _kept_spectrum(y_amp, p_amp, beta) if len(images) > 1 else np.zeros(series.shape)
     return {"y": y, "precision": p, "amplitude_precision": p_amp, "amplitude_spectrum": s_amp, "spectrum": s,
             "phase": phase, "dose": doses, "k2": k2, "threshold": beta, "rings": use_ring,
-            "deviance": dev}  # fmt: skip
+            "deviance": dev, "ray": ray_info}  # fmt: skip
 
 
 def _mean_poisson_deviance(mu, counts) -> float:
@@ -284,7 +293,8 @@ def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> 
     -------
     PhaseRetrieval
         Phase [rad] (mean 0), amplitude 1, method ``"wiener"``; ``parameters`` holds the number of kept
-        modes, the threshold β, whether the rings were used and the mean deviance per pixel.
+        modes, the threshold β, whether the rings were used, the mean deviance per pixel and the ray test
+        (``ray``: ``kept``, ``statistic``, ``threshold``, ``p_value``, …; :mod:`~atomscount.ltem._rays`).
 
     Raises
     ------
@@ -306,7 +316,7 @@ def ctf_wiener(series: LTEMSeries, *, dose_e_per_pixel: float | None = None) -> 
                           parameters={"defoci_nm": series.defoci_nm.tolist(),
                                       "kept_modes": int(np.count_nonzero(terms["spectrum"])),
                                       "threshold": float(terms["threshold"]), "rings": bool(terms["rings"]),
-                                      "deviance": float(terms["deviance"])},
+                                      "deviance": float(terms["deviance"]), "ray": dict(terms["ray"])},
                           provenance=dict(series.provenance))  # fmt: skip
 
 

@@ -47,6 +47,8 @@ def test_spectral_retrieval_starts_at_the_wiener_estimate_and_keeps_its_gain(lat
     assert result.loss_history[-1] <= result.loss_history[0]
     assert _rmse(result.phase, truth) < 0.5 * _tie_tuned(series, truth)
     assert abs(result.parameters["deviance"] - 1.0) < 0.05  # fits the counts to their Poisson noise
+    # the coherent ray test is recorded (a lattice keeps no ray: tests/ltem/test_rays.py)
+    assert result.parameters["ray"]["kept"] is False and result.parameters["ray"]["p_value"] > 0.01
 
 
 def test_fourier_ring_correlation_of_known_cases():
