@@ -160,13 +160,17 @@ def _methods(series, truth, sample=None, *, ms_only: bool = False) -> dict:
 
 
 def _route(result) -> dict:
-    """The retrieval's path and, after the TV fall-back, the vacuum model it used and its test statistic."""
+    """The retrieval's path, after the TV fall-back the vacuum model it used and its test statistic, and on the
+    spectral path the coherent ray test (kept, statistic, threshold)."""
     out = {"path": result.parameters["path"]}
     vac = result.parameters.get("vacuum")
     if isinstance(vac, dict):
         out["vacuum"] = {k: vac[k] for k in ("asked", "model", "applied", "stray_statistic") if k in vac}
     elif vac is not None:
         out["vacuum"] = vac
+    ray = result.parameters.get("ray")
+    if ray is not None:  # the coherent ray test of a straight feature (a wall) in the spectral prior
+        out["ray"] = {k: ray[k] for k in ("kept", "statistic", "threshold")}
     return out
 
 
