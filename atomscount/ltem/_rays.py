@@ -49,8 +49,10 @@ def _lattice_rays(shape, k_max: float, min_modes: int):
             if (b == 0 and a <= 0) or gcd(abs(a), b) != 1:
                 continue
             step = float(np.hypot(a * sx, b * sy))
-            m = np.arange(1, int(k_max / step) + 1)
-            if len(m) < min_modes or np.any(np.abs(m * a) > nx // 2) or np.any(m * b > ny // 2):
+            # within k_max and below Nyquist along both axes
+            m_max = min(k_max / step, (nx // 2) / abs(a) if a else np.inf, (ny // 2) / b if b else np.inf)
+            m = np.arange(1, int(m_max) + 1)
+            if len(m) < min_modes:
                 continue
             out.append(((a, b), (m * b) % ny, (m * a) % nx, m * step))
     return out
