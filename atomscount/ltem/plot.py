@@ -128,7 +128,11 @@ def plot_induction(result, *, ax=None, arrows: int = 12):
     step = max(1, max(ny, nx) // arrows)
     ys, xs = np.mgrid[step // 2 : ny : step, step // 2 : nx : step]
     px = result.pixel_nm
-    ax.quiver((xs + 0.5) * px, (ys + 0.5) * px, bx[ys, xs], by[ys, xs], color="white", pivot="mid", width=0.006)
+    if b.max() > 0:
+        ax.quiver((xs + 0.5) * px, (ys + 0.5) * px, bx[ys, xs], by[ys, xs], color="white", pivot="mid", width=0.006)
+    else:  # a zero phase (nothing above the noise): no arrows to scale, and say so
+        ax.text(0.5, 0.5, "no induction\n(zero phase)", transform=ax.transAxes, ha="center", va="center",
+                color="white")  # fmt: skip
     ax.set_xlabel("x (nm)")
     ax.set_ylabel("y (nm)")
     ax.set_title("in-plane induction B⊥·t")

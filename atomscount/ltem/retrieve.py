@@ -11,6 +11,7 @@ npj Comput. Mater. 7, 141 (2021), https://doi.org/10.1038/s41524-021-00600-x).
 from __future__ import annotations
 
 import dataclasses
+import warnings
 
 import numpy as np
 
@@ -673,6 +674,11 @@ def retrieve_phase(images, defocus_nm=None, *, pixel_nm: float | None = None, be
     sigma = None
     if uncertainty:
         sigma = _fisher_uncertainty(model_images, {**fixed, **params}, dose, seed)
+    if "phase" in fit and np.ptp(phase) < 1e-9:  # an empty result is never silent
+        warnings.warn(f"retrieve_phase: no spatial frequency of the images rises above their noise (dose "
+                      f"{float(np.mean(dose)):.3g} e/px, {len(series)} image(s)), so the retrieved phase is zero "
+                      "everywhere; more dose, more images at other defocus values, or a regulariser given by "
+                      "hand (regulariser='tv', weight=...) would be needed", stacklevel=2)  # fmt: skip
     return PhaseRetrieval(phase=phase - phase.mean(), amplitude=amplitude, pixel_nm=series.pixel_nm,
                           parameters=parameters, loss_history=np.asarray(history), method="ad",
                           uncertainty=sigma, provenance=provenance)  # fmt: skip
